@@ -1,0 +1,302 @@
+"""The clusters config: a TOML file of clusters and the nodes in them.
+
+    [ssh]
+    known_hosts = "~/.ssh/known_hosts"   # optional; host keys are always verified
+    connect_timeout = "5s"               # optional
+
+    [clusters.east]
+    read_only = false                    # optional: no migration may start from or to it
+
+    [[nodes]]
+    name = "east-1"
+    cluster = "east"
+    address = "198.18.0.10:22"           # host[:port] as the operator reaches it
+    wan_address = "198.19.1.10"          # how nodes of other clusters reach it (default: host)
+    ssh_user = "root"                    # optional: ~/.ssh/config and the agent otherwise
+    identity_file = "~/.ssh/id_ed25519"  # optional
+    docker_socket = "/var/run/docker.sock"  # optional, this is the default
+
+Every error names the file, the field and what was expected, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whimbrel.backends.errors import UsageError
+from whimbrel.backends.units import UnitError, parse_duration
+
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_SSH_PORT = 22
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(UsageError):
+    """The config file is missing or wrong; the message names file, field and expectation."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    cluster: str
+    host: str
+    port: int = DEFAULT_SSH_PORT
+    wan_address: str = ""
+    ssh_user: str | None = None
+    identity_file: Path | None = None
+    docker_socket: str = DEFAULT_DOCKER_SOCKET
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == DEFAULT_SSH_PORT else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    clusters: dict[str, Cluster]
+    nodes: tuple[Node, ...]
+    known_hosts: Path | None = None
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        raise UsageError(f"no node named {name!r} in {self.path} (nodes: {known})")
+
+    def nodes_of(self, cluster: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.cluster == cluster)
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """$WHIMBREL_CONFIG, else $XDG_CONFIG_HOME/whimbrel/config.toml (~/.config by default)."""
+    env = os.environ if env is None else env
+    if env.get("WHIMBREL_CONFIG"):
+        return Path(env["WHIMBREL_CONFIG"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "whimbrel" / "config.toml"
+
+
+def resolve_config_path(cli_path: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """`--config` beats `WHIMBREL_CONFIG` beats the XDG default."""
+    return Path(cli_path).expanduser() if cli_path else default_config_path(env)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no config file (create one, or run `whimbrel lab up` for a local lab)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    reader = _Reader(path)
+    reader.only_keys(data, "", {"ssh", "clusters", "nodes"})
+
+    ssh = reader.table(data, "ssh", required=False)
+    reader.only_keys(ssh, "ssh", {"known_hosts", "connect_timeout"})
+    known_hosts = reader.optional_path(ssh, "ssh", "known_hosts")
+    timeout = reader.duration(ssh, "ssh", "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
+
+    clusters: dict[str, Cluster] = {}
+    for name, body in reader.table(data, "clusters", required=True).items():
+        where = f"clusters.{name}"
+        reader.check_name(name, where)
+        if not isinstance(body, Mapping):
+            reader.fail(where, "a table, e.g. [clusters.east]", body)
+        reader.only_keys(body, where, {"read_only"})
+        clusters[name] = Cluster(name, reader.boolean(body, where, "read_only", False))
+
+    raw_nodes = data.get("nodes")
+    if raw_nodes is None:
+        reader.fail("nodes", "at least one [[nodes]] entry", None)
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        reader.fail("nodes", "a non-empty array of tables ([[nodes]])", raw_nodes)
+
+    nodes: list[Node] = []
+    seen: dict[str, str] = {}
+    for index, body in enumerate(raw_nodes):
+        where = f"nodes[{index}]"
+        if not isinstance(body, Mapping):
+            reader.fail(where, "a table ([[nodes]])", body)
+        reader.only_keys(
+            body,
+            where,
+            {
+                "name",
+                "cluster",
+                "address",
+                "wan_address",
+                "ssh_user",
+                "identity_file",
+                "docker_socket",
+            },
+        )
+        name = reader.string(body, where, "name")
+        reader.check_name(name, f"{where}.name")
+        where = f"{where} ({name})"
+        if name in seen:
+            raise ConfigError(f"{path}: {where}.name: duplicate node name, also {seen[name]}")
+        seen[name] = f"nodes[{index}]"
+        cluster = reader.string(body, where, "cluster")
+        if cluster not in clusters:
+            known = ", ".join(clusters) or "none"
+            raise ConfigError(
+                f"{path}: {where}.cluster: unknown cluster {cluster!r} (declared: {known})"
+            )
+        host, port = reader.host_port(body, where, "address")
+        wan = reader.string(body, where, "wan_address", default=host)
+        if not wan or any(c.isspace() for c in wan):
+            reader.fail(f"{where}.wan_address", "a host name or address", wan)
+        socket = reader.string(body, where, "docker_socket", default=DEFAULT_DOCKER_SOCKET)
+        if not socket.startswith("/"):
+            reader.fail(f"{where}.docker_socket", "an absolute path on the node", socket)
+        nodes.append(
+            Node(
+                name=name,
+                cluster=cluster,
+                host=host,
+                port=port,
+                wan_address=wan,
+                ssh_user=reader.string(body, where, "ssh_user", default=None),
+                identity_file=reader.optional_path(body, where, "identity_file"),
+                docker_socket=socket,
+            )
+        )
+    return Config(
+        path=path,
+        clusters=clusters,
+        nodes=tuple(nodes),
+        known_hosts=known_hosts,
+        connect_timeout_s=timeout,
+    )
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+class _Reader:
+    """Typed field access that raises ConfigError naming the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, expected: str, got: Any) -> None:
+        shown = "nothing" if got is None else f"{_type_name(got)} {got!r}"
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise ConfigError(f"{self.path}: {where}: expected {expected}, got {shown}")
+
+    def only_keys(self, body: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        for key in body:
+            if key not in allowed:
+                place = f"{where}.{key}" if where else key
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(f"{self.path}: {place}: unknown field (known here: {known})")
+
+    def table(self, body: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
+        value = body.get(key)
+        if value is None:
+            if required:
+                self.fail(key, f"a [{key}] table", None)
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(key, "a table", value)
+        return value
+
+    def string(self, body: Mapping[str, Any], where: str, key: str, default: Any = ...) -> Any:
+        value = body.get(key)
+        if value is None:
+            if default is ...:
+                self.fail(f"{where}.{key}", "a string (required field)", None)
+            return default
+        if not isinstance(value, str) or not value:
+            self.fail(f"{where}.{key}", "a non-empty string", value)
+        return value
+
+    def boolean(self, body: Mapping[str, Any], where: str, key: str, default: bool) -> bool:
+        value = body.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"{where}.{key}", "true or false", value)
+        return value
+
+    def optional_path(self, body: Mapping[str, Any], where: str, key: str) -> Path | None:
+        value = self.string(body, where, key, default=None)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path)
+
+    def duration(self, body: Mapping[str, Any], where: str, key: str, default: float) -> float:
+        value = body.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.fail(f"{where}.{key}", 'a duration such as "5s"', value)
+        try:
+            return parse_duration(str(value), f"{where}.{key}", allow_zero=False)
+        except UnitError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+
+    def check_name(self, name: str, where: str) -> None:
+        if not _NAME.match(name):
+            self.fail(where, "a name of letters, digits, '.', '_', '-' (at most 63)", name)
+
+    def host_port(self, body: Mapping[str, Any], where: str, key: str) -> tuple[str, int]:
+        value = self.string(body, where, key)
+        text = value.strip()
+        port = DEFAULT_SSH_PORT
+        if text.startswith("["):  # [v6]:port
+            host, _, rest = text[1:].partition("]")
+            if rest.startswith(":"):
+                port = self._port(rest[1:], where, key, value)
+            elif rest:
+                self.fail(f"{where}.{key}", "host[:port]", value)
+        elif text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+            port = self._port(port_text, where, key, value)
+        else:
+            host = text
+        if not host or any(c.isspace() or c in "/@" for c in host):
+            self.fail(f"{where}.{key}", "host[:port]", value)
+        return host, port
+
+    def _port(self, text: str, where: str, key: str, value: str) -> int:
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            self.fail(f"{where}.{key}", "host[:port] with a port from 1 to 65535", value)
+        return int(text)

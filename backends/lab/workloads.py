@@ -1,0 +1,137 @@
+"""Talking to the lab's workloads from the operator's host: a minimal Redis client (RESP over a
+socket, so nothing but the standard library is needed) and memwriter's status line."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class RespError(Exception):
+    pass
+
+
+def _encode(*args: str | bytes | int) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        data = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class Redis:
+    """Blocking RESP2 client: enough for loading data, checking it, and steady write loads."""
+
+    def __init__(self, host: str, port: int = 6379, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def __enter__(self) -> Redis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _reply(self) -> object:
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RespError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.file.read(n + 2)
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise RespError(f"unexpected reply {line!r}")
+
+    def command(self, *args: str | bytes | int) -> object:
+        self.sock.sendall(_encode(*args))
+        return self._reply()
+
+    def pipeline(self, commands: Iterable[tuple[str | bytes | int, ...]]) -> list[object]:
+        cmds = list(commands)
+        self.sock.sendall(b"".join(_encode(*c) for c in cmds))
+        return [self._reply() for _ in cmds]
+
+
+def value_for(i: int, size: int) -> bytes:
+    """The deterministic value of key i, so any key can be checked after a move."""
+    seed = f"v{i}:".encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def load_redis(host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 2000) -> int:
+    """SET key:0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
+    with Redis(host, port) as r:
+        for start in range(0, n_keys, batch):
+            stop = min(n_keys, start + batch)
+            r.pipeline(("SET", f"key:{i}", value_for(i, value_size)) for i in range(start, stop))
+        return int(r.command("DBSIZE"))  # type: ignore[arg-type]
+
+
+def missing_keys(
+    host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 5000
+) -> list[int]:
+    """Indices among key:0..n-1 whose value is absent or wrong."""
+    bad: list[int] = []
+    with Redis(host, port) as r:
+        for start in range(0, n_keys, batch):
+            stop = min(n_keys, start + batch)
+            values = r.pipeline(("GET", f"key:{i}") for i in range(start, stop))
+            bad += [
+                i
+                for i, v in zip(range(start, stop), values, strict=True)
+                if v != value_for(i, value_size)
+            ]
+    return bad
+
+
+@dataclass(frozen=True)
+class MemwriterStatus:
+    counter: int
+    checksum: str
+    size: int
+    hot: int
+    rate: int
+    pid: int
+    verified: bool | None  # None: not asked
+
+
+def memwriter_status(
+    host: str, port: int = 7070, verify: bool = False, timeout: float = 10.0
+) -> MemwriterStatus:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"verify\n" if verify else b"status\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    doc = json.loads(data)
+    return MemwriterStatus(
+        counter=doc["counter"],
+        checksum=doc["checksum"],
+        size=doc["size"],
+        hot=doc["hot"],
+        rate=doc["rate"],
+        pid=doc["pid"],
+        verified=None if "verify" not in doc else doc["verify"] == "ok",
+    )
