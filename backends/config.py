@@ -146,6 +146,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         where = f"nodes[{index}]"
         if not isinstance(body, Mapping):
             reader.fail(where, "a table ([[nodes]])", body)
+        name = reader.string(body, where, "name")
+        reader.check_name(name, f"{where}.name")
+        where = f"{where} ({name})"
         reader.only_keys(
             body,
             where,
@@ -159,9 +162,6 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                 "docker_socket",
             },
         )
-        name = reader.string(body, where, "name")
-        reader.check_name(name, f"{where}.name")
-        where = f"{where} ({name})"
         if name in seen:
             raise ConfigError(f"{path}: {where}.name: duplicate node name, also {seen[name]}")
         seen[name] = f"nodes[{index}]"

@@ -22,6 +22,7 @@ REDIS_IMAGE = "whimbrel-lab/redis:7"
 MEMWRITER_IMAGE = "whimbrel-lab/memwriter:1"
 BUSYBOX = Path("/bin/busybox")
 REDIS_SERVER = Path("/usr/bin/redis-server")
+REDIS_CONF = "/etc/redis.conf"
 BUSYBOX_APPLETS = ("sh", "ls", "cat", "mkdir", "rm", "ln", "cp", "mv", "sleep", "ps", "du", "df")
 
 
@@ -61,8 +62,8 @@ def _add_bytes(tar: tarfile.TarFile, dest: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _rootfs(files: dict[str, Path]) -> bytes:
-    """A root file system: the given files, busybox with a few applets, /etc basics."""
+def _rootfs(files: dict[str, Path], texts: dict[str, str] | None = None) -> bytes:
+    """A root file system: the given files and texts, busybox with a few applets, /etc basics."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         dirs = {"/bin", "/etc", "/tmp", "/data", "/proc", "/sys", "/dev"}
@@ -81,6 +82,8 @@ def _rootfs(files: dict[str, Path]) -> bytes:
             tar.addfile(info)
         _add_bytes(tar, "/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         _add_bytes(tar, "/etc/group", b"root:x:0:\n", 0o644)
+        for dest, text in (texts or {}).items():
+            _add_bytes(tar, dest, text.encode(), 0o644)
     return buf.getvalue()
 
 
@@ -90,20 +93,14 @@ def redis_image() -> ImageSpec:
     files = {str(REDIS_SERVER): REDIS_SERVER}
     for lib in shared_libraries(REDIS_SERVER):
         files[str(lib)] = lib.resolve()
-    cmd = [
-        "redis-server",
-        "--bind",
-        "0.0.0.0",
-        "--protected-mode",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        "/data",
-    ]
-    return ImageSpec(REDIS_IMAGE, _rootfs(files), (f"CMD {json.dumps(cmd)}", "WORKDIR /data"))
+    # Defaults live in a file, so `redis-server /etc/redis.conf --port N` keeps them.
+    conf = 'bind 0.0.0.0\nprotected-mode no\nsave ""\nappendonly no\ndir /data\n'
+    cmd = ["redis-server", REDIS_CONF]
+    return ImageSpec(
+        REDIS_IMAGE,
+        _rootfs(files, {REDIS_CONF: conf}),
+        (f"CMD {json.dumps(cmd)}", "WORKDIR /data"),
+    )
 
 
 def build_memwriter(out: Path) -> Path:

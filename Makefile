@@ -1,0 +1,54 @@
+# whimbrel: `make demo` runs the main job on the local lab; `make test` passes the tests.
+# Both set everything up from nothing on Debian 12 (as root: the lab needs namespaces).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WHIMBREL := $(BIN)/whimbrel
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv demo test unit lint format bench lab-up lab-down
+
+setup: system venv
+
+system:
+	bash backends/lab/install-system.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(WHIMBREL) lab up
+	$(WHIMBREL) --config /var/lib/wblab/config.toml config check
+	$(WHIMBREL) model --size 512MiB --dirty-rate 8MiB/s --bandwidth 200Mbit --rtt 40ms --compare
+
+# Lint, bring the lab up, run every test (lab tests included: they fail, never skip, without
+# the lab), and take the lab down whatever happened.
+test: setup lint
+	$(WHIMBREL) lab up
+	status=0; $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	  $(WHIMBREL) lab down; exit $$status
+
+unit: venv
+	$(BIN)/pytest -p no:cacheprovider -m "not lab" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python benchmarks/model_grid.py
+
+lab-up: setup
+	$(WHIMBREL) lab up
+
+lab-down: venv
+	$(WHIMBREL) lab down
