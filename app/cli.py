@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from whimbrel.backends.errors import UsageError, WhimbrelError
 
 # Subcommand modules under whimbrel.app.commands, in the order `--help` lists them.
-COMMANDS = ("config", "lab", "model")
+COMMANDS = ("ls", "probe", "model", "config", "lab")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

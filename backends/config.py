@@ -15,6 +15,8 @@
     ssh_user = "root"                    # optional: ~/.ssh/config and the agent otherwise
     identity_file = "~/.ssh/id_ed25519"  # optional
     docker_socket = "/var/run/docker.sock"  # optional, this is the default
+    authorized_keys = "~/.ssh/authorized_keys"  # optional: where this node's sshd reads keys;
+                                         # whimbrel adds a short-lived key there per migration
 
 Every error names the file, the field and what was expected, in one line.
 """
@@ -33,6 +35,7 @@ from whimbrel.backends.errors import UsageError
 from whimbrel.backends.units import UnitError, parse_duration
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_AUTHORIZED_KEYS = "~/.ssh/authorized_keys"
 DEFAULT_SSH_PORT = 22
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -58,6 +61,7 @@ class Node:
     ssh_user: str | None = None
     identity_file: Path | None = None
     docker_socket: str = DEFAULT_DOCKER_SOCKET
+    authorized_keys: str = DEFAULT_AUTHORIZED_KEYS
 
     @property
     def address(self) -> str:
@@ -160,6 +164,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                 "ssh_user",
                 "identity_file",
                 "docker_socket",
+                "authorized_keys",
             },
         )
         if name in seen:
@@ -178,6 +183,11 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         socket = reader.string(body, where, "docker_socket", default=DEFAULT_DOCKER_SOCKET)
         if not socket.startswith("/"):
             reader.fail(f"{where}.docker_socket", "an absolute path on the node", socket)
+        authorized_keys = reader.string(
+            body, where, "authorized_keys", default=DEFAULT_AUTHORIZED_KEYS
+        )
+        if not authorized_keys.startswith(("/", "~/")):
+            reader.fail(f"{where}.authorized_keys", "a path starting with / or ~/", authorized_keys)
         nodes.append(
             Node(
                 name=name,
@@ -188,6 +198,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                 ssh_user=reader.string(body, where, "ssh_user", default=None),
                 identity_file=reader.optional_path(body, where, "identity_file"),
                 docker_socket=socket,
+                authorized_keys=authorized_keys,
             )
         )
     return Config(

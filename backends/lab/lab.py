@@ -167,7 +167,9 @@ def _sshd_config(node: LabNode) -> str:
             f"ListenAddress 127.0.0.1:{SSH_PORT}",
             f"HostKey {node.state_dir / 'ssh_host_ed25519_key'}",
             f"PidFile {node.run_dir / 'sshd.pid'}",
-            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} .ssh/authorized_keys",
+            # The lab's key, and this node's own file for whimbrel's short-lived keys (the
+            # nodes share one file system, so ~/.ssh would be shared by all of them).
+            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} {node.authorized_keys}",
             "PermitRootLogin prohibit-password",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
@@ -302,6 +304,7 @@ def _write_config(topology: Topology) -> None:
             'ssh_user = "root"',
             f"identity_file = {q(str(SSH_KEY))}",
             f"docker_socket = {q(str(node.docker_socket))}",
+            f"authorized_keys = {q(str(node.authorized_keys))}",
             "",
         ]
     CONFIG_FILE.write_text("\n".join(out))

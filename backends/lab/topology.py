@@ -61,6 +61,10 @@ class LabNode:
         return self.run_dir / "docker.sock"
 
     @property
+    def authorized_keys(self) -> Path:
+        return self.state_dir / "authorized_keys"
+
+    @property
     def docker_host(self) -> str:
         return f"unix://{self.docker_socket}"
 

@@ -1,0 +1,111 @@
+"""Node-to-node links: SSH from a source node straight to a target node, with no standing trust.
+
+For one migration (or probe) whimbrel makes a fresh key pair in memory and installs:
+- on the target, one authorized_keys line for the public key, restricted (no pty, no
+  forwarding), forced to run the receiver script (remote/receiver.py) in a private temp dir,
+  and carrying an `expiry-time`, so it dies by itself even if whimbrel is killed;
+- on the source, the private key (sent on stdin, never in argv or logs) and a known_hosts
+  line holding the target's host key exactly as the operator's verified connection saw it.
+Both are removed when the link closes. The data then goes source -> target over SSH across
+the WAN, never through the operator's machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shlex
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncssh
+
+from whimbrel.backends.config import DEFAULT_SSH_PORT, Node
+from whimbrel.backends.ssh import NodeSession, SessionPool
+
+LINK_TTL_MINUTES = 120
+
+
+def remote_script(name: str) -> str:
+    """The text of a node helper in backends/remote/."""
+    return resources.files("whimbrel.backends.remote").joinpath(name).read_text()
+
+
+@dataclass(frozen=True)
+class NodeLink:
+    """An open link; `ssh_argv` is what the source runs to reach the receiver."""
+
+    id: str
+    src: Node
+    dst: Node
+    src_dir: str  # on the source: the private key and known_hosts
+    dst_dir: str  # on the target: the receiver script
+    user: str
+
+    def ssh_argv(self, action: Sequence[str]) -> list[str]:
+        # The forced command ignores what is asked and runs the receiver, which reads
+        # SSH_ORIGINAL_COMMAND itself: `action` chooses among the receiver's actions.
+        return [
+            "ssh",
+            "-T",
+            "-i", f"{self.src_dir}/id",
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={self.src_dir}/known_hosts",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10",
+            "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=3",
+            "-p", str(self.dst.port),
+            f"{self.user}@{self.dst.wan_address}",
+            shlex.join(action),
+        ]  # fmt: skip
+
+
+def _known_hosts_line(node: Node, key: asyncssh.SSHKey) -> str:
+    host = node.wan_address
+    if node.port != DEFAULT_SSH_PORT or ":" in host:
+        host = f"[{host}]:{node.port}"
+    return f"{host} {key.export_public_key('openssh').decode().strip()}"
+
+
+async def _trust(session: NodeSession, *args: str, input: bytes | None = None) -> dict:
+    done = await session.run_python(remote_script("trust.py"), args, input=input)
+    return json.loads(done.text.strip().splitlines()[-1])
+
+
+@asynccontextmanager
+async def open_link(pool: SessionPool, src: Node, dst: Node) -> AsyncIterator[NodeLink]:
+    src_session, dst_session = pool.session(src), pool.session(dst)
+    dst_conn = await dst_session.connection()
+    host_key = dst_conn.get_server_host_key()
+    if host_key is None:  # pragma: no cover - asyncssh always has it after a verified login
+        raise RuntimeError(f"{dst.name}: no verified host key")
+    user = dst.ssh_user or dst_conn.get_extra_info("username")
+    ident = secrets.token_hex(6)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"whimbrel-{ident}")
+    public = key.export_public_key("openssh").decode().split()
+    receiver = base64.b64encode(remote_script("receiver.py").encode()).decode()
+
+    granted = await _trust(
+        dst_session, "grant", dst.authorized_keys, ident, str(LINK_TTL_MINUTES),
+        f"{public[0]} {public[1]}", receiver,
+    )  # fmt: skip
+    src_dir = None
+    try:
+        made = await _trust(
+            src_session,
+            "keyfile",
+            _known_hosts_line(dst, host_key),
+            input=key.export_private_key("openssh"),
+        )
+        src_dir = made["dir"]
+        yield NodeLink(ident, src, dst, src_dir, granted["dir"], user)
+    finally:
+        await _trust(dst_session, "revoke", dst.authorized_keys, ident, granted["dir"])
+        if src_dir is not None:
+            await _trust(src_session, "cleanup", src_dir)

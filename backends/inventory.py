@@ -1,0 +1,232 @@
+"""Every container on every node of every cluster, fetched concurrently.
+
+A node that does not answer within the timeout is reported as unreachable, with the reason,
+and never delays the others past that timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from whimbrel.backends.config import Node
+from whimbrel.backends.docker_api import DockerAPI, DockerError
+from whimbrel.backends.errors import UsageError, WhimbrelError
+from whimbrel.backends.ssh import SessionPool
+
+DEFAULT_TIMEOUT_S = 8.0
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    protocol: str
+    host_ip: str | None = None
+    host_port: int | None = None
+
+    def __str__(self) -> str:
+        inside = f"{self.container_port}/{self.protocol}"
+        if self.host_port is None:
+            return inside
+        return f"{self.host_ip or '0.0.0.0'}:{self.host_port}->{inside}"
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    type: str  # volume, bind, tmpfs
+    destination: str
+    source: str
+    name: str | None = None  # the volume's name
+    read_write: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str
+    state: str  # running, exited, paused, created, ...
+    status: str  # Docker's words, e.g. "Up 3 minutes"
+    node: str
+    cluster: str
+    memory_bytes: int | None = None
+    started_at: datetime | None = None
+    pid: int | None = None
+    ports: tuple[PortBinding, ...] = ()
+    mounts: tuple[MountInfo, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    network_mode: str = ""
+
+    @property
+    def ref(self) -> str:
+        """The unambiguous name: NODE/NAME."""
+        return f"{self.node}/{self.name}"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def uptime_s(self, now: datetime | None = None) -> float | None:
+        if not self.running or self.started_at is None:
+            return None
+        now = now or datetime.now(self.started_at.tzinfo)
+        return max(0.0, (now - self.started_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class NodeInventory:
+    node: str
+    cluster: str
+    reachable: bool
+    containers: tuple[ContainerInfo, ...] = ()
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Inventory:
+    nodes: tuple[NodeInventory, ...]
+    taken_at: float
+
+    @property
+    def containers(self) -> tuple[ContainerInfo, ...]:
+        return tuple(c for n in self.nodes for c in n.containers)
+
+    def resolve(self, ref: str) -> ContainerInfo:
+        """A container by NODE/NAME, name, or id prefix; ambiguity and absence are errors."""
+        node_name, sep, name = ref.rpartition("/")
+        candidates = self.containers
+        if sep:
+            candidates = tuple(c for c in candidates if c.node == node_name)
+        else:
+            name = ref
+        matches = [c for c in candidates if c.name == name]
+        if not matches and len(name) >= 4 and all(ch in "0123456789abcdef" for ch in name):
+            matches = [c for c in candidates if c.id.startswith(name)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            where = ", ".join(c.ref for c in matches)
+            raise UsageError(f"{ref!r} names several containers ({where}): say NODE/NAME")
+        down = [n.node for n in self.nodes if not n.reachable]
+        hint = f" (not answering: {', '.join(down)})" if down else ""
+        raise UsageError(f"no container {ref!r} on any reachable node{hint}")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds; Python reads at most microseconds.
+    head, dot, rest = text.partition(".")
+    if dot:
+        frac = rest.rstrip("Z")
+        tz = ""
+        for sign in ("+", "-"):
+            if sign in frac:
+                frac, _, tz_tail = frac.partition(sign)
+                tz = sign + tz_tail
+        text = f"{head}.{frac[:6]}{tz or '+00:00'}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _memory(stats: Mapping[str, Any] | None) -> int | None:
+    if not stats:
+        return None
+    mem = stats.get("memory_stats") or {}
+    usage = mem.get("usage")
+    if usage is None:
+        return None
+    # What `docker stats` shows: usage less the page cache that can be dropped.
+    detail = mem.get("stats") or {}
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    return max(0, int(usage) - int(cache))
+
+
+def container_from(
+    node: Node,
+    summary: Mapping[str, Any],
+    inspect: Mapping[str, Any] | None,
+    stats: Mapping[str, Any] | None,
+) -> ContainerInfo:
+    state = (inspect or {}).get("State") or {}
+    host_config = (inspect or {}).get("HostConfig") or {}
+    ports = tuple(
+        PortBinding(p["PrivatePort"], p.get("Type", "tcp"), p.get("IP"), p.get("PublicPort"))
+        for p in summary.get("Ports") or ()
+    )
+    mounts = tuple(
+        MountInfo(
+            type=m.get("Type", ""),
+            destination=m.get("Destination", ""),
+            source=m.get("Source", ""),
+            name=m.get("Name"),
+            read_write=bool(m.get("RW", True)),
+        )
+        for m in summary.get("Mounts") or ()
+    )
+    return ContainerInfo(
+        id=summary["Id"],
+        name=(summary.get("Names") or ["/?"])[0].lstrip("/"),
+        image=summary.get("Image", ""),
+        state=summary.get("State", ""),
+        status=summary.get("Status", ""),
+        node=node.name,
+        cluster=node.cluster,
+        memory_bytes=_memory(stats),
+        started_at=_parse_time(state.get("StartedAt")),
+        pid=state.get("Pid") or None,
+        ports=ports,
+        mounts=mounts,
+        labels=dict(summary.get("Labels") or {}),
+        network_mode=host_config.get("NetworkMode", ""),
+    )
+
+
+async def node_containers(pool: SessionPool, node: Node) -> tuple[ContainerInfo, ...]:
+    api = DockerAPI(pool.session(node))
+    summaries = await api.containers()
+
+    async def one(summary: Mapping[str, Any]) -> ContainerInfo:
+        running = summary.get("State") == "running"
+        inspect, stats = await asyncio.gather(
+            api.inspect(summary["Id"]),
+            api.stats(summary["Id"]) if running else asyncio.sleep(0, None),
+            return_exceptions=True,
+        )
+        # A container removed between the list and the details is shown as listed.
+        inspect = None if isinstance(inspect, DockerError) else inspect
+        stats = None if isinstance(stats, DockerError) else stats
+        for result in (inspect, stats):
+            if isinstance(result, BaseException):
+                raise result
+        return container_from(node, summary, inspect, stats)
+
+    return tuple(await asyncio.gather(*(one(s) for s in summaries)))
+
+
+async def node_inventory(
+    pool: SessionPool, node: Node, timeout: float = DEFAULT_TIMEOUT_S
+) -> NodeInventory:
+    started = time.monotonic()
+    try:
+        containers = await asyncio.wait_for(node_containers(pool, node), timeout)
+    except TimeoutError:
+        error = f"no answer within {timeout:g} s"
+    except WhimbrelError as exc:
+        error = str(exc).removeprefix(f"{node.name}: ")
+    else:
+        return NodeInventory(
+            node.name, node.cluster, True, containers, elapsed_s=time.monotonic() - started
+        )
+    return NodeInventory(
+        node.name, node.cluster, False, error=error, elapsed_s=time.monotonic() - started
+    )
+
+
+async def fetch_inventory(pool: SessionPool, timeout: float = DEFAULT_TIMEOUT_S) -> Inventory:
+    nodes = await asyncio.gather(*(node_inventory(pool, n, timeout) for n in pool.config.nodes))
+    return Inventory(tuple(nodes), time.time())

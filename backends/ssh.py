@@ -1,0 +1,296 @@
+"""SSH to the nodes: one asyncssh connection per node, reused for everything.
+
+Every connection has a connect timeout and keepalives (asyncssh has neither by default, and a
+lost peer would hang a read for ever), reconnects with backoff after a loss, and caps how many
+channels it opens at once (OpenSSH allows 10 sessions per connection). The pool caps how many
+connections are being set up at once (OpenSSH drops unauthenticated logins beyond 10).
+
+Host keys are always verified against known_hosts. An unknown or changed key is refused with
+a message naming the host and the key's fingerprint; nothing is ever accepted silently.
+Commands are argument lists quoted with shlex: no shell string is ever built from data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from whimbrel.backends.config import Config, Node
+from whimbrel.backends.errors import WhimbrelError
+
+KEEPALIVE_INTERVAL_S = 5.0
+KEEPALIVE_COUNT_MAX = 3
+MAX_CHANNELS = 8
+MAX_CONCURRENT_CONNECTS = 8
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class NodeUnreachable(WhimbrelError):
+    """A node could not be reached or dropped its connection; the message says which and why."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"{node}: {reason}")
+        self.node = node
+        self.reason = reason
+
+
+class HostKeyRefused(NodeUnreachable):
+    """The node's host key is unknown or changed: refused, never accepted silently."""
+
+
+class CommandFailed(WhimbrelError):
+    def __init__(self, node: str, argv: Sequence[str], code: int | None, stderr: str) -> None:
+        said = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+        super().__init__(f"{node}: {argv[0]} exited {code}: {said}")
+        self.node = node
+        self.code = code
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Completed:
+    stdout: bytes
+    stderr: bytes
+    code: int | None
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
+
+
+class NodeSession:
+    """The one connection to one node. Safe to share between tasks."""
+
+    def __init__(self, node: Node, config: Config, connect_gate: asyncio.Semaphore) -> None:
+        self.node = node
+        self._config = config
+        self._connect_gate = connect_gate
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._channels = asyncio.Semaphore(MAX_CHANNELS)
+        self._failures = 0
+        self._retry_at = 0.0
+        self.last_error: str | None = None
+        self.connect_s: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    def _options(self) -> dict:
+        node, config = self.node, self._config
+        options: dict = {
+            "host": node.host,
+            "port": node.port,
+            "connect_timeout": config.connect_timeout_s,
+            "login_timeout": config.connect_timeout_s * 2,
+            "keepalive_interval": KEEPALIVE_INTERVAL_S,
+            "keepalive_count_max": KEEPALIVE_COUNT_MAX,
+        }
+        if node.ssh_user:
+            options["username"] = node.ssh_user
+        if node.identity_file:
+            options["client_keys"] = [str(node.identity_file)]
+        if config.known_hosts:
+            options["known_hosts"] = str(config.known_hosts)
+        return options
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """The live connection, (re)connecting with backoff when there is none."""
+        if self.connected:
+            assert self._conn is not None
+            return self._conn
+        async with self._lock:
+            if self.connected:
+                assert self._conn is not None
+                return self._conn
+            now = time.monotonic()
+            if now < self._retry_at and self.last_error:
+                raise NodeUnreachable(self.node.name, self.last_error)
+            async with self._connect_gate:
+                started = time.monotonic()
+                try:
+                    self._conn = await asyncssh.connect(**self._options())
+                except asyncssh.HostKeyNotVerifiable:
+                    error: NodeUnreachable = await self._host_key_refused()
+                except (TimeoutError, OSError, asyncssh.Error) as exc:
+                    error = NodeUnreachable(self.node.name, _describe(exc, self.node))
+                else:
+                    self.connect_s = time.monotonic() - started
+                    self._failures = 0
+                    self.last_error = None
+                    return self._conn
+            self._conn = None
+            self.last_error = error.reason
+            self._retry_at = time.monotonic() + BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+            self._failures += 1
+            raise error
+
+    async def _host_key_refused(self) -> HostKeyRefused:
+        node = self.node
+        known_hosts = self._config.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(node.host, node.port),
+                self._config.connect_timeout_s,
+            )
+        except (TimeoutError, OSError, asyncssh.Error):
+            key = None
+        shown = fingerprint(key) if key else "(could not be read)"
+        try:
+            trusted = asyncssh.read_known_hosts(str(known_hosts)).match(
+                node.host, node.host, node.port
+            )[0]
+        except (OSError, ValueError):
+            trusted = []
+        if trusted:
+            what = (
+                f"host key CHANGED: {node.address} now presents {shown}, but {known_hosts} "
+                f"trusts {', '.join(fingerprint(k) for k in trusted)}; refusing to connect "
+                "(if the change is expected, replace the entry after checking the key)"
+            )
+        else:
+            what = (
+                f"host key unknown: {node.address} presents {shown}, which is not in "
+                f"{known_hosts}; refusing to connect (check the fingerprint, then add it)"
+            )
+        return HostKeyRefused(node.name, what)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+            self._conn = None
+
+    @asynccontextmanager
+    async def channel(self) -> AsyncIterator[asyncssh.SSHClientConnection]:
+        """A connection to open one channel on, within the per-connection channel cap."""
+        conn = await self.connection()
+        async with self._channels:
+            try:
+                yield conn
+            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
+                self._conn = None
+                raise NodeUnreachable(self.node.name, f"connection lost: {exc}") from exc
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60,
+        check: bool = True,
+    ) -> Completed:
+        """Run a command (an argument list, quoted here) on the node."""
+        command = shlex.join(argv)
+        async with self.channel() as conn:
+            try:
+                result = await asyncio.wait_for(
+                    conn.run(command, input=input, encoding=None, check=False), timeout
+                )
+            except TimeoutError:
+                raise NodeUnreachable(
+                    self.node.name, f"{argv[0]} gave no answer within {timeout:.0f} s"
+                ) from None
+        done = Completed(
+            bytes(result.stdout or b""), bytes(result.stderr or b""), result.exit_status
+        )
+        if check and done.code != 0:
+            raise CommandFailed(
+                self.node.name, argv, done.code, done.stderr.decode(errors="replace")
+            )
+        return done
+
+    async def run_python(
+        self,
+        script: str,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60,
+    ) -> Completed:
+        """Run a standard-library Python script on the node, as Ansible does: nothing of ours
+        is installed there. The script travels in argv, leaving stdin free for data."""
+        return await self.run(["python3", "-c", script, *args], input=input, timeout=timeout)
+
+    async def stream_python(
+        self, script: str, args: Sequence[str], *, timeout: float | None = None
+    ) -> AsyncIterator[str]:
+        """Like run_python, yielding the script's output lines as they come."""
+        command = shlex.join(["python3", "-c", script, *args])
+        async with self.channel() as conn:
+            process = await conn.create_process(command, encoding="utf-8")
+            try:
+                async with asyncio.timeout(timeout):
+                    async for line in process.stdout:
+                        if line:  # asyncssh ends with an empty read at EOF
+                            yield line.rstrip("\n")
+                    await process.wait()
+                if process.exit_status not in (0, None):
+                    err = await process.stderr.read()
+                    raise CommandFailed(self.node.name, ["python3"], process.exit_status, err)
+            finally:
+                process.close()
+
+    @asynccontextmanager
+    async def unix_stream(
+        self, path: str
+    ) -> AsyncIterator[tuple[asyncssh.SSHReader, asyncssh.SSHWriter]]:
+        """A stream to a Unix socket on the node (the Docker socket), over this connection."""
+        async with self.channel() as conn:
+            try:
+                reader, writer = await conn.open_unix_connection(path)
+            except asyncssh.ChannelOpenError as exc:
+                raise NodeUnreachable(self.node.name, f"cannot open {path}: {exc.reason}") from exc
+            try:
+                yield reader, writer
+            finally:
+                writer.close()
+
+
+def _describe(exc: BaseException, node: Node) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer from {node.address} (timed out)"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{node.address} refused the connection (is sshd running?)"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return f"{node.address} refused our key (permission denied)"
+    if isinstance(exc, OSError):
+        return f"cannot reach {node.address}: {exc.strerror or exc}"
+    return f"{node.address}: {exc}"
+
+
+class SessionPool:
+    """One NodeSession per configured node, created lazily."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._gate = asyncio.Semaphore(MAX_CONCURRENT_CONNECTS)
+        self._sessions: dict[str, NodeSession] = {}
+
+    def session(self, node: Node | str) -> NodeSession:
+        if isinstance(node, str):
+            node = self.config.node(node)
+        if node.name not in self._sessions:
+            self._sessions[node.name] = NodeSession(node, self.config, self._gate)
+        return self._sessions[node.name]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._sessions.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> SessionPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
