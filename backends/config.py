@@ -27,7 +27,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ class Config:
     nodes: tuple[Node, ...]
     known_hosts: Path | None = None
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    # The [console] table (theme, read_only, keys): read by the console, which validates it.
+    console: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -122,7 +124,7 @@ def load_config(path: Path) -> Config:
 
 def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     reader = _Reader(path)
-    reader.only_keys(data, "", {"ssh", "clusters", "nodes"})
+    reader.only_keys(data, "", {"ssh", "clusters", "nodes", "console"})
 
     ssh = reader.table(data, "ssh", required=False)
     reader.only_keys(ssh, "ssh", {"known_hosts", "connect_timeout"})
@@ -207,6 +209,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         nodes=tuple(nodes),
         known_hosts=known_hosts,
         connect_timeout_s=timeout,
+        console=reader.table(data, "console", required=False),
     )
 
 

@@ -189,9 +189,8 @@ def _start_node(node: LabNode) -> None:
     node.run_dir.mkdir(parents=True, exist_ok=True)
     key = node.state_dir / "ssh_host_ed25519_key"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", key])
-    config = node.state_dir / "sshd_config"
-    config.write_text(_sshd_config(node))
-    run(["/usr/sbin/sshd", "-f", config], netns=node.netns)
+    (node.state_dir / "sshd_config").write_text(_sshd_config(node))
+    start_sshd(node)
 
     daemon_json = node.state_dir / "daemon.json"
     daemon_json.write_text("{}\n")
@@ -212,6 +211,17 @@ def _start_node(node: LabNode) -> None:
         log=node.run_dir / "dockerd.log",
         netns=node.netns,
     )
+
+
+def start_sshd(node: LabNode) -> None:
+    """Start the node's sshd (it daemonizes itself); tests use it after stopping one."""
+    run(["/usr/sbin/sshd", "-f", node.state_dir / "sshd_config"], netns=node.netns)
+
+
+def stop_sshd(node: LabNode) -> None:
+    pid = read_pid(node.run_dir / "sshd.pid")
+    if pid is not None:
+        kill_and_wait([pid])
 
 
 def _docker_answers(node: LabNode) -> bool:

@@ -1,0 +1,139 @@
+"""Backends against the real lab: inventory across clusters, unreachable and wrong-keyed nodes,
+and the probes of the path a migration takes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.topology import build_topology
+
+pytestmark = pytest.mark.lab
+
+
+def whimbrel(*args: str, config: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", config, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ls_json(config: str, *extra: str) -> dict:
+    done = whimbrel("ls", "--json", *extra, config=config)
+    assert done.stdout, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_ls_lists_every_container_with_its_node_and_cluster(lab: dict) -> None:
+    result = ls_json(lab["config"])
+    assert all(n["reachable"] for n in result["nodes"])
+    by_name = {c["name"]: c for c in result["containers"]}
+    for name in ("kv", "hot"):
+        assert (by_name[name]["node"], by_name[name]["cluster"]) == ("east-1", "east")
+        assert by_name[name]["state"] == "running"
+        assert by_name[name]["memory_bytes"] > 1_000_000
+        assert by_name[name]["uptime_s"] > 0
+    assert by_name["kv"]["image"] == "whimbrel-lab/redis:7"
+
+
+@pytest.fixture
+def west2_sshd_stopped(lab: dict) -> Iterator[None]:
+    node = build_topology().node("west-2")
+    lab_module.stop_sshd(node)
+    try:
+        yield
+    finally:
+        lab_module.start_sshd(node)
+
+
+def test_ls_marks_a_node_without_sshd_unreachable_and_lists_the_others(
+    lab: dict, west2_sshd_stopped: None
+) -> None:
+    started = time.monotonic()
+    result = ls_json(lab["config"], "--timeout", "3s")
+    took = time.monotonic() - started
+    nodes = {n["name"]: n for n in result["nodes"]}
+    assert not nodes["west-2"]["reachable"]
+    assert "refused" in nodes["west-2"]["error"]
+    assert all(nodes[n]["reachable"] for n in ("east-1", "east-2", "west-1"))
+    assert {"kv", "hot"} <= {c["name"] for c in result["containers"]}
+    assert took < 10, f"ls took {took:.1f} s with one node down"
+
+
+def _config_with_known_hosts(lab: dict, tmp_path: Path, lines: list[str]) -> str:
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(lines) + "\n")
+    text = Path(lab["config"]).read_text().replace(lab["known_hosts"], str(known))
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    return str(config)
+
+
+def test_a_node_whose_host_key_changed_is_refused_with_its_fingerprint(
+    lab: dict, tmp_path: Path
+) -> None:
+    known = Path(lab["known_hosts"]).read_text().splitlines()
+    east2 = next(n for n in lab["nodes"] if n["name"] == "east-2")
+    west2_line = next(line for line in known if line.startswith("198.18.2.11,"))
+    forged = [line for line in known if not line.startswith(east2["address"] + ",")]
+    forged.append(f"{east2['address']} {' '.join(west2_line.split()[1:])}")
+    result = ls_json(_config_with_known_hosts(lab, tmp_path, forged))
+    nodes = {n["name"]: n for n in result["nodes"]}
+    assert not nodes["east-2"]["reachable"]
+    assert "host key CHANGED" in nodes["east-2"]["error"]
+    assert "SHA256:" in nodes["east-2"]["error"]
+    assert nodes["east-1"]["reachable"]
+
+
+def test_a_node_whose_host_key_is_unknown_is_refused_not_accepted(
+    lab: dict, tmp_path: Path
+) -> None:
+    known = Path(lab["known_hosts"]).read_text().splitlines()
+    without = [line for line in known if not line.startswith("198.18.1.11,")]
+    config = _config_with_known_hosts(lab, tmp_path, without)
+    result = ls_json(config)
+    nodes = {n["name"]: n for n in result["nodes"]}
+    assert "host key unknown" in nodes["east-2"]["error"]
+    assert "SHA256:" in nodes["east-2"]["error"]
+    # Nothing was written: the file still lacks the key.
+    assert Path(tmp_path / "known_hosts").read_text().count("\n") == len(without)
+
+
+@pytest.fixture
+def wan(lab: dict) -> Iterator[None]:
+    yield
+    lab_module.set_wan(lab["rtt_ms"], lab["bandwidth_mbit"])
+
+
+@pytest.mark.parametrize("rtt_ms", [20, 50, 100])
+def test_probe_rtt_is_within_10_percent_of_the_set_rtt(lab: dict, wan: None, rtt_ms: int) -> None:
+    lab_module.set_wan(rtt_ms, None)
+    done = whimbrel("probe", "east-1", "west-1", "--bytes", "0", "--json", config=lab["config"])
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout)["rtt_ms"]
+    print(f"set {rtt_ms} ms, probe says {measured:.2f} ms")
+    assert abs(measured - rtt_ms) <= 0.10 * rtt_ms
+
+
+@pytest.mark.parametrize("mbit", [100, 200])
+def test_probe_throughput_is_within_15_percent_of_the_cap_and_leaves_no_trust_behind(
+    lab: dict, wan: None, mbit: int
+) -> None:
+    lab_module.set_wan(None, mbit)
+    done = whimbrel("probe", "east-1", "west-1", "--bytes", "32MiB", "--json", config=lab["config"])
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout)["throughput_mbit"]
+    print(f"cap {mbit} Mbit/s, probe says {measured:.1f} Mbit/s")
+    assert abs(measured - mbit) <= 0.15 * mbit
+    west1 = build_topology().node("west-1")
+    assert "whimbrel-ephemeral" not in west1.authorized_keys.read_text()
+    assert not [p for p in Path("/tmp").iterdir() if p.name.startswith("whimbrel-")]
