@@ -15,12 +15,16 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from whimbrel.backends.channel import open_link, remote_script
+from whimbrel.backends import dirty
+from whimbrel.backends.channel import NodeLink, open_link, remote_script
 from whimbrel.backends.config import Node
+from whimbrel.backends.dirty import DirtySample
 from whimbrel.backends.errors import WhimbrelError
+from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.ssh import SessionPool
 
 DEFAULT_RTT_SAMPLES = 7
@@ -84,6 +88,22 @@ async def probe_rtt(
     )
 
 
+async def measure_link_throughput(
+    pool: SessionPool, link: NodeLink, n_bytes: int, rtt_s: float
+) -> float:
+    """Bytes per second of a bounded stream over an open link, one RTT taken off the elapsed
+    time (the first byte's way out and the answer's way back)."""
+    done = await pool.session(link.src).run_python(
+        remote_script("probe.py"),
+        ["send", str(n_bytes), json.dumps(link.ssh_argv(["sink"]))],
+        timeout=600,
+    )
+    result = json.loads(done.text.strip().splitlines()[-1])
+    if "error" in result:
+        raise WhimbrelError(f"{link.src.name} -> {link.dst.name}: {result['error']}")
+    return result["bytes"] / max(result["elapsed_s"] - rtt_s, 1e-6)
+
+
 async def probe_throughput(
     pool: SessionPool,
     src: Node,
@@ -95,19 +115,43 @@ async def probe_throughput(
         rtt_s = (await probe_rtt(pool, src, dst)).rtt_s
     async with open_link(pool, src, dst) as link:
         started = time.time()
-        done = await pool.session(src).run_python(
-            remote_script("probe.py"),
-            ["send", str(n_bytes), json.dumps(link.ssh_argv(["sink"]))],
-            timeout=600,
-        )
-    result = json.loads(done.text.strip().splitlines()[-1])
-    if "error" in result:
-        raise WhimbrelError(f"{src.name} -> {dst.name}: {result['error']}")
-    elapsed = result["elapsed_s"]
+        rate = await measure_link_throughput(pool, link, n_bytes, rtt_s)
     return ThroughputResult(
-        src.name, dst.name, started, result["bytes"], elapsed, rtt_s,
-        result["bytes"] / max(elapsed - rtt_s, 1e-6),
-    )  # fmt: skip
+        src.name, dst.name, started, n_bytes, n_bytes / rate + rtt_s, rtt_s, rate
+    )
+
+
+async def stream_dirty(
+    pool: SessionPool, container: ContainerInfo, seconds: float, interval: float = 1.0
+) -> AsyncIterator[DirtySample | dict]:
+    """The dirty-rate helper's output on the container's node: the start record (with the
+    method), then one DirtySample per interval."""
+    if container.pid is None:
+        raise WhimbrelError(f"{container.ref} is not running")
+    node = pool.config.node(container.node)
+    lines = pool.session(node).stream_python(
+        dirty.script_text(),
+        dirty.helper_args(container.pid, seconds, interval),
+        timeout=seconds + 60,
+    )
+    async with aclosing(lines):
+        async for line in lines:
+            record = dirty.parse_line(line)
+            if isinstance(record, dict) and record.get("type") == "error":
+                raise WhimbrelError(f"{container.ref}: dirty rate: {record.get('message')}")
+            yield record
+
+
+async def measure_dirty(
+    pool: SessionPool, container: ContainerInfo, seconds: float, interval: float = 1.0
+) -> dirty.DirtyReport:
+    method, page_size, samples = "?", 4096, []
+    async for record in stream_dirty(pool, container, seconds, interval):
+        if isinstance(record, dirty.DirtySample):
+            samples.append(record)
+        elif record.get("type") == "start":
+            method, page_size = record.get("method", "?"), record.get("page_size", 4096)
+    return dirty.summarize(method, samples, page_size)
 
 
 async def operator_rtt(pool: SessionPool, node: Node, count: int = 3) -> float:

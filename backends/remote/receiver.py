@@ -1,17 +1,65 @@
-"""whimbrel node helper: the receiving end of a node-to-node channel (standard library only).
+"""whimbrel node helper: the receiving end of a node-to-node link (standard library only).
 
-It is the forced command of the ephemeral key that whimbrel installs on the receiving node for
-one migration or probe, so the sending node can run this and nothing else. What the sender
-asked for arrives in SSH_ORIGINAL_COMMAND and is parsed here, never handed to a shell.
+It is the forced command of the ephemeral key that whimbrel installs on the TARGET node for one
+migration or probe, so the source node can run this and nothing else. What the source asked
+for arrives in SSH_ORIGINAL_COMMAND and is parsed here, never handed to a shell. The operator
+writes target.json beside this script (the target container, its Docker socket, upper dir and
+checkpoint dir): the source cannot choose where anything is written.
 
-  sink    read stdin to its end; answer {"bytes": N, "elapsed_s": S}
+  sink          read stdin to its end; answer {"bytes": N, "elapsed_s": S}
+  recv N|final  receive a round's CRIU images (see source.py for the stream); pre-copy rounds
+                go to round-N/ here; the final round goes where `docker start --checkpoint`
+                restores from, with the page files staged inside the target container's own
+                root file system (/.wb), which makes the restore 5x faster (LAB-FACTS.md)
+  load-image    `docker load` what comes on stdin (the source's `docker save`)
+                (and the writable layer, as a tar, into the container's upper dir); after
+                the final round, in the same session: `docker start --checkpoint`, answer,
+                then wait for the source's "commit" line: keep the target and drop the
+                staged files; anything else, or a lost source, undoes the restore
+  abort         remove the target container (before commit only)
+  status        committed, aborted or pending
 """
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
+import signal
+import struct
+import subprocess
 import sys
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKPOINT = "whimbrel"
+
+
+def out(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def fail(message):
+    out({"error": message})
+    sys.exit(1)
+
+
+def target():
+    with open(os.path.join(HERE, "target.json")) as f:
+        return json.load(f)
+
+
+def docker(*args):
+    t = target()
+    proc = subprocess.run(
+        ["docker", "-H", "unix://" + t["docker_socket"], *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip()
 
 
 def sink():
@@ -27,17 +75,277 @@ def sink():
             t0 = time.perf_counter()
         total += len(chunk)
     elapsed = time.perf_counter() - t0 if t0 is not None else 0.0
-    print(json.dumps({"bytes": total, "elapsed_s": elapsed}), flush=True)
+    out({"bytes": total, "elapsed_s": elapsed})
 
 
-ACTIONS = {"sink": sink}
+def _read(stream, n):
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError("stream ended early")
+    return data
+
+
+def _ref(stream):
+    (n,) = struct.unpack(">H", _read(stream, 2))
+    name = _read(stream, n).decode()
+    if "/" in name or name.startswith("."):
+        raise ValueError("bad file name")
+    offset, length = struct.unpack(">QQ", _read(stream, 16))
+    return name, offset, length
+
+
+def _copy(src_path, offset, length, dst):
+    with open(src_path, "rb") as src:
+        src.seek(offset)
+        while length:
+            chunk = src.read(min(length, 1 << 22))
+            if not chunk:
+                raise EOFError("short copy from " + src_path)
+            dst.write(chunk)
+            length -= len(chunk)
+
+
+def recv(which):
+    """A round's images (and the writable layer, as the file "@layer"), from the source."""
+    t = target()
+    prev = _latest_round()
+    final = which == "final"
+    if final:
+        out_dir, pages_dir = t["checkpoint_dir"], os.path.join(t["upper_dir"], ".wb")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(pages_dir, ignore_errors=True)
+        os.makedirs(pages_dir, mode=0o700)
+    else:
+        out_dir = os.path.join(HERE, f"round-{int(which)}")
+        pages_dir = out_dir
+    os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    stream = sys.stdin.buffer
+    received = files = 0
+    while True:
+        (n,) = struct.unpack(">I", _read(stream, 4))
+        if n == 0:
+            break
+        name = json.loads(_read(stream, n))["name"]
+        if name == "@layer":
+            received += _receive_layer(stream, t["upper_dir"])
+            continue
+        if "/" in name or name.startswith("."):
+            raise ValueError("bad file name")
+        is_pages = name.startswith("pages-")
+        with open(os.path.join(pages_dir if is_pages else out_dir, name), "wb") as f:
+            received += _receive_file(stream, f, prev, pages_dir, out_dir)
+        if is_pages and final:
+            # CRIU opens page files inside the container's mount namespace: a link to a path
+            # that resolves there, not on the host.
+            os.symlink("/.wb/" + name, os.path.join(out_dir, name))
+        files += 1
+    if not final:
+        if prev is not None and prev != out_dir:
+            shutil.rmtree(prev, ignore_errors=True)
+        with open(os.path.join(HERE, "latest"), "w") as f:
+            f.write(out_dir)
+        out({"received_bytes": received, "files": files})
+        return
+    # The final round goes on in this session: restore, answer, and keep the restored
+    # container only if the source then says commit. A lost source (EOF) undoes it.
+    restored = restore()
+    out(dict(restored, received_bytes=received, files=files))
+    word = sys.stdin.buffer.readline().strip()
+    if word == b"commit":
+        out(commit())
+    else:
+        _undo()
+        out({"aborted": True, "why": "no commit from the source"})
+
+
+def _chunks(stream):
+    """The D chunks of one file up to its E; P and C ops are handed back to the caller."""
+    while True:
+        op = _read(stream, 1)
+        if op == b"E":
+            return
+        if op == b"D":
+            (length,) = struct.unpack(">Q", _read(stream, 8))
+            while length:
+                chunk = stream.read(min(length, 1 << 20))
+                if not chunk:
+                    raise EOFError("stream ended in data")
+                length -= len(chunk)
+                yield op, chunk
+        elif op in (b"P", b"C"):
+            yield op, _ref(stream)
+        else:
+            raise ValueError(f"bad op {op!r}")
+
+
+def _receive_file(stream, f, prev, pages_dir, out_dir):
+    received = 0
+    for op, item in _chunks(stream):
+        if op == b"D":
+            f.write(item)
+            received += len(item)
+        elif op == b"P":
+            if prev is None:
+                raise ValueError("copy from a previous round that is not here")
+            _copy(os.path.join(prev, item[0]), item[1], item[2], f)
+        else:
+            f.flush()
+            src_dir = pages_dir if item[0].startswith("pages-") else out_dir
+            _copy(os.path.join(src_dir, item[0]), item[1], item[2], f)
+    return received
+
+
+def _receive_layer(stream, upper):
+    """The writable layer comes whole each time: clear what an earlier round left (but the
+    staged pages), so files deleted meanwhile are deleted here too."""
+    for entry in os.listdir(upper):
+        if entry != ".wb":
+            path = os.path.join(upper, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    tar = subprocess.Popen(
+        ["tar", "-C", upper, "--xattrs", "--xattrs-include=trusted.*", "-xpf", "-"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    received = 0
+    for op, chunk in _chunks(stream):
+        if op != b"D":
+            raise ValueError("the layer is data only")
+        tar.stdin.write(chunk)
+        received += len(chunk)
+    tar.stdin.close()
+    if tar.wait() != 0:
+        raise RuntimeError("untar of the writable layer: " + tar.stderr.read().decode()[-300:])
+    return received
+
+
+def _latest_round():
+    try:
+        with open(os.path.join(HERE, "latest")) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def load_image():
+    t = target()
+    proc = subprocess.run(
+        ["docker", "-H", "unix://" + t["docker_socket"], "load"],
+        stdin=sys.stdin.buffer,
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        fail("docker load: " + proc.stderr.decode(errors="replace")[-300:])
+    out({"loaded": proc.stdout.decode(errors="replace").strip()})
+
+
+def _criu_conf(add):
+    """runc reads CRIU options from /etc/criu/runc.conf: `tcp-close` restores established
+    connections closed (their peer address is gone on this node). Put back what was there."""
+    path = "/etc/criu/runc.conf"
+    saved = os.path.join(HERE, "runc.conf.saved")
+    if add:
+        try:
+            with open(path) as f:
+                before = f.read()
+        except FileNotFoundError:
+            before = None
+        with open(saved, "w") as f:
+            json.dump({"before": before}, f)
+        os.makedirs("/etc/criu", exist_ok=True)
+        lines = (before or "").splitlines()
+        if "tcp-close" not in lines:
+            with open(path, "w") as f:
+                f.write("\n".join([*lines, "tcp-close"]) + "\n")
+    elif os.path.exists(saved):
+        with open(saved) as f:
+            before = json.load(f)["before"]
+        if before is None:
+            if os.path.exists(path):
+                os.unlink(path)
+        else:
+            with open(path, "w") as f:
+                f.write(before)
+        os.unlink(saved)
+
+
+def restore():
+    t = target()
+    t0 = time.monotonic()
+    _criu_conf(True)
+    try:
+        docker("start", "--checkpoint", CHECKPOINT, t["container"])
+        state = docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
+    except RuntimeError as exc:
+        _undo()
+        raise RuntimeError(f"restore: {exc}") from None
+    finally:
+        _criu_conf(False)
+    if not state.startswith("running"):
+        _undo()
+        raise RuntimeError(f"restored container is {state}")
+    return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}
+
+
+def _undo():
+    with contextlib.suppress(RuntimeError):
+        docker("rm", "-f", target()["container"])
+    with open(os.path.join(HERE, "aborted"), "w") as f:
+        f.write(str(time.time()))
+
+
+def commit():
+    with open(os.path.join(HERE, "committed"), "w") as f:
+        f.write(str(time.time()))
+    t = target()
+    try:
+        pid = docker("inspect", "-f", "{{.State.Pid}}", t["container"])
+        staged = f"/proc/{int(pid)}/root/.wb"
+        # Through the container's mount, never in the upper dir behind overlayfs's back.
+        if os.path.isdir(staged):
+            shutil.rmtree(staged)
+        docker("checkpoint", "rm", t["container"], CHECKPOINT)
+    except (RuntimeError, OSError, ValueError) as exc:
+        return {"committed": True, "warning": str(exc)}
+    return {"committed": True}
+
+
+def abort():
+    if os.path.exists(os.path.join(HERE, "committed")):
+        fail("already committed")
+    _undo()
+    out({"aborted": True})
+
+
+def status():
+    if os.path.exists(os.path.join(HERE, "committed")):
+        out({"state": "committed"})
+    elif os.path.exists(os.path.join(HERE, "aborted")):
+        out({"state": "aborted"})
+    else:
+        out({"state": "pending"})
+
+
+ACTIONS = {
+    "sink": sink,
+    "recv": recv,
+    "abort": abort,
+    "status": status,
+    "load-image": load_image,
+}
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
     if not words or words[0] not in ACTIONS:
-        sys.exit("receiver: refused {!r} (allowed: {})".format(words[:1], ", ".join(ACTIONS)))
-    ACTIONS[words[0]](*words[1:])
+        fail("refused {!r} (allowed: {})".format(words[:1], ", ".join(ACTIONS)))
+    try:
+        ACTIONS[words[0]](*words[1:])
+    except (OSError, ValueError, EOFError, RuntimeError, TypeError) as exc:
+        fail(f"{words[0]}: {exc}")
 
 
 if __name__ == "__main__":

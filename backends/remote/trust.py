@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +100,13 @@ def keyfile(known_hosts_line):
 
 def cleanup(workdir):
     if workdir and os.path.isdir(workdir) and _is_ours(workdir):
+        master = os.path.join(workdir, "master")
+        if os.path.exists(master):  # the link's shared ssh connection: end it too
+            subprocess.run(
+                ["ssh", "-o", "ControlPath=" + master, "-O", "exit", "whimbrel"],
+                capture_output=True,
+                timeout=10,
+            )
         shutil.rmtree(workdir)
     print(json.dumps({"removed": workdir}))
 

@@ -1,0 +1,108 @@
+"""`whimbrel migrate CONTAINER --to NODE`: live-migrate a container to a node of another
+cluster. Exit code 0 only when the container runs on the target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from whimbrel.app.headless import with_pool
+from whimbrel.backends.engine import MODES, Migration, MigrationRequest
+from whimbrel.backends.errors import UsageError
+from whimbrel.backends.events import (
+    LogLine,
+    MigrationEvent,
+    MigrationFinished,
+    PhaseChanged,
+    RoundFinished,
+    RoundStarted,
+    event_json,
+)
+from whimbrel.backends.ssh import SessionPool
+from whimbrel.backends.units import format_duration, format_size, parse_duration
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("migrate", help="live-migrate a container to another node")
+    parser.add_argument("container", metavar="CONTAINER", help="NODE/NAME, name or id prefix")
+    parser.add_argument("--to", required=True, metavar="NODE", help="the target node")
+    parser.add_argument("--mode", default="auto", choices=MODES)
+    parser.add_argument("--downtime-target", default="300ms", help="for the model (300ms)")
+    parser.add_argument("--max-rounds", type=int, default=8, help="pre-copy round cap (8)")
+    parser.add_argument(
+        "--keep-source", action="store_true", help="keep the source container, stopped"
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--json", action="store_true", help="JSON lines of progress")
+    parser.set_defaults(func=run)
+
+
+def describe(event: MigrationEvent) -> str:
+    if isinstance(event, PhaseChanged):
+        return f"[{event.t:7.2f}s] == {event.phase.value}" + (
+            f": {event.message}" if event.message else ""
+        )
+    if isinstance(event, RoundStarted):
+        kind = "final round" if event.final else f"round {event.index}"
+        return (
+            f"[{event.t:7.2f}s]    {kind}: planned {format_size(event.planned_bytes)}, "
+            f"~{format_duration(event.predicted_seconds)}"
+        )
+    if isinstance(event, RoundFinished):
+        kind = "final round" if event.final else f"round {event.index}"
+        return (
+            f"[{event.t:7.2f}s]    {kind}: sent {format_size(event.sent_bytes)} of "
+            f"{format_size(event.state_bytes)} in {format_duration(event.seconds)}, "
+            f"frozen {format_duration(event.freeze_s)}, "
+            f"dirty {format_size(event.dirty_rate)}/s, "
+            f"{event.throughput * 8 / 1e6:.0f} Mbit/s ({event.link_utilisation:.0%} of the link); "
+            f"model: {event.predicted_remaining_rounds} more, "
+            f"downtime {format_duration(event.predicted_downtime_s)}"
+        )
+    if isinstance(event, LogLine):
+        return f"[{event.t:7.2f}s]    {event.text}"
+    assert isinstance(event, MigrationFinished)
+    if not event.ok:
+        return f"FAILED: {event.error}\nthe container runs on {event.running_on}"
+    predicted = format_duration(event.predicted_downtime_s) if event.predicted_downtime_s else "-"
+    return (
+        f"done: {event.container} runs on {event.running_on}; downtime "
+        f"{format_duration(event.downtime_s or 0)} (predicted {predicted}), "
+        f"{event.rounds} pre-copy rounds, brownouts "
+        f"{', '.join(format_duration(b) for b in event.brownouts_s) or 'none'}, "
+        f"{format_size(event.bytes_sent)} sent, total {format_duration(event.total_time_s)}"
+        f"\nrecord: {event.record}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    request = MigrationRequest(
+        container=args.container,
+        target=args.to,
+        mode=args.mode,
+        downtime_target_s=parse_duration(args.downtime_target, "--downtime-target"),
+        keep_source=args.keep_source,
+        max_rounds=args.max_rounds,
+    )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("migrate: not a terminal to confirm on; pass --yes")
+        answer = input(f"migrate {args.container} to {args.to}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("cancelled")
+            return 1
+
+    async def work(pool: SessionPool) -> bool:
+        migration = Migration(pool, request)
+        ok = False
+        async for event in migration.events():
+            if args.json:
+                print(json.dumps(event_json(event), default=str), flush=True)
+            else:
+                print(describe(event), flush=True)
+            if isinstance(event, MigrationFinished):
+                ok = event.ok
+        return ok
+
+    return 0 if with_pool(args, work) else 1

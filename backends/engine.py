@@ -1,0 +1,484 @@
+"""The migration engine: move a running container from a node of one cluster to a node of
+another, with the least downtime the link allows, and never lose it.
+
+Phases, p.haul-shaped (small, explicit, the source resumed on any failure):
+  preflight  resolve the container and the target; refuse what cannot move safely; lock the
+             container on its node; open the node-to-node link; ship the image if the target
+             lacks it; create the target container with the same configuration; measure the
+             path (RTT, throughput) and the dirty rate; plan with the latency-aware model
+  precopy    rounds while the container runs: a `runc checkpoint --leave-running` (a short
+             freeze) and only the pages the target does not hold yet; re-plan after each round
+             from what it measured
+  final      handed to a detached agent on the source node (remote/source.py `handover`):
+             freeze, dump, send, restore on the target, commit, remove the source. It finishes
+             or undoes the hand-over on its own if whimbrel dies meanwhile.
+  cleanup    release the lock, revoke the link, write the history record
+Any failure before the commit leaves the container running on the source and removes what was
+made on the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from whimbrel.backends import model
+from whimbrel.backends.channel import NodeLink, open_link, remote_script
+from whimbrel.backends.config import Node
+from whimbrel.backends.docker_api import DockerAPI, DockerError
+from whimbrel.backends.errors import UsageError, WhimbrelError
+from whimbrel.backends.events import (
+    LogLine,
+    MigrationEvent,
+    MigrationFinished,
+    Phase,
+    PhaseChanged,
+    RoundFinished,
+    RoundStarted,
+    event_json,
+)
+from whimbrel.backends.history import write_record
+from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
+from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
+from whimbrel.backends.ssh import NodeSession, SessionPool
+
+Mode = Literal["auto", "iterative", "stop-and-copy"]
+MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a dump and a restore cost on these nodes; `whimbrel bench` calibrates them."""
+
+    round_trips: float = 3.0  # per pre-copy round: session open, answer, tar of round 0
+    dump_time_s: float = 0.15
+    dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
+    restore_time_s: float = 0.9
+
+
+DEFAULT_COSTS = Costs()
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    container: str  # NODE/NAME, name or id prefix
+    target: str  # node name
+    mode: Mode = "auto"
+    downtime_target_s: float = 0.3
+    keep_source: bool = False
+    max_rounds: int = 8
+    probe_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        if not self.downtime_target_s > 0:
+            raise UsageError("--downtime-target must be more than zero")
+
+
+class MigrationFailed(WhimbrelError):
+    def __init__(self, message: str, running_on: str) -> None:
+        super().__init__(message)
+        self.running_on = running_on
+
+
+# Docker create fields reproduced on the target, from `docker inspect` of the source.
+_CONFIG_KEYS = (
+    "Hostname", "Domainname", "User", "Env", "Cmd", "Entrypoint", "WorkingDir", "Labels",
+    "ExposedPorts", "StopSignal", "StopTimeout", "Tty", "OpenStdin", "StdinOnce", "Volumes",
+    "Healthcheck",
+)  # fmt: skip
+_HOST_KEYS = (
+    "Binds", "NetworkMode", "RestartPolicy", "Memory", "MemorySwap", "MemoryReservation",
+    "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "CpusetCpus", "PidsLimit", "CapAdd",
+    "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize", "PortBindings", "ExtraHosts", "Ulimits",
+    "LogConfig", "Init", "ReadonlyRootfs", "Mounts", "Dns", "DnsSearch", "DnsOptions",
+    "Sysctls", "Privileged",
+)  # fmt: skip
+
+
+def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
+    config, host = inspect["Config"], inspect["HostConfig"]
+    body = {k: config[k] for k in _CONFIG_KEYS if config.get(k) is not None}
+    body["Image"] = config["Image"]
+    body["HostConfig"] = {k: host[k] for k in _HOST_KEYS if host.get(k) is not None}
+    return body
+
+
+def refuse_unmovable(inspect: dict[str, Any]) -> None:
+    """What whimbrel does not move yet is refused before anything is touched."""
+    name = inspect["Name"].lstrip("/")
+    for mount in inspect.get("Mounts") or ():
+        if mount.get("Type") == "bind":
+            raise UsageError(
+                f"{name}: bind mount {mount.get('Source')} -> {mount.get('Destination')}: "
+                "whimbrel does not move bind-mounted host data yet; use a named volume"
+            )
+    mode = (inspect.get("HostConfig") or {}).get("NetworkMode", "")
+    if mode.startswith("container:"):
+        raise UsageError(f"{name}: shares another container's network ({mode}); move that one")
+    if not (inspect.get("State") or {}).get("Running"):
+        raise UsageError(f"{name}: not running (only running containers are live-migrated)")
+
+
+class Migration:
+    """One migration; iterate `events()` to run it, call `abort()` to roll it back."""
+
+    def __init__(self, pool: SessionPool, request: MigrationRequest, costs: Costs = DEFAULT_COSTS):
+        self.pool = pool
+        self.request = request
+        self.costs = costs
+        self.id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        self._aborted = asyncio.Event()
+        self._t0 = time.monotonic()
+        self._events: list[dict] = []
+        self._record: dict[str, Any] = {"id": self.id, "started_at": time.time()}
+
+    def abort(self) -> None:
+        """Roll back at the next round boundary; too late once the final round began."""
+        self._aborted.set()
+
+    def _t(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _emit(self, event: MigrationEvent) -> MigrationEvent:
+        self._events.append(event_json(event))
+        return event
+
+    def _phase(self, phase: Phase, message: str = "") -> MigrationEvent:
+        return self._emit(PhaseChanged(phase, self._t(), message))
+
+    def _log(self, text: str, level: str = "info") -> MigrationEvent:
+        return self._emit(LogLine(text, self._t(), level))
+
+    async def events(self) -> AsyncIterator[MigrationEvent]:
+        request = self.request
+        yield self._phase(Phase.PREFLIGHT, f"{request.container} -> {request.target}")
+        src_node: Node | None = None
+        outcome: dict[str, Any] = {}
+        async with AsyncExitStack() as stack:
+            try:
+                container = await self._resolve()
+                src_node = self.pool.config.node(container.node)
+                dst_node = self.pool.config.node(request.target)
+                self._record |= {"container": container.ref, "src": src_node.name,
+                                 "dst": dst_node.name, "status": "pending",
+                                 "mode": request.mode}  # fmt: skip
+                write_record(self._record)
+                async for event in self._run(stack, container, src_node, dst_node, outcome):
+                    yield event
+            except (WhimbrelError, OSError) as exc:
+                running_on = getattr(exc, "running_on", None) or (
+                    src_node.name if src_node else "unknown"
+                )
+                outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
+                yield self._phase(Phase.ROLLBACK, str(exc))
+        # The exit stack has undone what preflight made (target container, link, lock).
+        if outcome.get("ok"):
+            yield self._phase(Phase.DONE, f"running on {request.target}")
+        else:
+            yield self._phase(Phase.FAILED, outcome.get("error", ""))
+        yield self._finish(outcome)
+
+    async def _resolve(self) -> ContainerInfo:
+        inventory = await fetch_inventory(self.pool)
+        container = inventory.resolve(self.request.container)
+        if container.node == self.request.target:
+            raise UsageError(f"{container.ref} already runs on {self.request.target}")
+        dst = self.pool.config.node(self.request.target)
+        src = self.pool.config.node(container.node)
+        for node in (src, dst):
+            if self.pool.config.clusters[node.cluster].read_only:
+                raise UsageError(f"cluster {node.cluster} is read-only: no migration from or to it")
+        if not any(n.node == dst.name and n.reachable for n in inventory.nodes):
+            raise WhimbrelError(f"target {dst.name} is not reachable")
+        return container
+
+    async def _run(
+        self,
+        stack: AsyncExitStack,
+        container: ContainerInfo,
+        src: Node,
+        dst: Node,
+        outcome: dict[str, Any],
+    ) -> AsyncIterator[MigrationEvent]:
+        request = self.request
+        src_session, dst_session = self.pool.session(src), self.pool.session(dst)
+        src_api, dst_api = DockerAPI(src_session), DockerAPI(dst_session)
+        inspect = await src_api.inspect(container.id)
+        refuse_unmovable(inspect)
+
+        prepared = await _helper(src_session, "prepare", self.id, container.id, src.docker_socket)
+        stack.push_async_callback(self._release, src_session, container.id, outcome)
+        yield self._log(
+            f"source {src.name}: CRIU {prepared['criu']}, "
+            + ("soft-dirty tracking" if prepared["soft_dirty"] else "no soft-dirty tracking")
+            + ": pre-copy rounds are full --leave-running dumps, only changed pages sent"
+        )
+
+        link = await stack.enter_async_context(open_link(self.pool, src, dst))
+        yield self._log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
+
+        image = inspect["Config"]["Image"]
+        try:
+            await dst_api.request("GET", f"/images/{image}/json")
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+            yield self._log(f"target lacks image {image}: shipping it (docker save | load)")
+            shipped = await _helper(
+                src_session, "ship-image", self.id, image, _link_json(link), timeout=1800
+            )
+            yield self._log(f"image shipped: {shipped['bytes']} bytes")
+
+        name = container.name
+        created = await dst_api.request(
+            "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
+        )
+        target_id = created["Id"]
+        stack.push_async_callback(self._remove_target, dst_api, target_id, outcome)
+        target = await dst_api.inspect(target_id)
+        root = (await dst_api.request("GET", "/info"))["DockerRootDir"]
+        where = {
+            "container": target_id,
+            "docker_socket": dst.docker_socket,
+            "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],
+            "checkpoint_dir": f"{root}/containers/{target_id}/checkpoints/whimbrel",
+        }
+        # Written by the operator: the source can only send data, never choose where it goes.
+        await dst_session.run_python(
+            _WRITE_FILE, [f"{link.dst_dir}/target.json"], input=json.dumps(where).encode()
+        )
+
+        rtt = await probe_rtt(self.pool, src, dst, count=5)
+        bandwidth = await measure_link_throughput(self.pool, link, request.probe_bytes, rtt.rtt_s)
+        dirty = await measure_dirty(self.pool, container, seconds=2.0)
+        size = float(container.memory_bytes or dirty.memory_bytes)
+        inputs = model.ModelInputs(
+            size=size,
+            dirty_rate=dirty.bytes_per_s,
+            bandwidth=bandwidth,
+            rtt=rtt.rtt_s,
+            round_trips=self.costs.round_trips,
+            dump_time=self.costs.dump_time_s,
+            dump_rate=self.costs.dump_rate,
+            restore_time=self.costs.restore_time_s,
+            downtime_target=request.downtime_target_s,
+            max_rounds=request.max_rounds,
+        )
+        first = model.plan(inputs)
+        mode = request.mode
+        if mode == "auto":
+            mode = "iterative" if first.verdict == "iterate" else "stop-and-copy"
+        if mode == "stop-and-copy":
+            first = model.evaluate(inputs, 0)
+        elif first.rounds == 0:
+            first = model.evaluate(inputs, 1)
+        self._record |= {"mode": mode, "inputs": first.inputs.__dict__, "plan": first.to_json()}
+        yield self._log(
+            f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s, "
+            f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
+            f"state {size / 2**20:.0f} MiB; plan: {first.reason}"
+        )
+
+        done: list[model.MeasuredRound] = []
+        current = first
+        brownouts: list[float] = []
+        sent_total = 0
+        ran_prev = 0.0
+        yield self._phase(Phase.PRECOPY) if mode == "iterative" else self._log("stop-and-copy")
+        index = 0
+        while mode == "iterative" and index < request.max_rounds:
+            if self._aborted.is_set():
+                raise MigrationFailed("aborted by the operator before the final round", src.name)
+            forecast = current.per_round[0]
+            yield self._emit(
+                RoundStarted(index, False, forecast.bytes, forecast.seconds, self._t())
+            )
+            started = time.monotonic()
+            result = await _helper(
+                src_session, "round", self.id, container.id, str(index), _link_json(link),
+                timeout=3600,
+            )  # fmt: skip
+            seconds = time.monotonic() - started
+            sent_total += result["sent_bytes"]
+            brownouts.append(result["freeze_s"])
+            ran_s = max(seconds - result["freeze_s"], 1e-3)
+            throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
+            # A round costs more than its bytes over the link: hashing and rebuilding the
+            # whole state on each side, session start-up. Fold what this round took beyond
+            # its transfer into k, the per-round round trips the model re-plans with.
+            overhead_s = max(0.0, ran_s - result["sent_bytes"] / bandwidth)
+            inputs = replace(
+                inputs, round_trips=max(self.costs.round_trips, overhead_s / max(rtt.rtt_s, 1e-3))
+            )
+            # What this round sent beyond round 0 is what the container dirtied since the
+            # previous dump: the measured dirty rate.
+            dirty_rate = (
+                inputs.dirty_rate if index == 0 else result["sent_bytes"] / max(ran_prev, 1e-3)
+            )
+            ran_prev = ran_s
+            done.append(
+                model.MeasuredRound(
+                    bytes=result["sent_bytes"],
+                    seconds=ran_s,
+                    dirty_rate=dirty_rate,
+                    # Small rounds cannot fill the link; the path's rate is what a round gets.
+                    throughput=bandwidth,
+                )
+            )
+            current = model.replan(replace(inputs, size=result["state_bytes"]), done)
+            remaining = current.rounds
+            yield self._emit(
+                RoundFinished(
+                    index=index, final=False, planned_bytes=forecast.bytes,
+                    sent_bytes=result["sent_bytes"], state_bytes=result["state_bytes"],
+                    seconds=seconds, freeze_s=result["freeze_s"], dirty_rate=dirty_rate,
+                    throughput=throughput,
+                    link_utilisation=throughput / bandwidth if bandwidth else 0.0,
+                    predicted_remaining_rounds=remaining,
+                    predicted_downtime_s=current.downtime_s, t=self._t(),
+                )
+            )  # fmt: skip
+            index += 1
+            if remaining == 0:
+                break
+            if index >= 2 and done[-1].bytes > 0.9 * done[-2].bytes:
+                # The residual has stopped shrinking: the container dirties as much per round
+                # as a round sends (the latency floor); more rounds only add brownouts.
+                yield self._log("the residual stopped shrinking: stopping pre-copy here")
+                break
+
+        if self._aborted.is_set():
+            raise MigrationFailed("aborted by the operator before the final round", src.name)
+        yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
+        final_plan = current.per_round[-1]
+        yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
+        self._record["handover"] = {"link": _link_json(link), "target_id": target_id}
+        write_record(self._record)
+        await _helper(
+            src_session, "handover", self.id, container.id, _link_json(link),
+            json.dumps({"docker_socket": src.docker_socket,
+                        "keep_source": request.keep_source}),
+        )  # fmt: skip
+        final: dict[str, Any] = {}
+        script = remote_script("source.py")
+        lines = src_session.stream_python(script, ["follow", self.id], timeout=3600)
+        async with aclosing(lines):
+            async for line in lines:
+                step = json.loads(line)
+                kind = step["kind"]
+                if kind == "sent":
+                    yield self._phase(Phase.RESTORE, f"{step['sent_bytes']} bytes sent")
+                elif kind in ("failed", "warning"):
+                    yield self._log(step.get("error") or step.get("text", ""), "error")
+                elif kind == "end":
+                    final = step
+        if not final.get("ok"):
+            running = {"source": src.name, "target": dst.name}.get(
+                final.get("running_on", ""), "nowhere (see the log)"
+            )
+            raise MigrationFailed(final.get("error", "the hand-over did not finish"), running)
+        sent_total += final["sent_bytes"]
+        yield self._emit(
+            RoundFinished(
+                index=index, final=True, planned_bytes=final_plan.bytes,
+                sent_bytes=final["sent_bytes"], state_bytes=final["state_bytes"],
+                seconds=final["downtime_s"], freeze_s=final["downtime_s"],
+                dirty_rate=done[-1].dirty_rate if done else inputs.dirty_rate,
+                throughput=final["sent_bytes"] / max(final["send_s"], 1e-3),
+                link_utilisation=final["sent_bytes"] / max(final["send_s"], 1e-3) / bandwidth,
+                predicted_remaining_rounds=0, predicted_downtime_s=current.downtime_s,
+                t=self._t(),
+            )
+        )  # fmt: skip
+        yield self._phase(Phase.CLEANUP)
+        outcome |= {
+            "ok": True,
+            "running_on": dst.name,
+            "mode": mode,
+            "rounds": index,
+            "downtime_s": final["downtime_s"],
+            "predicted_downtime_s": first.downtime_s,
+            "predicted_total_time_s": first.total_time_s,
+            "predicted_bytes": first.bytes_sent,
+            "bytes_sent": sent_total,
+            "brownouts_s": tuple(brownouts),
+            "final": final,
+        }
+
+    async def _release(self, src: NodeSession, cid: str, outcome: dict[str, Any]) -> None:
+        try:
+            await _helper(src, "release", self.id, cid)
+        except WhimbrelError as exc:
+            outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
+
+    async def _remove_target(self, api: DockerAPI, cid: str, outcome: dict[str, Any]) -> None:
+        if outcome.get("ok"):
+            return
+        try:
+            await api.request("DELETE", f"/containers/{cid}", query={"force": "true", "v": "1"})
+        except DockerError as exc:
+            if exc.status != 404:
+                outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
+
+    def _finish(self, outcome: dict[str, Any]) -> MigrationFinished:
+        req = self.request
+        event = MigrationFinished(
+            ok=bool(outcome.get("ok")),
+            container=self._record.get("container", req.container),
+            src=self._record.get("src", "?"),
+            dst=req.target,
+            running_on=outcome.get("running_on", "unknown"),
+            mode=outcome.get("mode", self._record.get("mode", req.mode)),
+            rounds=outcome.get("rounds", 0),
+            downtime_s=outcome.get("downtime_s"),
+            predicted_downtime_s=outcome.get("predicted_downtime_s"),
+            total_time_s=self._t(),
+            predicted_total_time_s=outcome.get("predicted_total_time_s"),
+            bytes_sent=outcome.get("bytes_sent", 0),
+            predicted_bytes=outcome.get("predicted_bytes"),
+            brownouts_s=tuple(outcome.get("brownouts_s", ())),
+            error=outcome.get("error"),
+            t=self._t(),
+        )
+        self._record |= event_json(event) | {
+            "status": "done" if event.ok else "failed",
+            "warnings": outcome.get("warnings", []),
+            "handover_result": outcome.get("final"),
+        }
+        self._emit(event)
+        self._record["events"] = self._events
+        path = write_record(self._record)
+        return replace(event, record=str(path))
+
+
+_WRITE_FILE = "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())"
+
+
+def _link_json(link: NodeLink) -> str:
+    return json.dumps(link.ssh_base())
+
+
+async def _helper(
+    session: NodeSession, action: str, *args: str, timeout: float = 120
+) -> dict[str, Any]:
+    """Run a source.py action; its last line is JSON, with "error" when it failed."""
+    done = await session.run(
+        ["python3", "-c", remote_script("source.py"), action, *args], timeout=timeout, check=False
+    )
+    lines = done.text.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {"error": lines[-1][:300]}
+    if done.code != 0 or "error" in result:
+        message = result.get("error") or done.stderr.decode(errors="replace").strip()[-300:]
+        raise WhimbrelError(f"{session.node.name}: {action}: {message}")
+    return result
