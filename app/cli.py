@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from whimbrel.backends.errors import UsageError, WhimbrelError
 
 # Subcommand modules under whimbrel.app.commands, in the order `--help` lists them.
-COMMANDS = ("ls", "migrate", "probe", "model", "config", "lab")
+COMMANDS = ("ls", "migrate", "history", "probe", "dirty", "model", "config", "lab")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -113,6 +113,13 @@ async def open_link(pool: SessionPool, src: Node, dst: Node) -> AsyncIterator[No
         src_dir = made["dir"]
         yield NodeLink(ident, src, dst, src_dir, granted["dir"], user)
     finally:
-        await _trust(dst_session, "revoke", dst.authorized_keys, ident, granted["dir"])
-        if src_dir is not None:
-            await _trust(src_session, "cleanup", src_dir)
+        await revoke_link(pool, src, dst, ident, src_dir, granted["dir"])
+
+
+async def revoke_link(
+    pool: SessionPool, src: Node, dst: Node, ident: str, src_dir: str | None, dst_dir: str
+) -> None:
+    """Remove the link's key line and receiver dir on the target, its key dir on the source."""
+    await _trust(pool.session(dst), "revoke", dst.authorized_keys, ident, dst_dir)
+    if src_dir is not None:
+        await _trust(pool.session(src), "cleanup", src_dir)

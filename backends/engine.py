@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from whimbrel.backends import model
-from whimbrel.backends.channel import NodeLink, open_link, remote_script
+from whimbrel.backends.channel import NodeLink, open_link, remote_script, revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import UsageError, WhimbrelError
@@ -43,7 +44,7 @@ from whimbrel.backends.events import (
     RoundStarted,
     event_json,
 )
-from whimbrel.backends.history import write_record
+from whimbrel.backends.history import read_records, write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
 from whimbrel.backends.ssh import NodeSession, SessionPool
@@ -139,6 +140,8 @@ class Migration:
         self._t0 = time.monotonic()
         self._events: list[dict] = []
         self._record: dict[str, Any] = {"id": self.id, "started_at": time.time()}
+        # Failure injection for whimbrel's own tests (see tests/lab/test_migration_failures.py).
+        self.faults = [f for f in os.environ.get("WHIMBREL_INJECT", "").split(",") if f]
 
     def abort(self) -> None:
         """Roll back at the next round boundary; too late once the final round began."""
@@ -167,7 +170,8 @@ class Migration:
                 container = await self._resolve()
                 src_node = self.pool.config.node(container.node)
                 dst_node = self.pool.config.node(request.target)
-                self._record |= {"container": container.ref, "src": src_node.name,
+                self._record |= {"container": container.ref, "container_id": container.id,
+                                 "src": src_node.name,
                                  "dst": dst_node.name, "status": "pending",
                                  "mode": request.mode}  # fmt: skip
                 write_record(self._record)
@@ -214,7 +218,10 @@ class Migration:
         inspect = await src_api.inspect(container.id)
         refuse_unmovable(inspect)
 
-        prepared = await _helper(src_session, "prepare", self.id, container.id, src.docker_socket)
+        prepared = await _helper(
+            src_session, "prepare", self.id, container.id, src.docker_socket,
+            json.dumps(self.faults),
+        )  # fmt: skip
         stack.push_async_callback(self._release, src_session, container.id, outcome)
         yield self._log(
             f"source {src.name}: CRIU {prepared['criu']}, "
@@ -223,6 +230,8 @@ class Migration:
         )
 
         link = await stack.enter_async_context(open_link(self.pool, src, dst))
+        self._record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
+        write_record(self._record)
         yield self._log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
 
         image = inspect["Config"]["Image"]
@@ -242,6 +251,8 @@ class Migration:
             "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
         )
         target_id = created["Id"]
+        self._record["target_id"] = target_id
+        write_record(self._record)
         stack.push_async_callback(self._remove_target, dst_api, target_id, outcome)
         target = await dst_api.inspect(target_id)
         root = (await dst_api.request("GET", "/info"))["DockerRootDir"]
@@ -250,6 +261,10 @@ class Migration:
             "docker_socket": dst.docker_socket,
             "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],
             "checkpoint_dir": f"{root}/containers/{target_id}/checkpoints/whimbrel",
+            "volumes": {
+                m["Name"]: m["Source"] for m in target.get("Mounts") or () if m["Type"] == "volume"
+            },
+            "faults": self.faults,
         }
         # Written by the operator: the source can only send data, never choose where it goes.
         await dst_session.run_python(
@@ -360,7 +375,7 @@ class Migration:
         yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
         final_plan = current.per_round[-1]
         yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
-        self._record["handover"] = {"link": _link_json(link), "target_id": target_id}
+        self._record["handover"] = True
         write_record(self._record)
         await _helper(
             src_session, "handover", self.id, container.id, _link_json(link),
@@ -460,6 +475,72 @@ class Migration:
 
 
 _WRITE_FILE = "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())"
+
+
+async def recover(pool: SessionPool) -> list[str]:
+    """Settle migrations whose whimbrel died (a pending record): ask the source node how its
+    hand-over ended (or undo a migration that never reached it), release the lock, revoke the
+    link, and rewrite the record. Returns one line per migration settled, for the operator."""
+    said = []
+    for record in read_records():
+        if record.get("status") != "pending" or "src" not in record:
+            continue
+        try:
+            said.append(await _recover_one(pool, record))
+        except WhimbrelError as exc:
+            said.append(
+                f"migration {record['id']} of {record.get('container')}: "
+                f"could not be settled yet: {exc}"
+            )
+    return said
+
+
+async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
+    src = pool.config.node(record["src"])
+    dst = pool.config.node(record["dst"])
+    src_session, dst_session = pool.session(src), pool.session(dst)
+    name = record.get("container", "?")
+    outcome = None
+    if record.get("handover"):
+        outcome = (await _helper(src_session, "status", record["id"]))["outcome"]
+        if outcome is None:
+            return (
+                f"migration {record['id']} of {name}: the hand-over is still running on {src.name}"
+            )
+    ok = bool(outcome and outcome.get("ok"))
+    if not ok and record.get("target_id"):
+        # It never reached the final round, or the final round failed: the container is on
+        # the source; the target container, if one was made, goes.
+        try:
+            await DockerAPI(dst_session).request(
+                "DELETE", f"/containers/{record['target_id']}", query={"force": "true"}
+            )
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+    await _helper(src_session, "release", record["id"], record.get("container_id", ""))
+    link = record.get("link")
+    if link:
+        await revoke_link(pool, src, dst, link["id"], link["src_dir"], link["dst_dir"])
+    where = (outcome or {}).get("running_on", "source")
+    running_on = {"source": src.name, "target": dst.name}.get(where, where)
+    record |= {
+        "status": "done" if ok else "failed",
+        "ok": ok,
+        "running_on": running_on,
+        "downtime_s": (outcome or {}).get("downtime_s"),
+        "error": None
+        if ok
+        else (outcome or {}).get("error", "whimbrel stopped before the final round; rolled back"),
+        "recovered_at": time.time(),
+        "handover_result": outcome,
+    }
+    write_record(record)
+    verdict = "finished" if record["ok"] else "did not finish"
+    return (
+        f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict} while "
+        f"whimbrel was away: the container runs on {running_on}"
+    )
 
 
 def _link_json(link: NodeLink) -> str:

@@ -69,7 +69,7 @@ def inventory_json(inventory: Inventory) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     timeout = parse_duration(args.timeout, "--timeout", allow_zero=False)
-    inventory = with_pool(args, lambda pool: fetch_inventory(pool, timeout))
+    inventory = with_pool(args, lambda pool: fetch_inventory(pool, timeout), settle=True)
     if args.json:
         print(json.dumps(inventory_json(inventory), indent=2))
     else:

@@ -105,4 +105,4 @@ def run(args: argparse.Namespace) -> int:
                 ok = event.ok
         return ok
 
-    return 0 if with_pool(args, work) else 1
+    return 0 if with_pool(args, work, settle=True) else 1

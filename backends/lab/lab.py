@@ -176,8 +176,9 @@ def _sshd_config(node: LabNode) -> str:
             "UsePAM no",
             "PrintMotd no",
             "UseDNS no",
-            # The node's docker CLI talks to the node's own engine.
-            f"SetEnv DOCKER_HOST={node.docker_host}",
+            # The node's docker CLI talks to the node's own engine, and its temp files stay
+            # on the node's own directory (tests fill it to see a full disk handled).
+            f"SetEnv DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}",
             "Subsystem sftp internal-sftp",
             "",
         ]
@@ -189,6 +190,7 @@ def _start_node(node: LabNode) -> None:
     node.run_dir.mkdir(parents=True, exist_ok=True)
     key = node.state_dir / "ssh_host_ed25519_key"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", key])
+    node.tmp_dir.mkdir(mode=0o1777, exist_ok=True)
     (node.state_dir / "sshd_config").write_text(_sshd_config(node))
     start_sshd(node)
 

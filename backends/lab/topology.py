@@ -61,6 +61,10 @@ class LabNode:
         return self.run_dir / "docker.sock"
 
     @property
+    def tmp_dir(self) -> Path:
+        return self.state_dir / "tmp"
+
+    @property
     def authorized_keys(self) -> Path:
         return self.state_dir / "authorized_keys"
 

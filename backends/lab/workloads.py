@@ -3,8 +3,11 @@ socket, so nothing but the standard library is needed) and memwriter's status li
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -135,3 +138,84 @@ def memwriter_status(
         pid=doc["pid"],
         verified=None if "verify" not in doc else doc["verify"] == "ok",
     )
+
+
+class WriteLoad:
+    """A client writing sequential keys at a fixed rate, recording every acknowledged write.
+
+    It follows the container: when its connection breaks it tries each address in turn, so
+    after a migration it carries on against the target. The longest gap between two
+    acknowledgements is the outage a client saw."""
+
+    def __init__(self, addresses: list[tuple[str, int]], rate: float, value_size: int = 100):
+        self.addresses = addresses
+        self.interval = 1.0 / rate
+        self.value_size = value_size
+        self.acked: list[int] = []
+        self.ack_times: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WriteLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def longest_gap_s(self) -> float:
+        times = self.ack_times
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def _connect(self, attempt: int) -> Redis | None:
+        host, port = self.addresses[attempt % len(self.addresses)]
+        try:
+            return Redis(host, port, timeout=0.5)
+        except OSError:
+            return None
+
+    def _run(self) -> None:
+        client, attempt, i = None, 0, 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if client is None:
+                client = self._connect(attempt)
+                attempt += 1
+                if client is None:
+                    time.sleep(0.02)
+                    continue
+            try:
+                client.command("SET", f"w:{i}", value_for(i, self.value_size))
+            except (OSError, RespError):
+                self.errors += 1
+                client.close()
+                client = None
+                continue  # the same key again: only acknowledged writes count
+            self.acked.append(i)
+            self.ack_times.append(time.monotonic())
+            i += 1
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()
+        if client is not None:
+            client.close()
+
+
+def missing_writes(host: str, port: int, acked: list[int], value_size: int = 100) -> list[int]:
+    """Acknowledged writes of a WriteLoad that the server does not hold."""
+    bad: list[int] = []
+    with Redis(host, port) as r:
+        for start in range(0, len(acked), 5000):
+            chunk = acked[start : start + 5000]
+            values = r.pipeline(("GET", f"w:{i}") for i in chunk)
+            bad += [i for i, v in zip(chunk, values, strict=True) if v != value_for(i, value_size)]
+    return bad

@@ -125,15 +125,26 @@ def recv(which):
         (n,) = struct.unpack(">I", _read(stream, 4))
         if n == 0:
             break
-        name = json.loads(_read(stream, n))["name"]
+        header = json.loads(_read(stream, n))
+        name = header["name"]
         if name == "@layer":
-            received += _receive_layer(stream, t["upper_dir"])
+            received += _receive_tree(stream, t["upper_dir"], keep=".wb")
+            continue
+        if name.startswith("@volume:"):
+            volume = name.split(":", 1)[1]
+            if volume not in t["volumes"]:
+                raise ValueError(f"volume {volume!r} is not the target container's")
+            received += _receive_tree(stream, t["volumes"][volume])
             continue
         if "/" in name or name.startswith("."):
             raise ValueError("bad file name")
         is_pages = name.startswith("pages-")
-        with open(os.path.join(pages_dir if is_pages else out_dir, name), "wb") as f:
-            received += _receive_file(stream, f, prev, pages_dir, out_dir)
+        path = os.path.join(pages_dir if is_pages else out_dir, name)
+        if header.get("inplace") and prev is not None:
+            received += _patch_file(stream, os.path.join(prev, name), path)
+        else:
+            with open(path, "wb") as f:
+                received += _receive_file(stream, f, prev, pages_dir, out_dir)
         if is_pages and final:
             # CRIU opens page files inside the container's mount namespace: a link to a path
             # that resolves there, not on the host.
@@ -146,6 +157,10 @@ def recv(which):
             f.write(out_dir)
         out({"received_bytes": received, "files": files})
         return
+    if "corrupt-image" in t.get("faults", ()):
+        # Injected for whimbrel's failure tests (WHIMBREL_INJECT; never in normal use).
+        with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
+            f.write(b"\xff" * 16)
     # The final round goes on in this session: restore, answer, and keep the restored
     # container only if the source then says commit. A lost source (EOF) undoes it.
     restored = restore()
@@ -195,18 +210,39 @@ def _receive_file(stream, f, prev, pages_dir, out_dir):
     return received
 
 
-def _receive_layer(stream, upper):
-    """The writable layer comes whole each time: clear what an earlier round left (but the
-    staged pages), so files deleted meanwhile are deleted here too."""
-    for entry in os.listdir(upper):
-        if entry != ".wb":
-            path = os.path.join(upper, entry)
+def _patch_file(stream, old, path):
+    """Last round's file becomes this round's, patched where pages changed (the source only
+    asks for this when every page it keeps is at the same offset)."""
+    try:
+        os.replace(old, path)
+    except OSError:  # another file system: copy instead
+        shutil.copyfile(old, path)
+    received = 0
+    with open(path, "r+b") as f:
+        for op, item in _chunks(stream):
+            if op == b"D":
+                f.write(item)
+                received += len(item)
+            elif op == b"P" and item[1] == f.tell():
+                f.seek(item[2], os.SEEK_CUR)
+            else:
+                raise ValueError("not an in-place patch")
+        f.truncate()
+    return received
+
+
+def _receive_tree(stream, root, keep=None):
+    """A file tree (the writable layer, a volume) comes whole each time: clear what an earlier
+    round left (but `keep`, the staged pages), so files deleted meanwhile go here too."""
+    for entry in os.listdir(root):
+        if entry != keep:
+            path = os.path.join(root, entry)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
     tar = subprocess.Popen(
-        ["tar", "-C", upper, "--xattrs", "--xattrs-include=trusted.*", "-xpf", "-"],
+        ["tar", "-C", root, "--xattrs", "--xattrs-include=trusted.*", "-xpf", "-"],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     received = 0
@@ -217,7 +253,7 @@ def _receive_layer(stream, upper):
         received += len(chunk)
     tar.stdin.close()
     if tar.wait() != 0:
-        raise RuntimeError("untar of the writable layer: " + tar.stderr.read().decode()[-300:])
+        raise RuntimeError(f"untar into {root}: " + tar.stderr.read().decode()[-300:])
     return received
 
 
@@ -283,20 +319,23 @@ def restore():
         raise RuntimeError(f"restore: {exc}") from None
     finally:
         _criu_conf(False)
-    if not state.startswith("running"):
-        _undo()
-        raise RuntimeError(f"restored container is {state}")
+    if not state.startswith("running") or os.path.exists(os.path.join(HERE, "aborted")):
+        _undo()  # an abort may have come from the source meanwhile
+        raise RuntimeError(f"restored container is {state}, or the source aborted")
     return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}
 
 
 def _undo():
-    with contextlib.suppress(RuntimeError):
-        docker("rm", "-f", target()["container"])
+    # The marker first: a restore still under way sees it and undoes itself too.
     with open(os.path.join(HERE, "aborted"), "w") as f:
         f.write(str(time.time()))
+    with contextlib.suppress(RuntimeError):
+        docker("rm", "-f", target()["container"])
 
 
 def commit():
+    if os.path.exists(os.path.join(HERE, "aborted")):
+        raise RuntimeError("too late to commit: the source aborted")
     with open(os.path.join(HERE, "committed"), "w") as f:
         f.write(str(time.time()))
     t = target()

@@ -24,6 +24,7 @@ import contextlib
 import glob
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -127,93 +128,153 @@ OP_DATA, OP_COPY_PREV, OP_COPY_CUR, OP_END = b"D", b"P", b"C", b"E"
 
 
 def load_index(wd):
-    """{sha1: (name, offset)} of the pages the target holds from the previous round."""
-    index = {}
+    """What the target holds from the previous round: ({sha1: (name, offset)}, {name: file
+    sha1}, {pages file name: (its page digests, its 1 MiB chunk digests)})."""
+    index, layout = {}, {}
     try:
         with open(os.path.join(wd, "index.json")) as f:
             names = json.load(f)
     except (OSError, ValueError):
-        return index, {}
-    for name, _entry in names.items():
+        return index, {}, layout
+    for name in names:
         if name.startswith("pages-"):
             with open(os.path.join(wd, "index-" + name), "rb") as f:
                 digests = f.read()
+            with open(os.path.join(wd, "chunks-" + name), "rb") as f:
+                layout[name] = (digests, f.read())
             for i in range(0, len(digests), 20):
                 index.setdefault(digests[i : i + 20], (name, (i // 20) * PAGE))
-    return index, names
+    return index, names, layout
 
 
-def send_images(img_dir, wd, stream, index, prev_files, layer_dir=None):
-    """Write the round's images (and the writable layer, when given) to `stream`; returns
-    (bytes of state, bytes sent)."""
+def _header(stream, **fields):
+    header = json.dumps(fields).encode()
+    stream.write(struct.pack(">I", len(header)) + header)
+
+
+def send_images(img_dir, wd, stream, held, trees=()):
+    """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
+    "@layer", each named volume as "@volume:NAME") to `stream`; returns (state, sent) bytes.
+    `held` is load_index()'s account of what the target holds."""
+    index, prev_files, layout = held
     state = sent = 0
-    files = {}
-    for name in sorted(os.listdir(img_dir)):
-        path = os.path.join(img_dir, name)
-        if not os.path.isfile(path) or name.endswith(".log"):
-            continue
-        with open(path, "rb") as f:
-            data = f.read()
+    files, pages = {}, {}
+    names = [
+        n
+        for n in sorted(os.listdir(img_dir))
+        if os.path.isfile(os.path.join(img_dir, n)) and not n.endswith(".log")
+    ]
+    for name in names:
+        with open(os.path.join(img_dir, name), "rb") as f:
+            # Page files are mapped, not read: no copy of the whole state in this process.
+            size = os.fstat(f.fileno()).st_size
+            if name.startswith("pages-") and size:
+                data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            else:
+                data = f.read()
         state += len(data)
-        header = json.dumps({"name": name, "size": len(data)}).encode()
-        stream.write(struct.pack(">I", len(header)) + header)
-        sha = hashlib.sha1(data).hexdigest()
-        files[name] = sha
-        if not name.startswith("pages-"):
-            if prev_files.get(name) == sha:
-                stream.write(OP_COPY_PREV + _name_ref(name, 0, len(data)))
-            else:
-                stream.write(OP_DATA + struct.pack(">Q", len(data)) + data)
-                sent += len(data)
-            stream.write(OP_END)
+        if name.startswith("pages-"):
+            files[name] = "pages"
+            pages[name] = (data, *_page_runs(name, memoryview(data), index, layout.get(name)))
             continue
+        files[name] = hashlib.sha1(data).hexdigest()
+        if prev_files.get(name) == files[name]:
+            _header(stream, name=name)
+            stream.write(OP_COPY_PREV + _name_ref(name, 0, len(data)) + OP_END)
+        else:
+            _header(stream, name=name)
+            stream.write(OP_DATA + struct.pack(">Q", len(data)) + data + OP_END)
+            sent += len(data)
+    # A pages file whose kept pages all stay where they are is patched in place on the target
+    # (a round then costs what changed, not the whole state), unless another file still
+    # copies from last round's version of it.
+    borrowed = {
+        src
+        for name, (_, runs, _) in pages.items()
+        for op, src, *_ in runs
+        if op == OP_COPY_PREV and src != name
+    }
+    for name, (data, runs, digests) in pages.items():
+        inplace = (
+            name in layout
+            and name not in borrowed
+            and all(
+                op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
+            )
+        )
+        _header(stream, name=name, inplace=inplace)
         view = memoryview(data)
-        digests = bytearray()
-        seen = {}
-        run = None  # a pending run: [op, src name, src offset, length, start]
-
-        for pos in range(0, len(data), PAGE):
-            page = view[pos : pos + PAGE]
-            d = hashlib.sha1(page).digest()
-            digests += d
-            if d in index:
-                op, (src, off) = OP_COPY_PREV, index[d]
-            elif d in seen:
-                op, src, off = OP_COPY_CUR, name, seen[d]
-            else:
-                op, src, off = OP_DATA, None, None
-                seen[d] = pos
-            if (
-                run
-                and run[0] == op
-                and (op == OP_DATA or (run[1] == src and run[2] + run[3] == off))
-            ):
-                run[3] += len(page)
-            else:
-                if run:
-                    sent += _flush(stream, view, run)
-                run = [op, src, off, len(page), pos]
-        if run:
+        for run in runs:
             sent += _flush(stream, view, run)
         stream.write(OP_END)
-        with open(os.path.join(wd, "index-" + name + ".new"), "wb") as f:
-            f.write(digests)
-    if layer_dir is not None:
-        header = json.dumps({"name": "@layer"}).encode()
-        stream.write(struct.pack(">I", len(header)) + header)
-        sent += tar_stream(layer_dir, stream)
+        for kind, data_ in zip(("index-", "chunks-"), digests, strict=True):
+            with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
+                f.write(data_)
+    for entry, directory in trees:
+        _header(stream, name=entry)
+        sent += tar_stream(directory, stream)
         stream.write(OP_END)
     stream.write(struct.pack(">I", 0))
     stream.flush()
     # What the target now holds is this round's set: it becomes the next round's index.
-    for name in files:
-        if name.startswith("pages-"):
-            os.replace(
-                os.path.join(wd, "index-" + name + ".new"), os.path.join(wd, "index-" + name)
-            )
+    for name in pages:
+        for kind in ("index-", "chunks-"):
+            os.replace(os.path.join(wd, kind + name + ".new"), os.path.join(wd, kind + name))
     with open(os.path.join(wd, "index.json"), "w") as f:
         json.dump(files, f)
     return state, sent
+
+
+CHUNK = 256 * PAGE
+
+
+def _page_runs(name, view, index, prev):
+    """The file as runs [op, src name, src offset, length, start]: pages the target holds
+    (preferably at the same place), pages repeated within the file, and new data; and the
+    file's digests (per page, then per 1 MiB chunk). A chunk whose digest matches last
+    round's at the same place is taken whole, without hashing its pages one by one: a round
+    then costs about what changed (one large hash runs near memory speed, 256 small ones do
+    not)."""
+    prev_pages, prev_chunks = prev or (b"", b"")
+    pages, chunks = bytearray(), bytearray()
+    seen = {}
+    runs = []
+    run = None
+
+    def add(op, src, off, length, pos):
+        nonlocal run
+        if run and run[0] == op and (op == OP_DATA or (run[1] == src and run[2] + run[3] == off)):
+            run[3] += length
+        else:
+            run = [op, src, off, length, pos]
+            runs.append(run)
+
+    for number, chunk in enumerate(range(0, len(view), CHUNK)):
+        end = min(chunk + CHUNK, len(view))
+        digest = hashlib.sha1(view[chunk:end]).digest()
+        chunks += digest
+        held = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
+        if (
+            prev_chunks[number * 20 : number * 20 + 20] == digest
+            and len(held) == (end - chunk) // PAGE * 20
+        ):
+            pages += held
+            add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
+            continue
+        for pos in range(chunk, end, PAGE):
+            page = view[pos : pos + PAGE]
+            d = hashlib.sha1(page).digest()
+            pages += d
+            if prev_pages[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
+                add(OP_COPY_PREV, name, pos, len(page), pos)
+            elif d in index:
+                add(OP_COPY_PREV, *index[d], len(page), pos)
+            elif d in seen:
+                add(OP_COPY_CUR, name, seen[d], len(page), pos)
+            else:
+                seen[d] = pos
+                add(OP_DATA, None, None, len(page), pos)
+    return runs, (bytes(pages), bytes(chunks))
 
 
 def _flush(stream, view, run):
@@ -337,7 +398,41 @@ def clear_criu_lock():
 # ------------------------------------------------------------------ actions
 
 
-def prepare(mig, cid, sock):
+def _info(wd):
+    with open(os.path.join(wd, "prepare.json")) as f:
+        return json.load(f)
+
+
+def _trees(info):
+    return [("@layer", info["upper_dir"])] + [
+        ("@volume:" + name, path) for name, path in sorted(info["volumes"].items())
+    ]
+
+
+def _faulty(info, fault, feed, stream):
+    """Fault injection for whimbrel's own failure tests (WHIMBREL_INJECT; never in normal
+    use): cut the link after half the stream."""
+    if fault not in info.get("faults", ()):
+        return feed(stream)
+
+    class Cut:
+        def __init__(self):
+            self.n = 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 1 << 20:
+                subprocess.run(["pkill", "-KILL", "-f", "^ssh .*recv "], capture_output=True)
+                raise BrokenPipeError("link cut (injected)")
+            stream.write(data)
+
+        def flush(self):
+            stream.flush()
+
+    return feed(Cut())
+
+
+def prepare(mig, cid, sock, faults="[]"):
     wd = workdir(mig)
     lock(mig, cid)
     try:
@@ -345,7 +440,11 @@ def prepare(mig, cid, sock):
         runc_root = find_runc_root(cid)
         if runc_root is None:
             fail(f"runc state of container {cid[:12]} not found (is it running?)")
-        upper = docker(sock, "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", cid)
+        inspect = json.loads(docker(sock, "inspect", cid))[0]
+        upper = inspect["GraphDriver"]["Data"]["UpperDir"]
+        volumes = {
+            m["Name"]: m["Source"] for m in inspect.get("Mounts") or () if m["Type"] == "volume"
+        }
         criu = subprocess.run(["criu", "--version"], capture_output=True, text=True).stdout
         soft_dirty = (
             subprocess.run(
@@ -356,6 +455,8 @@ def prepare(mig, cid, sock):
         info = {
             "runc_root": runc_root,
             "upper_dir": upper,
+            "volumes": volumes,
+            "faults": json.loads(faults),
             "docker_socket": sock,
             "criu": criu.split()[1] if criu else None,
             "soft_dirty": soft_dirty,
@@ -377,18 +478,22 @@ def _free(path):
 def pre_round(mig, cid, number, link_json):
     wd = workdir(mig)
     link_argv = json.loads(link_json)
-    with open(os.path.join(wd, "prepare.json")) as f:
-        upper = json.load(f)["upper_dir"]
-    # The writable layer goes with round 0, and again whole with the final round.
-    layer_dir = upper if int(number) == 0 else None
+    info = _info(wd)
+    # File trees go with round 0, and again whole with the final round.
+    trees = _trees(info) if int(number) == 0 else ()
     try:
         img, dump_s = dump(mig, cid, True, f"round-{number}")
-        index, prev = load_index(wd)
+        held = load_index(wd)
         t0 = time.monotonic()
         (state, sent), _reply = run_link(
             link_argv,
             f"recv {int(number)}",
-            lambda stream: send_images(img, wd, stream, index, prev, layer_dir),
+            lambda stream: _faulty(
+                info,
+                f"kill-link-round-{int(number)}",
+                lambda s: send_images(img, wd, s, held, trees),
+                stream,
+            ),
         )
         send_s = time.monotonic() - t0
         shutil.rmtree(img, ignore_errors=True)
@@ -448,9 +553,8 @@ def handover(mig, cid, link_json, cfg_json):
 
 def _handover(mig, cid, wd, link_argv, cfg, emit):
     sock = cfg["docker_socket"]
-    index, prev = load_index(wd)  # before the freeze: none of this is downtime
-    with open(os.path.join(wd, "prepare.json")) as f:
-        upper = json.load(f)["upper_dir"]
+    held = load_index(wd)  # before the freeze: none of this is downtime
+    info = _info(wd)
     frozen = restored = False
     t_freeze = session = None
     stage = "freeze"
@@ -467,8 +571,10 @@ def _handover(mig, cid, wd, link_argv, cfg, emit):
         session = subprocess.Popen(
             [*link_argv, "recv final"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        state, sent = send_images(img, wd, session.stdin, index, prev, upper)
+        state, sent = send_images(img, wd, session.stdin, held, _trees(info))
         session.stdin.flush()
+        if "drop-final-link" in info.get("faults", ()):
+            session.kill()  # injected: the connection to the target drops mid-hand-over
         emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
         stage = "restore"
         reply = _reply(session)
