@@ -75,12 +75,17 @@ class MigrationRequest:
     keep_source: bool = False
     max_rounds: int = 8
     probe_bytes: int = 16 * 1024 * 1024
+    # Exactly this many pre-copy rounds, whatever the model says (benchmarks compare policies
+    # this way); None lets the model choose.
+    rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"--mode: {self.mode!r} is not one of {', '.join(MODES)}")
         if not self.downtime_target_s > 0:
             raise UsageError("--downtime-target must be more than zero")
+        if self.rounds is not None and not 0 <= self.rounds <= model.MAX_ROUND_CAP:
+            raise UsageError(f"--rounds must be between 0 and {model.MAX_ROUND_CAP}")
 
 
 class MigrationFailed(WhimbrelError):
@@ -289,7 +294,10 @@ class Migration:
         )
         first = model.plan(inputs)
         mode = request.mode
-        if mode == "auto":
+        if request.rounds is not None:
+            mode = "iterative" if request.rounds else "stop-and-copy"
+            first = model.evaluate(inputs, request.rounds)
+        elif mode == "auto":
             mode = "iterative" if first.verdict == "iterate" else "stop-and-copy"
         if mode == "stop-and-copy":
             first = model.evaluate(inputs, 0)
@@ -309,7 +317,8 @@ class Migration:
         ran_prev = 0.0
         yield self._phase(Phase.PRECOPY) if mode == "iterative" else self._log("stop-and-copy")
         index = 0
-        while mode == "iterative" and index < request.max_rounds:
+        cap = request.max_rounds if request.rounds is None else request.rounds
+        while mode == "iterative" and index < cap:
             if self._aborted.is_set():
                 raise MigrationFailed("aborted by the operator before the final round", src.name)
             forecast = current.per_round[0]
@@ -362,6 +371,8 @@ class Migration:
                 )
             )  # fmt: skip
             index += 1
+            if request.rounds is not None:
+                continue
             if remaining == 0:
                 break
             if index >= 2 and done[-1].bytes > 0.9 * done[-2].bytes:
@@ -372,9 +383,8 @@ class Migration:
 
         if self._aborted.is_set():
             raise MigrationFailed("aborted by the operator before the final round", src.name)
-        yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
-        final_plan = current.per_round[-1]
-        yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
+        # From here the source node's agent carries the hand-over to its end, with or
+        # without us: the final phase starts when it does.
         self._record["handover"] = True
         write_record(self._record)
         await _helper(
@@ -382,6 +392,9 @@ class Migration:
             json.dumps({"docker_socket": src.docker_socket,
                         "keep_source": request.keep_source}),
         )  # fmt: skip
+        yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
+        final_plan = current.per_round[-1]
+        yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
         final: dict[str, Any] = {}
         script = remote_script("source.py")
         lines = src_session.stream_python(script, ["follow", self.id], timeout=3600)

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--downtime-target", default="300ms", help="for the model (300ms)")
     parser.add_argument("--max-rounds", type=int, default=8, help="pre-copy round cap (8)")
     parser.add_argument(
+        "--rounds", type=int, help="exactly N pre-copy rounds, overriding the model (for tests)"
+    )
+    parser.add_argument(
         "--keep-source", action="store_true", help="keep the source container, stopped"
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         downtime_target_s=parse_duration(args.downtime_target, "--downtime-target"),
         keep_source=args.keep_source,
         max_rounds=args.max_rounds,
+        rounds=args.rounds,
     )
     if not args.yes:
         if not sys.stdin.isatty():

@@ -421,7 +421,7 @@ def _faulty(info, fault, feed, stream):
 
         def write(self, data):
             self.n += len(data)
-            if self.n > 1 << 20:
+            if self.n > 256 * 1024:
                 subprocess.run(["pkill", "-KILL", "-f", "^ssh .*recv "], capture_output=True)
                 raise BrokenPipeError("link cut (injected)")
             stream.write(data)

@@ -36,9 +36,10 @@ def _private_dir(label):
 
 
 def _is_ours(path):
-    parent = os.path.realpath(tempfile.gettempdir())
+    # Not tempfile.gettempdir(): it skips a temp dir it cannot write to, a full disk's.
+    parents = {os.path.realpath(d) for d in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp") if d}
     real = os.path.realpath(path)
-    return os.path.dirname(real) == parent and os.path.basename(real).startswith(PREFIX)
+    return os.path.dirname(real) in parents and os.path.basename(real).startswith(PREFIX)
 
 
 def _rewrite(path, keep, extra=""):

@@ -1,0 +1,185 @@
+"""Real migrations between clusters on the lab (RTT 40 ms, 200 Mbit/s): Redis under a steady
+write load in both modes, memwriter's state continuity both ways, a volume and the writable
+layer byte for byte, hostile labels."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.migration_tools import finished, migrate, no_leftovers, running_on
+from tests.labtools import ssh
+from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.workloads import (
+    WriteLoad,
+    load_redis,
+    memwriter_status,
+    missing_keys,
+    missing_writes,
+)
+
+pytestmark = pytest.mark.lab
+EAST1, WEST1 = "198.18.1.10", "198.18.2.10"
+KEYS, VALUE = 300_000, 1000  # 300 MB of values
+
+
+def _cleanup(name: str) -> None:
+    for address in (EAST1, WEST1):
+        ssh(
+            address, f"docker rm -f {name} >/dev/null 2>&1; docker volume prune -f >/dev/null; true"
+        )
+
+
+@pytest.fixture
+def big_redis(lab: dict) -> Iterator[str]:
+    """A Redis holding 300 MB on east-1, port 6380 (the lab's `kv` stays untouched)."""
+    name = "bigkv"
+    ssh(EAST1, f"docker run -d --name {name} --network host {REDIS_IMAGE} "
+               f"redis-server {REDIS_CONF} --port 6380")  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert load_redis(EAST1, 6380, KEYS, value_size=VALUE) == KEYS
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    yield name
+    _cleanup(name)
+
+
+@pytest.fixture(scope="module")
+def downtimes() -> dict[str, float]:
+    """Engine downtimes by mode, shared by the two Redis tests (they run in file order)."""
+    return {}
+
+
+def _migrate_under_load(lab: dict, name: str, mode: str) -> tuple[dict, WriteLoad]:
+    with WriteLoad([(EAST1, 6380), (WEST1, 6380)], rate=200) as load:
+        time.sleep(1)
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1", "--mode", mode)
+        time.sleep(1.5)
+    done = finished(events)
+    assert code == 0, done
+    return done, load
+
+
+def _check_moved(name: str, load: WriteLoad) -> None:
+    assert running_on(name) == ["west-1"]
+    assert missing_writes(WEST1, 6380, load.acked) == []
+    assert missing_keys(WEST1, 6380, KEYS, value_size=VALUE) == []
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def test_iterative_moves_redis_under_writes_with_every_acknowledged_write_and_a_short_outage(
+    lab: dict, big_redis: str, downtimes: dict[str, float]
+) -> None:
+    done, load = _migrate_under_load(lab, big_redis, "iterative")
+    _check_moved(big_redis, load)
+    print(
+        f"iterative: engine downtime {done['downtime_s']:.2f} s, client's longest gap "
+        f"{load.longest_gap_s:.2f} s, {done['rounds']} rounds, {len(load.acked)} writes"
+    )
+    assert done["rounds"] >= 1 and done["mode"] == "iterative"
+    # The client never waited much longer than the engine says the container was down.
+    assert load.longest_gap_s < done["downtime_s"] + 1.0
+    downtimes["iterative"] = done["downtime_s"]
+
+
+def test_stop_and_copy_moves_redis_and_iterative_downtime_is_at_most_a_quarter_of_it(
+    lab: dict, big_redis: str, downtimes: dict[str, float]
+) -> None:
+    done, load = _migrate_under_load(lab, big_redis, "stop-and-copy")
+    _check_moved(big_redis, load)
+    print(
+        f"stop-and-copy: engine downtime {done['downtime_s']:.2f} s, client's longest gap "
+        f"{load.longest_gap_s:.2f} s"
+    )
+    assert done["rounds"] == 0
+    assert "iterative" in downtimes, "the iterative test (above) must run first"
+    assert downtimes["iterative"] <= done["downtime_s"] / 4
+
+
+def _memwriter(name: str, node_address: str, port: int) -> None:
+    ssh(node_address, f"docker run -d --name {name} --network host {MEMWRITER_IMAGE} memwriter "
+                      f"--size 96MiB --hot 48MiB --rate 2MiB/s --port {port}")  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            memwriter_status(node_address, port)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_memwriter_state_continues_after_moving_west_and_back_east(lab: dict) -> None:
+    name, port = "cont", 7171
+    try:
+        _memwriter(name, EAST1, port)
+        time.sleep(1)
+        before = memwriter_status(EAST1, port, verify=True)
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1")
+        assert code == 0, finished(events)
+        after_west = memwriter_status(WEST1, port, verify=True)
+        assert after_west.verified and after_west.counter > before.counter
+        assert (after_west.size, after_west.hot) == (before.size, before.hot)
+
+        code, events = migrate(lab["config"], f"west-1/{name}", "east-1")
+        assert code == 0, finished(events)
+        after_east = memwriter_status(EAST1, port, verify=True)
+        assert after_east.verified and after_east.counter > after_west.counter
+        assert running_on(name) == ["east-1"]
+    finally:
+        _cleanup(name)
+
+
+def test_a_named_volume_and_the_writable_layer_move_byte_for_byte(lab: dict) -> None:
+    name = "files"
+    write = (
+        "head -c 3000000 /dev/urandom > /vol/data.bin && echo hello > /vol/note && "
+        "mkdir -p /srv/state && head -c 500000 /dev/urandom > /srv/state/layer.bin && "
+        "rm /etc/group && sha256sum /vol/data.bin /vol/note /srv/state/layer.bin"
+    )
+    try:
+        ssh(EAST1, f"docker run -d --name {name} --network none -v wbfiles:/vol "
+                   f"{MEMWRITER_IMAGE} memwriter --size 16MiB --rate 64KiB/s")  # fmt: skip
+        before = ssh(EAST1, f"docker exec {name} sh -c '{write}'")
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1")
+        assert code == 0, finished(events)
+        after = ssh(WEST1, f"docker exec {name} sha256sum /vol/data.bin /vol/note "
+                           "/srv/state/layer.bin")  # fmt: skip
+        assert after == before
+        # A deletion in the writable layer moved too.
+        assert (
+            ssh(WEST1, f"docker exec {name} sh -c 'test -e /etc/group || echo gone'").strip()
+            == "gone"
+        )
+        volumes = ssh(
+            WEST1, f"docker inspect -f '{{{{range .Mounts}}}}{{{{.Name}}}}{{{{end}}}}' {name}"
+        )
+        assert volumes.strip() == "wbfiles"
+    finally:
+        _cleanup(name)
+
+
+def test_hostile_labels_and_env_move_verbatim_and_nothing_is_executed(lab: dict) -> None:
+    name = "hostile"
+    marker = "/tmp/whimbrel-test-pwned"
+    payload = f"$(touch {marker}); `touch {marker}`; touch {marker} && echo '\"x"
+    try:
+        ssh(EAST1, f"rm -f {marker}; docker run -d --name {name} --network none "
+                   f"--label evil={shlex.quote(payload)} -e EVIL={shlex.quote(payload)} "
+                   f"{MEMWRITER_IMAGE} memwriter --size 8MiB --rate 64KiB/s")  # fmt: skip
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1")
+        assert code == 0, finished(events)
+        label = ssh(WEST1, f"docker inspect -f '{{{{index .Config.Labels \"evil\"}}}}' {name}")
+        assert label.rstrip("\n") == payload
+        assert ssh(EAST1, f"test -e {marker} && echo yes || echo no").strip() == "no"
+    finally:
+        _cleanup(name)

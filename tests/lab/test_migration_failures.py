@@ -1,0 +1,149 @@
+"""Injected failures: each ends with the container serving on exactly one node, every
+acknowledged write present, and nothing of the migration left behind.
+
+The faults are injected through WHIMBREL_INJECT (a test-only switch the engine passes to its
+node helpers), except the full disk, which is real: a small tmpfs over the target's temp dir,
+and the killed whimbrel, which is a real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.migration_tools import (
+    exists_on,
+    finished,
+    migrate,
+    no_leftovers,
+    running_on,
+    wait_until,
+)
+from tests.labtools import ssh
+from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
+
+pytestmark = pytest.mark.lab
+EAST1, WEST1 = "198.18.1.10", "198.18.2.10"
+NAME, PORT = "fragile", 6390
+TARGET_TMP = "/var/lib/wblab/nodes/west-1/tmp"
+
+
+@pytest.fixture
+def redis(lab: dict) -> Iterator[str]:
+    ssh(EAST1, f"docker run -d --name {NAME} --network host {REDIS_IMAGE} "
+               f"redis-server {REDIS_CONF} --port {PORT}")  # fmt: skip
+    wait_until(lambda: _answers(EAST1), timeout=20)
+    load_redis(EAST1, PORT, 60_000, value_size=1000)
+    yield NAME
+    for address in (EAST1, WEST1):
+        ssh(address, f"docker rm -f {NAME} >/dev/null 2>&1; true")
+
+
+def _answers(address: str) -> bool:
+    try:
+        load_redis(address, PORT, 1)
+        return True
+    except OSError:
+        return False
+
+
+def _assert_rolled_back(load: WriteLoad) -> None:
+    assert running_on(NAME) == ["east-1"]
+    assert not exists_on("west-1", NAME), "the target container was left behind"
+    assert missing_writes(EAST1, PORT, load.acked) == []
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def _failing_migration(lab: dict, *extra: str, inject: str | None = None) -> dict:
+    env = {"WHIMBREL_INJECT": inject} if inject else {}
+    with WriteLoad([(EAST1, PORT)], rate=200) as load:
+        time.sleep(0.5)
+        code, events = migrate(lab["config"], f"east-1/{NAME}", "west-1", *extra, env=env)
+        time.sleep(0.5)
+    done = finished(events)
+    assert code != 0 and not done["ok"]
+    assert done["running_on"] == "east-1"
+    print(f"{inject or extra}: {done['error']}")
+    _assert_rolled_back(load)
+    assert len(load.acked) > 100
+    return done
+
+
+def test_the_data_channel_killed_in_the_second_round_rolls_back(lab: dict, redis: str) -> None:
+    done = _failing_migration(lab, "--rounds", "3", inject="kill-link-round-1")
+    assert "link" in done["error"] or "target" in done["error"]
+
+
+def test_a_restore_failing_on_the_target_rolls_back(lab: dict, redis: str) -> None:
+    done = _failing_migration(lab, "--rounds", "1", inject="corrupt-image")
+    assert "restore" in done["error"]
+
+
+def test_the_connection_to_the_target_dropped_in_the_final_round_rolls_back(
+    lab: dict, redis: str
+) -> None:
+    _failing_migration(lab, "--rounds", "1", inject="drop-final-link")
+
+
+@pytest.fixture
+def target_disk_full() -> Iterator[None]:
+    """The target's temp space: a 16 MiB tmpfs, far too small for the container's state."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=1777", "whimbrel-test-full",
+                    TARGET_TMP], check=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", TARGET_TMP], check=True)
+
+
+def test_a_full_disk_on_the_target_rolls_back(
+    lab: dict, redis: str, target_disk_full: None
+) -> None:
+    done = _failing_migration(lab, "--mode", "iterative")
+    assert "No space left" in done["error"]
+
+
+def test_whimbrel_killed_in_the_final_round_is_finished_by_the_nodes_and_reported_after(
+    lab: dict, redis: str
+) -> None:
+    with WriteLoad([(EAST1, PORT), (WEST1, PORT)], rate=200) as load:
+        time.sleep(0.5)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "migrate",
+             f"east-1/{NAME}", "--to", "west-1", "--yes", "--json", "--rounds", "1"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "PhaseChanged" and event["phase"] == "final":
+                proc.send_signal(signal.SIGKILL)
+                killed_at = time.monotonic()
+                break
+        proc.wait()
+        # The source's hand-over agent finishes on its own: the target serves and the source
+        # container is gone, with nobody left to tell it to.
+        wait_until(
+            lambda: running_on(NAME) == ["west-1"] and not exists_on("east-1", NAME), timeout=60
+        )
+        took = time.monotonic() - killed_at
+        time.sleep(1)
+    print(f"whimbrel killed in the final round: serving on west-1 only, {took:.1f} s after")
+    assert missing_writes(WEST1, PORT, load.acked) == []
+
+    # The next whimbrel start reports what happened and settles what was left.
+    ls = subprocess.run(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "finished while whimbrel was away" in ls.stderr, ls.stderr
+    assert "runs on west-1" in ls.stderr
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
