@@ -21,10 +21,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+LAB_CONFIG := /var/lib/wblab/config.toml
+
+# The main job on the lab: see it, measure the path, plan, and move a live Redis across the
+# WAN and back.
 demo: setup
 	$(WHIMBREL) lab up
-	$(WHIMBREL) --config /var/lib/wblab/config.toml config check
+	$(WHIMBREL) --config $(LAB_CONFIG) ls
+	$(WHIMBREL) --config $(LAB_CONFIG) probe east-1 west-1
+	$(WHIMBREL) --config $(LAB_CONFIG) dirty east-1/hot --seconds 3
 	$(WHIMBREL) model --size 512MiB --dirty-rate 8MiB/s --bandwidth 200Mbit --rtt 40ms --compare
+	$(WHIMBREL) --config $(LAB_CONFIG) migrate east-1/kv --to west-1 --yes
+	$(WHIMBREL) --config $(LAB_CONFIG) migrate west-1/kv --to east-1 --yes
+	$(WHIMBREL) --config $(LAB_CONFIG) history
 
 # Lint, bring the lab up, run every test (lab tests included: they fail, never skip, without
 # the lab), and take the lab down whatever happened.
@@ -46,6 +55,10 @@ format: venv
 
 bench: setup
 	$(BIN)/python benchmarks/model_grid.py
+	$(BIN)/python benchmarks/dirty_cost.py
+	$(WHIMBREL) lab up
+	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/migration.py
 
 lab-up: setup
 	$(WHIMBREL) lab up

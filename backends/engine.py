@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
@@ -144,7 +145,11 @@ class Migration:
         self._aborted = asyncio.Event()
         self._t0 = time.monotonic()
         self._events: list[dict] = []
-        self._record: dict[str, Any] = {"id": self.id, "started_at": time.time()}
+        self._record: dict[str, Any] = {
+            "id": self.id,
+            "started_at": time.time(),
+            "owner": _this_process(),
+        }
         # Failure injection for whimbrel's own tests (see tests/lab/test_migration_failures.py).
         self.faults = [f for f in os.environ.get("WHIMBREL_INJECT", "").split(",") if f]
 
@@ -490,6 +495,17 @@ class Migration:
 _WRITE_FILE = "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())"
 
 
+def _this_process(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a migration: host, pid and the pid's start time (pids are reused)."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        started = None
+    return {"host": socket.gethostname(), "pid": pid, "started": started}
+
+
 async def recover(pool: SessionPool) -> list[str]:
     """Settle migrations whose whimbrel died (a pending record): ask the source node how its
     hand-over ended (or undo a migration that never reached it), release the lock, revoke the
@@ -498,6 +514,8 @@ async def recover(pool: SessionPool) -> list[str]:
     for record in read_records():
         if record.get("status") != "pending" or "src" not in record:
             continue
+        if record.get("owner") == _this_process(record.get("owner", {}).get("pid")):
+            continue  # its whimbrel is alive (another console, another command): not ours
         try:
             said.append(await _recover_one(pool, record))
         except WhimbrelError as exc:

@@ -4,7 +4,9 @@ cluster. Exit code 0 only when the container runs on the target."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
 
 from whimbrel.app.headless import with_pool
@@ -99,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def work(pool: SessionPool) -> bool:
         migration = Migration(pool, request)
+        # Ctrl-C asks for a clean rollback at the next round boundary (the source keeps
+        # running); once the final round has begun the source node finishes it regardless.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, _abort, migration)
         ok = False
         async for event in migration.events():
             if args.json:
@@ -110,3 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return ok
 
     return 0 if with_pool(args, work, settle=True) else 1
+
+
+def _abort(migration: Migration) -> None:
+    print("whimbrel: aborting: rolling back at the next round boundary", file=sys.stderr)
+    migration.abort()

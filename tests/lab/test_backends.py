@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.labtools import ssh
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
 
@@ -137,3 +138,32 @@ def test_probe_throughput_is_within_15_percent_of_the_cap_and_leaves_no_trust_be
     west1 = build_topology().node("west-1")
     assert "whimbrel-ephemeral" not in west1.authorized_keys.read_text()
     assert not [p for p in Path("/tmp").iterdir() if p.name.startswith("whimbrel-")]
+
+
+@pytest.mark.parametrize("mib_per_s", [1, 8, 32])
+def test_dirty_reports_memwriters_rate_within_20_percent_with_its_method(
+    lab: dict, mib_per_s: int
+) -> None:
+    name = f"dirty{mib_per_s}"
+    ssh_east2 = build_topology().node("east-2").lan_address
+    ssh(ssh_east2, f"docker run -d --name {name} --network none whimbrel-lab/memwriter:1 "
+                   f"memwriter --size 256MiB --hot 256MiB --rate {mib_per_s}MiB/s")  # fmt: skip
+    try:
+        time.sleep(1)
+        done = whimbrel("dirty", f"east-2/{name}", "--seconds", "4", "--json",
+                        config=lab["config"])  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        measured = result["bytes_per_s"] / 2**20
+        print(f"set {mib_per_s} MiB/s, measured {measured:.2f} MiB/s ({result['method']})")
+        assert result["method"] in ("hash", "soft-dirty")
+        assert abs(measured - mib_per_s) <= 0.2 * mib_per_s
+    finally:
+        ssh(ssh_east2, f"docker rm -f {name} >/dev/null; true")
+
+
+def test_dirty_on_an_idle_redis_is_close_to_zero(lab: dict) -> None:
+    done = whimbrel("dirty", "east-1/kv", "--seconds", "3", "--json", config=lab["config"])
+    assert done.returncode == 0, done.stderr
+    # Redis's housekeeping touches a few dozen pages a second: far below any workload here.
+    assert json.loads(done.stdout)["bytes_per_s"] < 512 * 1024

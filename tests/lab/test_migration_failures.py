@@ -147,3 +147,45 @@ def test_whimbrel_killed_in_the_final_round_is_finished_by_the_nodes_and_reporte
     assert "finished while whimbrel was away" in ls.stderr, ls.stderr
     assert "runs on west-1" in ls.stderr
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def _migrate_process(lab: dict, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "migrate",
+         f"east-1/{NAME}", "--to", "west-1", "--yes", "--json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_an_operator_abort_before_the_final_round_is_a_clean_rollback(
+    lab: dict, redis: str
+) -> None:
+    with WriteLoad([(EAST1, PORT)], rate=200) as load:
+        proc = _migrate_process(lab, "--rounds", "4")
+        assert proc.stdout is not None
+        events = []
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "RoundFinished" and events[-1]["index"] == 1:
+                proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=120) == 1
+        time.sleep(0.5)
+    done = finished(events)
+    assert not done["ok"] and "aborted by the operator" in done["error"]
+    assert not any(e["event"] == "PhaseChanged" and e["phase"] == "final" for e in events)
+    _assert_rolled_back(load)
+
+
+def test_a_second_migration_of_the_same_container_is_refused_while_one_runs(
+    lab: dict, redis: str
+) -> None:
+    first = _migrate_process(lab, "--rounds", "3")
+    assert first.stdout is not None
+    for line in first.stdout:
+        if json.loads(line)["event"] == "RoundStarted":
+            break
+    code, events = migrate(lab["config"], f"east-1/{NAME}", "west-2")
+    assert code != 0
+    assert "already being migrated" in finished(events)["error"]
+    assert first.wait(timeout=300) == 0
+    assert running_on(NAME) == ["west-1"]
