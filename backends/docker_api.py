@@ -80,11 +80,3 @@ class DockerAPI:
 
     async def inspect(self, container: str) -> dict[str, Any]:
         return await self.request("GET", f"/containers/{quote(container, safe='')}/json")
-
-    async def stats(self, container: str) -> dict[str, Any]:
-        """One stats sample without the engine's one-second wait (one-shot)."""
-        return await self.request(
-            "GET",
-            f"/containers/{quote(container, safe='')}/stats",
-            query={"stream": "false", "one-shot": "true"},
-        )

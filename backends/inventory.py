@@ -7,14 +7,15 @@ and never delays the others past that timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from whimbrel.backends.channel import remote_script
 from whimbrel.backends.config import Node
-from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.ssh import SessionPool
 
@@ -133,24 +134,11 @@ def _parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _memory(stats: Mapping[str, Any] | None) -> int | None:
-    if not stats:
-        return None
-    mem = stats.get("memory_stats") or {}
-    usage = mem.get("usage")
-    if usage is None:
-        return None
-    # What `docker stats` shows: usage less the page cache that can be dropped.
-    detail = mem.get("stats") or {}
-    cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
-    return max(0, int(usage) - int(cache))
-
-
 def container_from(
     node: Node,
     summary: Mapping[str, Any],
     inspect: Mapping[str, Any] | None,
-    stats: Mapping[str, Any] | None,
+    memory_bytes: int | None,
 ) -> ContainerInfo:
     state = (inspect or {}).get("State") or {}
     host_config = (inspect or {}).get("HostConfig") or {}
@@ -176,7 +164,7 @@ def container_from(
         status=summary.get("Status", ""),
         node=node.name,
         cluster=node.cluster,
-        memory_bytes=_memory(stats),
+        memory_bytes=memory_bytes,
         started_at=_parse_time(state.get("StartedAt")),
         pid=state.get("Pid") or None,
         ports=ports,
@@ -187,25 +175,17 @@ def container_from(
 
 
 async def node_containers(pool: SessionPool, node: Node) -> tuple[ContainerInfo, ...]:
-    api = DockerAPI(pool.session(node))
-    summaries = await api.containers()
-
-    async def one(summary: Mapping[str, Any]) -> ContainerInfo:
-        running = summary.get("State") == "running"
-        inspect, stats = await asyncio.gather(
-            api.inspect(summary["Id"]),
-            api.stats(summary["Id"]) if running else asyncio.sleep(0, None),
-            return_exceptions=True,
-        )
-        # A container removed between the list and the details is shown as listed.
-        inspect = None if isinstance(inspect, DockerError) else inspect
-        stats = None if isinstance(stats, DockerError) else stats
-        for result in (inspect, stats):
-            if isinstance(result, BaseException):
-                raise result
-        return container_from(node, summary, inspect, stats)
-
-    return tuple(await asyncio.gather(*(one(s) for s in summaries)))
+    """One helper run on the node lists, inspects and weighs all its containers."""
+    done = await pool.session(node).run_python(
+        remote_script("inventory.py"), [node.docker_socket], timeout=30, check=False
+    )
+    try:
+        found = json.loads(done.text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        found = {"error": done.stderr.decode(errors="replace").strip()[-200:] or "no answer"}
+    if isinstance(found, dict):
+        raise WhimbrelError(f"{node.name}: inventory: {found['error']}")
+    return tuple(container_from(node, c["summary"], c["inspect"], c["memory"]) for c in found)
 
 
 async def node_inventory(

@@ -27,7 +27,8 @@ from whimbrel.backends.errors import WhimbrelError
 
 KEEPALIVE_INTERVAL_S = 5.0
 KEEPALIVE_COUNT_MAX = 3
-MAX_CHANNELS = 8
+MAX_CHANNELS = 8  # sessions (commands): OpenSSH's MaxSessions is 10
+MAX_STREAMS = 16  # forwarded socket streams (Docker API calls) are not sessions
 MAX_CONCURRENT_CONNECTS = 8
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -79,6 +80,7 @@ class NodeSession:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
         self._channels = asyncio.Semaphore(MAX_CHANNELS)
+        self._streams = asyncio.Semaphore(MAX_STREAMS)
         self._failures = 0
         self._retry_at = 0.0
         self.last_error: str | None = None
@@ -174,10 +176,10 @@ class NodeSession:
             self._conn = None
 
     @asynccontextmanager
-    async def channel(self) -> AsyncIterator[asyncssh.SSHClientConnection]:
-        """A connection to open one channel on, within the per-connection channel cap."""
+    async def channel(self, kind: str = "session") -> AsyncIterator[asyncssh.SSHClientConnection]:
+        """A connection to open one channel on, within the connection's cap for its kind."""
         conn = await self.connection()
-        async with self._channels:
+        async with self._channels if kind == "session" else self._streams:
             try:
                 yield conn
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
@@ -219,10 +221,13 @@ class NodeSession:
         *,
         input: bytes | None = None,
         timeout: float | None = 60,
+        check: bool = True,
     ) -> Completed:
         """Run a standard-library Python script on the node, as Ansible does: nothing of ours
         is installed there. The script travels in argv, leaving stdin free for data."""
-        return await self.run(["python3", "-c", script, *args], input=input, timeout=timeout)
+        return await self.run(
+            ["python3", "-c", script, *args], input=input, timeout=timeout, check=check
+        )
 
     async def stream_python(
         self, script: str, args: Sequence[str], *, timeout: float | None = None
@@ -248,7 +253,7 @@ class NodeSession:
         self, path: str
     ) -> AsyncIterator[tuple[asyncssh.SSHReader, asyncssh.SSHWriter]]:
         """A stream to a Unix socket on the node (the Docker socket), over this connection."""
-        async with self.channel() as conn:
+        async with self.channel("stream") as conn:
             try:
                 reader, writer = await conn.open_unix_connection(path)
             except asyncssh.ChannelOpenError as exc:

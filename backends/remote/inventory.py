@@ -1,0 +1,96 @@
+"""whimbrel node helper: this node's containers in one go (standard library only).
+
+  inventory DOCKER_SOCKET    one JSON line: [{"summary": ..., "inspect": ..., "memory": N}]
+
+The Docker Engine API asked locally (one list, one inspect per container, over the Unix
+socket), and each running container's memory read from its cgroup (what `docker stats` shows:
+usage less the page cache that can be dropped; cgroup v1 or v2, cgroupfs or systemd driver,
+found through /proc/PID/cgroup). One run per node per refresh: asking the engine through the
+SSH connection costs a channel per request, and a stats call costs the engine about a second.
+"""
+
+import http.client
+import json
+import os
+import socket
+import sys
+
+KEEP = ("State", "HostConfig", "Mounts", "Config")
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("docker", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
+
+
+def get(conn, url):
+    conn.request("GET", "/v1.41" + url)
+    response = conn.getresponse()
+    body = response.read()
+    return response.status, json.loads(body) if body else None
+
+
+def _cgroup_dir(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return "/sys/fs/cgroup/memory" + path
+    for line in lines:
+        if line.startswith("0::"):
+            return "/sys/fs/cgroup" + line[3:]
+    return None
+
+
+def _stat(directory):
+    stats = {}
+    with open(os.path.join(directory, "memory.stat")) as f:
+        for line in f:
+            key, value = line.split()
+            stats[key] = int(value)
+    return stats
+
+
+def memory(pid):
+    try:
+        directory = _cgroup_dir(pid)
+        if directory is None:
+            return None
+        if os.path.exists(os.path.join(directory, "memory.current")):  # v2
+            with open(os.path.join(directory, "memory.current")) as f:
+                usage = int(f.read())
+            inactive = _stat(directory).get("inactive_file", 0)
+        else:  # v1
+            with open(os.path.join(directory, "memory.usage_in_bytes")) as f:
+                usage = int(f.read())
+            inactive = _stat(directory).get("total_inactive_file", 0)
+    except (OSError, ValueError):
+        return None
+    return max(0, usage - inactive)
+
+
+def main(sock):
+    conn = UnixConnection(sock)
+    status, summaries = get(conn, "/containers/json?all=1")
+    if status != 200:
+        print(json.dumps({"error": f"docker: HTTP {status}"}))
+        sys.exit(1)
+    out = []
+    for summary in summaries:
+        status, inspect = get(conn, "/containers/" + summary["Id"] + "/json")
+        # A container removed meanwhile is shown as listed.
+        inspect = {k: inspect.get(k) for k in KEEP} if status == 200 else None
+        pid = ((inspect or {}).get("State") or {}).get("Pid")
+        out.append({"summary": summary, "inspect": inspect, "memory": memory(pid) if pid else None})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
