@@ -336,9 +336,12 @@ def _latency_aware(t: _Track) -> _Choice:
         )
     target = i.downtime_target
     floor = floor_bytes(i)
-    met = np.flatnonzero(dt[1:] <= target)
+    # A first plan iterates at least once (the start condition said so); a re-plan after
+    # rounds already done may stop right away.
+    lo = 0 if t.first > 0 else 1
+    met = np.flatnonzero(dt[lo:] <= target) + lo
     if met.size:
-        n = int(met[0]) + 1
+        n = int(met[0])
         why = (
             f"{n} pre-copy round{'s' if n > 1 else ''} bring the residual from {_size(v[0])} to "
             f"{_size(v[n])} (floor V* = {_size(floor)}); downtime {_dur(dt[n])} meets the "
@@ -353,8 +356,8 @@ def _latency_aware(t: _Track) -> _Choice:
     floor_dt = fixed + c.down_per_byte * floor
     slack = i.floor_tolerance * floor_dt + c.down_per_byte * PAGE_SIZE
     gain = dt[:-1] - dt[1:]
-    near = np.flatnonzero(dt[1:] - floor_dt <= slack) + 1
-    frozen = np.flatnonzero(gain[1:] <= t.freezes[1:-1]) + 1
+    near = np.flatnonzero(dt[lo:] - floor_dt <= slack) + lo
+    frozen = np.flatnonzero(gain[lo:] <= t.freezes[lo:-1]) + lo
     n = int(min(near[0] if near.size else cap, frozen[0] if frozen.size else cap))
     threshold = (target - fixed) / c.down_per_byte
     if threshold <= 0:
@@ -368,7 +371,9 @@ def _latency_aware(t: _Track) -> _Choice:
         ) + f" keeps downtime at or above {_dur(floor_dt)}"
     else:
         why = f"it needs more rounds than the cap of {i.max_rounds}"
-    rounds = f"{n} round{'s' if n > 1 else ''}"
+    rounds = (
+        f"{n} more round{'s' if n != 1 else ''}" if t.first else f"{n} round{'s' if n > 1 else ''}"
+    )
     if frozen.size and n == frozen[0]:
         how = (
             f"stop after {rounds}: the next would save {_dur(gain[n])} of downtime but freeze "

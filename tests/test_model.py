@@ -302,3 +302,17 @@ def test_grid_matches_the_step_by_step_plan_pointwise() -> None:
 def test_grid_refuses_the_working_set_model_it_has_no_closed_form_for() -> None:
     with pytest.raises(ValueError, match="closed form"):
         grid(replace_example(working_set=MiB), [0.1], [MiB])
+
+
+def test_a_replan_after_a_round_may_stop_at_once_when_another_round_costs_more_than_it_saves():
+    from whimbrel.backends.model import MeasuredRound, ModelInputs, plan, replan
+
+    inputs = ModelInputs(
+        size=21e6, dirty_rate=115e3, bandwidth=25e6, rtt=0.04, round_trips=3,
+        dump_time=0.15, dump_rate=500e6, restore_time=0.9, max_rounds=8,
+    )  # fmt: skip
+    assert plan(inputs).rounds >= 1  # a first plan iterates at least once
+    after = replan(inputs, [MeasuredRound(bytes=20.8e6, seconds=1.5, dirty_rate=115e3,
+                                          throughput=25e6)])  # fmt: skip
+    assert after.rounds == 0 and after.first_round == 1
+    assert after.per_round[-1].final and "0 more rounds" in after.reason
