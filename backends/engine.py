@@ -79,12 +79,16 @@ class MigrationRequest:
     # Exactly this many pre-copy rounds, whatever the model says (benchmarks compare policies
     # this way); None lets the model choose.
     rounds: int | None = None
+    # The model's policy for choosing rounds (benchmarks compare them); latency-aware is ours.
+    policy: model.Policy = "latency-aware"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"--mode: {self.mode!r} is not one of {', '.join(MODES)}")
         if not self.downtime_target_s > 0:
             raise UsageError("--downtime-target must be more than zero")
+        if self.policy not in model.POLICIES:
+            raise UsageError(f"--policy: {self.policy!r} is not one of {', '.join(model.POLICIES)}")
         if self.rounds is not None and not 0 <= self.rounds <= model.MAX_ROUND_CAP:
             raise UsageError(f"--rounds must be between 0 and {model.MAX_ROUND_CAP}")
 
@@ -297,7 +301,7 @@ class Migration:
             downtime_target=request.downtime_target_s,
             max_rounds=request.max_rounds,
         )
-        first = model.plan(inputs)
+        first = model.plan(inputs, request.policy)
         mode = request.mode
         if request.rounds is not None:
             mode = "iterative" if request.rounds else "stop-and-copy"
@@ -308,7 +312,8 @@ class Migration:
             first = model.evaluate(inputs, 0)
         elif first.rounds == 0:
             first = model.evaluate(inputs, 1)
-        self._record |= {"mode": mode, "inputs": first.inputs.__dict__, "plan": first.to_json()}
+        self._record |= {"mode": mode, "policy": request.policy, "inputs": first.inputs.__dict__,
+                         "plan": first.to_json()}  # fmt: skip
         yield self._log(
             f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s, "
             f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
@@ -320,6 +325,9 @@ class Migration:
         brownouts: list[float] = []
         sent_total = 0
         ran_prev = 0.0
+        # Raw per-round measurements, kept in the record for calibration (`whimbrel bench`).
+        measured: list[dict[str, Any]] = []
+        self._record["measured_rounds"] = measured
         yield self._phase(Phase.PRECOPY) if mode == "iterative" else self._log("stop-and-copy")
         index = 0
         cap = request.max_rounds if request.rounds is None else request.rounds
@@ -362,7 +370,14 @@ class Migration:
                     throughput=bandwidth,
                 )
             )
-            current = model.replan(replace(inputs, size=result["state_bytes"]), done)
+            current = model.replan(
+                replace(inputs, size=result["state_bytes"]), done, request.policy
+            )
+            measured.append({
+                "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
+                "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
+                "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
+            })  # fmt: skip
             remaining = current.rounds
             yield self._emit(
                 RoundFinished(
@@ -380,7 +395,11 @@ class Migration:
                 continue
             if remaining == 0:
                 break
-            if index >= 2 and done[-1].bytes > 0.9 * done[-2].bytes:
+            if (
+                request.policy == "latency-aware"
+                and index >= 2
+                and done[-1].bytes > 0.9 * done[-2].bytes
+            ):
                 # The residual has stopped shrinking: the container dirties as much per round
                 # as a round sends (the latency floor); more rounds only add brownouts.
                 yield self._log("the residual stopped shrinking: stopping pre-copy here")
@@ -419,6 +438,12 @@ class Migration:
             )
             raise MigrationFailed(final.get("error", "the hand-over did not finish"), running)
         sent_total += final["sent_bytes"]
+        restore_s = final.get("restore_s") or 0.0
+        measured.append({
+            "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
+            "throughput": bandwidth, "rtt": rtt.rtt_s, "final": True, "dump_s": final["dump_s"],
+            "dumped_bytes": final["state_bytes"], "restore_s": restore_s,
+        })  # fmt: skip
         yield self._emit(
             RoundFinished(
                 index=index, final=True, planned_bytes=final_plan.bytes,

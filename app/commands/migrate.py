@@ -21,6 +21,7 @@ from whimbrel.backends.events import (
     RoundStarted,
     event_json,
 )
+from whimbrel.backends.model import POLICIES
 from whimbrel.backends.ssh import SessionPool
 from whimbrel.backends.units import format_duration, format_size, parse_duration
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", default="auto", choices=MODES)
     parser.add_argument("--downtime-target", default="300ms", help="for the model (300ms)")
     parser.add_argument("--max-rounds", type=int, default=8, help="pre-copy round cap (8)")
+    parser.add_argument(
+        "--policy", default="latency-aware", choices=POLICIES, help="how rounds are chosen"
+    )
     parser.add_argument(
         "--rounds", type=int, help="exactly N pre-copy rounds, overriding the model (for tests)"
     )
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         keep_source=args.keep_source,
         max_rounds=args.max_rounds,
         rounds=args.rounds,
+        policy=args.policy,
     )
     if not args.yes:
         if not sys.stdin.isatty():

@@ -1,0 +1,49 @@
+"""`whimbrel bench [--quick]`: real migrations on the lab over a grid, one per policy;
+`whimbrel bench report`: docs/benchmark.md from what was recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from whimbrel.backends import bench
+from whimbrel.backends.bench_report import report
+from whimbrel.backends.errors import UsageError
+
+RESULTS = Path("bench-results/grid.jsonl")
+REPORT = Path("docs/benchmark.md")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmark the policies with real migrations")
+    parser.add_argument("action", nargs="?", default="run", choices=("run", "report"))
+    parser.add_argument("--quick", action="store_true", help="a few minutes' subset")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per point and policy (3)")
+    parser.add_argument("--policies", default=",".join(bench.ALL_POLICIES))
+    parser.add_argument("--results", type=Path, default=None, help=f"JSON lines ({RESULTS})")
+    parser.add_argument("--report", type=Path, default=REPORT, help=f"markdown ({REPORT})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = args.results or (RESULTS.with_name("grid-quick.jsonl") if args.quick else RESULTS)
+    if args.action == "report":
+        rows = list(bench.read_rows(results))
+        if not rows:
+            raise UsageError(f"no runs recorded in {results}: run `whimbrel bench` first")
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report(rows, f"whimbrel bench report --results {results}"))
+        print(f"report: {args.report} ({len(rows)} runs)")
+        return 0
+    policies = tuple(p for p in args.policies.split(",") if p)
+    unknown = [p for p in policies if p not in bench.ALL_POLICIES]
+    if unknown:
+        raise UsageError(f"--policies: unknown {', '.join(unknown)}")
+    points = bench.quick_grid() if args.quick else bench.full_grid()
+    repeats = 1 if args.quick else max(1, args.repeats)
+    made = bench.run_grid(points, policies, repeats, results, lambda line: print(line, flush=True))
+    rows = list(bench.read_rows(results))
+    print(json.dumps({"results": str(results), "runs_made": made, "runs_recorded": len(rows),
+                      "failed": sum(not r["ok"] for r in rows)}))  # fmt: skip
+    return 0 if all(r["ok"] for r in rows) else 1

@@ -1,0 +1,200 @@
+"""`whimbrel bench`: real migrations on the lab over a grid of link and workload settings, one
+per policy, to measure the seed paper's claim (latency-aware iteration shortens downtime) and
+how well the model predicts.
+
+Every run appends one JSON line to the results file as soon as it ends, so a grid that takes
+hours can stop and resume: runs already in the file are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from whimbrel.backends.config import load_config
+from whimbrel.backends.engine import Migration, MigrationRequest
+from whimbrel.backends.events import MigrationFinished
+from whimbrel.backends.lab import lab
+from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.system import run
+from whimbrel.backends.lab.topology import build_topology
+from whimbrel.backends.lab.workloads import WriteLoad, load_redis, memwriter_status
+from whimbrel.backends.model import POLICIES
+from whimbrel.backends.ssh import SessionPool
+
+# The dirty rate, as a share of the link's bandwidth.
+DIRTY_SHARES = {"low": 0.02, "medium": 0.1, "high": 0.3}
+NAME = "bench"
+MEMWRITER_PORT, REDIS_PORT = 7280, 6385
+REDIS_MIB, REDIS_WRITES_PER_S = 256, 200
+
+
+@dataclass(frozen=True)
+class Point:
+    rtt_ms: float
+    bandwidth_mbit: float
+    workload: str  # memwriter or redis
+    size_mib: int
+    dirty: str | None = None  # low, medium, high (memwriter)
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload}/{self.size_mib}MiB/{self.dirty or '-'}@{self.rtt_ms:g}ms/" \
+               f"{self.bandwidth_mbit:g}Mbit"  # fmt: skip
+
+    @property
+    def dirty_rate(self) -> float:
+        return DIRTY_SHARES[self.dirty] * self.bandwidth_mbit * 1e6 / 8 if self.dirty else 0.0
+
+
+def full_grid() -> list[Point]:
+    points = []
+    for bw in (100, 400):
+        for rtt in (5, 20, 50, 100, 200):
+            points += [Point(rtt, bw, "memwriter", size, dirty)
+                       for size in (64, 256, 1024) for dirty in DIRTY_SHARES]  # fmt: skip
+            points.append(Point(rtt, bw, "redis", REDIS_MIB))
+    return points
+
+
+def quick_grid() -> list[Point]:
+    """A few minutes: two RTTs, a small busy memwriter, every policy."""
+    return [
+        Point(rtt, 200, "memwriter", 64, dirty) for rtt in (20, 100) for dirty in ("low", "high")
+    ]
+
+
+def done_keys(results: Path) -> set[tuple[str, str, int]]:
+    keys = set()
+    for row in read_rows(results):
+        keys.add((row["point"], row["policy"], row["repeat"]))
+    return keys
+
+
+def read_rows(results: Path) -> Iterator[dict[str, Any]]:
+    if not results.exists():
+        return
+    for line in results.read_text().splitlines():
+        try:
+            yield json.loads(line)
+        except ValueError:  # a line cut short by a crash: that run is redone
+            continue
+
+
+def _docker(node_name: str, *args: str, check: bool = True) -> None:
+    node = build_topology().node(node_name)
+    run(["/usr/bin/docker", "-H", node.docker_host, *args], check=check, timeout=120)
+
+
+def _start(point: Point) -> WriteLoad | None:
+    east = build_topology().node("east-1")
+    if point.workload == "memwriter":
+        _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
+                "memwriter", "--size", f"{point.size_mib}MiB", "--hot", f"{point.size_mib}MiB",
+                "--rate", str(int(point.dirty_rate)), "--port", str(MEMWRITER_PORT))  # fmt: skip
+        _wait(lambda: memwriter_status(east.lan_address, MEMWRITER_PORT))
+        return None
+    _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
+            "redis-server", REDIS_CONF, "--port", str(REDIS_PORT))  # fmt: skip
+    keys = point.size_mib * 1024  # 1 KiB values
+    _wait(lambda: load_redis(east.lan_address, REDIS_PORT, keys, value_size=1024))
+    west = build_topology().node("west-1")
+    load = WriteLoad([(east.lan_address, REDIS_PORT), (west.lan_address, REDIS_PORT)],
+                     REDIS_WRITES_PER_S)  # fmt: skip
+    return load.__enter__()
+
+
+def _wait(probe: Callable[[], object], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _clean() -> None:
+    for node in ("east-1", "west-1"):
+        _docker(node, "rm", "-f", NAME, check=False)
+
+
+async def _migrate(config_path: Path, policy: str) -> MigrationFinished:
+    config = load_config(config_path)
+    async with SessionPool(config) as pool:
+        request = MigrationRequest(f"east-1/{NAME}", "west-1", policy=policy, max_rounds=12)
+        migration = Migration(pool, request)
+        finished = None
+        async for event in migration.events():
+            if isinstance(event, MigrationFinished):
+                finished = event
+        assert finished is not None
+        return finished
+
+
+def run_grid(
+    points: list[Point],
+    policies: tuple[str, ...],
+    repeats: int,
+    results: Path,
+    say: Callable[[str], None],
+) -> int:
+    """Run what the results file does not hold yet; returns how many runs were made."""
+    import asyncio
+
+    status = lab.status()
+    if not status["up"]:
+        raise lab.LabError("the lab is not up: `whimbrel lab up` (as root) first")
+    config = Path(status["config"])
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = done_keys(results)
+    made = 0
+    for point in points:
+        todo = [(p, r) for r in range(repeats) for p in policies if (point.key, p, r) not in done]
+        if not todo:
+            continue
+        lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
+        for policy, repeat in todo:
+            _clean()
+            load = _start(point)
+            try:
+                finished = asyncio.run(_migrate(config, policy))
+            finally:
+                if load is not None:
+                    load.stop()
+                _clean()
+            record = json.loads(Path(finished.record).read_text()) if finished.record else {}
+            row = {
+                "point": point.key, **asdict(point), "policy": policy, "repeat": repeat,
+                "ok": finished.ok, "error": finished.error,
+                "downtime_s": finished.downtime_s,
+                "predicted_downtime_s": finished.predicted_downtime_s,
+                "rounds": finished.rounds,
+                "predicted_rounds": (record.get("plan") or {}).get("rounds"),
+                "brownouts_s": list(finished.brownouts_s),
+                "total_time_s": finished.total_time_s,
+                "predicted_total_time_s": finished.predicted_total_time_s,
+                "bytes_sent": finished.bytes_sent, "predicted_bytes": finished.predicted_bytes,
+                "client_longest_gap_s": load.longest_gap_s if load is not None else None,
+                "inputs": record.get("inputs"),
+                "measured_rounds": record.get("measured_rounds", []),
+                "at": time.time(),
+            }  # fmt: skip
+            with results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            made += 1
+            say(f"{point.key} {policy} #{repeat}: "
+                + (f"downtime {finished.downtime_s:.2f} s (predicted "
+                   f"{finished.predicted_downtime_s:.2f}), {finished.rounds} rounds"
+                   if finished.ok else f"FAILED: {finished.error}"))  # fmt: skip
+    lab.set_wan(status["rtt_ms"], status["bandwidth_mbit"])
+    return made
+
+
+ALL_POLICIES: tuple[str, ...] = tuple(POLICIES)
