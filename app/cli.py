@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from whimbrel.backends.errors import UsageError, WhimbrelError
 
 # Subcommand modules under whimbrel.app.commands, in the order `--help` lists them.
-COMMANDS = ("ls", "migrate", "history", "probe", "dirty", "model", "config", "lab")
+COMMANDS = ("ls", "migrate", "history", "probe", "dirty", "model", "bench", "config", "lab", "demo")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="config file (default: $WHIMBREL_CONFIG, else $XDG_CONFIG_HOME/whimbrel/config.toml)",
     )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="open the console read-only: no migration can start from it",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"whimbrel.app.commands.{name}").register(subparsers)
@@ -41,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+        # No subcommand: the console. Imported here, so headless commands never load Textual.
+        from whimbrel.app.console import run_from_args
+
+        args.func = run_from_args
     try:
         return int(args.func(args))
     except UsageError as exc:

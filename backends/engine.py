@@ -179,24 +179,29 @@ class Migration:
         yield self._phase(Phase.PREFLIGHT, f"{request.container} -> {request.target}")
         src_node: Node | None = None
         outcome: dict[str, Any] = {}
-        async with AsyncExitStack() as stack:
-            try:
-                container = await self._resolve()
-                src_node = self.pool.config.node(container.node)
-                dst_node = self.pool.config.node(request.target)
-                self._record |= {"container": container.ref, "container_id": container.id,
-                                 "src": src_node.name,
-                                 "dst": dst_node.name, "status": "pending",
-                                 "mode": request.mode}  # fmt: skip
-                write_record(self._record)
-                async for event in self._run(stack, container, src_node, dst_node, outcome):
-                    yield event
-            except (WhimbrelError, OSError) as exc:
-                running_on = getattr(exc, "running_on", None) or (
-                    src_node.name if src_node else "unknown"
-                )
-                outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
-                yield self._phase(Phase.ROLLBACK, str(exc))
+        try:
+            async with AsyncExitStack() as stack:
+                try:
+                    container = await self._resolve()
+                    src_node = self.pool.config.node(container.node)
+                    dst_node = self.pool.config.node(request.target)
+                    self._record |= {"container": container.ref, "container_id": container.id,
+                                     "src": src_node.name, "dst": dst_node.name,
+                                     "status": "pending", "mode": request.mode}  # fmt: skip
+                    write_record(self._record)
+                    async for event in self._run(stack, container, src_node, dst_node, outcome):
+                        yield event
+                except (WhimbrelError, OSError) as exc:
+                    running_on = getattr(exc, "running_on", None) or (
+                        src_node.name if src_node else "unknown"
+                    )
+                    outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
+                    yield self._phase(Phase.ROLLBACK, str(exc))
+        except (WhimbrelError, OSError) as exc:
+            # Undoing preflight's work failed (a node went away meanwhile): the outcome stands,
+            # the operator is told what may be left.
+            outcome.setdefault("warnings", []).append(f"cleanup: {exc}")
+            yield self._log(f"cleanup incomplete: {exc}", "warning")
         # The exit stack has undone what preflight made (target container, link, lock).
         if outcome.get("ok"):
             yield self._phase(Phase.DONE, f"running on {request.target}")

@@ -108,7 +108,10 @@ def cleanup(workdir):
                 capture_output=True,
                 timeout=10,
             )
-        shutil.rmtree(workdir)
+        # The master removes its socket as it exits, perhaps while this walks the dir.
+        shutil.rmtree(workdir, ignore_errors=True)
+        if os.path.exists(workdir):
+            shutil.rmtree(workdir)
     print(json.dumps({"removed": workdir}))
 
 

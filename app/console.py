@@ -1,0 +1,506 @@
+"""The console: the Textual app an operator opens with `whimbrel`.
+
+The app owns the Backend, the `Live` picture of the world and the workers that feed it:
+inventory per node (a slow node never holds up the others), RTT of the selected path, the
+dirty rate of the selected container. Each loop waits its interval after the previous round
+finished, so rounds never overlap; results arrive as typed messages, the app files them in
+`Live` and publishes `live_changed`, and the visible screen redraws what it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.signal import Signal
+
+from whimbrel.app.backend import Backend, HistoryRecord, Live, LiveBackend, MigrationOrder
+from whimbrel.app.messages import (
+    DirtyFailed,
+    DirtySampled,
+    HistoryLoaded,
+    NodeInventoryLoaded,
+    ProbeFailed,
+    Recovered,
+    RttMeasured,
+    ThroughputMeasured,
+)
+from whimbrel.app.palette import WhimbrelCommands
+from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
+from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
+from whimbrel.backends.errors import UsageError
+from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.backends.units import format_bandwidth, format_duration
+from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
+
+EXIT_OK = 0
+DIRTY_INTERVAL_S = 1.0
+DIRTY_RETRY_S = 10.0
+TERMINAL_CHECK_S = 2.0
+
+
+class WhimbrelApp(App[int]):
+    TITLE = "whimbrel"
+    CSS_PATH = STYLESHEET
+    COMMANDS: ClassVar = App.COMMANDS | {WhimbrelCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend | None,
+        *,
+        config_path: Path,
+        settings: ConsoleSettings | None = None,
+        read_only: bool = False,
+        remembered: RememberedState | None = None,
+        watch_terminal: bool = False,
+        timings: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.config_path = config_path
+        self.settings = settings or ConsoleSettings()
+        # Read-only from the command line or the config stays on; the palette may add it.
+        self.imposed_read_only = read_only or self.settings.read_only
+        self.read_only = self.imposed_read_only
+        self.remembered = remembered or RememberedState()
+        self.live: Live | None = Live(backend.config) if backend else None
+        self.live_changed: Signal[str] = Signal(self, "live-changed")
+        self.selected: str | None = None  # NODE/NAME of the container being watched
+        self.target: str | None = None  # node the selected container would go to
+        self._sampled_pid: int | None = None  # the process the dirty-rate loop samples
+        self.follow: str | None = None  # a container name to put the cursor on once it shows
+        self.migrating = False
+        self.downtime_target_s = self.settings.downtime_target_s
+        self.history_records: list[HistoryRecord] | None = None  # None: not read yet
+        self.history_error: str | None = None
+        self._watch_terminal = watch_terminal
+        self._timings = timings
+        self._recorded: set[str] = set()
+        for theme in THEMES.values():
+            self.register_theme(theme)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from whimbrel.app.screens.main import MainScreen
+        from whimbrel.app.screens.welcome import WelcomeScreen
+
+        self._record_timing("mounted")
+        self.theme = self.remembered.theme(self.settings.theme, THEMES) or DEFAULT_THEME
+        self.update_keymap(dict(self.settings.keys))
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self._update_subtitle()
+        if self.backend is None:
+            self.push_screen(WelcomeScreen(self.config_path))
+            return
+        self.refresh_inventory()  # first: the nodes' answers overlap building the screen
+        self.push_screen(MainScreen())
+        self.load_history()  # to say whether unfinished migrations wait to be settled
+        if self._watch_terminal:
+            self._watch_for_hangup()
+
+    async def on_unmount(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+    def _watch_for_hangup(self) -> None:
+        """Leave cleanly when the terminal goes away, never spin on a dead one (Dolphie did)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.exit, EXIT_OK)
+        self.set_interval(TERMINAL_CHECK_S, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        # A pty whose other end closed reads as EOF for ever (Textual's input thread would
+        # spin on it) and stops being a tty: that is the sign to leave.
+        try:
+            alive = os.isatty(sys.__stdin__.fileno())
+        except (OSError, ValueError, AttributeError):
+            alive = False
+        if not alive:
+            self.exit(EXIT_OK)
+
+    def _remember_theme(self, theme: object) -> None:
+        self.remembered.remember_theme(self.theme, self.settings.theme)
+
+    def _update_subtitle(self) -> None:
+        where = str(self.config_path)
+        self.sub_title = f"{where}  ·  READ-ONLY" if self.read_only else where
+
+    def set_read_only(self, on: bool) -> None:
+        if not on and self.imposed_read_only:
+            self.notify(
+                "read-only was set by --read-only or the config; it stays on", severity="warning"
+            )
+            return
+        self.read_only = on
+        self._update_subtitle()
+        self.notify("read-only: no migration can start" if on else "read-only off")
+        self.live_changed.publish("read-only")
+
+    def _record_timing(self, name: str) -> None:
+        """For benchmarks/console_cpu.py: when set, WHIMBREL_TIMINGS gets one JSON line per
+        milestone, in wall-clock seconds."""
+        if self._timings is not None and name not in self._recorded:
+            self._recorded.add(name)
+            with self._timings.open("a") as out:
+                out.write(json.dumps({"event": name, "t": time.time()}) + "\n")
+
+    def settle_unfinished(self) -> None:
+        """Settle migrations a whimbrel that died left pending. Only on request: a pending
+        record may as well belong to a whimbrel still running in another terminal."""
+        if self.migrating:
+            self.notify("not while a migration runs from this console", severity="warning")
+            return
+        self.run_worker(self._recover, group="recover", exclusive=True)
+
+    async def _recover(self) -> None:
+        assert self.backend is not None
+        try:
+            lines = await self.backend.recover()
+        except Exception as exc:  # the nodes may be unreachable; the console carries on
+            lines = [f"could not settle unfinished migrations: {exc}"]
+        self.post_message(Recovered(lines or ["no unfinished migration to settle"]))
+
+    @on(Recovered)
+    def _recovered(self, message: Recovered) -> None:
+        for line in message.lines:
+            self.notify(line, title="unfinished migrations", timeout=30)
+        self.load_history()
+
+    # --- inventory ---------------------------------------------------------------------------
+
+    def refresh_inventory(self) -> None:
+        """Poll every node now, and from then on every `refresh` after each answer."""
+        if self.backend is None:
+            return
+        for node in self.backend.config.nodes:
+            self.run_worker(
+                partial(self._inventory_loop, node.name),
+                group=f"inventory:{node.name}",
+                exclusive=True,
+            )
+
+    async def _inventory_loop(self, node: str) -> None:
+        assert self.backend is not None
+        while True:
+            try:
+                inventory = await self.backend.node_inventory(node)
+            except Exception as exc:  # one node's trouble must never take the console down
+                cluster = self.backend.config.node(node).cluster
+                inventory = NodeInventory(node, cluster, False, error=str(exc))
+            self.post_message(NodeInventoryLoaded(inventory))
+            await asyncio.sleep(self.settings.refresh_s)
+
+    @on(NodeInventoryLoaded)
+    def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
+        assert self.live is not None
+        self.live.set_node(message.inventory)
+        self.live_changed.publish("inventory")
+        container = self.selected_container()
+        if self.selected and container is None:
+            self.select(None)
+        elif (
+            container is not None
+            and container.running
+            and container.pid != self._sampled_pid
+            and not self.migrating
+        ):
+            # It started (a restore completes, a restart) since sampling began: sample the
+            # process it runs now.
+            self._restart_monitors()
+
+    def first_table_shown(self) -> None:
+        """The main screen calls this each time it fills its table."""
+        if self.live is not None and self.live.all_answered:
+            self._record_timing("first_full_table")
+
+    # --- the watched container and path ------------------------------------------------------
+
+    def select(self, ref: str | None) -> None:
+        """Watch a container: its dirty rate, and the RTT to its target."""
+        if self.live is None or ref == self.selected:
+            return
+        self.selected = ref
+        container = self.live.container(ref) if ref else None
+        if container is not None and (
+            self.target is None or self.target not in self.live.targets_for(container)
+        ):
+            self.target = self.live.default_target(container)
+        self._restart_monitors()
+        self.live_changed.publish("selection")
+
+    def set_target(self, node: str) -> None:
+        if node == self.target:
+            return
+        self.target = node
+        self._restart_monitors(dirty=False)
+        self.live_changed.publish("selection")
+
+    def selected_container(self) -> ContainerInfo | None:
+        if self.live is None or self.selected is None:
+            return None
+        return self.live.container(self.selected)
+
+    def _restart_monitors(self, dirty: bool = True) -> None:
+        container = self.selected_container()
+        self.workers.cancel_group(self, "rtt")
+        if dirty:
+            self.workers.cancel_group(self, "dirty")
+            self._sampled_pid = None
+        if container is None or self.migrating:
+            return
+        if self.target:
+            self.run_worker(
+                partial(self._rtt_loop, container.node, self.target), group="rtt", exclusive=True
+            )
+        if dirty and container.running:
+            self._sampled_pid = container.pid
+            self.run_worker(partial(self._dirty_loop, container.ref), group="dirty", exclusive=True)
+
+    def pause_dirty_sampling(self) -> None:
+        """Stop sampling before anything else clears the container's soft-dirty bits (a
+        migration's pre-dumps, an evacuation's own samples): two samplers would hide each
+        other's pages."""
+        self.workers.cancel_group(self, "dirty")
+
+    def resume_monitors(self) -> None:
+        self._restart_monitors()
+
+    async def _rtt_loop(self, src: str, dst: str) -> None:
+        assert self.backend is not None
+        while True:
+            try:
+                self.post_message(RttMeasured(await self.backend.rtt(src, dst)))
+            except Exception as exc:  # shown on the chart; the loop tries again
+                self.post_message(ProbeFailed("rtt", src, dst, str(exc)))
+            await asyncio.sleep(self.settings.rtt_every_s)
+
+    async def _dirty_loop(self, ref: str) -> None:
+        assert self.backend is not None and self.live is not None
+        while True:
+            # As the inventory knows it now: a restarted container has a new pid.
+            container = self.live.container(ref)
+            if container is None or not container.running:
+                return
+            try:
+                async for sample in self.backend.dirty(container, DIRTY_INTERVAL_S):
+                    self.post_message(DirtySampled(ref, sample))
+            except Exception as exc:  # a container without soft-dirty support, a lost node...
+                self.post_message(DirtyFailed(ref, str(exc) or type(exc).__name__))
+                await asyncio.sleep(DIRTY_RETRY_S)
+
+    def measure_throughput(self, src: str, dst: str) -> None:
+        """Once per preview of a path: it moves tens of MiB, so never on a timer."""
+        self.run_worker(
+            partial(self._throughput_once, src, dst),
+            group=f"throughput:{src}>{dst}",
+            exclusive=True,
+        )
+
+    async def _throughput_once(self, src: str, dst: str) -> None:
+        assert self.backend is not None and self.live is not None
+        try:
+            rtt = self.live.rtt_last.get((src, dst))
+            if rtt is None:
+                result = await self.backend.rtt(src, dst)
+                self.post_message(RttMeasured(result))
+                rtt = result.rtt_s
+            self.post_message(ThroughputMeasured(await self.backend.throughput(src, dst, rtt)))
+        except Exception as exc:
+            self.post_message(ProbeFailed("throughput", src, dst, str(exc)))
+
+    @on(RttMeasured)
+    def _rtt_measured(self, message: RttMeasured) -> None:
+        assert self.live is not None
+        self.live.add_rtt(message.result)
+        self._record_timing("first_rtt_sample")
+        self.live_changed.publish("rtt")
+
+    @on(ThroughputMeasured)
+    def _throughput_measured(self, message: ThroughputMeasured) -> None:
+        assert self.live is not None
+        self.live.set_throughput(message.result)
+        self.live_changed.publish("throughput")
+        result = message.result
+        if type(self.screen).__name__ == "MainScreen":  # the preview shows it; main does not
+            self.notify(
+                f"{result.src} → {result.dst}: {format_bandwidth(result.bytes_per_s)}, "
+                f"RTT {format_duration(result.rtt_s)}",
+                timeout=5,
+            )
+
+    @on(ProbeFailed)
+    def _probe_failed(self, message: ProbeFailed) -> None:
+        assert self.live is not None
+        self.live.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
+        self.live_changed.publish(message.kind)
+
+    @on(DirtySampled)
+    def _dirty_sampled(self, message: DirtySampled) -> None:
+        assert self.live is not None
+        self.live.add_dirty(message.ref, message.sample)
+        self._record_timing("first_dirty_sample")
+        self.live_changed.publish("dirty")
+
+    @on(DirtyFailed)
+    def _dirty_failed(self, message: DirtyFailed) -> None:
+        assert self.live is not None
+        self.live.errors[f"dirty:{message.ref}"] = message.error
+        self.live_changed.publish("dirty")
+
+    # --- migrations --------------------------------------------------------------------------
+
+    def refusal(self, container: ContainerInfo, target: str | None) -> str | None:
+        """Why this migration may not start, in words; None when it may."""
+        assert self.live is not None
+        if self.read_only:
+            return "the console is read-only: no migration can start"
+        if self.migrating:
+            return "a migration is already running"
+        if target is None:
+            return f"no node in another cluster to move {container.name} to"
+        for node in (container.node, target):
+            cluster = self.live.config.clusters.get(self.live.cluster_of(node))
+            if cluster is not None and cluster.read_only:
+                return f"cluster {cluster.name} is read-only in {self.config_path}"
+        if not container.running:
+            return f"{container.name} is {container.state}: only a running container migrates"
+        for mount in container.mounts:
+            if mount.type == "bind":  # the engine refuses these too; say so before the modal
+                return (
+                    f"bind mount {mount.source} -> {mount.destination}: whimbrel does not move "
+                    "bind-mounted host data yet"
+                )
+        if self.live.reachable(target) is False:
+            return f"{target} is not answering"
+        return None
+
+    def start_migrations(self, orders: list[MigrationOrder]) -> None:
+        from whimbrel.app.screens.main import MainScreen
+        from whimbrel.app.screens.progress import ProgressScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):
+            self.pop_screen()  # the progress screen closes onto the main screen
+        self.push_screen(ProgressScreen(orders))
+
+    def migration_started(self, order: MigrationOrder) -> None:
+        assert self.live is not None
+        self.migrating = True
+        self.pause_dirty_sampling()
+        self.live.busy[order.container.ref] = f"→ {order.target}"
+        self.live_changed.publish("inventory")
+
+    def migrations_ended(self, follow: str | None) -> None:
+        assert self.live is not None
+        self.migrating = False
+        self.live.busy.clear()
+        self.follow = follow
+        self.selected = None  # the container may have moved: select afresh
+        self.refresh_inventory()
+        self.live_changed.publish("inventory")
+
+    # --- history -----------------------------------------------------------------------------
+
+    def load_history(self) -> None:
+        self.run_worker(self._read_history, thread=True, group="history", exclusive=True)
+
+    def _read_history(self) -> None:
+        assert self.backend is not None
+        try:
+            records = self.backend.history()
+        except Exception as exc:  # the engine's records are optional to the console
+            self.post_message(HistoryLoaded([], error=str(exc)))
+        else:
+            self.post_message(HistoryLoaded(records))
+
+    @on(HistoryLoaded)
+    def _history_loaded(self, message: HistoryLoaded) -> None:
+        first = self.history_records is None
+        self.history_records, self.history_error = message.records, message.error
+        pending = [r for r in message.records if r.status == "pending"]
+        if first and pending:
+            self.notify(
+                f"{len(pending)} migration(s) in the history never finished "
+                f"({', '.join(r.container for r in pending[:3])}). If no other whimbrel is "
+                "running them, settle them from the command palette (:).",
+                title="unfinished migrations",
+                severity="warning",
+                timeout=30,
+            )
+        self.live_changed.publish("history")
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from whimbrel.app.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    async def action_quit(self) -> None:
+        if self.migrating:
+            self.notify(
+                "a migration is running: abort it (a) or let it finish, then quit",
+                severity="warning",
+            )
+            return
+        self.exit(EXIT_OK)
+
+
+def binding_ids() -> set[str]:
+    """Every binding id the console has, for validating `[console] keys`."""
+    from whimbrel.app.screens import all_screen_classes
+    from whimbrel.widgets.container_table import ContainerTable
+
+    ids = set()
+    for cls in (WhimbrelApp, ContainerTable, *all_screen_classes()):
+        for binding in cls.__dict__.get("BINDINGS", []):
+            if isinstance(binding, Binding) and binding.id:
+                ids.add(binding.id)
+    return ids
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """`whimbrel` with no subcommand."""
+    return run_console(resolve_config_path(args.config), read_only=args.read_only)
+
+
+def run_console(config_path: Path, read_only: bool) -> int:
+    """Open the console on the config at `config_path` (a missing file shows how to start)."""
+    config: Config | None
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        if config_path.exists():
+            raise
+        config = None  # no config yet: the console says how to start
+    settings = console_settings(config, THEMES, binding_ids())
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the console needs a terminal; scripts can use `whimbrel ls --json`")
+    timings = os.environ.get("WHIMBREL_TIMINGS")
+    app = WhimbrelApp(
+        LiveBackend(config) if config else None,
+        config_path=config_path,
+        settings=settings,
+        read_only=read_only,
+        watch_terminal=True,
+        timings=Path(timings) if timings else None,
+    )
+    return app.run() or EXIT_OK

@@ -1,0 +1,168 @@
+"""Past migrations from the engine's records: predicted against measured, and the rounds of
+the highlighted one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from whimbrel.app.backend import HistoryRecord, name_of, rounds_began_at
+from whimbrel.app.screens import colours_of
+from whimbrel.backends.events import RoundFinished, RoundStarted
+from whimbrel.backends.units import format_duration, format_size
+from whimbrel.widgets.round_bars import RoundBar, RoundBars
+
+if TYPE_CHECKING:
+    from whimbrel.app.console import WhimbrelApp
+
+COLUMNS = (
+    ("when", "WHEN"),
+    ("container", "CONTAINER"),
+    ("path", "FROM → TO"),
+    ("result", "RESULT"),
+    ("mode", "MODE"),
+    ("rounds", "N"),
+    ("downtime", "DOWNTIME (PRED)"),
+    ("total", "ROUNDS (PRED)"),
+    ("bytes", "BYTES (PRED)"),
+)
+
+
+def _pair(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
+    got = fmt(measured) if measured is not None else "-"
+    return f"{got} ({fmt(predicted)})" if predicted is not None else got
+
+
+def _rounds_time(r: HistoryRecord) -> float | None:
+    """The time from the first round on: what the model's total covers (not preflight)."""
+    began = rounds_began_at(r.events)
+    if r.total_time_s is None or began is None:
+        return r.total_time_s
+    return r.total_time_s - began
+
+
+def record_bars(record: HistoryRecord) -> list[RoundBar]:
+    rows: dict[object, RoundBar] = {}
+    for e in record.events:
+        key = "final" if getattr(e, "final", False) else getattr(e, "index", None)
+        if isinstance(e, RoundStarted):
+            rows[key] = RoundBar(e.index, e.final, e.planned_bytes, predicted_s=e.predicted_seconds)
+        elif isinstance(e, RoundFinished):
+            before = rows.get(key)
+            rows[key] = RoundBar(
+                e.index,
+                e.final,
+                e.planned_bytes,
+                e.sent_bytes,
+                before.predicted_s if before else None,
+                e.seconds,
+            )
+    return sorted(rows.values(), key=lambda r: (r.final, r.index))
+
+
+class HistoryScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="history.back"),
+        Binding("r", "reload", "Reload", id="history.reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[HistoryRecord] = []
+
+    @property
+    def wapp(self) -> WhimbrelApp:
+        return cast("WhimbrelApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
+        yield Header()
+        yield DataTable(cursor_type="row", id="history-table")
+        yield Static(id="history-detail")
+        yield RoundBars(colours, id="history-rounds")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.border_title = "History"
+        self.query_one("#history-rounds").border_title = "Rounds: predicted against sent"
+        for key, header in COLUMNS:
+            table.add_column(header, key=key)
+        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self.query_one("#history-detail", Static).update(Text("reading records…", style="dim"))
+        self.wapp.load_history()
+        table.focus()
+
+    def _live_changed(self, kind: str) -> None:
+        if kind == "history":
+            self._show(self.wapp.history_records or [], self.wapp.history_error)
+
+    def _show(self, records: list[HistoryRecord], error: str | None) -> None:
+        colours = colours_of(self.app)
+        self.records = records
+        table = self.query_one(DataTable)
+        table.clear()  # a reload is rare and operator-driven: rebuilding is fine here
+        for r in records:
+            when = (
+                time.strftime("%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else "?"
+            )
+            style = {"done": "success", "pending": "warning"}.get(r.status, "error")
+            table.add_row(
+                when,
+                Text(name_of(r.container), style="bold"),
+                f"{r.src} → {r.dst}",
+                Text(r.status, style=colours.get(style, "")),
+                r.mode,
+                str(r.rounds),
+                _pair(r.downtime_s, r.predicted_downtime_s, format_duration),
+                _pair(_rounds_time(r), r.predicted_total_time_s, format_duration),
+                _pair(r.bytes_sent, r.predicted_bytes, format_size),
+                key=r.path,
+            )
+        detail = self.query_one("#history-detail", Static)
+        if error:
+            detail.update(Text(f"cannot read the records: {error}", style=colours.get("error")))
+        elif not records:
+            detail.update(Text("No migrations recorded yet.", style="dim"))
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        table = self.query_one(DataTable)
+        if not self.records or not table.row_count:
+            self.query_one(RoundBars).show_rounds([], show_actual=True)
+            return
+        record = self.records[min(table.cursor_row, len(self.records) - 1)]
+        colours = colours_of(self.app)
+        text = Text.assemble((name_of(record.container), "bold"), f"  {record.src} → {record.dst}")
+        if record.ok:
+            text.append(f"   now on {record.running_on}", style=colours.get("success", ""))
+        else:
+            text.append(
+                f"   failed: {record.error or '?'}; it ran on {record.running_on} after",
+                style=colours.get("error", ""),
+            )
+        if record.brownouts_s:
+            text.append(
+                f"   brownouts: {len(record.brownouts_s)}, longest "
+                f"{format_duration(max(record.brownouts_s))}"
+            )
+        self.query_one("#history-detail", Static).update(text)
+        self.query_one(RoundBars).show_rounds(record_bars(record), show_actual=True)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    def action_reload(self) -> None:
+        self.wapp.load_history()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,298 @@
+"""The main screen: clusters and nodes, every container, and live charts of the selection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input
+
+from whimbrel.app.screens import colours_of
+from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.backends.inventory import ContainerInfo
+from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
+from whimbrel.widgets.container_table import ContainerRow, ContainerTable
+from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
+
+if TYPE_CHECKING:
+    from whimbrel.app.console import WhimbrelApp
+
+
+class MainScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", id="main.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="main.clear"),
+        Binding("r", "refresh", "Refresh", id="main.refresh"),
+        Binding("space", "mark", "Mark", id="main.mark"),
+        Binding("p", "preview", "Preview", id="main.preview"),
+        Binding("t", "next_target", "Target", id="main.target"),
+        Binding("m", "migrate", "Migrate", id="main.migrate"),
+        Binding("e", "evacuate", "Evacuate", id="main.evacuate"),
+        Binding("h", "history", "History", id="main.history"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked: set[str] = set()
+        self._rates_shown: set[str] = set()
+
+    @property
+    def wapp(self) -> WhimbrelApp:
+        return cast("WhimbrelApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw: themes change
+        yield Header()
+        with Horizontal(id="body"):
+            yield NodeList(colours, id="nodes")
+            with Vertical(id="main"):
+                yield Input(placeholder="filter: words that must all appear", id="filter")
+                yield ContainerTable(colours, id="containers")
+                with Horizontal(id="charts"):
+                    yield RttChart(id="rtt")
+                    yield DirtyChart(id="dirty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#nodes", NodeList).border_title = "Clusters"
+        self.query_one("#filter", Input).display = False
+        self.query_one(ContainerTable).focus()
+        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self._redraw()
+
+    def on_screen_resume(self) -> None:
+        self._redraw()
+
+    def _live_changed(self, kind: str) -> None:
+        if not on_view(self):
+            return  # redrawn in full on resume
+        if kind in ("inventory", "read-only"):
+            self._show_nodes()
+            self._show_table()
+        elif kind == "dirty":
+            # A container's first rate shows at once; later ones with the next inventory
+            # round: redrawing the whole table every second for one cell costs more than the
+            # chart does.
+            if self.wapp.selected not in self._rates_shown:
+                self._show_table()
+            self._show_dirty()
+        elif kind == "rtt":
+            self._show_rtt()
+        elif kind == "selection":
+            self._show_rtt()
+            self._show_dirty()
+
+    def _redraw(self) -> None:
+        self._show_nodes()
+        self._show_table()
+        self._show_rtt()
+        self._show_dirty()
+        for chart in self.query("RttChart, DirtyChart"):
+            cast(RttChart, chart).catch_up()
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def _show_nodes(self) -> None:
+        live = self.wapp.live
+        assert live is not None
+        clusters = []
+        for name, cluster in live.config.clusters.items():
+            nodes = []
+            for node in live.config.nodes_of(name):
+                inv = live.nodes.get(node.name)
+                nodes.append(
+                    NodeStatus(
+                        node.name,
+                        name,
+                        None if inv is None else inv.reachable,
+                        len(inv.containers) if inv else 0,
+                        inv.error if inv else None,
+                        inv.elapsed_s if inv else None,
+                    )
+                )
+            clusters.append(ClusterStatus(name, cluster.read_only, tuple(nodes)))
+        self.query_one(NodeList).show(clusters)
+
+    def _show_table(self) -> None:
+        live = self.wapp.live
+        assert live is not None
+        table = self.query_one(ContainerTable)
+        containers = live.containers()
+        self.marked &= {c.ref for c in containers}
+        self._rates_shown = {c.ref for c in containers if c.ref in live.dirty}
+        table.show(
+            [
+                ContainerRow(
+                    ref=c.ref,
+                    name=c.name,
+                    node=c.node,
+                    cluster=c.cluster,
+                    state=c.state,
+                    image=c.image,
+                    memory_bytes=c.memory_bytes,
+                    dirty_rate=live.dirty_rate(c.ref),
+                    marked=c.ref in self.marked,
+                    busy=live.busy.get(c.ref),
+                )
+                for c in containers
+            ]
+        )
+        answered = sum(1 for n in live.nodes.values() if n is not None)
+        shown = len(table.visible_refs)
+        title = f"Containers  {len(containers)}"
+        if shown != len(containers):
+            title = f"Containers  {shown} of {len(containers)} (filtered)"
+        if answered < len(live.nodes):
+            title += f"  ·  {answered}/{len(live.nodes)} nodes answered"
+        if self.marked:
+            title += f"  ·  {len(self.marked)} marked"
+        table.border_title = title
+        table.border_subtitle = f"sorted by {table.sort_column}" + (
+            " ↓" if table.sort_reverse else ""
+        )
+        follow = self.wapp.follow
+        if follow:
+            moved = live.find(follow)
+            if moved is not None and table.move_to(moved.ref):
+                self.wapp.follow = None
+        if table.current_ref != self.wapp.selected:
+            self.wapp.select(table.current_ref)
+        if live.all_answered:
+            self.wapp.first_table_shown()
+
+    def _show_rtt(self) -> None:
+        show_rtt(self.wapp, self.query_one(RttChart))
+
+    def _show_dirty(self) -> None:
+        show_dirty(self.wapp, self.query_one(DirtyChart))
+
+    # --- events ------------------------------------------------------------------------------
+
+    @on(ContainerTable.CurrentChanged)
+    def _current_changed(self, event: ContainerTable.CurrentChanged) -> None:
+        self.wapp.select(event.ref)
+
+    @on(DataTable.RowSelected, "#containers")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_preview()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(ContainerTable).set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(ContainerTable).focus()
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def _current(self) -> ContainerInfo | None:
+        live = self.wapp.live
+        ref = self.query_one(ContainerTable).current_ref
+        return live.container(ref) if live and ref else None
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(ContainerTable).focus()
+
+    def action_refresh(self) -> None:
+        self.wapp.refresh_inventory()
+        self.notify("refreshing every node", timeout=2)
+
+    def action_mark(self) -> None:
+        live = self.wapp.live
+        assert live is not None
+        nodes = self.query_one(NodeList)
+        if nodes.has_focus and nodes.highlighted_node:
+            refs = {c.ref for c in live.containers() if c.node == nodes.highlighted_node}
+            # Marking a node marks all of it; again unmarks all of it.
+            self.marked = self.marked - refs if refs <= self.marked else self.marked | refs
+        else:
+            ref = self.query_one(ContainerTable).current_ref
+            if ref is None:
+                return
+            self.marked ^= {ref}
+            table = self.query_one(ContainerTable)
+            table.action_cursor_down()
+        self._show_table()
+
+    def action_preview(self) -> None:
+        from whimbrel.app.screens.preview import PreviewScreen
+
+        container = self._current()
+        if container is not None:
+            self.app.push_screen(PreviewScreen(container.ref))
+
+    def action_probe(self) -> None:
+        """Measure the selected path again: RTT and throughput (the palette's "Probe")."""
+        live, container, target = self.wapp.live, self.wapp.selected_container(), self.wapp.target
+        if live is None or container is None or target is None:
+            self.notify("select a container first", severity="warning")
+            return
+        live.throughput.pop((container.node, target), None)
+        self.wapp.measure_throughput(container.node, target)
+        self.notify(f"measuring {container.node} → {target}: RTT and throughput", timeout=3)
+
+    def action_next_target(self) -> None:
+        live, container = self.wapp.live, self.wapp.selected_container()
+        if live is None or container is None:
+            return
+        targets = live.targets_for(container)
+        if not targets:
+            return
+        current = self.wapp.target
+        index = targets.index(current) if current in targets else -1
+        self.wapp.set_target(targets[(index + 1) % len(targets)])
+
+    def action_migrate(self) -> None:
+        from whimbrel.app.screens.migrate import confirm_migrations
+
+        container = self._current()
+        if container is None:
+            return
+        confirm_migrations(self.wapp, [(container, self.wapp.target)])
+
+    def action_evacuate(self) -> None:
+        from whimbrel.app.screens.evacuate import EvacuateScreen
+
+        live = self.wapp.live
+        assert live is not None
+        nodes = self.query_one(NodeList)
+        if nodes.has_focus and nodes.highlighted_node:
+            chosen = [c for c in live.containers() if c.node == nodes.highlighted_node]
+        elif self.marked:
+            chosen = [c for c in live.containers() if c.ref in self.marked]
+        else:
+            current = self._current()
+            chosen = [current] if current else []
+        # In the order the table shows them: the order the operator sees is the order they go.
+        shown = {ref: i for i, ref in enumerate(self.query_one(ContainerTable).visible_refs)}
+        chosen = sorted(
+            (c for c in chosen if c.running), key=lambda c: shown.get(c.ref, len(shown))
+        )
+        if not chosen:
+            self.notify(
+                "nothing to evacuate: mark running containers (space) or pick a node",
+                severity="warning",
+            )
+            return
+        if self.wapp.read_only:
+            self.notify("the console is read-only: no migration can start", severity="error")
+            return
+        self.app.push_screen(EvacuateScreen([c.ref for c in chosen]))
+
+    def action_history(self) -> None:
+        from whimbrel.app.screens.history import HistoryScreen
+
+        self.app.push_screen(HistoryScreen())

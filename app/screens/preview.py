@@ -1,0 +1,235 @@
+"""Plan preview: pick a target node in another cluster, see the model's verdict and its rounds;
+the plan follows every keystroke of the downtime target and every new measurement."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from whimbrel.app.backend import plan_for
+from whimbrel.app.screens import colours_of
+from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.backends.inventory import ContainerInfo
+from whimbrel.backends.model import Plan
+from whimbrel.backends.units import UnitError, format_duration, format_size, parse_duration
+from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
+from whimbrel.widgets.plan_panel import PlanPanel, measured_line
+from whimbrel.widgets.round_bars import RoundBar, RoundBars
+
+if TYPE_CHECKING:
+    from whimbrel.app.console import WhimbrelApp
+
+
+def plan_bars(plan: Plan) -> list[RoundBar]:
+    return [RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds) for r in plan.per_round]
+
+
+class PreviewScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="preview.back"),
+        Binding("m", "migrate", "Migrate", id="preview.migrate"),
+        Binding("p", "probe", "Re-measure", id="preview.probe"),
+    ]
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.plan: Plan | None = None
+        self._measured: set[tuple[str, str]] = set()
+
+    @property
+    def wapp(self) -> WhimbrelApp:
+        return cast("WhimbrelApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
+        yield Header()
+        with Horizontal(id="preview-body"):
+            with Vertical(id="preview-side"):
+                yield Input(
+                    value=f"{self.wapp.downtime_target_s * 1000:g}ms",
+                    placeholder="e.g. 300ms",
+                    id="downtime",
+                )
+                yield Static("", id="downtime-error")
+                yield OptionList(id="targets")
+                yield Static("", id="container-info")
+            with Vertical(id="preview-main"):
+                yield PlanPanel(colours, id="plan")
+                yield RoundBars(colours, id="plan-rounds")
+                with Horizontal(id="preview-charts"):
+                    yield RttChart(id="preview-rtt")
+                    yield DirtyChart(id="preview-dirty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#targets").border_title = "Target node"
+        self.query_one("#downtime").border_title = "Downtime target"
+        self.query_one("#plan-rounds").border_title = "Per round (predicted)"
+        self.query_one("#container-info").border_title = "Container"
+        self.query_one("#downtime-error").display = False
+        self.wapp.select(self.ref)
+        self._fill_targets()
+        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self._measure_path()
+        self._replan()
+        self._show_container()
+        self._show_charts()
+        self.query_one("#targets").focus()
+
+    def on_screen_resume(self) -> None:
+        self._replan()
+        self._show_charts()
+
+    def _show_charts(self) -> None:
+        show_rtt(self.wapp, self.query_one(RttChart))
+        show_dirty(self.wapp, self.query_one(DirtyChart))
+
+    def _show_container(self) -> None:
+        container = self._container()
+        info = self.query_one("#container-info", Static)
+        if container is None:
+            info.update(Text("gone: moved or removed", style="dim"))
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim")
+        grid.add_column()
+        grid.add_row("name", Text(container.name, style="bold"))
+        grid.add_row("on", f"{container.node} ({container.cluster})")
+        grid.add_row("image", container.image)
+        grid.add_row("state", container.status or container.state)
+        if container.memory_bytes is not None:
+            grid.add_row("memory", format_size(container.memory_bytes))
+        if container.mounts:
+            grid.add_row("mounts", ", ".join(m.destination for m in container.mounts))
+        info.update(grid)
+
+    def _container(self) -> ContainerInfo | None:
+        live = self.wapp.live
+        return live.container(self.ref) if live else None
+
+    def _fill_targets(self) -> None:
+        live, container = self.wapp.live, self._container()
+        targets = self.query_one("#targets", OptionList)
+        if live is None or container is None:
+            return
+        options = []
+        for node in live.targets_for(container):
+            up = live.reachable(node)
+            rtt = live.rtt_last.get((container.node, node))
+            text = Text(node)
+            text.append(f"  {live.cluster_of(node)}", style="dim")
+            if up is False:
+                text.append("  not answering", style="dim italic")
+            elif rtt is not None:
+                text.append(f"  {format_duration(rtt)}", style="dim")
+            options.append(Option(text, id=node))
+        highlighted = targets.highlighted
+        targets.set_options(options)
+        ids = [o.id for o in options]
+        if self.wapp.target in ids:
+            targets.highlighted = ids.index(self.wapp.target)
+        elif highlighted is not None and options:
+            targets.highlighted = min(highlighted, len(options) - 1)
+
+    def _live_changed(self, kind: str) -> None:
+        if not on_view(self):
+            return  # caught up on resume
+        if kind in ("inventory", "rtt"):
+            self._fill_targets()
+        if kind == "inventory":
+            self._show_container()
+        if kind in ("rtt", "selection"):
+            show_rtt(self.wapp, self.query_one(RttChart))
+        if kind in ("dirty", "selection"):
+            show_dirty(self.wapp, self.query_one(DirtyChart))
+        self._replan()
+
+    def _measure_path(self, again: bool = False) -> None:
+        live, container, target = self.wapp.live, self._container(), self.wapp.target
+        if live is None or container is None or target is None:
+            return
+        pair = (container.node, target)
+        if again:
+            live.throughput.pop(pair, None)
+        elif pair in self._measured or pair in live.throughput:
+            return
+        self._measured.add(pair)
+        self.wapp.measure_throughput(*pair)
+
+    def _replan(self) -> None:
+        live, container, target = self.wapp.live, self._container(), self.wapp.target
+        panel = self.query_one(PlanPanel)
+        bars = self.query_one(RoundBars)
+        if live is None or container is None:
+            panel.show_plan(None, Text(f"{self.ref} is gone (moved or removed)"))
+            return
+        if target is None:
+            panel.show_plan(None, Text("no node in another cluster"), ("a target",))
+            return
+        panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
+        m = live.measurements(container, target)
+        self.plan = plan_for(m, self.wapp.downtime_target_s)
+        errors = [
+            live.errors.get(f"{kind}:{key}")
+            for kind, key in (
+                ("rtt", f"{container.node}>{target}"),
+                ("throughput", f"{container.node}>{target}"),
+                ("dirty", container.ref),
+            )
+        ]
+        waiting = list(m.missing) + [f"({e})" for e in errors if e]
+        panel.show_plan(self.plan, measured_line(m.size, m.dirty_rate, m.rtt, m.bandwidth), waiting)
+        bars.show_rounds(plan_bars(self.plan) if self.plan else [], show_actual=False)
+
+    @on(OptionList.OptionHighlighted, "#targets")
+    def _target_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id and event.option.id != self.wapp.target:
+            self.wapp.set_target(event.option.id)
+            self._measure_path()
+            self._replan()
+
+    @on(OptionList.OptionSelected, "#targets")
+    def _target_selected(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#downtime", Input).focus()
+
+    @on(Input.Changed, "#downtime")
+    def _downtime_changed(self, event: Input.Changed) -> None:
+        error = self.query_one("#downtime-error", Static)
+        try:
+            seconds = parse_duration(event.value, "downtime target", allow_zero=False)
+        except UnitError as exc:
+            error.update(Text(str(exc), style=colours_of(self.app).get("error", "")))
+            error.display = True
+            return
+        error.display = False
+        self.wapp.downtime_target_s = seconds
+        self._replan()
+
+    @on(Input.Submitted, "#downtime")
+    def _downtime_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#targets").focus()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_probe(self) -> None:
+        self._measure_path(again=True)
+        self._replan()
+        self.notify("measuring the path again (RTT and throughput)", timeout=3)
+
+    def action_migrate(self) -> None:
+        from whimbrel.app.screens.migrate import confirm_migrations
+
+        container = self._container()
+        if container is not None:
+            confirm_migrations(self.wapp, [(container, self.wapp.target)])

@@ -1,0 +1,367 @@
+"""A migration as it happens: the phase, each round's bytes predicted against sent, the live
+log, and a summary that says where the container runs now. Several orders (an evacuation) run
+one after another; a failure stops the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from whimbrel.app.backend import MigrationHandle, MigrationOrder, name_of, rounds_began_at
+from whimbrel.app.messages import MigrationProgress
+from whimbrel.app.screens import colours_of
+from whimbrel.backends.events import (
+    LogLine,
+    MigrationEvent,
+    MigrationFinished,
+    Phase,
+    PhaseChanged,
+    RoundFinished,
+    RoundStarted,
+)
+from whimbrel.backends.units import format_bandwidth, format_duration, format_size
+from whimbrel.widgets.event_log import EventLog
+from whimbrel.widgets.round_bars import RoundBar, RoundBars
+
+if TYPE_CHECKING:
+    from whimbrel.app.console import WhimbrelApp
+
+STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
+# From here on the container is frozen and on its way: an abort cannot roll it back any more.
+POINT_OF_NO_RETURN = {Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE}
+
+
+def _vs(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
+    got = fmt(measured) if measured is not None else "?"
+    return f"{got} (predicted {fmt(predicted)})" if predicted is not None else got
+
+
+class ProgressScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "abort", "Abort", id="progress.abort"),
+        Binding("escape", "close", "Close", id="progress.close"),
+    ]
+
+    def __init__(self, orders: list[MigrationOrder]) -> None:
+        super().__init__()
+        self.orders = orders
+        self.index = 0
+        self.phase: Phase | None = None
+        self.events: list[MigrationEvent] = []  # of the current migration, in arrival order
+        self.results: list[MigrationFinished] = []
+        self.result_events: list[list[MigrationEvent]] = []  # each result's events
+        self.done = False
+        self._handle: MigrationHandle | None = None
+        self._aborted = False
+        self._rows: dict[object, RoundBar] = {}
+        self._watching = False
+        self._ended_at = 0.0
+
+    @property
+    def wapp(self) -> WhimbrelApp:
+        return cast("WhimbrelApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
+        yield Header()
+        with Vertical(id="progress-body"):
+            yield Static(id="progress-head")
+            yield RoundBars(colours, id="progress-rounds")
+            yield EventLog(colours, id="progress-log")
+            yield Static(id="progress-summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#progress-rounds").border_title = "Rounds: predicted against sent"
+        self.query_one("#progress-log").border_title = "Log"
+        self.query_one("#progress-summary").display = False
+        self._begin(0)
+        self._run()
+
+    # --- the worker: events in, messages out -------------------------------------------------
+
+    @work(exclusive=True, group="migration")
+    async def _run(self) -> None:
+        assert self.wapp.backend is not None
+        for index, order in enumerate(self.orders):
+            if self._aborted:
+                break
+            self._handle = self.wapp.backend.migrate(order)
+            finished = None
+            try:
+                async for event in self._handle.events():
+                    self.post_message(MigrationProgress(index, event))
+                    if isinstance(event, MigrationFinished):
+                        finished = event
+            except Exception as exc:  # the engine broke: say so, and find the container
+                finished = MigrationFinished(
+                    ok=False,
+                    container=order.container.ref,
+                    src=order.container.node,
+                    dst=order.target,
+                    running_on="",
+                    mode="?",
+                    rounds=0,
+                    downtime_s=None,
+                    predicted_downtime_s=None,
+                    total_time_s=0.0,
+                    predicted_total_time_s=None,
+                    bytes_sent=0,
+                    predicted_bytes=None,
+                    error=str(exc) or type(exc).__name__,
+                    extra={"engine_error": True},  # the outcome is unknown: look for it
+                )
+                self.post_message(MigrationProgress(index, finished))
+            if finished is None or not finished.ok:
+                break
+        self._handle = None
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def _begin(self, index: int) -> None:
+        """Reset the view for the index-th order and fill in its predicted rounds."""
+        self.index, self.phase, self.events = index, None, []
+        order = self.orders[index]
+        self._rows = {}
+        if order.plan is not None:
+            for r in order.plan.per_round:
+                key = "final" if r.final else r.index
+                self._rows[key] = RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds)
+        self.wapp.migration_started(order)
+        self._show_head()
+        self._show_rounds()
+
+    def _show_head(self) -> None:
+        colours = colours_of(self.app)
+        order = self.orders[self.index]
+        head = Table.grid(padding=(0, 1))
+        head.add_column()
+        title = Text.assemble(
+            (order.container.name, f"bold {colours.get('accent', '')}"),
+            f"  {order.container.node} → ",
+            (order.target, "bold"),
+        )
+        if len(self.orders) > 1:
+            title.append(f"   ({self.index + 1} of {len(self.orders)})", style="dim")
+        head.add_row(title)
+        steps = Text()
+        reached = self.phase in STEPS and STEPS.index(self.phase)
+        for i, step in enumerate(STEPS):
+            if i:
+                steps.append("  ›  ", style="dim")
+            if step == self.phase:
+                steps.append(f" {step.value} ", style=f"bold reverse {colours.get('primary', '')}")
+            elif self.phase in STEPS and i < cast(int, reached):
+                steps.append(step.value, style=colours.get("success", ""))
+            else:
+                steps.append(step.value, style="dim")
+        if self.phase in (Phase.ROLLBACK, Phase.FAILED):
+            steps.append(f"   {self.phase.value}", style=f"bold {colours.get('error', '')}")
+        head.add_row(steps)
+        self.query_one("#progress-head", Static).update(head)
+
+    def _show_rounds(self) -> None:
+        rows = sorted(self._rows.values(), key=lambda r: (r.final, r.index))
+        self.query_one(RoundBars).show_rounds(rows, show_actual=True)
+
+    @on(MigrationProgress)
+    def _progress(self, message: MigrationProgress) -> None:
+        if message.index != self.index:
+            self._begin(message.index)
+        event = message.event
+        self.events.append(event)
+        log = self.query_one(EventLog)
+        if isinstance(event, PhaseChanged):
+            self.phase = event.phase
+            log.add(
+                event.t,
+                f"phase: {event.phase.value}" + (f": {event.message}" if event.message else ""),
+            )
+            self._show_head()
+        elif isinstance(event, RoundStarted):
+            key = "final" if event.final else event.index
+            if event.final:  # the engine stopped iterating: rounds it no longer plans go
+                self._rows = {k: r for k, r in self._rows.items() if r.actual_bytes is not None}
+            self._rows[key] = RoundBar(
+                event.index,
+                event.final,
+                event.planned_bytes,
+                predicted_s=event.predicted_seconds,
+                running=True,
+            )
+            self._show_rounds()
+        elif isinstance(event, RoundFinished):
+            key = "final" if event.final else event.index
+            self._rows[key] = RoundBar(
+                event.index,
+                event.final,
+                event.planned_bytes,
+                event.sent_bytes,
+                self._rows[key].predicted_s if key in self._rows else None,
+                event.seconds,
+            )
+            log.add(event.t, self._round_line(event))
+            self._show_rounds()
+        elif isinstance(event, LogLine):
+            log.add(event.t, event.text, event.level)
+        elif isinstance(event, MigrationFinished):
+            self._finished(event)
+
+    @staticmethod
+    def _round_line(e: RoundFinished) -> str:
+        name = "final round" if e.final else f"round {e.index}"
+        text = (
+            f"{name}: sent {format_size(e.sent_bytes)} in {format_duration(e.seconds)} "
+            f"(predicted {format_size(e.planned_bytes)}), dirty {format_size(e.dirty_rate)}/s, "
+            f"{format_bandwidth(e.throughput)}"
+        )
+        if e.freeze_s:
+            text += f", frozen {format_duration(e.freeze_s)}"
+        if not e.final:
+            text += (
+                f"; the model now wants {e.predicted_remaining_rounds} more round(s), downtime "
+                f"{format_duration(e.predicted_downtime_s)}"
+            )
+        return text
+
+    def _finished(self, event: MigrationFinished) -> None:
+        self.results.append(event)
+        self.result_events.append(list(self.events))
+        last = self.index == len(self.orders) - 1
+        if event.ok and not last and not self._aborted:
+            return  # the next order's first event resets the view
+        self.done = True
+        self._ended_at = time.monotonic()
+        self.refresh_bindings()
+        moved = [r for r in self.results if r.ok]
+        self.wapp.migrations_ended(name_of(moved[-1].container if moved else event.container))
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        colours = colours_of(self.app)
+        summary = self.query_one("#progress-summary", Static)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column()
+        for r, events in zip(self.results, self.result_events, strict=True):
+            grid.add_row(self._result_text(r, events, colours))
+        left = len(self.orders) - len(self.results)
+        if left:
+            grid.add_row(Text(f"{left} more not started.", style=colours.get("warning", "")))
+        grid.add_row(Text("esc closes this screen.", style="dim"))
+        summary.update(grid)
+        summary.display = True
+        ok = all(r.ok for r in self.results) and not left
+        summary.set_class(not ok, "-failed")
+        summary.border_title = "Done" if ok else "Stopped"
+
+    @staticmethod
+    def _times(r: MigrationFinished, events: list[MigrationEvent]) -> str:
+        """The model predicts the rounds, not the preflight before them: compare like with
+        like."""
+        began = rounds_began_at(events)
+        if began is None:
+            return f"total {format_duration(r.total_time_s)}"
+        return (
+            f"total {format_duration(r.total_time_s)}: preflight {format_duration(began)}, "
+            f"rounds {_vs(r.total_time_s - began, r.predicted_total_time_s, format_duration)}"
+        )
+
+    def _result_text(
+        self, r: MigrationFinished, events: list[MigrationEvent], c: Mapping[str, str]
+    ) -> Text:
+        if r.ok:
+            text = Text.assemble(
+                ("✓ ", c.get("success", "")),
+                (name_of(r.container), "bold"),
+                f" now runs on {r.running_on}",
+                f" ({r.mode}, {r.rounds} pre-copy round{'s' if r.rounds != 1 else ''}).\n",
+                "  downtime ",
+                (_vs(r.downtime_s, r.predicted_downtime_s, format_duration), "bold"),
+                "; sent ",
+                _vs(r.bytes_sent, r.predicted_bytes, format_size),
+                f"\n  {self._times(r, events)}",
+            )
+            if r.brownouts_s:
+                text.append(
+                    f"\n  brownouts: {len(r.brownouts_s)}, longest "
+                    f"{format_duration(max(r.brownouts_s))}"
+                )
+            return text
+        name = name_of(r.container)
+        what = (
+            f" stopped with an engine error in {self.phase.value if self.phase else 'preflight'}: "
+            if r.extra.get("engine_error")
+            else " was not migrated: "
+        )
+        return Text.assemble(
+            ("✗ ", c.get("error", "")),
+            (name, "bold"),
+            what,
+            (r.error or "aborted", c.get("error", "")),
+            f"\n  {self._running_on(r)}",
+        )
+
+    def _running_on(self, r: MigrationFinished) -> str:
+        """Where the container runs now, in words: from the engine, else from an inventory
+        taken after the migration ended."""
+        name = name_of(r.container)
+        if r.running_on and r.running_on != "unknown":
+            return f"{name} is running on {r.running_on}."
+        live = self.wapp.live
+        if live is not None and live.answered_since(self._ended_at):
+            found = live.find(name)
+            if found is None:
+                return f"{name} is not running on any node that answers."
+            if found.node == r.dst:
+                where = "the target: the move itself went through"
+            elif found.node == r.src:
+                where = "where it was"
+            else:
+                where = "neither source nor target"
+            return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."
+        if not self._watching:  # the inventory refresh of migrations_ended will tell
+            self._watching = True
+            self.wapp.live_changed.subscribe(self, lambda _k: self._show_summary())
+        return f"Looking for {name} on the nodes…"
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The footer shows what makes sense now: abort while running, close once done.
+        if action == "abort":
+            return not self.done
+        if action == "close":
+            return True if self.done else None
+        return True
+
+    def action_abort(self) -> None:
+        if self.done or self._handle is None:
+            self.notify("nothing is running", timeout=2)
+            return
+        if self.phase in POINT_OF_NO_RETURN:
+            self.notify(
+                "the final round has started: the container is frozen and on its way; "
+                "it can no longer be rolled back",
+                severity="warning",
+            )
+            return
+        self._aborted = True
+        self._handle.abort()
+        t = self.events[-1].t if self.events else 0.0
+        self.query_one(EventLog).add(t, "abort requested: rolling back", "warning")
+
+    def action_close(self) -> None:
+        if not self.done:
+            self.notify("a migration is running: a aborts it", timeout=3)
+            return
+        self.app.pop_screen()

@@ -1,0 +1,319 @@
+"""A deterministic Backend for the console's snapshot and behaviour tests: fixed clusters,
+fixed samples, scripted migrations, no clock and no network. The only fake in the project;
+the real flow is proven against the lab (tests/lab/test_console_pilot.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+from whimbrel.app.backend import DirtyRate, HistoryRecord, MigrationOrder
+from whimbrel.backends.config import Config, parse_config
+from whimbrel.backends.events import (
+    LogLine,
+    MigrationEvent,
+    MigrationFinished,
+    Phase,
+    PhaseChanged,
+    RoundFinished,
+    RoundStarted,
+)
+from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.backends.probes import RttResult, RttSample, ThroughputResult
+
+T0 = 1_700_000_000.0  # every timestamp counts from here: snapshots never see a clock
+MiB = 1024 * 1024
+
+CONFIG_PATH = Path("/etc/whimbrel/config.toml")
+
+
+def fake_config(console: dict | None = None, read_only_cluster: str | None = None) -> Config:
+    clusters = {"east": {}, "west": {}}
+    if read_only_cluster:
+        clusters[read_only_cluster] = {"read_only": True}
+    data = {
+        "clusters": clusters,
+        "nodes": [
+            {"name": n, "cluster": n.split("-")[0], "address": f"198.18.{i // 2 + 1}.{10 + i % 2}"}
+            for i, n in enumerate(("east-1", "east-2", "west-1", "west-2"))
+        ],
+    }
+    if console:
+        data["console"] = console
+    return parse_config(data, CONFIG_PATH)
+
+
+def _container(name: str, node: str, image: str, memory: int, state: str = "running"):
+    return ContainerInfo(
+        id=f"{name}0123456789abcdef",
+        name=name,
+        image=image,
+        state=state,
+        status="Up 3 hours" if state == "running" else "Exited (0) 2 hours ago",
+        node=node,
+        cluster=node.split("-")[0],
+        memory_bytes=memory,
+        pid=4242 if state == "running" else None,
+    )
+
+
+def default_containers() -> list[ContainerInfo]:
+    return [
+        _container("kv", "east-1", "whimbrel-lab/redis:7", 22 * MiB),
+        _container("hot", "east-1", "whimbrel-lab/memwriter:1", 128 * MiB),
+        _container("queue", "east-2", "rabbitmq:3.13", 96 * MiB),
+        _container("batch", "east-2", "busybox:1.36", 0, state="exited"),
+        _container("web", "west-1", "nginx:1.27", 9 * MiB),
+    ]
+
+
+class FakeMigration:
+    """Scripted engine events. With `hold_after_round0`, it waits after round 0 until
+    `release()` or `abort()`, so tests can act mid-migration."""
+
+    def __init__(
+        self,
+        backend: FakeBackend,
+        order: MigrationOrder,
+        hold: bool,
+        fail: str | None,
+        crash: str | None,
+    ):
+        self.backend = backend
+        self.order = order
+        self.gate = asyncio.Event()
+        if not hold:
+            self.gate.set()
+        self.aborted = False
+        self.fail = fail
+        self.crash = crash
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.gate.set()
+
+    async def events(self) -> AsyncIterator[MigrationEvent]:
+        c, dst = self.order.container, self.order.target
+        yield PhaseChanged(Phase.PREFLIGHT, 0.0)
+        if self.crash:  # the engine itself breaks: no MigrationFinished comes
+            raise OSError(self.crash)
+        yield LogLine(f"criu 4.2 on {c.node} and {dst}; image present on {dst}", 0.21)
+        yield PhaseChanged(Phase.PRECOPY, 0.35, "2 rounds planned")
+        yield RoundStarted(0, False, 22 * MiB, 0.92, 0.35)
+        yield RoundFinished(
+            0,
+            False,
+            22 * MiB,
+            21 * MiB,
+            22 * MiB,
+            0.97,
+            0.012,
+            1.1 * MiB,
+            24e6,
+            0.96,
+            1,
+            0.118,
+            1.32,
+        )
+        await self.gate.wait()
+        if self.aborted or self.fail:
+            why = "aborted by the operator" if self.aborted else self.fail
+            yield PhaseChanged(Phase.ROLLBACK, 1.4, why)
+            yield LogLine(f"{c.name} resumed on {c.node}; target cleaned", 1.6, "warning")
+            yield PhaseChanged(Phase.FAILED, 1.7)
+            yield MigrationFinished(
+                ok=False,
+                container=c.ref,
+                src=c.node,
+                dst=dst,
+                running_on=c.node,
+                mode="iterative",
+                rounds=1,
+                downtime_s=None,
+                predicted_downtime_s=0.118,
+                total_time_s=1.7,
+                predicted_total_time_s=1.46,
+                bytes_sent=21 * MiB,
+                predicted_bytes=23.4 * MiB,
+                error=why,
+                t=1.7,
+            )
+            return
+        yield RoundStarted(1, False, 1.3 * MiB, 0.1, 1.32)
+        yield RoundFinished(
+            1,
+            False,
+            1.3 * MiB,
+            1.5 * MiB,
+            22 * MiB,
+            0.11,
+            0.010,
+            1.2 * MiB,
+            23e6,
+            0.9,
+            0,
+            0.121,
+            1.43,
+        )
+        yield PhaseChanged(Phase.FINAL, 1.43)
+        yield RoundStarted(2, True, 0.15 * MiB, 0.118, 1.43)
+        yield RoundFinished(
+            2, True, 0.15 * MiB, 0.2 * MiB, 22 * MiB, 0.14, 0.14, 0.0, 23e6, 0.8, 0, 0.118, 1.57
+        )
+        yield PhaseChanged(Phase.RESTORE, 1.57)
+        yield PhaseChanged(Phase.CLEANUP, 1.71)
+        self.backend.move(c.name, dst)
+        if self.backend.crash_in_cleanup:  # moved, then the engine breaks tidying up
+            raise OSError(self.backend.crash_in_cleanup)
+        yield PhaseChanged(Phase.DONE, 1.8)
+        yield MigrationFinished(
+            ok=True,
+            container=c.ref,
+            src=c.node,
+            dst=dst,
+            running_on=dst,
+            mode="iterative",
+            rounds=2,
+            downtime_s=0.142,
+            predicted_downtime_s=0.118,
+            total_time_s=1.8,
+            predicted_total_time_s=1.46,
+            bytes_sent=int(22.7 * MiB),
+            predicted_bytes=23.4 * MiB,
+            brownouts_s=(0.012, 0.010),
+            t=1.8,
+        )
+
+
+class FakeBackend:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        unreachable: tuple[str, ...] = ("west-2",),
+        containers: list[ContainerInfo] | None = None,
+        hold_migrations: bool = False,
+        fail_migrations: str | None = None,
+        crash_migrations: str | None = None,
+        crash_in_cleanup: str | None = None,
+        history: list[HistoryRecord] | None = None,
+    ) -> None:
+        self.config = config or fake_config()
+        self.unreachable = set(unreachable)
+        self.containers = containers if containers is not None else default_containers()
+        self.hold = hold_migrations
+        self.fail = fail_migrations
+        self.crash = crash_migrations
+        self.crash_in_cleanup = crash_in_cleanup
+        self.records = history if history is not None else default_history()
+        self.migrations: list[FakeMigration] = []
+        self.unsettled: list[str] = []
+        self.inventory_calls = 0
+        self.rtt_calls = 0
+        self.probed: set[tuple[str, str]] = set()
+        self.closed = False
+
+    def move(self, name: str, node: str) -> None:
+        self.containers = [
+            replace(c, node=node, cluster=node.split("-")[0]) if c.name == name else c
+            for c in self.containers
+        ]
+
+    async def node_inventory(self, node: str) -> NodeInventory:
+        self.inventory_calls += 1
+        cluster = self.config.node(node).cluster
+        if node in self.unreachable:
+            return NodeInventory(node, cluster, False, error="no answer within 6 s", elapsed_s=6.0)
+        mine = tuple(c for c in self.containers if c.node == node)
+        return NodeInventory(node, cluster, True, mine, elapsed_s=0.05)
+
+    async def rtt(self, src: str, dst: str) -> RttResult:
+        self.rtt_calls += 1
+        first = (src, dst) not in self.probed
+        self.probed.add((src, dst))
+        same = self.config.node(src).cluster == self.config.node(dst).cluster
+        base = 0.0004 if same else 0.040
+        # A path's first probe brings two minutes of history, so charts have a shape at once.
+        count = 120 if first else 3
+        samples = tuple(
+            RttSample(T0 + i, base + 0.002 * ((i * 7) % 5) / 4 + (0.006 if i % 23 == 0 else 0))
+            for i in range(count)
+        )
+        return RttResult(src, dst, base + 0.001, 0.0002, samples)
+
+    async def throughput(self, src: str, dst: str, rtt_s: float) -> ThroughputResult:
+        return ThroughputResult(src, dst, T0, 32 * MiB, 1.38, rtt_s, 24.4e6)
+
+    async def dirty(self, container: ContainerInfo, interval_s: float) -> AsyncIterator[DirtyRate]:
+        rate = 4 * MiB if container.name == "hot" else 300 * 1024
+        for i in range(90):
+            wobble = 1 + 0.15 * (((i * 5) % 7) - 3) / 3
+            yield DirtyRate(
+                T0 + 30 + i,
+                rate * wobble / 4096,
+                rate * wobble,
+                float(container.memory_bytes or MiB),
+            )
+        await asyncio.Event().wait()  # then nothing more: snapshots stay still
+
+    def migrate(self, order: MigrationOrder) -> FakeMigration:
+        migration = FakeMigration(self, order, self.hold, self.fail, self.crash)
+        self.migrations.append(migration)
+        return migration
+
+    def history(self) -> list[HistoryRecord]:
+        return list(self.records)
+
+    async def recover(self) -> list[str]:
+        return list(self.unsettled)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def default_history() -> list[HistoryRecord]:
+    return [
+        HistoryRecord(
+            path="/var/lib/whimbrel/history/2.json",
+            started_at=T0 + 3600,
+            container="west-1/kv",
+            src="west-1",
+            dst="east-1",
+            ok=True,
+            status="done",
+            running_on="east-1",
+            mode="iterative",
+            rounds=2,
+            downtime_s=0.151,
+            predicted_downtime_s=0.12,
+            total_time_s=1.9,
+            predicted_total_time_s=1.5,
+            bytes_sent=int(23 * MiB),
+            predicted_bytes=23.4 * MiB,
+            brownouts_s=(0.012, 0.01),
+        ),
+        HistoryRecord(
+            path="/var/lib/whimbrel/history/1.json",
+            started_at=T0,
+            container="east-1/hot",
+            src="east-1",
+            dst="west-2",
+            ok=False,
+            status="failed",
+            running_on="east-1",
+            mode="iterative",
+            rounds=1,
+            downtime_s=None,
+            predicted_downtime_s=0.3,
+            total_time_s=2.2,
+            predicted_total_time_s=6.1,
+            bytes_sent=int(120 * MiB),
+            predicted_bytes=190 * MiB,
+            error="west-2: connection lost",
+        ),
+    ]

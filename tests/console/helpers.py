@@ -1,0 +1,39 @@
+"""Waiting for the console to settle, without sleeping blindly."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+
+async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    waited = 0.0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await pilot.pause(0.02)
+        waited += 0.02
+    await pilot.pause()
+
+
+async def settled(pilot: Pilot, ref: str = "east-1/kv") -> None:
+    """Every node answered, `ref` is under the cursor, its charts have their data."""
+    from whimbrel.widgets.container_table import ContainerTable
+
+    app = pilot.app
+    await until(pilot, lambda: app.live is not None and app.live.all_answered)
+    app.screen.query_one(ContainerTable).move_to(ref)
+    await until(pilot, lambda: app.selected == ref and app.target is not None)
+    pair = (ref.split("/")[0], app.target)
+    await until(pilot, lambda: pair in app.live.rtt_last and len(app.live.dirty.get(ref, ())) >= 90)
+
+
+def text_of(widget: Static) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()

@@ -1,0 +1,182 @@
+"""Preview, confirmation, progress, abort and evacuation, on the fake backend."""
+
+from __future__ import annotations
+
+from textual.widgets import Button, Input, Static
+
+from tests.console.conftest import SIZE
+from tests.console.fake_backend import FakeBackend
+from tests.console.helpers import settled, text_of, until
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.main import MainScreen
+from whimbrel.app.screens.migrate import MigrateModal
+from whimbrel.app.screens.preview import PreviewScreen
+from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.backends.events import MigrationFinished, PhaseChanged, RoundFinished
+from whimbrel.widgets.container_table import ContainerTable
+
+
+async def _preview(pilot) -> PreviewScreen:
+    await settled(pilot)
+    await pilot.press("enter")
+    await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+    return pilot.app.screen
+
+
+async def test_preview_measures_the_path_and_shows_a_plan(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _preview(pilot)
+        assert isinstance(screen, PreviewScreen)
+        assert screen.plan is not None and screen.plan.per_round
+        assert ("east-1", "west-1") in app.live.throughput
+
+
+async def test_the_plan_follows_each_keystroke_of_the_downtime_target(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _preview(pilot)
+        box = screen.query_one("#downtime", Input)
+        box.focus()
+        box.value = ""
+        await pilot.press(*"5s")
+        relaxed = screen.plan
+        assert relaxed is not None and relaxed.meets_target
+        assert app.downtime_target_s == 5.0
+        await pilot.press("backspace", "backspace", *"50ms")
+        assert screen.plan is not None and not screen.plan.meets_target
+        await pilot.press("x")  # not a duration: said so, the last good plan stays
+        assert screen.query_one("#downtime-error").display
+        assert app.downtime_target_s == 0.05
+
+
+async def test_choosing_another_target_replans_for_it(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("down")
+        assert app.target == "west-2"
+
+
+async def test_the_migrate_modal_names_everything_and_focuses_cancel(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        assert app.focused is app.screen.query_one("#cancel", Button)
+        body = text_of(app.screen.query_one("#dialog-body", Static))
+        for word in ("kv", "east-1", "west-1", "downtime"):
+            assert word in body
+        await pilot.press("enter")  # Cancel
+        await until(pilot, lambda: isinstance(app.screen, PreviewScreen))
+        assert app.backend.migrations == []
+
+
+async def test_confirming_runs_the_migration_and_events_arrive_in_order(make_app) -> None:
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        screen = app.screen
+        phases = [e.phase.value for e in screen.events if isinstance(e, PhaseChanged)]
+        assert phases == ["preflight", "precopy", "final", "restore", "cleanup", "done"]
+        rounds = [e for e in screen.events if isinstance(e, RoundFinished)]
+        assert [r.final for r in rounds] == [False, False, True]
+        assert isinstance(screen.events[-1], MigrationFinished) and screen.events[-1].ok
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        table = app.screen.query_one(ContainerTable)
+        await until(pilot, lambda: table.current_ref == "west-1/kv")  # the cursor followed kv
+
+
+async def test_abort_before_the_final_round_rolls_back(make_app) -> None:
+    backend = FakeBackend(hold_migrations=True)
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen))
+        screen = app.screen
+        await until(pilot, lambda: any(isinstance(e, RoundFinished) for e in screen.events))
+        await pilot.press("q")  # quitting mid-migration is refused
+        assert app.is_running
+        await pilot.press("a")
+        await until(pilot, lambda: screen.done)
+        finished = screen.events[-1]
+        assert isinstance(finished, MigrationFinished) and not finished.ok
+        assert backend.migrations[0].aborted
+        summary = text_of(screen.query_one("#progress-summary", Static))
+        assert "kv is running on east-1" in summary
+        assert [c.node for c in backend.containers if c.name == "kv"] == ["east-1"]
+
+
+async def test_an_engine_error_says_where_the_container_runs(make_app) -> None:
+    app = make_app(FakeBackend(crash_migrations="connection to east-1 lost"))
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        summary = app.screen.query_one("#progress-summary", Static)
+        await until(pilot, lambda: "kv is running on east-1, where it was" in text_of(summary))
+        assert "engine error in preflight: connection to east-1 lost" in text_of(summary)
+
+
+async def test_an_engine_error_after_the_move_says_the_move_went_through(make_app) -> None:
+    app = make_app(FakeBackend(crash_in_cleanup="No such file or directory: 'master'"))
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        summary = app.screen.query_one("#progress-summary", Static)
+        await until(pilot, lambda: "went through" in text_of(summary))
+        assert "kv is running on west-1, the target" in text_of(summary)
+        assert "engine error in cleanup" in text_of(summary)
+
+
+async def test_evacuate_predicts_in_total_then_migrates_one_after_another(make_app) -> None:
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, "east-1/hot")
+        await pilot.press("space", "space")  # hot, then kv
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+        total = app.screen.query_one("#evacuate-total", Static)
+        await until(pilot, lambda: "Combined" in text_of(total))
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        assert "2 containers" in str(app.screen.query_one("#dialog").border_title)
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        assert [m.order.container.name for m in backend.migrations] == ["hot", "kv"]
+        assert {c.name: c.node for c in backend.containers}["hot"] == "west-1"
+        assert len(app.screen.results) == 2
+
+
+async def test_a_failed_evacuation_stops_and_says_what_was_not_started(make_app) -> None:
+    backend = FakeBackend(fail_migrations="west-1: disk full")
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, "east-1/hot")
+        await pilot.press("space", "space", "e")
+        await until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+        await until(
+            pilot, lambda: "Combined" in text_of(app.screen.query_one("#evacuate-total", Static))
+        )
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        assert len(backend.migrations) == 1
+        assert "1 more not started" in text_of(app.screen.query_one("#progress-summary", Static))

@@ -1,0 +1,114 @@
+"""Per-round bars: what the model predicted each round sends, against what it actually sent.
+
+round    predicted                       actual
+0        ██████████████████  21.7 MiB    █████████████████▌  20.9 MiB  2.10 s
+final    ▊                   412 KiB     (running)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widget import Widget
+
+from whimbrel.backends.units import format_duration, format_size
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+@dataclass(frozen=True)
+class RoundBar:
+    index: int
+    final: bool
+    predicted_bytes: float | None
+    actual_bytes: float | None = None
+    predicted_s: float | None = None
+    actual_s: float | None = None
+    running: bool = False
+
+    @property
+    def label(self) -> str:
+        return "final" if self.final else str(self.index)
+
+
+def bar(value: float, scale: float, width: int) -> str:
+    """A horizontal bar of value/scale of `width` cells, in eighths of a cell."""
+    if scale <= 0 or width <= 0:
+        return ""
+    eighths = round(max(0.0, min(1.0, value / scale)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (_EIGHTHS[part] if part else "")) or ("▏" if value > 0 else "")
+
+
+class RoundBars(Widget):
+    """Predicted and (once known) actual bytes per round, on one scale."""
+
+    DEFAULT_CSS = """
+    RoundBars { height: auto; }
+    """
+
+    def __init__(self, colours: Callable[[], Mapping[str, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._colours = colours
+        self._rows: tuple[RoundBar, ...] = ()
+        self._show_actual = False
+
+    def show_rounds(self, rows: Sequence[RoundBar], show_actual: bool) -> None:
+        self._rows, self._show_actual = tuple(rows), show_actual
+        self.refresh(layout=True)
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self._rows) + 1
+
+    def render(self) -> Table:
+        colours = self._colours()
+        predicted_style = colours.get("chart-predicted", "")
+        actual_style = colours.get("chart-actual", "")
+        values = [r.predicted_bytes or 0.0 for r in self._rows]
+        values += [r.actual_bytes or 0.0 for r in self._rows]
+        scale = max(values, default=0.0)
+        columns = 2 if self._show_actual else 1
+        width = max(4, (self.size.width - 8 - columns * 22) // columns)
+        table = Table.grid(padding=(0, 1))
+        table.add_column(width=6, style="dim")
+        table.add_column(width=width)
+        table.add_column(width=20)
+        if self._show_actual:
+            table.add_column(width=width)
+            table.add_column(width=20)
+        header = [Text("round"), Text("predicted", style="dim"), Text("")]
+        if self._show_actual:
+            header += [Text("actual", style="dim"), Text("")]
+        table.add_row(*header)
+        for r in self._rows:
+            cells = [Text(r.label)]
+            if r.predicted_bytes is None:
+                cells += [Text(""), Text("re-planned", style="dim")]
+            else:
+                cells += [
+                    Text(bar(r.predicted_bytes, scale, width), style=predicted_style),
+                    Text(
+                        f"{format_size(r.predicted_bytes)}"
+                        + (
+                            f"  {format_duration(r.predicted_s)}"
+                            if r.predicted_s is not None
+                            else ""
+                        )
+                    ),
+                ]
+            if self._show_actual:
+                if r.actual_bytes is not None:
+                    seconds = f"  {format_duration(r.actual_s)}" if r.actual_s is not None else ""
+                    cells += [
+                        Text(bar(r.actual_bytes, scale, width), style=actual_style),
+                        Text(f"{format_size(r.actual_bytes)}{seconds}"),
+                    ]
+                else:
+                    note = "running…" if r.running else ""
+                    cells += [Text(note, style="italic dim"), Text("")]
+            table.add_row(*cells)
+        return table
