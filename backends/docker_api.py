@@ -71,10 +71,6 @@ class DockerAPI:
             raise DockerError(self.session.node.name, status, message.strip())
         return data
 
-    async def ping(self) -> bool:
-        await self.request("GET", "/version")
-        return True
-
     async def containers(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/containers/json", query={"all": "1"})
 

@@ -84,7 +84,6 @@ class NodeSession:
         self._failures = 0
         self._retry_at = 0.0
         self.last_error: str | None = None
-        self.connect_s: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -121,7 +120,6 @@ class NodeSession:
             if now < self._retry_at and self.last_error:
                 raise NodeUnreachable(self.node.name, self.last_error)
             async with self._connect_gate:
-                started = time.monotonic()
                 try:
                     self._conn = await asyncssh.connect(**self._options())
                 except asyncssh.HostKeyNotVerifiable:
@@ -129,7 +127,6 @@ class NodeSession:
                 except (TimeoutError, OSError, asyncssh.Error) as exc:
                     error = NodeUnreachable(self.node.name, _describe(exc, self.node))
                 else:
-                    self.connect_s = time.monotonic() - started
                     self._failures = 0
                     self.last_error = None
                     return self._conn
