@@ -173,22 +173,18 @@ def plan_for(m: PathMeasurements, downtime_target_s: float) -> Plan | None:
     None until every input has been measured."""
     # The engine and the model (numpy) load on first use: the console opens faster.
     from whimbrel.backends.engine import DEFAULT_COSTS
-    from whimbrel.backends.model import ModelInputs, plan
+    from whimbrel.backends.model import plan
 
     if m.missing:
         return None
     assert m.size is not None and m.dirty_rate is not None and m.rtt is not None
     assert m.bandwidth is not None and m.bandwidth > 0
     return plan(
-        ModelInputs(
+        DEFAULT_COSTS.model_inputs(
             size=m.size,
             dirty_rate=m.dirty_rate,
             bandwidth=m.bandwidth,
             rtt=m.rtt,
-            round_trips=DEFAULT_COSTS.round_trips,
-            dump_time=DEFAULT_COSTS.dump_time_s,
-            dump_rate=DEFAULT_COSTS.dump_rate,
-            restore_time=DEFAULT_COSTS.restore_time_s,
             downtime_target=downtime_target_s,
             max_rounds=engine_defaults().max_rounds,
         )

@@ -13,25 +13,18 @@ the WAN, never through the operator's machine.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import shlex
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
 
 import asyncssh
 
 from whimbrel.backends.config import DEFAULT_SSH_PORT, Node
-from whimbrel.backends.ssh import NodeSession, SessionPool
+from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 
 LINK_TTL_MINUTES = 120
-
-
-def remote_script(name: str) -> str:
-    """The text of a node helper in backends/remote/."""
-    return resources.files("whimbrel.backends.remote").joinpath(name).read_text()
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,7 @@ def _known_hosts_line(node: Node, key: asyncssh.SSHKey) -> str:
 
 
 async def _trust(session: NodeSession, *args: str, input: bytes | None = None) -> dict:
-    done = await session.run_python(remote_script("trust.py"), args, input=input)
-    return json.loads(done.text.strip().splitlines()[-1])
+    return await session.run_helper("trust.py", args, what=f"trust {args[0]}", input=input)
 
 
 @asynccontextmanager

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from whimbrel.backends import model
-from whimbrel.backends.channel import NodeLink, open_link, remote_script, revoke_link
+from whimbrel.backends.channel import NodeLink, open_link, revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import UsageError, WhimbrelError
@@ -48,7 +48,7 @@ from whimbrel.backends.events import (
 from whimbrel.backends.history import read_records, write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
-from whimbrel.backends.ssh import NodeSession, SessionPool
+from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 
 Mode = Literal["auto", "iterative", "stop-and-copy"]
 MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
@@ -62,6 +62,31 @@ class Costs:
     dump_time_s: float = 0.15
     dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
     restore_time_s: float = 0.9
+
+    def model_inputs(
+        self,
+        *,
+        size: float,
+        dirty_rate: float,
+        bandwidth: float,
+        rtt: float,
+        downtime_target: float,
+        max_rounds: int,
+    ) -> model.ModelInputs:
+        """What the model plans from, for a migration these costs apply to: the engine and
+        the console's preview plan from the same numbers."""
+        return model.ModelInputs(
+            size=size,
+            dirty_rate=dirty_rate,
+            bandwidth=bandwidth,
+            rtt=rtt,
+            round_trips=self.round_trips,
+            dump_time=self.dump_time_s,
+            dump_rate=self.dump_rate,
+            restore_time=self.restore_time_s,
+            downtime_target=downtime_target,
+            max_rounds=max_rounds,
+        )
 
 
 DEFAULT_COSTS = Costs()
@@ -294,15 +319,11 @@ class Migration:
         bandwidth = await measure_link_throughput(self.pool, link, request.probe_bytes, rtt.rtt_s)
         dirty = await measure_dirty(self.pool, container, seconds=2.0)
         size = float(container.memory_bytes or dirty.memory_bytes)
-        inputs = model.ModelInputs(
+        inputs = self.costs.model_inputs(
             size=size,
             dirty_rate=dirty.bytes_per_s,
             bandwidth=bandwidth,
             rtt=rtt.rtt_s,
-            round_trips=self.costs.round_trips,
-            dump_time=self.costs.dump_time_s,
-            dump_rate=self.costs.dump_rate,
-            restore_time=self.costs.restore_time_s,
             downtime_target=request.downtime_target_s,
             max_rounds=request.max_rounds,
         )
@@ -611,16 +632,5 @@ def _link_json(link: NodeLink) -> str:
 async def _helper(
     session: NodeSession, action: str, *args: str, timeout: float = 120
 ) -> dict[str, Any]:
-    """Run a source.py action; its last line is JSON, with "error" when it failed."""
-    done = await session.run(
-        ["python3", "-c", remote_script("source.py"), action, *args], timeout=timeout, check=False
-    )
-    lines = done.text.strip().splitlines()
-    try:
-        result = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        result = {"error": lines[-1][:300]}
-    if done.code != 0 or "error" in result:
-        message = result.get("error") or done.stderr.decode(errors="replace").strip()[-300:]
-        raise WhimbrelError(f"{session.node.name}: {action}: {message}")
-    return result
+    """Run a source.py action on the source node."""
+    return await session.run_helper("source.py", [action, *args], what=action, timeout=timeout)

@@ -7,14 +7,12 @@ and never delays the others past that timeout.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from whimbrel.backends.channel import remote_script
 from whimbrel.backends.config import Node
 from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.ssh import SessionPool
@@ -176,15 +174,9 @@ def container_from(
 
 async def node_containers(pool: SessionPool, node: Node) -> tuple[ContainerInfo, ...]:
     """One helper run on the node lists, inspects and weighs all its containers."""
-    done = await pool.session(node).run_python(
-        remote_script("inventory.py"), [node.docker_socket], timeout=30, check=False
+    found = await pool.session(node).run_helper(
+        "inventory.py", [node.docker_socket], what="inventory", timeout=30
     )
-    try:
-        found = json.loads(done.text.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        found = {"error": done.stderr.decode(errors="replace").strip()[-200:] or "no answer"}
-    if isinstance(found, dict):
-        raise WhimbrelError(f"{node.name}: inventory: {found['error']}")
     return tuple(container_from(node, c["summary"], c["inspect"], c["memory"]) for c in found)
 
 

@@ -20,12 +20,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from whimbrel.backends import dirty
-from whimbrel.backends.channel import NodeLink, open_link, remote_script
+from whimbrel.backends.channel import NodeLink, open_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.dirty import DirtySample
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.inventory import ContainerInfo
-from whimbrel.backends.ssh import SessionPool
+from whimbrel.backends.ssh import SessionPool, remote_script
 
 DEFAULT_RTT_SAMPLES = 7
 DEFAULT_THROUGHPUT_BYTES = 32 * 1024 * 1024
@@ -93,14 +93,12 @@ async def measure_link_throughput(
 ) -> float:
     """Bytes per second of a bounded stream over an open link, one RTT taken off the elapsed
     time (the first byte's way out and the answer's way back)."""
-    done = await pool.session(link.src).run_python(
-        remote_script("probe.py"),
+    result = await pool.session(link.src).run_helper(
+        "probe.py",
         ["send", str(n_bytes), json.dumps(link.ssh_argv(["sink"]))],
+        what=f"throughput to {link.dst.name}",
         timeout=600,
     )
-    result = json.loads(done.text.strip().splitlines()[-1])
-    if "error" in result:
-        raise WhimbrelError(f"{link.src.name} -> {link.dst.name}: {result['error']}")
     return result["bytes"] / max(result["elapsed_s"] - rtt_s, 1e-6)
 
 

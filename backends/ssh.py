@@ -13,12 +13,15 @@ Commands are argument lists quoted with shlex: no shell string is ever built fro
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -64,6 +67,11 @@ class Completed:
     @property
     def text(self) -> str:
         return self.stdout.decode(errors="replace")
+
+
+def remote_script(name: str) -> str:
+    """The text of a node helper in backends/remote/."""
+    return resources.files("whimbrel.backends.remote").joinpath(name).read_text()
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
@@ -225,6 +233,33 @@ class NodeSession:
         return await self.run(
             ["python3", "-c", script, *args], input=input, timeout=timeout, check=check
         )
+
+    async def run_helper(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        what: str,
+        input: bytes | None = None,
+        timeout: float | None = 60,
+    ) -> Any:
+        """Run the node helper backends/remote/NAME; its last output line is JSON, an object
+        with "error" when it failed. Failures raise WhimbrelError naming the node and `what`."""
+        done = await self.run_python(
+            remote_script(name), args, input=input, timeout=timeout, check=False
+        )
+        lines = done.text.strip().splitlines()
+        try:
+            result = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            result = {"error": lines[-1][:300]}
+        failed = isinstance(result, dict) and "error" in result
+        if done.code != 0 or failed:
+            message = (result.get("error") if failed else None) or (
+                done.stderr.decode(errors="replace").strip()[-300:] or f"exit {done.code}"
+            )
+            raise WhimbrelError(f"{self.node.name}: {what}: {message}")
+        return result
 
     async def stream_python(
         self, script: str, args: Sequence[str], *, timeout: float | None = None

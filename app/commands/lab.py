@@ -63,7 +63,6 @@ def run_up(args: argparse.Namespace) -> int:
     rtt, bw = _wan_from(args)
     topology = build_topology(parse_nodes_spec(args.nodes))
     wan = lab.WanSettings(rtt_ms=rtt, bandwidth_mbit=bw)  # type: ignore[arg-type]
-    lab.require_root()
     state = lab.up(topology, wan, progress=(lambda _line: None) if args.json else _say)
     _show(state, args.json)
     return 0

@@ -345,8 +345,7 @@ def run_link(link_argv, action, feed):
 
 def dump(mig, cid, leave_running, dirname):
     wd = workdir(mig)
-    with open(os.path.join(wd, "prepare.json")) as f:
-        info = json.load(f)
+    info = _info(wd)
     img = os.path.join(wd, dirname)
     work = img + ".work"
     shutil.rmtree(img, ignore_errors=True)
@@ -709,8 +708,7 @@ def status(mig):
 
 def ship_image(mig, image, link_json):
     """`docker save` here, `docker load` there, straight over the link."""
-    with open(os.path.join(workdir(mig), "prepare.json")) as f:
-        sock = json.load(f)["docker_socket"]
+    sock = _info(workdir(mig))["docker_socket"]
 
     def feed(stream):
         proc = subprocess.Popen(
