@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 WHIMBREL := $(BIN)/whimbrel
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test unit lint format bench lab-up lab-down
+.PHONY: setup system venv demo test unit lint format bench bench-grid lab-up lab-down
 
 setup: system venv
 
@@ -59,6 +59,11 @@ bench: setup
 	$(WHIMBREL) lab up
 	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/migration.py
+
+bench-grid: setup
+	$(WHIMBREL) lab up
+	$(WHIMBREL) bench
+	$(WHIMBREL) bench report
 
 lab-up: setup
 	$(WHIMBREL) lab up

@@ -172,7 +172,7 @@ def plan_for(m: PathMeasurements, downtime_target_s: float) -> Plan | None:
     """The plan the engine would make from these measurements (its costs, its round cap), or
     None until every input has been measured."""
     # The engine and the model (numpy) load on first use: the console opens faster.
-    from whimbrel.backends.engine import DEFAULT_COSTS
+    from whimbrel.backends.costs import DEFAULT_COSTS
     from whimbrel.backends.model import plan
 
     if m.missing:

@@ -8,6 +8,7 @@ hours can stop and resume: runs already in the file are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.system import run
 from whimbrel.backends.lab.topology import build_topology
-from whimbrel.backends.lab.workloads import WriteLoad, load_redis, memwriter_status
+from whimbrel.backends.lab.workloads import Redis, WriteLoad, load_redis, memwriter_status
 from whimbrel.backends.model import POLICIES
 from whimbrel.backends.ssh import SessionPool
 
@@ -52,13 +53,21 @@ class Point:
 
 
 def full_grid() -> list[Point]:
-    points = []
-    for bw in (100, 400):
-        for rtt in (5, 20, 50, 100, 200):
-            points += [Point(rtt, bw, "memwriter", size, dirty)
-                       for size in (64, 256, 1024) for dirty in DIRTY_SHARES]  # fmt: skip
-            points.append(Point(rtt, bw, "redis", REDIS_MIB))
-    return points
+    """Cheapest first, so a grid cut short holds whole RTT series: 64 MiB, 256 MiB, redis,
+    then 1 GiB (a round 0 of 1 GiB alone takes 86 s at 100 Mbit/s)."""
+    memwriter = [
+        Point(rtt, bw, "memwriter", size, dirty)
+        for size in (64, 256, 1024) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
+        for dirty in DIRTY_SHARES
+    ]  # fmt: skip
+    redis = [
+        Point(rtt, bw, "redis", REDIS_MIB) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
+    ]
+    return (
+        [p for p in memwriter if p.size_mib < 1024]
+        + redis
+        + [p for p in memwriter if p.size_mib == 1024]
+    )
 
 
 def quick_grid() -> list[Point]:
@@ -85,27 +94,48 @@ def read_rows(results: Path) -> Iterator[dict[str, Any]]:
             continue
 
 
+NODES = ("east-1", "west-1")
+
+
 def _docker(node_name: str, *args: str, check: bool = True) -> None:
     node = build_topology().node(node_name)
     run(["/usr/bin/docker", "-H", node.docker_host, *args], check=check, timeout=120)
 
 
-def _start(point: Point) -> WriteLoad | None:
+def _start(point: Point) -> None:
+    """The point's workload on east-1, loaded and answering."""
     east = build_topology().node("east-1")
     if point.workload == "memwriter":
         _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
                 "memwriter", "--size", f"{point.size_mib}MiB", "--hot", f"{point.size_mib}MiB",
                 "--rate", str(int(point.dirty_rate)), "--port", str(MEMWRITER_PORT))  # fmt: skip
         _wait(lambda: memwriter_status(east.lan_address, MEMWRITER_PORT))
-        return None
+        return
     _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
             "redis-server", REDIS_CONF, "--port", str(REDIS_PORT))  # fmt: skip
     keys = point.size_mib * 1024  # 1 KiB values
     _wait(lambda: load_redis(east.lan_address, REDIS_PORT, keys, value_size=1024))
-    west = build_topology().node("west-1")
-    load = WriteLoad([(east.lan_address, REDIS_PORT), (west.lan_address, REDIS_PORT)],
-                     REDIS_WRITES_PER_S)  # fmt: skip
-    return load.__enter__()
+
+
+def _load(point: Point) -> WriteLoad | None:
+    """Redis's client writing through the migration (it follows the container)."""
+    if point.workload != "redis":
+        return None
+    addresses = [(build_topology().node(n).lan_address, REDIS_PORT) for n in NODES]
+    return WriteLoad(addresses, REDIS_WRITES_PER_S).__enter__()
+
+
+def _serving(point: Point, node_name: str) -> bool:
+    """The workload answers on `node_name`, its memory intact (memwriter verifies its own
+    checksum over the whole state)."""
+    address = build_topology().node(node_name).lan_address
+    try:
+        if point.workload == "memwriter":
+            return bool(memwriter_status(address, MEMWRITER_PORT, verify=True, timeout=60).verified)
+        with Redis(address, REDIS_PORT) as client:
+            return client.command("PING") == "PONG"
+    except OSError:
+        return False
 
 
 def _wait(probe: Callable[[], object], timeout: float = 60) -> None:
@@ -121,21 +151,48 @@ def _wait(probe: Callable[[], object], timeout: float = 60) -> None:
 
 
 def _clean() -> None:
-    for node in ("east-1", "west-1"):
+    for node in NODES:
         _docker(node, "rm", "-f", NAME, check=False)
 
 
-async def _migrate(config_path: Path, policy: str) -> MigrationFinished:
+async def _migrate(config_path: Path, src: str, dst: str, policy: str) -> MigrationFinished:
     config = load_config(config_path)
     async with SessionPool(config) as pool:
-        request = MigrationRequest(f"east-1/{NAME}", "west-1", policy=policy, max_rounds=12)
-        migration = Migration(pool, request)
+        request = MigrationRequest(f"{src}/{NAME}", dst, policy=policy, max_rounds=12)
         finished = None
-        async for event in migration.events():
+        async for event in Migration(pool, request).events():
             if isinstance(event, MigrationFinished):
                 finished = event
         assert finished is not None
         return finished
+
+
+def _row(
+    point: Point, attempt: tuple[str, int, str, str], finished: MigrationFinished,
+    load: WriteLoad | None, serving: bool,
+) -> dict[str, Any]:  # fmt: skip
+    policy, repeat, src, dst = attempt
+    record = json.loads(Path(finished.record).read_text()) if finished.record else {}
+    timing = record.get("timing") or {}
+    return {
+        "point": point.key, **asdict(point), "policy": policy, "repeat": repeat,
+        "src": src, "dst": dst, "ok": finished.ok and serving,
+        "error": finished.error or (None if serving else f"not serving on {dst} afterwards"),
+        "downtime_s": finished.downtime_s,
+        "predicted_downtime_s": finished.predicted_downtime_s,
+        "replanned_downtime_s": (record.get("last_plan") or {}).get("downtime_s"),
+        "rounds": finished.rounds,
+        "predicted_rounds": (record.get("plan") or {}).get("rounds"),
+        "brownouts_s": list(finished.brownouts_s),
+        "total_time_s": finished.total_time_s,
+        "migration_s": timing.get("rounds_s"), "preflight_s": timing.get("preflight_s"),
+        "predicted_total_time_s": finished.predicted_total_time_s,
+        "bytes_sent": finished.bytes_sent, "predicted_bytes": finished.predicted_bytes,
+        "client_longest_gap_s": load.longest_gap_s if load is not None else None,
+        "inputs": record.get("inputs"),
+        "measured_rounds": record.get("measured_rounds", []),
+        "at": time.time(),
+    }  # fmt: skip
 
 
 def run_grid(
@@ -145,8 +202,11 @@ def run_grid(
     results: Path,
     say: Callable[[str], None],
 ) -> int:
-    """Run what the results file does not hold yet; returns how many runs were made."""
-    import asyncio
+    """Run what the results file does not hold yet; returns how many runs were made.
+
+    Every point gets its first repeat before any point gets its second, so a grid cut short
+    still covers as much of the grid as it can. Within a (point, repeat) one container goes
+    back and forth between east-1 and west-1, a migration per policy."""
 
     status = lab.status()
     if not status["up"]:
@@ -155,46 +215,47 @@ def run_grid(
     results.parent.mkdir(parents=True, exist_ok=True)
     done = done_keys(results)
     made = 0
-    for point in points:
-        todo = [(p, r) for r in range(repeats) for p in policies if (point.key, p, r) not in done]
-        if not todo:
-            continue
-        lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
-        for policy, repeat in todo:
-            _clean()
-            load = _start(point)
-            try:
-                finished = asyncio.run(_migrate(config, policy))
-            finally:
-                if load is not None:
-                    load.stop()
-                _clean()
-            record = json.loads(Path(finished.record).read_text()) if finished.record else {}
-            row = {
-                "point": point.key, **asdict(point), "policy": policy, "repeat": repeat,
-                "ok": finished.ok, "error": finished.error,
-                "downtime_s": finished.downtime_s,
-                "predicted_downtime_s": finished.predicted_downtime_s,
-                "rounds": finished.rounds,
-                "predicted_rounds": (record.get("plan") or {}).get("rounds"),
-                "brownouts_s": list(finished.brownouts_s),
-                "total_time_s": finished.total_time_s,
-                "predicted_total_time_s": finished.predicted_total_time_s,
-                "bytes_sent": finished.bytes_sent, "predicted_bytes": finished.predicted_bytes,
-                "client_longest_gap_s": load.longest_gap_s if load is not None else None,
-                "inputs": record.get("inputs"),
-                "measured_rounds": record.get("measured_rounds", []),
-                "at": time.time(),
-            }  # fmt: skip
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            made += 1
-            say(f"{point.key} {policy} #{repeat}: "
-                + (f"downtime {finished.downtime_s:.2f} s (predicted "
-                   f"{finished.predicted_downtime_s:.2f}), {finished.rounds} rounds"
-                   if finished.ok else f"FAILED: {finished.error}"))  # fmt: skip
-    lab.set_wan(status["rtt_ms"], status["bandwidth_mbit"])
+    try:
+        for repeat in range(repeats):
+            for point in points:
+                todo = [p for p in policies if (point.key, p, repeat) not in done]
+                if todo:
+                    made += _run_point(point, todo, repeat, config, results, say)
+    finally:
+        _clean()
+        lab.set_wan(status["rtt_ms"], status["bandwidth_mbit"])
     return made
+
+
+def _run_point(point: Point, policies: list[str], repeat: int, config: Path, results: Path,
+               say: Callable[[str], None]) -> int:  # fmt: skip
+    lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
+    _clean()
+    _start(point)
+    src, dst = NODES
+    for policy in policies:
+        load = _load(point)
+        try:
+            finished = asyncio.run(_migrate(config, src, dst, policy))
+        finally:
+            if load is not None:
+                load.stop()
+        where = dst if finished.ok else src
+        serving = _serving(point, where)
+        row = _row(point, (policy, repeat, src, dst), finished, load, serving)
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        say(f"{point.key} {policy} #{repeat} {src}->{dst}: "
+            + (f"downtime {row['downtime_s']:.2f} s (predicted "
+               f"{row['predicted_downtime_s']:.2f}), {row['rounds']} rounds"
+               if row["ok"] else f"FAILED: {row['error']}"))  # fmt: skip
+        if not serving:  # lost it: start afresh for the next policy
+            _clean()
+            _start(point)
+            where = "east-1"
+        src, dst = (where, dst if where == src else src)
+    _clean()
+    return len(policies)
 
 
 ALL_POLICIES: tuple[str, ...] = tuple(POLICIES)

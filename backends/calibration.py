@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from whimbrel.backends.model import ModelInputs
+from whimbrel.backends.costs import Costs
 
 __all__ = [
     "Calibration",
@@ -24,8 +24,8 @@ __all__ = [
     "calibrate",
     "fit_dirty_set",
     "fit_dump",
-    "fit_restore",
-    "fit_round_trips",
+    "fit_handover",
+    "fit_round_work",
 ]
 
 
@@ -49,6 +49,7 @@ class RoundRecord:
     dump_s: float | None = None  # how long the CRIU dump froze the container
     dumped_bytes: float | None = None  # what that dump wrote (all of M for a full dump)
     restore_s: float | None = None  # the final round's restore on the target
+    seconds: float | None = None  # the whole round, freeze included; the final's: the downtime
 
 
 @dataclass(frozen=True)
@@ -74,37 +75,70 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return coef / scale, stderr / scale, math.sqrt(sigma2)
 
 
-def fit_round_trips(records: Sequence[RoundRecord]) -> Estimate | None:
-    """k from pre-copy rounds: transfer_s - bytes/throughput = k * rtt (through the origin)."""
-    pre = [r for r in records if not r.final]
-    x = np.array([[r.rtt] for r in pre], dtype=float).reshape(-1, 1)
-    if not len(pre) or not (x > 0).any():
+def _fit_affine(y: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, Estimate]:
+    """y ~ fixed + sum of coef * column, least squares. A column that does not vary (it cannot
+    be told from the constant) or comes out negative (no physical meaning: a time cannot shrink
+    as bytes or round trips grow) is left out, and the rest refitted."""
+    names = [
+        n for n, x in columns.items() if np.ptp(x) > 0.05 * max(float(np.abs(x).mean()), 1e-300)
+    ]
+    while True:
+        x = np.column_stack([np.ones_like(y), *(columns[n] for n in names)])
+        coef, stderr, spread = _least_squares(x, y)
+        negative = [n for n, c in zip(names, coef[1:], strict=True) if c <= 0]
+        if not negative:
+            break
+        names.remove(negative[0])
+    fitted = {"fixed": Estimate(float(coef[0]), float(stderr[0]), spread, len(y))}
+    for j, name in enumerate(names, start=1):
+        fitted[name] = Estimate(float(coef[j]), float(stderr[j]), spread, len(y))
+    return fitted
+
+
+def _rate(per_byte: Estimate | None) -> Estimate | None:
+    """A per-byte time as a rate (bytes/s), its error carried to first order."""
+    if per_byte is None:
         return None
-    y = np.array([r.transfer_s - r.bytes / r.throughput for r in pre])
-    coef, stderr, spread = _least_squares(x, y)
-    return Estimate(float(coef[0]), float(stderr[0]), spread, len(pre))
+    v = per_byte.value
+    return Estimate(1 / v, per_byte.stderr / v**2, per_byte.residual_std, per_byte.samples)
+
+
+def _beyond_dump_and_bytes(rows: Sequence[RoundRecord]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """What each round took beyond its dump and its bytes over the link, and what that may
+    scale with: the RTT and the whole state (every round scans, hashes and rebuilds all of it)."""
+    y = np.array([(r.seconds or 0.0) - (r.dump_s or 0.0) - r.bytes / r.throughput for r in rows])
+    return y, {
+        "rtt": np.array([r.rtt for r in rows]),
+        "state": np.array([r.dumped_bytes or 0.0 for r in rows]),
+    }
+
+
+def fit_round_work(records: Sequence[RoundRecord]) -> dict[str, Estimate] | None:
+    """A pre-copy round's work beyond its freeze and bytes: c0 + k*RTT + M/scan_rate.
+    Keys: fixed (c0), and where the records determine them, rtt (k) and state (1/scan_rate)."""
+    rows = [r for r in records if not r.final and r.seconds is not None]
+    return _fit_affine(*_beyond_dump_and_bytes(rows)) if rows else None
+
+
+def fit_handover(records: Sequence[RoundRecord]) -> dict[str, Estimate] | None:
+    """The final round's downtime beyond its dump and bytes: r0 + j*RTT + M/restore_rate
+    (pause, restore, commit). Keys as fit_round_work's."""
+    rows = [r for r in records if r.final and r.seconds is not None]
+    return _fit_affine(*_beyond_dump_and_bytes(rows)) if rows else None
 
 
 def fit_dump(records: Sequence[RoundRecord]) -> tuple[Estimate, Estimate | None] | None:
-    """(dump time, dump rate). The rate is fitted, dump_s = t0 + bytes/rate, only where the
-    dumped sizes vary enough to separate it from t0; otherwise t0 holds the whole dump."""
+    """(dump time, dump rate): dump_s = t0 + bytes/rate where the dumped sizes vary enough to
+    separate the two; otherwise t0 holds the whole dump and the rate is None."""
     rows = [(r.dump_s, r.dumped_bytes) for r in records if r.dump_s is not None]
     if not rows:
         return None
     y = np.array([s for s, _ in rows], dtype=float)
     sizes = np.array([b if b is not None else math.nan for _, b in rows], dtype=float)
-    if len(rows) >= 3 and np.isfinite(sizes).all() and np.ptp(sizes) > 0.01 * sizes.mean():
-        coef, stderr, spread = _least_squares(np.column_stack([np.ones_like(sizes), sizes]), y)
-        if coef[1] > 0:
-            rate = Estimate(float(1 / coef[1]), float(stderr[1] / coef[1] ** 2), spread, len(rows))
-            return Estimate(float(coef[0]), float(stderr[0]), spread, len(rows)), rate
-    return _mean(y), None
-
-
-def fit_restore(records: Sequence[RoundRecord]) -> Estimate | None:
-    """The restore time: the least-squares constant (the mean) over final rounds."""
-    y = np.array([r.restore_s for r in records if r.final and r.restore_s is not None])
-    return _mean(y) if y.size else None
+    if len(rows) < 3 or not np.isfinite(sizes).all():
+        return _mean(y), None
+    fitted = _fit_affine(y, {"state": sizes})
+    return fitted["fixed"], _rate(fitted.get("state"))
 
 
 def _mean(y: np.ndarray) -> Estimate:
@@ -179,36 +213,51 @@ class Calibration:
     """Fitted terms; None where the records could not determine them."""
 
     round_trips: Estimate | None = None
+    round_fixed: Estimate | None = None
+    scan_rate: Estimate | None = None
     dump_time: Estimate | None = None
     dump_rate: Estimate | None = None
     restore_time: Estimate | None = None
+    restore_rate: Estimate | None = None
+    final_round_trips: Estimate | None = None
     dirty_rate: Estimate | None = None
     working_set: Estimate | None = None
 
-    def apply(self, inputs: ModelInputs) -> ModelInputs:
-        """The inputs with every fitted term replaced (clipped at zero where noise went below)."""
+    def costs(self, base: Costs | None = None) -> Costs:
+        """`base` (default: Costs()) with every fitted term replaced, times clipped at zero."""
+        times = {
+            "round_trips": "round_trips", "round_fixed_s": "round_fixed",
+            "dump_time_s": "dump_time", "restore_time_s": "restore_time",
+            "final_round_trips": "final_round_trips",
+        }  # fmt: skip
         changes: dict[str, float] = {}
-        for name in ("round_trips", "dump_time", "restore_time", "dirty_rate"):
+        for field, name in times.items():
             estimate: Estimate | None = getattr(self, name)
             if estimate is not None:
-                changes[name] = max(0.0, estimate.value)
-        for name in ("dump_rate", "working_set"):
+                changes[field] = max(0.0, estimate.value)
+        for name in ("scan_rate", "dump_rate", "restore_rate"):
             estimate = getattr(self, name)
             if estimate is not None:
                 changes[name] = estimate.value
-        return replace(inputs, **changes)
+        return replace(base or Costs(), **changes)
 
 
 def calibrate(
     records: Sequence[RoundRecord], dirty_samples: Sequence[DirtySample] = ()
 ) -> Calibration:
     dump = fit_dump(records)
+    work = fit_round_work(records) or {}
+    handover = fit_handover(records) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
-        round_trips=fit_round_trips(records),
+        round_trips=work.get("rtt"),
+        round_fixed=work.get("fixed"),
+        scan_rate=_rate(work.get("state")),
         dump_time=dump[0] if dump else None,
         dump_rate=dump[1] if dump else None,
-        restore_time=fit_restore(records),
+        restore_time=handover.get("fixed"),
+        restore_rate=_rate(handover.get("state")),
+        final_round_trips=handover.get("rtt"),
         dirty_rate=dirty[0] if dirty else None,
         working_set=dirty[1] if dirty else None,
     )

@@ -26,13 +26,14 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from whimbrel.backends import model
 from whimbrel.backends.channel import NodeLink, open_link, revoke_link
 from whimbrel.backends.config import Node
+from whimbrel.backends.costs import DEFAULT_COSTS, Costs
 from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.events import (
@@ -52,44 +53,6 @@ from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 
 Mode = Literal["auto", "iterative", "stop-and-copy"]
 MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
-
-
-@dataclass(frozen=True)
-class Costs:
-    """What a dump and a restore cost on these nodes; `whimbrel bench` calibrates them."""
-
-    round_trips: float = 3.0  # per pre-copy round: session open, answer, tar of round 0
-    dump_time_s: float = 0.15
-    dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
-    restore_time_s: float = 0.9
-
-    def model_inputs(
-        self,
-        *,
-        size: float,
-        dirty_rate: float,
-        bandwidth: float,
-        rtt: float,
-        downtime_target: float,
-        max_rounds: int,
-    ) -> model.ModelInputs:
-        """What the model plans from, for a migration these costs apply to: the engine and
-        the console's preview plan from the same numbers."""
-        return model.ModelInputs(
-            size=size,
-            dirty_rate=dirty_rate,
-            bandwidth=bandwidth,
-            rtt=rtt,
-            round_trips=self.round_trips,
-            dump_time=self.dump_time_s,
-            dump_rate=self.dump_rate,
-            restore_time=self.restore_time_s,
-            downtime_target=downtime_target,
-            max_rounds=max_rounds,
-        )
-
-
-DEFAULT_COSTS = Costs()
 
 
 @dataclass(frozen=True)
@@ -273,6 +236,10 @@ class Migration:
             + ": pre-copy rounds are full --leave-running dumps, only changed pages sent"
         )
 
+        # The dirty rate is sampled on the source while the target is set up and the path
+        # probed (seconds of sampling the preflight would otherwise wait for on its own).
+        sampling = asyncio.create_task(measure_dirty(self.pool, container, seconds=2.0))
+        stack.push_async_callback(_settle, sampling)
         link = await stack.enter_async_context(open_link(self.pool, src, dst))
         self._record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
         write_record(self._record)
@@ -317,7 +284,7 @@ class Migration:
 
         rtt = await probe_rtt(self.pool, src, dst, count=5)
         bandwidth = await measure_link_throughput(self.pool, link, request.probe_bytes, rtt.rtt_s)
-        dirty = await measure_dirty(self.pool, container, seconds=2.0)
+        dirty = await sampling
         size = float(container.memory_bytes or dirty.memory_bytes)
         inputs = self.costs.model_inputs(
             size=size,
@@ -355,6 +322,7 @@ class Migration:
         measured: list[dict[str, Any]] = []
         self._record["measured_rounds"] = measured
         yield self._phase(Phase.PRECOPY) if mode == "iterative" else self._log("stop-and-copy")
+        rounds_from = self._t()
         index = 0
         cap = request.max_rounds if request.rounds is None else request.rounds
         while mode == "iterative" and index < cap:
@@ -375,12 +343,10 @@ class Migration:
             ran_s = max(seconds - result["freeze_s"], 1e-3)
             throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
             # A round costs more than its bytes over the link: hashing and rebuilding the
-            # whole state on each side, session start-up. Fold what this round took beyond
-            # its transfer into k, the per-round round trips the model re-plans with.
-            overhead_s = max(0.0, ran_s - result["sent_bytes"] / bandwidth)
-            inputs = replace(
-                inputs, round_trips=max(self.costs.round_trips, overhead_s / max(rtt.rtt_s, 1e-3))
-            )
+            # whole state on each side, session start-up. What this round took beyond its
+            # transfer and round trips is the fixed work the model re-plans with.
+            overhead_s = ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
+            inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
             # What this round sent beyond round 0 is what the container dirtied since the
             # previous dump: the measured dirty rate.
             dirty_rate = (
@@ -401,7 +367,7 @@ class Migration:
             )
             measured.append({
                 "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
-                "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
+                "seconds": seconds, "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
                 "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
             })  # fmt: skip
             remaining = current.rounds
@@ -467,9 +433,13 @@ class Migration:
         restore_s = final.get("restore_s") or 0.0
         measured.append({
             "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
-            "throughput": bandwidth, "rtt": rtt.rtt_s, "final": True, "dump_s": final["dump_s"],
-            "dumped_bytes": final["state_bytes"], "restore_s": restore_s,
+            "seconds": final["downtime_s"], "throughput": bandwidth, "rtt": rtt.rtt_s,
+            "final": True, "dump_s": final["dump_s"], "dumped_bytes": final["state_bytes"],
+            "restore_s": restore_s,
         })  # fmt: skip
+        # The migration proper (what the model's total time predicts) against the preflight.
+        self._record["timing"] = {"preflight_s": rounds_from, "rounds_s": self._t() - rounds_from}
+        self._record["last_plan"] = {"rounds": index, "downtime_s": current.downtime_s}
         yield self._emit(
             RoundFinished(
                 index=index, final=True, planned_bytes=final_plan.bytes,
@@ -623,6 +593,13 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
         f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict} while "
         f"whimbrel was away: the container runs on {running_on}"
     )
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """A side task the migration no longer waits for: cancelled, its outcome collected."""
+    task.cancel()
+    with suppress(asyncio.CancelledError, WhimbrelError, OSError):
+        await task
 
 
 def _link_json(link: NodeLink) -> str:

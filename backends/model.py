@@ -6,9 +6,10 @@ RTT round-trip time, k round trips per round, lambda = D/B. docs/model.md derive
 Semantics every caller relies on:
 - pre-copy rounds i = 0..n-1 run while the container runs and send V_0..V_{n-1}; the final
   round sends V_n with the container stopped; n = 0 is stop-and-copy (V_0 = M sent stopped);
-- V_0 = M, V_{i+1} = D * (V_i/B + k*RTT);
-- downtime(n) = dump_time + V_n/B + RTT/2 + restore_time;
-- total time = sum over i < n of (V_i/B + k*RTT) + downtime(n).
+- V_0 = M, V_{i+1} = D * (V_i/B + k*RTT + c), c the round's fixed work (default 0);
+- downtime(n) = dump_time + V_n/B + j*RTT + restore_time, j the final hand-over's round
+  trips (default 1/2: the last byte's way);
+- total time = sum over i < n of (V_i/B + k*RTT + c) + downtime(n).
 Optional inputs (off by default, so the above stays exact): a hot working set W saturates the
 dirty set, W*(1 - exp(-D*T/W)) instead of D*T; a dump rate makes every round a CRIU dump that
 freezes the container for dump_time + dumped/dump_rate (the pre-copy freezes are "brownouts").
@@ -82,6 +83,9 @@ _NON_NEGATIVE = (
     "restore_time",
     "downtime_target",
     "floor_tolerance",
+    "round_overhead",
+    "final_round_trips",
+    "brownout_weight",
 )
 
 
@@ -102,6 +106,14 @@ class ModelInputs:
     dump_rate: float | None = None  # every round is a freezing dump when given
     incremental_dumps: bool = False  # dumps write only dirty pages (pre-dump), not all of M
     floor_tolerance: float = 0.05  # target out of reach: stop this close to the floor downtime
+    # c: seconds a pre-copy round works beyond sending and its round trips while the container
+    # runs (scanning and hashing the state on both nodes); it dirties pages like the transfer.
+    round_overhead: float = 0.0
+    final_round_trips: float = 0.5  # j: the hand-over's round trips inside the downtime
+    # What a second of pre-copy freeze (brownout) costs against a second of downtime when the
+    # target is out of reach: 0 plans for the least downtime, 1 stops once the next round's
+    # dump freezes the container longer than the round saves.
+    brownout_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE:
@@ -234,6 +246,11 @@ def _costs(i: ModelInputs) -> _Costs:
     return _Costs(fixed, per_byte, fixed + i.restore_time, 1.0 / i.bandwidth + per_byte)
 
 
+def _round_fixed(i: ModelInputs) -> float:
+    """What a pre-copy round costs beyond its bytes over the link: k*RTT + c."""
+    return i.round_trips * i.rtt + i.round_overhead
+
+
 def _dirtied(i: ModelInputs, seconds: float) -> float:
     """Distinct bytes the container dirties while running for `seconds`."""
     if i.working_set is None:
@@ -245,7 +262,7 @@ def volumes(inputs: ModelInputs, rounds: int, start: float | None = None) -> np.
     """V_0..V_rounds by the step-by-step recurrence, from `start` (default M)."""
     v = np.empty(rounds + 1)
     v[0] = inputs.size if start is None else start
-    overhead = inputs.round_trips * inputs.rtt
+    overhead = _round_fixed(inputs)
     for j in range(rounds):
         v[j + 1] = _dirtied(inputs, v[j] / inputs.bandwidth + overhead)
     return v
@@ -253,7 +270,7 @@ def volumes(inputs: ModelInputs, rounds: int, start: float | None = None) -> np.
 
 def floor_bytes(inputs: ModelInputs) -> float:
     """V*, the residual the rounds converge to; inf when they do not converge."""
-    i, overhead = inputs, inputs.round_trips * inputs.rtt
+    i, overhead = inputs, _round_fixed(inputs)
     if i.working_set is None:
         lam = i.dirty_rate / i.bandwidth
         return i.dirty_rate * overhead / (1 - lam) if lam < 1 else math.inf
@@ -283,20 +300,20 @@ class _Track:
     freezes: np.ndarray  # the brownout if it were a pre-copy round
     running: np.ndarray  # seconds the container runs during it as a pre-copy round
     first: int  # rounds already done
-    previous: float | None  # bytes the last done round sent
+    sent: tuple[float, ...]  # bytes each round already done sent
 
 
-def _track(i: ModelInputs, start: float, first: int, previous: float | None, cap: int) -> _Track:
+def _track(i: ModelInputs, start: float, sent: tuple[float, ...], cap: int) -> _Track:
     v = volumes(i, cap, start)
     c = _costs(i)
     return _Track(
         inputs=i,
         volumes=v,
-        downtimes=c.down_fixed + i.rtt / 2 + c.down_per_byte * v,
+        downtimes=c.down_fixed + i.final_round_trips * i.rtt + c.down_per_byte * v,
         freezes=c.freeze_fixed + c.freeze_per_byte * v,
-        running=v / i.bandwidth + i.round_trips * i.rtt,
-        first=first,
-        previous=previous,
+        running=v / i.bandwidth + _round_fixed(i),
+        first=len(sent),
+        sent=sent,
     )
 
 
@@ -330,7 +347,7 @@ def _latency_aware(t: _Track) -> _Choice:
         return _Choice(
             0,
             f"a pre-copy round of {_size(v[0])} takes {_dur(t.running[0])} "
-            f"({_dur(i.round_trips * i.rtt)} of it round trips) and the container dirties "
+            f"({_dur(_round_fixed(i))} of it round trips and fixed work) and the container dirties "
             f"{_size(v[1])} meanwhile, no less than it sends: iterating cannot beat "
             f"stop-and-copy's {_dur(dt[0])} downtime",
         )
@@ -350,14 +367,15 @@ def _latency_aware(t: _Track) -> _Choice:
         return _Choice(n, _with_brownout(why, t, n))
     # Out of reach: all further rounds together can save at most the gap between the downtime
     # and the floor downtime. Stop once that gap is within floor_tolerance of the floor (or one
-    # page), or once the next round would save less downtime than its dump freezes the container.
+    # page), or once the next round would save no more downtime than its dump's freeze is
+    # worth (brownout_weight; at 0, once it saves nothing).
     c = _costs(i)
-    fixed = c.down_fixed + i.rtt / 2
+    fixed = c.down_fixed + i.final_round_trips * i.rtt
     floor_dt = fixed + c.down_per_byte * floor
     slack = i.floor_tolerance * floor_dt + c.down_per_byte * PAGE_SIZE
     gain = dt[:-1] - dt[1:]
     near = np.flatnonzero(dt[lo:] - floor_dt <= slack) + lo
-    frozen = np.flatnonzero(gain[lo:] <= t.freezes[lo:-1]) + lo
+    frozen = np.flatnonzero(gain[lo:] <= i.brownout_weight * t.freezes[lo:-1]) + lo
     n = int(min(near[0] if near.size else cap, frozen[0] if frozen.size else cap))
     threshold = (target - fixed) / c.down_per_byte
     if threshold <= 0:
@@ -365,7 +383,7 @@ def _latency_aware(t: _Track) -> _Choice:
     elif threshold <= floor:
         why = (
             f"the latency floor V* = {_size(floor)} (what the container dirties during "
-            f"{_dur(i.round_trips * i.rtt)} of round trips per round, compounded)"
+            f"{_dur(_round_fixed(i))} of round trips and fixed work per round, compounded)"
             if i.working_set is None
             else f"the floor V* = {_size(floor)} where dirtying the working set balances sending"
         ) + f" keeps downtime at or above {_dur(floor_dt)}"
@@ -378,6 +396,8 @@ def _latency_aware(t: _Track) -> _Choice:
         how = (
             f"stop after {rounds}: the next would save {_dur(gain[n])} of downtime but freeze "
             f"the container for {_dur(t.freezes[n])}"
+            if i.brownout_weight > 0
+            else f"stop after {rounds}: the next would save no downtime"
         )
     elif near.size and n == near[0]:
         how = (
@@ -403,7 +423,7 @@ def _stop_and_copy(t: _Track) -> _Choice:
 
 def _latency_blind(t: _Track) -> _Choice:
     blind_inputs = replace(t.inputs, rtt=0.0)
-    blind = _track(blind_inputs, t.volumes[0], t.first, t.previous, len(t.volumes) - 1)
+    blind = _track(blind_inputs, t.volumes[0], t.sent, len(t.volumes) - 1)
     c = _latency_aware(blind)
     claimed = float(blind.downtimes[c.rounds])
     reason = (
@@ -413,17 +433,26 @@ def _latency_blind(t: _Track) -> _Choice:
     return _Choice(c.rounds, reason, claimed)
 
 
+def _phaul_stop(index: int, sent: float, before: float | None) -> str | None:
+    """p.haul's checks after pre-dump `index` wrote `sent` bytes (`before` the one before)."""
+    if sent <= PHAUL_MIN_PAGES * PAGE_SIZE:
+        return f"p.haul: pre-dump {index} wrote {_size(sent)}, ≤ 64 pages"
+    if before and (sent - before) * 100 / before > PHAUL_MAX_GROW_PERCENT:
+        return f"p.haul: pre-dump {index} grew {(sent - before) * 100 / before:.0f}% (>10%)"
+    if index >= PHAUL_MAX_ITER_INDEX:
+        return f"p.haul: {index + 1} pre-dumps, its most"
+    return None
+
+
 def _phaul(t: _Track) -> _Choice:
-    v, previous = t.volumes, t.previous
+    v, sent = t.volumes, t.sent
+    # A re-plan first checks the pre-dump just done, as p.haul does before its next one.
+    if sent and (why := _phaul_stop(t.first - 1, sent[-1], sent[-2] if len(sent) > 1 else None)):
+        return _Choice(0, why)
+    previous = sent[-1] if sent else None
     for j in range(len(v) - 1):
-        index = t.first + j
-        if v[j] <= PHAUL_MIN_PAGES * PAGE_SIZE:
-            return _Choice(j + 1, f"p.haul: pre-dump {index} wrote {_size(v[j])}, ≤ 64 pages")
-        if previous and (v[j] - previous) * 100 / previous > PHAUL_MAX_GROW_PERCENT:
-            grow = (v[j] - previous) * 100 / previous
-            return _Choice(j + 1, f"p.haul: pre-dump {index} grew {grow:.0f}% over the last (>10%)")
-        if index >= PHAUL_MAX_ITER_INDEX:
-            return _Choice(j + 1, f"p.haul: {index + 1} pre-dumps, its most")
+        if why := _phaul_stop(t.first + j, float(v[j]), previous):
+            return _Choice(j + 1, why)
         previous = float(v[j])
     return _Choice(len(v) - 1, f"p.haul: stopped at the round cap of {t.inputs.max_rounds}")
 
@@ -485,7 +514,7 @@ def _assemble(policy: Policy | Literal["fixed"], t: _Track, choice: _Choice) -> 
         total_time_s=math.fsum(r.seconds for r in per_round),
         bytes_sent=math.fsum(r.bytes for r in per_round),
         floor_bytes=floor,
-        floor_downtime_s=c.down_fixed + i.rtt / 2 + c.down_per_byte * floor,
+        floor_downtime_s=c.down_fixed + i.final_round_trips * i.rtt + c.down_per_byte * floor,
         claimed_downtime_s=downtime
         if choice.claimed_downtime_s is None
         else choice.claimed_downtime_s,
@@ -494,18 +523,16 @@ def _assemble(policy: Policy | Literal["fixed"], t: _Track, choice: _Choice) -> 
     )
 
 
-def _plan_from(
-    policy: str, i: ModelInputs, start: float, first: int, previous: float | None
-) -> Plan:
+def _plan_from(policy: str, i: ModelInputs, start: float, sent: tuple[float, ...] = ()) -> Plan:
     if policy not in _POLICIES:
         raise ModelInputError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
-    t = _track(i, start, first, previous, i.max_rounds)
+    t = _track(i, start, sent, i.max_rounds)
     return _assemble(cast(Policy, policy), t, _POLICIES[policy](t))
 
 
 def plan(inputs: ModelInputs, policy: Policy = "latency-aware") -> Plan:
     """Choose the rounds with `policy` and predict them with the latency-aware physics."""
-    return _plan_from(policy, inputs, inputs.size, 0, None)
+    return _plan_from(policy, inputs, inputs.size)
 
 
 def compare(inputs: ModelInputs) -> dict[Policy, Plan]:
@@ -516,7 +543,7 @@ def compare(inputs: ModelInputs) -> dict[Policy, Plan]:
 def evaluate(inputs: ModelInputs, rounds: int) -> Plan:
     """The prediction for a caller-chosen number of pre-copy rounds (what-if)."""
     _check("rounds", rounds, positive=False)
-    t = _track(inputs, inputs.size, 0, None, rounds)
+    t = _track(inputs, inputs.size, (), rounds)
     return _assemble("fixed", t, _Choice(rounds, f"{rounds} rounds chosen by the caller"))
 
 
@@ -538,7 +565,7 @@ def replan(
         max_rounds=max(0, inputs.max_rounds - len(done)),
     )
     pending = _dirtied(now, last.seconds) if last.dirtied_bytes is None else last.dirtied_bytes
-    return _plan_from(policy, now, pending, len(done), last.bytes)
+    return _plan_from(policy, now, pending, tuple(r.bytes for r in done))
 
 
 # --- closed form over grids ----------------------------------------------------------------
@@ -578,10 +605,11 @@ def grid(inputs: ModelInputs, rtts: Sequence[float], dirty_rates: Sequence[float
     lam = d / b
     converges = lam < 1
     one_minus = np.where(converges, 1 - lam, 1.0)
-    v_star = np.where(converges, d * k * r / one_minus, 0.0)  # 0 only as a safe placeholder
+    per_round = k * r + inputs.round_overhead  # k*RTT + c
+    v_star = np.where(converges, d * per_round / one_minus, 0.0)  # 0 only as a safe placeholder
     excess = m - v_star  # M - V*
-    fixed = c.down_fixed + r / 2
-    iterate = converges & (lam * m + d * k * r < m) & (cap >= 1)
+    fixed = c.down_fixed + inputs.final_round_trips * r
+    iterate = converges & (lam * m + d * per_round < m) & (cap >= 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_lam = np.log(np.where(lam > 0, lam, 0.5))
 
@@ -597,9 +625,10 @@ def grid(inputs: ModelInputs, rtts: Sequence[float], dirty_rates: Sequence[float
         floor_dt = fixed + c.down_per_byte * v_star
         slack = inputs.floor_tolerance * floor_dt + c.down_per_byte * PAGE_SIZE
         n_near = first_n(slack / (c.down_per_byte * excess))
-        # Freeze: b*(1-lam)*lam^n*(M-V*) <= e + f*V_n, i.e. lam^n * gain <= e + f*V*.
-        gain = excess * (c.down_per_byte * one_minus - c.freeze_per_byte)
-        charge = c.freeze_fixed + c.freeze_per_byte * v_star
+        # Freeze: b*(1-lam)*lam^n*(M-V*) <= w*(e + f*V_n), i.e. lam^n * gain <= w*(e + f*V*).
+        w = inputs.brownout_weight
+        gain = excess * (c.down_per_byte * one_minus - w * c.freeze_per_byte)
+        charge = w * (c.freeze_fixed + c.freeze_per_byte * v_star)
         n_frozen = np.where(gain > 0, np.where(charge > 0, first_n(charge / gain), cap), 1)
         n = np.where(reachable, n_target, np.minimum(np.minimum(n_near, n_frozen), cap))
         n = np.where(iterate, n, 0).astype(np.int64)
@@ -607,7 +636,7 @@ def grid(inputs: ModelInputs, rtts: Sequence[float], dirty_rates: Sequence[float
         v_n = np.where(n > 0, v_star + lam_n * excess, m)
         sent_before = n * v_star + excess * (1 - lam_n) / one_minus  # sum of V_i, i < n
     downtime = fixed + c.down_per_byte * v_n
-    total = sent_before * (1 / b + c.freeze_per_byte) + n * (k * r + c.freeze_fixed) + downtime
+    total = sent_before * (1 / b + c.freeze_per_byte) + n * (per_round + c.freeze_fixed) + downtime
     shape = n.shape
     return Grid(
         rtts=r[:, 0],

@@ -6,7 +6,7 @@ from whimbrel.backends.bench import Point, quick_grid
 from whimbrel.backends.bench_report import report
 
 
-def _row(policy: str, downtime: float, total: float, rtt: float = 100) -> dict:
+def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: float = 1e6) -> dict:
     point = Point(rtt, 200, "memwriter", 64, "high")
     return {
         "point": point.key, "rtt_ms": rtt, "bandwidth_mbit": 200, "workload": "memwriter",
@@ -14,22 +14,64 @@ def _row(policy: str, downtime: float, total: float, rtt: float = 100) -> dict:
         "error": None, "downtime_s": downtime, "predicted_downtime_s": downtime * 1.1,
         "rounds": 2, "predicted_rounds": 2, "brownouts_s": [0.2, 0.2], "total_time_s": total,
         "predicted_total_time_s": total, "bytes_sent": 80 * 2**20, "predicted_bytes": 8e7,
-        "client_longest_gap_s": None, "inputs": None,
+        "client_longest_gap_s": None, "migration_s": total,
+        "inputs": {"size": 6.7e7, "dirty_rate": 7.5e6, "bandwidth": 25e6, "rtt": rtt / 1e3,
+                   "downtime_target": 0.3, "max_rounds": 12},
         "measured_rounds": [
             {"bytes": 6e7, "transfer_s": 2.5, "throughput": 25e6, "rtt": 0.1, "final": False,
              "dump_s": 0.25, "dumped_bytes": 6.7e7},
-            {"bytes": 1e6, "transfer_s": 0.2, "throughput": 25e6, "rtt": 0.1, "final": True,
+            {"bytes": final, "transfer_s": 0.2, "throughput": 25e6, "rtt": 0.1, "final": True,
              "dump_s": 0.25, "dumped_bytes": 6.7e7, "restore_s": 0.4},
         ],
     }  # fmt: skip
 
 
+def _every_policy(**downtimes: tuple[float, float, float]) -> list[dict]:
+    """One run per policy: (downtime, total, final round bytes); stop-and-copy is far off."""
+    rows = [_row("stop-and-copy", 4.0, 5.0, final=6.7e7)]
+    return rows + [
+        _row(p.replace("_", "-"), v[0], v[1], final=v[2] if len(v) > 2 else 1e6)
+        for p, v in downtimes.items()
+    ]
+
+
 def test_the_report_flags_a_point_where_latency_aware_is_dominated_and_far_from_the_best():
-    rows = [_row("latency-aware", 2.0, 30), _row("phaul", 1.0, 20), _row("stop-and-copy", 4, 5)]
+    rows = _every_policy(
+        latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
+        qemu=(1.9, 31, 2.9e7),
+    )  # fmt: skip
     text = report(rows, "whimbrel bench report")
-    assert "DOMINATED by phaul" in text and "MORE than 5%" in text
+    assert "| no: phaul |" in text and "| NO |" in text
+    assert "**0 of 1** points" in text
     assert "## Prediction error" in text and "## Calibrated constants" in text
     assert "\x1b" not in text  # charts are plain text
+
+
+def test_a_loss_is_explained_by_what_the_final_round_carried():
+    rows = _every_policy(
+        latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
+        qemu=(1.9, 31, 2.9e7),
+    )  # fmt: skip
+    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    assert "phaul" in loss and "stopped iterating earlier" in loss
+    assert "27.7 MiB more" in loss  # 3e7 - 1e6 bytes
+
+
+def test_a_loss_with_the_same_final_round_is_put_down_to_the_handover():
+    rows = _every_policy(
+        latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31)
+    )
+    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    assert "hand-over's fixed part" in loss and "one repeat cannot tell" in loss
+
+
+def test_latency_aware_within_five_percent_of_the_best_passes():
+    rows = _every_policy(
+        latency_aware=(1.02, 20), latency_blind=(1.0, 30), phaul=(1.1, 40), qemu=(1.2, 30)
+    )
+    text = report(rows, "r")
+    assert "**1 of 1** points" in text.split("within 5%")[1]
+    assert "Nowhere by more than 5%" in text
 
 
 def test_the_quick_grid_is_small_and_covers_both_rtt_ends():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,40 +16,55 @@ from whimbrel.backends.calibration import (
     calibrate,
     fit_dirty_set,
     fit_dump,
-    fit_restore,
-    fit_round_trips,
+    fit_handover,
+    fit_round_work,
 )
-from whimbrel.backends.model import ModelInputs, plan
+from whimbrel.backends.costs import Costs
+from whimbrel.backends.model import plan
 
 MiB = 2**20
 
 
 def synthetic_rounds(
-    rng: np.random.Generator, count: int, noise: float, *, k: float = 2.0
+    rng: np.random.Generator, count: int, noise: float, *, final: bool = False
 ) -> list[RoundRecord]:
-    """Rounds from the model's own equations: transfer = V/B + k*RTT, dump = 50 ms + V/400 MB/s."""
+    """Rounds from the model's own equations: dump = 50 ms + M/400 MB/s; a pre-copy round
+    takes dump + V/B + 0.2 s + 2*RTT + M/1 GB/s; a final round dump + V/B + 0.4 s + 1.5*RTT
+    + M/800 MB/s."""
     records = []
     for _ in range(count):
-        rtt, throughput, sent = rng.uniform(0.01, 0.3), rng.uniform(5e6, 5e7), rng.uniform(1e6, 1e8)
+        rtt, throughput = rng.uniform(0.005, 0.3), rng.uniform(5e6, 5e7)
+        sent, state = rng.uniform(1e6, 1e8), rng.uniform(6e7, 1.1e9)
+        dump = 0.05 + state / 4e8 + rng.normal(0, noise)
+        work = 0.4 + 1.5 * rtt + state / 8e8 if final else 0.2 + 2 * rtt + state / 1e9
         records.append(
             RoundRecord(
                 bytes=sent,
-                transfer_s=sent / throughput + k * rtt + rng.normal(0, noise),
+                transfer_s=sent / throughput,
                 throughput=throughput,
                 rtt=rtt,
-                dump_s=0.05 + sent / 4e8 + rng.normal(0, noise),
-                dumped_bytes=sent,
+                final=final,
+                dump_s=dump,
+                dumped_bytes=state,
+                seconds=dump + sent / throughput + work + rng.normal(0, noise),
             )
         )
     return records
 
 
 def test_exact_records_give_back_the_true_terms_with_no_spread() -> None:
-    records = synthetic_rounds(np.random.default_rng(0), 8, 0.0)
-    k = fit_round_trips(records)
-    assert k is not None
-    assert k.value == pytest.approx(2.0, rel=1e-9)
-    assert k.residual_std == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    records = synthetic_rounds(rng, 8, 0.0) + synthetic_rounds(rng, 8, 0.0, final=True)
+    work = fit_round_work(records)
+    assert work is not None
+    assert work["rtt"].value == pytest.approx(2.0, rel=1e-9)
+    assert work["fixed"].value == pytest.approx(0.2, rel=1e-9)
+    assert 1 / work["state"].value == pytest.approx(1e9, rel=1e-9)
+    assert work["fixed"].residual_std == pytest.approx(0.0, abs=1e-9)
+    handover = fit_handover(records)
+    assert handover is not None
+    assert handover["rtt"].value == pytest.approx(1.5, rel=1e-9)
+    assert handover["fixed"].value == pytest.approx(0.4, rel=1e-9)
     fitted = fit_dump(records)
     assert fitted is not None
     dump_time, dump_rate = fitted
@@ -58,9 +74,11 @@ def test_exact_records_give_back_the_true_terms_with_no_spread() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_noisy_records_recover_the_terms_within_their_standard_errors(seed: int) -> None:
-    records = synthetic_rounds(np.random.default_rng(seed), 40, 0.003)
-    k = fit_round_trips(records)
-    assert k is not None and 0 < k.stderr < 0.05
+    records = synthetic_rounds(np.random.default_rng(seed), 60, 0.003)
+    work = fit_round_work(records)
+    assert work is not None
+    k = work["rtt"]
+    assert 0 < k.stderr < 0.1
     assert abs(k.value - 2.0) < 4 * k.stderr
     assert k.residual_std == pytest.approx(0.003, rel=0.4)
     fitted = fit_dump(records)
@@ -82,29 +100,44 @@ def test_dumps_of_one_size_fit_a_dump_time_but_no_rate() -> None:
     assert dump_time.stderr == pytest.approx(0.1 / math.sqrt(3))
 
 
-def test_restore_time_is_fitted_from_final_rounds_only() -> None:
+def test_a_term_the_records_do_not_vary_is_left_out_of_the_fit() -> None:
+    # One RTT only: k cannot be told from the fixed work, so it is not fitted.
+    records = [replace(r, rtt=0.05) for r in synthetic_rounds(np.random.default_rng(2), 10, 0.0)]
+    work = fit_round_work(records)
+    assert work is not None and "rtt" not in work and "state" in work
+
+
+def test_a_slope_fitted_negative_is_dropped_and_the_rest_refitted() -> None:
+    # The work does not grow with RTT at all here; noise must not make k negative.
+    rng = np.random.default_rng(4)
     records = [
-        RoundRecord(1e6, 0.1, 1e7, 0.05, restore_s=9.0),  # a pre-copy round has no restore
-        RoundRecord(1e6, 0.1, 1e7, 0.05, final=True, restore_s=0.4),
-        RoundRecord(1e6, 0.1, 1e7, 0.05, final=True, restore_s=0.5),
+        RoundRecord(1e6, 0.1, 1e7, rtt, dump_s=0.1, dumped_bytes=1e8, seconds=0.1 + 0.1 + 0.3 + e)
+        for rtt, e in zip(rng.uniform(0.01, 0.2, 12), rng.normal(0, 0.01, 12), strict=True)
     ]
-    restore = fit_restore(records)
-    assert restore is not None
-    assert restore.value == pytest.approx(0.45)
-    assert restore.samples == 2
+    work = fit_round_work(records)
+    assert work is not None
+    assert "rtt" not in work or work["rtt"].value > 0
+    assert work["fixed"].value == pytest.approx(0.3, abs=0.02)
+
+
+def test_the_handover_is_fitted_from_final_rounds_only() -> None:
+    rng = np.random.default_rng(5)
+    records = synthetic_rounds(rng, 5, 0.0) + synthetic_rounds(rng, 6, 0.0, final=True)
+    handover = fit_handover(records)
+    assert handover is not None and handover["fixed"].samples == 6
 
 
 def test_one_record_gives_a_value_with_unknown_spread() -> None:
-    k = fit_round_trips([RoundRecord(1e6, 0.2, 1e7, 0.05)])
-    assert k is not None
-    assert k.value == pytest.approx(2.0)
-    assert math.isinf(k.stderr) and math.isinf(k.residual_std)
+    work = fit_round_work([RoundRecord(1e6, 0.1, 1e7, 0.05, dump_s=0.1, seconds=0.5)])
+    assert work is not None
+    assert work["fixed"].value == pytest.approx(0.3)
+    assert math.isinf(work["fixed"].stderr) and math.isinf(work["fixed"].residual_std)
 
 
 def test_records_that_cannot_determine_a_term_leave_it_none() -> None:
-    assert fit_round_trips([RoundRecord(1e6, 0.1, 1e7, 0.0)]) is None  # no RTT to scale k by
+    assert fit_round_work([RoundRecord(1e6, 0.1, 1e7, 0.05)]) is None  # no round time
     assert fit_dump([]) is None
-    assert fit_restore([]) is None
+    assert fit_handover([]) is None
     assert fit_dirty_set([]) is None
     assert calibrate([]) == Calibration()
 
@@ -136,26 +169,24 @@ def test_dirty_samples_on_a_straight_line_fit_a_rate_and_no_working_set() -> Non
     assert d.value == pytest.approx(3 * MiB)
 
 
-def test_calibration_applies_to_model_inputs_for_the_next_plan() -> None:
-    records = synthetic_rounds(np.random.default_rng(1), 12, 0.001)
-    records.append(RoundRecord(1e6, 0.2, 1e7, 0.05, final=True, restore_s=0.3))
-    samples = [
-        DirtySample(t, 64 * MiB * -math.expm1(-8 * MiB * t / (64 * MiB))) for t in range(1, 9)
-    ]
-    calibration = calibrate(records, samples)
-    inputs = calibration.apply(
-        ModelInputs(size=512 * MiB, dirty_rate=MiB, bandwidth=25e6, rtt=0.05)
-    )
-    assert inputs.round_trips == pytest.approx(2.0, rel=0.01)
-    assert inputs.dump_time == pytest.approx(0.05, rel=0.1)
-    assert inputs.dump_rate == pytest.approx(4e8, rel=0.01)
-    assert inputs.restore_time == pytest.approx(0.3)
-    assert inputs.dirty_rate == pytest.approx(8 * MiB, rel=1e-6)
-    assert inputs.working_set == pytest.approx(64 * MiB, rel=1e-6)
+def test_calibrated_costs_reach_the_model_inputs_of_the_next_plan() -> None:
+    rng = np.random.default_rng(1)
+    records = synthetic_rounds(rng, 12, 0.0) + synthetic_rounds(rng, 12, 0.0, final=True)
+    costs = calibrate(records).costs()
+    inputs = costs.model_inputs(
+        size=512 * MiB, dirty_rate=MiB, bandwidth=25e6, rtt=0.05, downtime_target=0.3,
+        max_rounds=8,
+    )  # fmt: skip
+    assert inputs.round_trips == pytest.approx(2.0)
+    assert inputs.round_overhead == pytest.approx(0.2 + 512 * MiB / 1e9)
+    assert inputs.dump_time == pytest.approx(0.05)
+    assert inputs.dump_rate == pytest.approx(4e8)
+    assert inputs.restore_time == pytest.approx(0.4 + 512 * MiB / 8e8)
+    assert inputs.final_round_trips == pytest.approx(1.5)
     assert plan(inputs).per_round  # the fitted inputs plan
 
 
 def test_negative_fitted_times_are_clipped_before_they_reach_the_model() -> None:
     calibration = Calibration(dump_time=Estimate(-0.001, 0.002, 0.002, 5))
-    inputs = calibration.apply(ModelInputs(size=MiB, dirty_rate=MiB, bandwidth=1e7, rtt=0.01))
-    assert inputs.dump_time == 0.0
+    assert calibration.costs().dump_time_s == 0.0
+    assert calibration.costs(Costs(round_trips=7)).round_trips == 7

@@ -164,6 +164,21 @@ def test_phaul_does_at_most_nine_predumps() -> None:
     assert "9 pre-dumps" in p.reason
 
 
+def test_phaul_replanned_round_by_round_still_stops_at_nine_predumps() -> None:
+    done: list[MeasuredRound] = []
+    while (p := replan(EXAMPLE, done, "phaul")).rounds:
+        sent = p.per_round[0].bytes
+        done.append(MeasuredRound(sent, sent / 25e6 + 0.05, EXAMPLE.dirty_rate, 25e6))
+    assert len(done) == 9
+    assert "9 pre-dumps" in p.reason
+
+
+def test_phaul_replan_stops_at_once_when_the_last_predump_grew() -> None:
+    done = [MeasuredRound(MB, 0.1, MB, 25e6), MeasuredRound(2 * MB, 0.1, MB, 25e6)]
+    p = replan(EXAMPLE, done, "phaul")
+    assert p.rounds == 0 and "grew" in p.reason
+
+
 def test_qemu_stops_when_the_remainder_fits_bandwidth_times_downtime_limit() -> None:
     p = plan(EXAMPLE, "qemu")
     limit = EXAMPLE.bandwidth * EXAMPLE.downtime_target
@@ -193,11 +208,34 @@ def test_incremental_dumps_freeze_in_proportion_to_the_dirty_pages() -> None:
     assert p.brownouts_s == pytest.approx(tuple(r.bytes / (1024 * MiB) for r in p.per_round[:2]))
 
 
-def test_planner_stops_when_the_next_dump_freezes_longer_than_it_saves() -> None:
-    p = plan(replace_example(dump_rate=1024 * MiB, dump_time=0.02, restore_time=0.2))
+def test_planner_weighing_brownouts_stops_when_the_next_dump_freezes_longer_than_it_saves() -> None:
+    p = plan(
+        replace_example(dump_rate=1024 * MiB, dump_time=0.02, restore_time=0.2, brownout_weight=1)
+    )
     assert "freeze the container" in p.reason
     nxt = evaluate(p.inputs, p.rounds + 1)
     assert p.downtime_s - nxt.downtime_s <= nxt.brownouts_s[-1]
+
+
+def test_planner_for_downtime_alone_iterates_past_the_brownout_stop_to_the_floor() -> None:
+    weighed = plan(
+        replace_example(dump_rate=1024 * MiB, dump_time=0.02, restore_time=0.2, brownout_weight=1)
+    )
+    p = plan(replace(weighed.inputs, brownout_weight=0.0))
+    assert p.rounds > weighed.rounds and p.downtime_s < weighed.downtime_s
+    assert "within 5% of the floor" in p.reason
+
+
+def test_fixed_round_work_dirties_pages_and_raises_the_floor() -> None:
+    busy = replace_example(round_overhead=0.5)
+    assert floor_bytes(busy) > floor_bytes(EXAMPLE)
+    step = volumes(busy, 1)[1]
+    assert step == pytest.approx(EXAMPLE.dirty_rate * (EXAMPLE.size / 25e6 + 0.05 + 0.5))
+
+
+def test_final_round_trips_add_to_the_downtime() -> None:
+    slow = evaluate(replace_example(final_round_trips=2.5), 2)
+    assert slow.downtime_s - evaluate(EXAMPLE, 2).downtime_s == pytest.approx(2 * EXAMPLE.rtt)
 
 
 def test_working_set_saturates_the_dirty_set() -> None:

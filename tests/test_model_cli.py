@@ -52,6 +52,9 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "--dump-rate", "1GiB/s",
         "--incremental-dumps",
         "--floor-tolerance", "10%",
+        "--round-overhead", "300ms",
+        "--final-round-trips", "2",
+        "--brownout-weight", "1",
         "--json",
     )  # fmt: skip
     assert code == 0
@@ -71,6 +74,9 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "dump_rate": 2.0**30,
         "incremental_dumps": True,
         "floor_tolerance": 0.1,
+        "round_overhead": 0.3,
+        "final_round_trips": 2.0,
+        "brownout_weight": 1.0,
     }
 
 

@@ -51,6 +51,9 @@ def model_inputs(
         dump_rate=dump_rate,
         incremental_dumps=draw(st.booleans()),
         floor_tolerance=draw(st.sampled_from([0.0, 0.01, 0.05, 0.2])),
+        round_overhead=draw(st.sampled_from([0.0, 0.3])),
+        final_round_trips=draw(st.sampled_from([0.5, 2.0])),
+        brownout_weight=draw(st.sampled_from([0.0, 1.0])),
     )
 
 
@@ -102,7 +105,8 @@ def _ties(inputs: ModelInputs, n: int) -> list[float]:
         abs(here.downtime_s - inputs.downtime_target) / scale,  # target met
         abs(inputs.downtime_target - floor_dt) / scale,  # target reachable at all
         abs(here.downtime_s - floor_dt - slack) / scale,  # near the floor
-        abs(here.downtime_s - there.downtime_s - there.brownouts_s[-1]) / scale,  # freeze
+        abs(here.downtime_s - there.downtime_s - inputs.brownout_weight * there.brownouts_s[-1])
+        / scale,  # freeze
         abs(volumes(inputs, 1)[1] - inputs.size) / inputs.size,  # the start condition
     ]
 

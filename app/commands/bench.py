@@ -8,11 +8,14 @@ import json
 from pathlib import Path
 
 from whimbrel.backends import bench
-from whimbrel.backends.bench_report import report
+from whimbrel.backends.bench_report import records, report, spread_record
+from whimbrel.backends.calibration import calibrate
+from whimbrel.backends.costs import COSTS_FILE, save_costs
 from whimbrel.backends.errors import UsageError
 
-RESULTS = Path("bench-results/grid.jsonl")
-REPORT = Path("docs/benchmark.md")
+# The full grid's data and report are committed; the quick smoke run's are not.
+RESULTS, QUICK_RESULTS = Path("docs/benchmark-runs.jsonl"), Path("bench-results/grid-quick.jsonl")
+REPORT, QUICK_REPORT = Path("docs/benchmark.md"), Path("bench-results/benchmark-quick.md")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,19 +25,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per point and policy (3)")
     parser.add_argument("--policies", default=",".join(bench.ALL_POLICIES))
     parser.add_argument("--results", type=Path, default=None, help=f"JSON lines ({RESULTS})")
-    parser.add_argument("--report", type=Path, default=REPORT, help=f"markdown ({REPORT})")
+    parser.add_argument("--report", type=Path, default=None, help=f"markdown ({REPORT})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    results = args.results or (RESULTS.with_name("grid-quick.jsonl") if args.quick else RESULTS)
+    results = args.results or (QUICK_RESULTS if args.quick else RESULTS)
     if args.action == "report":
+        target = args.report or (QUICK_REPORT if args.quick else REPORT)
         rows = list(bench.read_rows(results))
         if not rows:
             raise UsageError(f"no runs recorded in {results}: run `whimbrel bench` first")
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report(rows, f"whimbrel bench report --results {results}"))
-        print(f"report: {args.report} ({len(rows)} runs)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        command = f"whimbrel bench report{' --quick' if args.quick else ''}"
+        target.write_text(report(rows, command, data=str(results)))
+        print(f"report: {target} ({len(rows)} runs)")
+        if not args.quick:
+            calibration = calibrate(records(r for r in rows if r["ok"]))
+            save_costs(calibration.costs(), spread_record(calibration), f"{command}: {results}")
+            print(f"calibrated costs: {COSTS_FILE}")
         return 0
     policies = tuple(p for p in args.policies.split(",") if p)
     unknown = [p for p in policies if p not in bench.ALL_POLICIES]

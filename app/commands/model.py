@@ -52,6 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="5%",
         help="target out of reach: stop this close to the latency floor (default 5%%)",
     )
+    parser.add_argument(
+        "--round-overhead", default="0s", help="fixed work per pre-copy round, c (default 0s)"
+    )
+    parser.add_argument(
+        "--final-round-trips", default="0.5", help="round trips inside the downtime (default 0.5)"
+    )
+    parser.add_argument(
+        "--brownout-weight",
+        default="0",
+        help="a pre-copy freeze second against a downtime second (default 0: least downtime)",
+    )
     parser.add_argument("--compare", action="store_true", help="all policies side by side")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
@@ -89,6 +100,9 @@ def inputs_from_args(args: argparse.Namespace) -> ModelInputs:
         else parse_rate(args.dump_rate, "dump rate", allow_zero=False),
         incremental_dumps=args.incremental_dumps,
         floor_tolerance=_number(args.floor_tolerance, "floor tolerance"),
+        round_overhead=parse_duration(args.round_overhead, "round overhead"),
+        final_round_trips=_number(args.final_round_trips, "final round trips"),
+        brownout_weight=_number(args.brownout_weight, "brownout weight"),
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from tests.console.fake_backend import CONFIG_PATH, FakeBackend
 from whimbrel.app.console import WhimbrelApp
 from whimbrel.app.settings import ConsoleSettings, RememberedState
+from whimbrel.backends.costs import Costs
 
 SIZE = (120, 40)
 
@@ -18,6 +19,12 @@ SIZE = (120, 40)
 def _state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing a test does is remembered in the real home."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(autouse=True)
+def _hand_set_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans in snapshots do not move when `whimbrel bench report` recalibrates costs.json."""
+    monkeypatch.setattr("whimbrel.backends.costs.DEFAULT_COSTS", Costs())
 
 
 @pytest.fixture

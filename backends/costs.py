@@ -1,0 +1,77 @@
+"""What a migration's rounds cost on these nodes beyond their bytes over the link.
+
+The engine and the console's preview plan from the same Costs. `whimbrel bench report`
+fits them to real migrations (backends/calibration.py) and records the fit in costs.json
+next to this module, with each value's spread and where it came from; DEFAULT_COSTS is that
+record when there is one, else the hand-set values below.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from whimbrel.backends.model import ModelInputs
+
+COSTS_FILE = Path(__file__).with_name("costs.json")
+
+
+@dataclass(frozen=True)
+class Costs:
+    round_trips: float = 3.0  # k: per pre-copy round (session, answer)
+    round_fixed_s: float = 0.3  # c0: a pre-copy round's fixed work, the container running
+    scan_rate: float | None = None  # bytes/s: the per-round scan and hash of the whole state
+    dump_time_s: float = 0.15
+    dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
+    restore_time_s: float = 0.9  # the hand-over's fixed part: pause, start, commit
+    restore_rate: float | None = None  # bytes/s: the restore's part that grows with the state
+    final_round_trips: float = 0.5  # j: round trips inside the downtime
+
+    def model_inputs(
+        self,
+        *,
+        size: float,
+        dirty_rate: float,
+        bandwidth: float,
+        rtt: float,
+        downtime_target: float,
+        max_rounds: int,
+    ) -> ModelInputs:
+        """What the model plans from, for a container of `size` bytes on these nodes."""
+        scan = size / self.scan_rate if self.scan_rate else 0.0
+        restore = size / self.restore_rate if self.restore_rate else 0.0
+        return ModelInputs(
+            size=size,
+            dirty_rate=dirty_rate,
+            bandwidth=bandwidth,
+            rtt=rtt,
+            round_trips=self.round_trips,
+            round_overhead=self.round_fixed_s + scan,
+            dump_time=self.dump_time_s,
+            dump_rate=self.dump_rate,
+            restore_time=self.restore_time_s + restore,
+            final_round_trips=self.final_round_trips,
+            downtime_target=downtime_target,
+            max_rounds=max_rounds,
+        )
+
+
+def load_costs(path: Path = COSTS_FILE) -> Costs:
+    """The recorded fit, else the hand-set defaults; a record that no longer matches the
+    fields is an error worth seeing, not a silent fallback."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Costs()
+    known = {f.name for f in fields(Costs)}
+    return Costs(**{k: v for k, v in doc["costs"].items() if k in known})
+
+
+def save_costs(costs: Costs, spread: dict[str, Any], source: str, path: Path = COSTS_FILE) -> None:
+    doc = {"source": source, "costs": asdict(costs), "spread": spread}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+DEFAULT_COSTS = load_costs()
