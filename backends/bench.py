@@ -102,19 +102,19 @@ def _docker(node_name: str, *args: str, check: bool = True) -> None:
     run(["/usr/bin/docker", "-H", node.docker_host, *args], check=check, timeout=120)
 
 
-def _start(point: Point) -> None:
-    """The point's workload on east-1, loaded and answering."""
-    east = build_topology().node("east-1")
+def _start(point: Point, node_name: str) -> None:
+    """The point's workload on `node_name`, loaded and answering."""
+    node = build_topology().node(node_name)
     if point.workload == "memwriter":
-        _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
+        _docker(node_name, "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
                 "memwriter", "--size", f"{point.size_mib}MiB", "--hot", f"{point.size_mib}MiB",
                 "--rate", str(int(point.dirty_rate)), "--port", str(MEMWRITER_PORT))  # fmt: skip
-        _wait(lambda: memwriter_status(east.lan_address, MEMWRITER_PORT))
+        _wait(lambda: memwriter_status(node.lan_address, MEMWRITER_PORT))
         return
-    _docker("east-1", "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
+    _docker(node_name, "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
             "redis-server", REDIS_CONF, "--port", str(REDIS_PORT))  # fmt: skip
     keys = point.size_mib * 1024  # 1 KiB values
-    _wait(lambda: load_redis(east.lan_address, REDIS_PORT, keys, value_size=1024))
+    _wait(lambda: load_redis(node.lan_address, REDIS_PORT, keys, value_size=1024))
 
 
 def _load(point: Point) -> WriteLoad | None:
@@ -206,7 +206,8 @@ def run_grid(
 
     Every point gets its first repeat before any point gets its second, so a grid cut short
     still covers as much of the grid as it can. Within a (point, repeat) one container goes
-    back and forth between east-1 and west-1, a migration per policy."""
+    back and forth between east-1 and west-1, a migration per policy; odd repeats start on
+    west-1, so each policy moves both ways across repeats."""
 
     status = lab.status()
     if not status["up"]:
@@ -231,8 +232,8 @@ def _run_point(point: Point, policies: list[str], repeat: int, config: Path, res
                say: Callable[[str], None]) -> int:  # fmt: skip
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
     _clean()
-    _start(point)
-    src, dst = NODES
+    src, dst = NODES if repeat % 2 == 0 else NODES[::-1]
+    _start(point, src)
     for policy in policies:
         load = _load(point)
         try:
@@ -251,8 +252,7 @@ def _run_point(point: Point, policies: list[str], repeat: int, config: Path, res
                if row["ok"] else f"FAILED: {row['error']}"))  # fmt: skip
         if not serving:  # lost it: start afresh for the next policy
             _clean()
-            _start(point)
-            where = "east-1"
+            _start(point, where)
         src, dst = (where, dst if where == src else src)
     _clean()
     return len(policies)

@@ -69,6 +69,9 @@ class MigrationRequest:
     rounds: int | None = None
     # The model's policy for choosing rounds (benchmarks compare them); latency-aware is ours.
     policy: model.Policy = "latency-aware"
+    # Seconds of downtime one second of pre-copy freeze is worth to the planner (0: the least
+    # downtime; 1: stop once the next round freezes the container longer than it saves).
+    brownout_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -77,6 +80,8 @@ class MigrationRequest:
             raise UsageError("--downtime-target must be more than zero")
         if self.policy not in model.POLICIES:
             raise UsageError(f"--policy: {self.policy!r} is not one of {', '.join(model.POLICIES)}")
+        if not self.brownout_weight >= 0:
+            raise UsageError("--brownout-weight must be zero or more")
         if self.rounds is not None and not 0 <= self.rounds <= model.MAX_ROUND_CAP:
             raise UsageError(f"--rounds must be between 0 and {model.MAX_ROUND_CAP}")
 
@@ -294,6 +299,7 @@ class Migration:
             downtime_target=request.downtime_target_s,
             max_rounds=request.max_rounds,
         )
+        inputs = replace(inputs, brownout_weight=request.brownout_weight)
         first = model.plan(inputs, request.policy)
         mode = request.mode
         if request.rounds is not None:

@@ -77,3 +77,24 @@ def test_latency_aware_within_five_percent_of_the_best_passes():
 def test_the_quick_grid_is_small_and_covers_both_rtt_ends():
     points = quick_grid()
     assert len(points) <= 4 and {p.rtt_ms for p in points} == {20, 100}
+
+
+def _versus_blind(text: str) -> str:
+    return text.split("## Latency-aware against latency-blind")[1].split("\n## ")[0]
+
+
+def test_latency_aware_far_below_latency_blind_at_long_rtt_meets_the_goal():
+    rows = _every_policy(
+        latency_aware=(0.6, 20), latency_blind=(3.0, 30), phaul=(1.1, 40), qemu=(1.2, 30)
+    )
+    assert "| met |" in _versus_blind(report(rows, "r"))
+
+
+def test_a_goal_under_the_physical_floor_is_reported_as_forbidden_not_missed():
+    # Both end on the floor (dump + restore of the whole state and the hand-over): 30% below
+    # latency-blind would be under it.
+    rows = _every_policy(
+        latency_aware=(1.3, 20), latency_blind=(1.3, 30), phaul=(1.35, 40), qemu=(1.3, 30)
+    )
+    table = _versus_blind(report(rows, "r"))
+    assert "forbidden: 70% of LB is under the floor" in table, table

@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rounds", type=int, help="exactly N pre-copy rounds, overriding the model (for tests)"
     )
     parser.add_argument(
+        "--brownout-weight",
+        type=float,
+        default=0.0,
+        help="a second of pre-copy freeze against a second of downtime (0: least downtime)",
+    )
+    parser.add_argument(
         "--keep-source", action="store_true", help="keep the source container, stopped"
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         max_rounds=args.max_rounds,
         rounds=args.rounds,
         policy=args.policy,
+        brownout_weight=args.brownout_weight,
     )
     if not args.yes:
         if not sys.stdin.isatty():
