@@ -126,14 +126,15 @@ def _load(point: Point) -> WriteLoad | None:
 
 
 def _serving(point: Point, node_name: str) -> bool:
-    """The workload answers on `node_name`, its memory intact (memwriter verifies its own
-    checksum over the whole state)."""
+    """The workload answers on `node_name` with its state intact: memwriter verifies its own
+    checksum over the whole state; redis holds every key loaded."""
     address = build_topology().node(node_name).lan_address
     try:
         if point.workload == "memwriter":
             return bool(memwriter_status(address, MEMWRITER_PORT, verify=True, timeout=60).verified)
-        with Redis(address, REDIS_PORT) as client:
-            return client.command("PING") == "PONG"
+        with Redis(address, REDIS_PORT) as client:  # every loaded key still there
+            keys = client.command("DBSIZE")
+            return isinstance(keys, int) and keys >= point.size_mib * 1024
     except OSError:
         return False
 
