@@ -548,13 +548,17 @@ def evaluate(inputs: ModelInputs, rounds: int) -> Plan:
 
 
 def replan(
-    inputs: ModelInputs, done: Sequence[MeasuredRound], policy: Policy = "latency-aware"
+    inputs: ModelInputs,
+    done: Sequence[MeasuredRound],
+    policy: Policy = "latency-aware",
+    rounds: int | None = None,
 ) -> Plan:
     """The plan for the remaining rounds, from the rounds already done.
 
     The latest round's measured dirty rate and throughput replace the inputs (as QEMU
     recomputes bandwidth x downtime limit every pass), and what it left dirty is the next
-    round's volume. `max_rounds` keeps counting the rounds already done."""
+    round's volume. `max_rounds` keeps counting the rounds already done. With `rounds`, the
+    policy is not asked: that many more rounds are predicted."""
     if not done:
         return plan(inputs, policy)
     last = done[-1]
@@ -565,7 +569,11 @@ def replan(
         max_rounds=max(0, inputs.max_rounds - len(done)),
     )
     pending = _dirtied(now, last.seconds) if last.dirtied_bytes is None else last.dirtied_bytes
-    return _plan_from(policy, now, pending, tuple(r.bytes for r in done))
+    sent = tuple(r.bytes for r in done)
+    if rounds is not None:  # the caller's choice of remaining rounds, predicted (what-if)
+        t = _track(now, pending, sent, rounds)
+        return _assemble("fixed", t, _Choice(rounds, f"{rounds} more rounds chosen by the caller"))
+    return _plan_from(policy, now, pending, sent)
 
 
 # --- closed form over grids ----------------------------------------------------------------
