@@ -168,13 +168,13 @@ def explain_loss(s: PointSummary, other: str) -> str:
         f"latency-aware made {la_n:g} pre-copy rounds and its final round sent {_mb(la_v)}; "
         f"{other} made {ot_n:g} and sent {_mb(ot_v)}. "
     )
-    if la_v > 1.1 * ot_v and bandwidth == bandwidth:
-        share = (la_v - ot_v) / bandwidth
+    extra = (la_v - ot_v) / bandwidth if bandwidth == bandwidth else 0.0
+    if extra >= 0.5 * gap:
         text += (
             f"The {_mb(la_v - ot_v)} more latency-aware left for the final round take "
-            f"{share:.2f} s at the measured {bandwidth * 8 / 1e6:.0f} Mbit/s, of the {gap:.2f} s "
-            "gap: it stopped iterating earlier, judging further rounds to gain less than the "
-            "5% floor tolerance (or, near the floor, that a round would not shrink the residual)."
+            f"{extra:.2f} s at the measured {bandwidth * 8 / 1e6:.0f} Mbit/s, of the {gap:.2f} s "
+            "gap: it stopped iterating earlier, its model putting the residual within the 5% "
+            "floor tolerance while more rounds still took a little off."
         )
     else:
         parts = [
@@ -183,8 +183,9 @@ def explain_loss(s: PointSummary, other: str) -> str:
             for name, key in (("dump", "dump_s"), ("restore", "restore_s"))
         ]
         text += (
-            "The final rounds carried about the same, so the gap is in the hand-over's fixed "
-            f"part ({', '.join(parts)}), not in the choice of rounds"
+            f"What the final rounds carried explains {max(extra, 0.0):.2f} s of the {gap:.2f} s "
+            f"gap; the rest is in the hand-over's fixed part ({', '.join(parts)}), not in the "
+            "choice of rounds"
             + (": one repeat cannot tell it from noise." if s.repeats < 2 else ".")
         )
     return text
