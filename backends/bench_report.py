@@ -197,6 +197,7 @@ def report(rows: list[Row], command: str, data: str = "docs/benchmark-runs.jsonl
     points = summaries(ok)
     calibration = calibrate(records(ok))
     out = _header(rows, failed, points, command, data)
+    out += _glance(points)
     out += _goals(points)
     out += _losses(points)
     out += _versus_blind(points, calibration.costs())
@@ -228,6 +229,30 @@ def _header(rows: list[Row], failed: list[Row], points: list[PointSummary], comm
         "same for every policy) is in the data as `preflight_s`.",
         "",
     ]
+
+
+def _glance(points: list[PointSummary]) -> list[str]:
+    complete = [s for s in points if set(s.runs) >= set(POLICIES)]
+    out = [
+        "## The policies at a glance",
+        "",
+        f"Over the {len(complete)} points every policy ran: how often each had the least "
+        "downtime, its downtime and migration time against the best at each point (median over "
+        "points), and its rounds.",
+        "",
+        "| policy | least downtime at | downtime / best | migration time / fastest | rounds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for policy in POLICIES:
+        if not complete:
+            break
+        wins = sum(s.best == policy for s in complete)
+        dt = _median([s.downtime(policy) / s.downtime(s.best) for s in complete])
+        fastest = [min(s.total(p) for p in POLICIES) for s in complete]
+        tt = _median([s.total(policy) / f for s, f in zip(complete, fastest, strict=True)])
+        rounds = _median([s.median(policy, "rounds") for s in complete])
+        out.append(f"| {policy} | {wins} | {dt:.2f} | {tt:.2f} | {rounds:g} |")
+    return [*out, ""]
 
 
 def _goals(points: list[PointSummary]) -> list[str]:
