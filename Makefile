@@ -59,6 +59,8 @@ bench: setup
 	$(WHIMBREL) lab up
 	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/migration.py
+	$(WHIMBREL) bench --quick
+	$(WHIMBREL) bench report --quick
 
 bench-grid: setup
 	$(WHIMBREL) lab up
