@@ -59,6 +59,7 @@ bench: setup
 	$(WHIMBREL) lab up
 	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/migration.py
+	rm -f bench-results/grid-quick.jsonl
 	$(WHIMBREL) bench --quick
 	$(WHIMBREL) bench report --quick
 
