@@ -173,8 +173,13 @@ def explain_loss(s: PointSummary, other: str) -> str:
         text += (
             f"The {_mb(la_v - ot_v)} more latency-aware left for the final round take "
             f"{extra:.2f} s at the measured {bandwidth * 8 / 1e6:.0f} Mbit/s, of the {gap:.2f} s "
-            "gap: it stopped iterating earlier, its model putting the residual within the 5% "
-            "floor tolerance while more rounds still took a little off."
+            + (
+                "gap: it stopped iterating earlier, its model putting the residual within the "
+                "5% floor tolerance while more rounds still took a little off."
+                if la_n < ot_n
+                else "gap: with as many rounds, its last one left more dirty (the runs' dirty "
+                "sets differ by that much)."
+            )
         )
     else:
         parts = [
