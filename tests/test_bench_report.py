@@ -52,9 +52,13 @@ def test_a_loss_is_explained_by_what_the_final_round_carried():
         latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
         qemu=(1.9, 31, 2.9e7),
     )  # fmt: skip
+    next(r for r in rows if r["policy"] == "phaul")["rounds"] = 9
     loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
     assert "phaul" in loss and "stopped iterating earlier" in loss
     assert "27.7 MiB more" in loss  # 3e7 - 1e6 bytes
+    next(r for r in rows if r["policy"] == "phaul")["rounds"] = 2
+    same_rounds = report(rows, "r").split("## Where latency-aware loses")[1].split("##")[0]
+    assert "with as many rounds, its last one left more dirty" in same_rounds
 
 
 def test_a_loss_with_the_same_final_round_is_put_down_to_the_handover():
