@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no runs recorded in {results}: run `whimbrel bench` first")
         target.parent.mkdir(parents=True, exist_ok=True)
         command = f"whimbrel bench report{' --quick' if args.quick else ''}"
-        target.write_text(report(rows, command, data=str(results)))
+        grid = len(bench.quick_grid() if args.quick else bench.full_grid())
+        target.write_text(report(rows, command, data=str(results), grid=grid))
         print(f"report: {target} ({len(rows)} runs)")
         if not args.quick:
             calibration = calibrate(records(r for r in rows if r["ok"]))
