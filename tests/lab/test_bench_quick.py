@@ -49,7 +49,7 @@ def test_quick_bench_migrates_every_policy_at_every_point_and_reports(
     assert made.returncode == 0, made.stderr
     text = report.read_text()
     assert "## Goals, checked" in text and "## Prediction error" in text
-    assert f"{len(quick_grid())} grid points with every policy" in text
+    assert f"{len(quick_grid())} grid points (of {len(quick_grid())}) with every policy" in text
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
     status = lab_module.status()  # the lab's WAN is back to what it was
     assert (status["rtt_ms"], status["bandwidth_mbit"]) == (lab["rtt_ms"], lab["bandwidth_mbit"])
