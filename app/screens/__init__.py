@@ -5,9 +5,23 @@ for a target), migrate (the confirmation modal), progress, evacuate, history, he
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
 
 from textual.app import App
 from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from whimbrel.app.console import WhimbrelApp
+
+
+class OnWhimbrel:
+    """Mixed into the console's screens: their app, typed as the console."""
+
+    app: App
+
+    @property
+    def wapp(self) -> WhimbrelApp:
+        return cast("WhimbrelApp", self.app)
 
 
 def all_screen_classes() -> tuple[type[Screen], ...]:

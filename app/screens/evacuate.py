@@ -25,14 +25,14 @@ from whimbrel.app.messages import (
     RttMeasured,
     ThroughputMeasured,
 )
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.charts import on_view
 
 if TYPE_CHECKING:
-    from whimbrel.app.console import WhimbrelApp
+    pass
 
 DIRTY_SAMPLES = 3
 CONCURRENT_SAMPLERS = 4
@@ -48,7 +48,7 @@ COLUMNS = (
 )
 
 
-class EvacuateScreen(Screen[None]):
+class EvacuateScreen(OnWhimbrel, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="evacuate.back"),
         Binding("t", "next_target", "Target", id="evacuate.target"),
@@ -60,10 +60,6 @@ class EvacuateScreen(Screen[None]):
         super().__init__()
         self.refs = refs
         self.targets: dict[str, str | None] = {}
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield Header()

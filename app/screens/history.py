@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -15,13 +15,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from whimbrel.app.backend import HistoryRecord, name_of, rounds_began_at
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
 
 if TYPE_CHECKING:
-    from whimbrel.app.console import WhimbrelApp
+    pass
 
 COLUMNS = (
     ("when", "WHEN"),
@@ -68,7 +68,7 @@ def record_bars(record: HistoryRecord) -> list[RoundBar]:
     return sorted(rows.values(), key=lambda r: (r.final, r.index))
 
 
-class HistoryScreen(Screen[None]):
+class HistoryScreen(OnWhimbrel, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="history.back"),
         Binding("r", "reload", "Reload", id="history.reload"),
@@ -77,10 +77,6 @@ class HistoryScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.records: list[HistoryRecord] = []
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
@@ -19,10 +19,10 @@ from whimbrel.widgets.container_table import ContainerRow, ContainerTable
 from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
 
 if TYPE_CHECKING:
-    from whimbrel.app.console import WhimbrelApp
+    pass
 
 
-class MainScreen(Screen[None]):
+class MainScreen(OnWhimbrel, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="main.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="main.clear"),
@@ -39,10 +39,6 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.marked: set[str] = set()
         self._rates_shown: set[str] = set()
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw: themes change

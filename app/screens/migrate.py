@@ -4,7 +4,7 @@ model predicts. Cancel has the focus; the prediction keeps updating while the mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
 from whimbrel.app.backend import MigrationOrder, plan_for
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -67,7 +67,7 @@ def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
     app.push_screen(MigrateModal(list(moves)), started)
 
 
-class MigrateModal(ModalScreen[list[MigrationOrder] | None]):
+class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
         Binding("left,right", "switch", "Switch button", show=False, id="modal.switch"),
@@ -76,10 +76,6 @@ class MigrateModal(ModalScreen[list[MigrationOrder] | None]):
     def __init__(self, moves: list[Move]) -> None:
         super().__init__()
         self.moves = moves
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):

@@ -3,7 +3,7 @@ the plan follows every keystroke of the downtime target and every new measuremen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from whimbrel.app.backend import plan_for
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
@@ -26,14 +26,14 @@ from whimbrel.widgets.plan_panel import PlanPanel, measured_line
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
 
 if TYPE_CHECKING:
-    from whimbrel.app.console import WhimbrelApp
+    pass
 
 
 def plan_bars(plan: Plan) -> list[RoundBar]:
     return [RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds) for r in plan.per_round]
 
 
-class PreviewScreen(Screen[None]):
+class PreviewScreen(OnWhimbrel, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="preview.back"),
         Binding("m", "migrate", "Migrate", id="preview.migrate"),
@@ -45,10 +45,6 @@ class PreviewScreen(Screen[None]):
         self.ref = ref
         self.plan: Plan | None = None
         self._measured: set[tuple[str, str]] = set()
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw

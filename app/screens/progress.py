@@ -19,7 +19,7 @@ from textual.widgets import Footer, Header, Static
 
 from whimbrel.app.backend import MigrationHandle, MigrationOrder, name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
-from whimbrel.app.screens import colours_of
+from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -34,7 +34,7 @@ from whimbrel.widgets.event_log import EventLog
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
 
 if TYPE_CHECKING:
-    from whimbrel.app.console import WhimbrelApp
+    pass
 
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
@@ -46,7 +46,7 @@ def _vs(measured: float | None, predicted: float | None, fmt: Callable[[float], 
     return f"{got} (predicted {fmt(predicted)})" if predicted is not None else got
 
 
-class ProgressScreen(Screen[None]):
+class ProgressScreen(OnWhimbrel, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "abort", "Abort", id="progress.abort"),
         Binding("escape", "close", "Close", id="progress.close"),
@@ -66,10 +66,6 @@ class ProgressScreen(Screen[None]):
         self._rows: dict[object, RoundBar] = {}
         self._watching = False
         self._ended_at = 0.0
-
-    @property
-    def wapp(self) -> WhimbrelApp:
-        return cast("WhimbrelApp", self.app)
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
