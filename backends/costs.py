@@ -65,8 +65,13 @@ def load_costs(path: Path = COSTS_FILE) -> Costs:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         return Costs()
-    known = {f.name for f in fields(Costs)}
-    return Costs(**{k: v for k, v in doc["costs"].items() if k in known})
+    unknown = set(doc["costs"]) - {f.name for f in fields(Costs)}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown cost fields {', '.join(sorted(unknown))}; "
+            "regenerate it with `whimbrel bench report`"
+        )
+    return Costs(**doc["costs"])
 
 
 def save_costs(costs: Costs, spread: dict[str, Any], source: str, path: Path = COSTS_FILE) -> None:

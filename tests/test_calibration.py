@@ -190,3 +190,16 @@ def test_negative_fitted_times_are_clipped_before_they_reach_the_model() -> None
     calibration = Calibration(dump_time=Estimate(-0.001, 0.002, 0.002, 5))
     assert calibration.costs().dump_time_s == 0.0
     assert calibration.costs(Costs(round_trips=7)).round_trips == 7
+
+
+def test_recorded_costs_round_trip_and_a_stale_record_is_refused(tmp_path) -> None:
+    from whimbrel.backends.costs import load_costs, save_costs
+
+    path = tmp_path / "costs.json"
+    assert load_costs(path) == Costs()  # no record: the hand-set defaults
+    fitted = Costs(round_trips=2.2, scan_rate=1.2e9)
+    save_costs(fitted, {}, "test", path)
+    assert load_costs(path) == fitted
+    path.write_text('{"costs": {"round_trips": 2, "warp": 9}}')
+    with pytest.raises(ValueError, match="unknown cost fields warp"):
+        load_costs(path)
