@@ -190,6 +190,7 @@ def _row(
         "predicted_total_time_s": finished.predicted_total_time_s,
         "bytes_sent": finished.bytes_sent, "predicted_bytes": finished.predicted_bytes,
         "client_longest_gap_s": load.longest_gap_s if load is not None else None,
+        "stripes": (record.get("link") or {}).get("stripes"),
         "inputs": record.get("inputs"),
         "measured_rounds": record.get("measured_rounds", []),
         "at": time.time(),

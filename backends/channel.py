@@ -13,11 +13,11 @@ the WAN, never through the operator's machine.
 from __future__ import annotations
 
 import base64
+import math
 import secrets
-import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncssh
 
@@ -27,9 +27,24 @@ from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 LINK_TTL_MINUTES = 120
 
 
+# OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip (LAB-FACTS.md):
+# 160 Mbit/s at 100 ms whatever the link. Rounds go over enough stripes, each its own connection,
+# that the window is not what limits a path of up to STRIPE_TARGET_BPS; past MAX_STRIPES the
+# connections cost more than they bring (and sshd's MaxStartups is 10).
+SSH_WINDOW = 2 * 1024 * 1024
+STRIPE_TARGET_BPS = 500e6 / 8
+MAX_STRIPES = 8
+
+
+def stripes_for(rtt_s: float) -> int:
+    """How many stripes a path with this round trip needs: 1 up to 33 ms, 3 at 100 ms."""
+    return max(1, min(MAX_STRIPES, math.ceil(rtt_s * STRIPE_TARGET_BPS / SSH_WINDOW)))
+
+
 @dataclass(frozen=True)
 class NodeLink:
-    """An open link; `ssh_argv` is what the source runs to reach the receiver."""
+    """An open link: `argvs()` is what the source runs to reach the receiver, a command line
+    per stripe."""
 
     id: str
     src: Node
@@ -37,10 +52,14 @@ class NodeLink:
     src_dir: str  # on the source: the private key and known_hosts
     dst_dir: str  # on the target: the receiver script
     user: str
+    stripes: int = 1
 
-    def ssh_base(self) -> list[str]:
-        """The ssh command line on the source, less the receiver action to ask for. Runs share
-        one master connection, so a round costs one round trip to start, not a handshake."""
+    def ssh_base(self, stripe: int = 0) -> list[str]:
+        """The ssh command line on the source for one stripe, less the receiver action to ask
+        for. Each stripe keeps its own master connection across rounds, so a round costs one
+        round trip to start, not a handshake. The forced command runs the receiver whatever
+        is asked; the receiver reads the action from SSH_ORIGINAL_COMMAND."""
+        master = "master" if stripe == 0 else f"master-{stripe}"
         return [
             "ssh",
             "-T",
@@ -54,16 +73,17 @@ class NodeLink:
             "-o", "ServerAliveInterval=5",
             "-o", "ServerAliveCountMax=3",
             "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={self.src_dir}/master",
+            "-o", f"ControlPath={self.src_dir}/{master}",
             "-o", "ControlPersist=300",
             "-p", str(self.dst.port),
             f"{self.user}@{self.dst.wan_address}",
         ]  # fmt: skip
 
-    def ssh_argv(self, action: Sequence[str]) -> list[str]:
-        # The forced command runs the receiver whatever is asked; the receiver reads the
-        # request from SSH_ORIGINAL_COMMAND: `action` chooses among its actions.
-        return [*self.ssh_base(), shlex.join(action)]
+    def argvs(self) -> list[list[str]]:
+        return [self.ssh_base(i) for i in range(self.stripes)]
+
+    def for_rtt(self, rtt_s: float) -> NodeLink:
+        return replace(self, stripes=stripes_for(rtt_s))
 
 
 def _known_hosts_line(node: Node, key: asyncssh.SSHKey) -> str:

@@ -288,6 +288,8 @@ class Migration:
         )
 
         rtt = await probe_rtt(self.pool, src, dst, count=5)
+        link = link.for_rtt(rtt.rtt_s)
+        self._record["link"]["stripes"] = link.stripes
         bandwidth = await measure_link_throughput(self.pool, link, request.probe_bytes, rtt.rtt_s)
         dirty = await sampling
         size = float(container.memory_bytes or dirty.memory_bytes)
@@ -314,7 +316,8 @@ class Migration:
         self._record |= {"mode": mode, "policy": request.policy, "inputs": first.inputs.__dict__,
                          "plan": first.to_json()}  # fmt: skip
         yield self._log(
-            f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s, "
+            f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
+            f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
             f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
             f"state {size / 2**20:.0f} MiB; plan: {first.reason}"
         )
@@ -630,7 +633,7 @@ async def _settle(task: asyncio.Task[Any]) -> None:
 
 
 def _link_json(link: NodeLink) -> str:
-    return json.dumps(link.ssh_base())
+    return json.dumps(link.argvs())
 
 
 async def _helper(

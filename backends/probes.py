@@ -29,6 +29,7 @@ from whimbrel.backends.ssh import SessionPool, remote_script
 
 DEFAULT_RTT_SAMPLES = 7
 DEFAULT_THROUGHPUT_BYTES = 32 * 1024 * 1024
+MAX_PROBE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ThroughputResult:
     elapsed_s: float
     rtt_s: float
     bytes_per_s: float  # over the elapsed time less one RTT (first byte out, answer back)
+    stripes: int = 1  # SSH streams in parallel, as a migration over this path would use
 
     @property
     def mbit_per_s(self) -> float:
@@ -88,14 +90,21 @@ async def probe_rtt(
     )
 
 
+def probe_bytes(n_bytes: int, link: NodeLink) -> int:
+    """Each stripe carries `n_bytes` (64 MiB at most in all): as long a stream as one stream
+    alone would get."""
+    return max(n_bytes, min(n_bytes * link.stripes, MAX_PROBE_BYTES))
+
+
 async def measure_link_throughput(
     pool: SessionPool, link: NodeLink, n_bytes: int, rtt_s: float
 ) -> float:
-    """Bytes per second of a bounded stream over an open link, one RTT taken off the elapsed
-    time (the first byte's way out and the answer's way back)."""
+    """Bytes per second of a bounded stream over an open link's stripes (the path a round
+    takes), one RTT taken off the elapsed time (the first byte's way out and the answer's way
+    back)."""
     result = await pool.session(link.src).run_helper(
-        "probe.py",
-        ["send", str(n_bytes), json.dumps(link.ssh_argv(["sink"]))],
+        "source.py",
+        ["probe-send", str(probe_bytes(n_bytes, link)), json.dumps(link.argvs())],
         what=f"throughput to {link.dst.name}",
         timeout=600,
     )
@@ -111,11 +120,13 @@ async def probe_throughput(
 ) -> ThroughputResult:
     if rtt_s is None:
         rtt_s = (await probe_rtt(pool, src, dst)).rtt_s
-    async with open_link(pool, src, dst) as link:
+    async with open_link(pool, src, dst) as opened:
+        link = opened.for_rtt(rtt_s)
         started = time.time()
         rate = await measure_link_throughput(pool, link, n_bytes, rtt_s)
+    sent = probe_bytes(n_bytes, link)
     return ThroughputResult(
-        src.name, dst.name, started, n_bytes, n_bytes / rate + rtt_s, rtt_s, rate
+        src.name, dst.name, started, sent, sent / rate + rtt_s, rtt_s, rate, link.stripes
     )
 
 

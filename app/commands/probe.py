@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 "throughput_mbit": tput.mbit_per_s,
                 "throughput_bytes": tput.bytes,
                 "throughput_elapsed_s": tput.elapsed_s,
+                "throughput_stripes": tput.stripes,
             }
         return out
 
@@ -64,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result['src']} -> {result['dst']}")
     print(f"  rtt         {result['rtt_ms']:.2f} ms (median of {len(result['rtt_samples_ms'])})")
     if result["throughput_mbit"] is not None:
-        print(f"  throughput  {result['throughput_mbit']:.1f} Mbit/s over SSH, node to node")
+        streams = result["throughput_stripes"]
+        print(f"  throughput  {result['throughput_mbit']:.1f} Mbit/s over SSH, node to node"
+              + (f" ({streams} streams)" if streams > 1 else ""))  # fmt: skip
     for name, ms in result["operator_rtt_ms"].items():
         print(f"  operator -> {name}: {ms:.2f} ms")
     return 0

@@ -5,13 +5,11 @@ rtt HOST PORT COUNT      application-level round trips to an SSH server, without
                          (its KEXINIT), which crosses the path once each way on a live TCP
                          connection (a relay may answer the TCP handshake itself; this is
                          answered by sshd). One JSON line per sample.
-send BYTES ARGV_JSON     run ARGV (an ssh command to the receiver's `sink`), stream BYTES
-                         zero bytes into it, and time until the receiver's line comes back.
+(Throughput is measured over the migration's own data path: `source.py probe-send`.)
 """
 
 import json
 import socket
-import subprocess
 import sys
 import time
 
@@ -41,36 +39,8 @@ def rtt(host, port, count):
         time.sleep(0.05)
 
 
-def send(n_bytes, argv):
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    ready = proc.stdout.readline()
-    if not ready.startswith(b"ready"):
-        proc.kill()
-        print(json.dumps({"error": f"receiver did not start: {ready[:200]!r}"}), flush=True)
-        sys.exit(1)
-    block = bytes(1 << 20)
-    sent = 0
-    t0 = time.perf_counter()
-    while sent < n_bytes:
-        k = min(len(block), n_bytes - sent)
-        proc.stdin.write(block[:k])
-        sent += k
-    proc.stdin.close()
-    answer = proc.stdout.readline()
-    elapsed = time.perf_counter() - t0
-    proc.wait()
-    try:
-        received = json.loads(answer)["bytes"]
-    except (ValueError, KeyError):
-        print(json.dumps({"error": f"receiver said {answer[:200]!r}"}), flush=True)
-        sys.exit(1)
-    print(json.dumps({"bytes": received, "elapsed_s": elapsed}), flush=True)
-
-
 if __name__ == "__main__":
     if sys.argv[1] == "rtt":
         rtt(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    elif sys.argv[1] == "send":
-        send(int(sys.argv[2]), json.loads(sys.argv[3]))
     else:
         sys.exit(f"probe: unknown action {sys.argv[1]!r}")

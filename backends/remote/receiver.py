@@ -6,8 +6,9 @@ for arrives in SSH_ORIGINAL_COMMAND and is parsed here, never handed to a shell.
 writes target.json beside this script (the target container, its Docker socket, upper dir and
 checkpoint dir): the source cannot choose where anything is written.
 
-  sink          read stdin to its end; answer {"bytes": N, "elapsed_s": S}
-  recv N|final  receive a round's CRIU images (see source.py for the stream); pre-copy rounds
+  sink K T      read a striped stream (below) to its end; answer {"bytes": N, "elapsed_s": S}
+  recv N|final K T
+                receive a round's CRIU images (see source.py for the stream); pre-copy rounds
                 go to round-N/ here; the final round goes where `docker start --checkpoint`
                 restores from, with the page files staged inside the target container's own
                 root file system (/.wb), which makes the restore 5x faster (LAB-FACTS.md)
@@ -18,6 +19,14 @@ checkpoint dir): the source cannot choose where anything is written.
                 staged files; anything else, or a lost source, undoes the restore
   abort         remove the target container (before commit only)
   status        committed, aborted or pending
+  stripe T I    stripe I (1..K-1) of the striped stream T: this session's stdin, relayed into
+                the socket of the session (sink or recv) that reassembles the stream
+
+Striped streams: one SSH channel moves at most its window (about 2 MB) per round trip, so the
+source deals the stream in frames (4-byte length, then that many bytes; a zero length ends the
+stream) round-robin over K sessions, each on its own connection: frame i travels on stripe
+i % K, stripe 0 being the receiving session's own stdin. T names the stream, so a stripe can
+never join another stream's session.
 """
 
 import contextlib
@@ -26,6 +35,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +43,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKPOINT = "whimbrel"
+MAX_STRIPES = 16
+FRAME_LIMIT = 1 << 24
 
 
 def out(obj):
@@ -62,13 +74,13 @@ def docker(*args):
     return proc.stdout.strip()
 
 
-def sink():
+def sink(k, token):
+    stream = joined(k, token)
     print("ready", flush=True)
-    stdin = sys.stdin.buffer
     total = 0
     t0 = None
     while True:
-        chunk = stdin.read1(1 << 20)
+        chunk = stream.read(1 << 20)
         if not chunk:
             break
         if t0 is None:
@@ -78,10 +90,106 @@ def sink():
     out({"bytes": total, "elapsed_s": elapsed})
 
 
-def _read(stream, n):
+def _stripe_socket(token):
+    if not (token.isalnum() and len(token) <= 32):
+        raise ValueError("bad stream token")
+    return os.path.join(HERE, f"stripes-{token}.sock")
+
+
+class Joined:
+    """The frames of a striped stream read back in order: a reader whose read(n) returns n
+    bytes, or fewer only at the stream's end."""
+
+    def __init__(self, stripes):
+        self.stripes = stripes
+        self.count = 0
+        self.block = memoryview(b"")
+        self.ended = False
+
+    def read(self, n):
+        parts = []
+        while n > 0 and (self.block or self._next()):
+            take = self.block[:n]
+            parts.append(bytes(take))
+            self.block = self.block[len(take) :]
+            n -= len(take)
+        return b"".join(parts)
+
+    def _next(self):
+        if self.ended:
+            return False
+        index = self.count % len(self.stripes)
+        stripe = self.stripes[index]
+        (n,) = struct.unpack(">I", _read(stripe, 4, f"stripe {index}"))
+        if n == 0:
+            self.ended = True
+            return False
+        if n > FRAME_LIMIT:
+            raise ValueError(f"stripe {index}: frame of {n} bytes")
+        self.block = memoryview(_read(stripe, n, f"stripe {index}"))
+        self.count += 1
+        return True
+
+
+def joined(k, token):
+    """This session's stdin and the k-1 `stripe` sessions of stream `token`, joined."""
+    k = int(k)
+    if not 1 <= k <= MAX_STRIPES:
+        raise ValueError(f"bad stripe count {k}")
+    stripes = [sys.stdin.buffer] + [None] * (k - 1)
+    if k == 1:
+        return Joined(stripes)
+    path = _stripe_socket(token)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(k)
+        listener.settimeout(60)  # the stripes start with this session: a minute is plenty
+        while None in stripes:
+            conn, _ = listener.accept()
+            conn.settimeout(10)
+            index = conn.recv(1)
+            conn.settimeout(None)
+            if not index or not 1 <= index[0] < k or stripes[index[0]] is not None:
+                raise ValueError(f"bad stripe {index!r}")
+            stripes[index[0]] = conn.makefile("rb")
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return Joined(stripes)
+
+
+def stripe(token, index):
+    """Relay this session's stdin to the session reassembling stream `token`."""
+    path = _stripe_socket(token)
+    index = int(index)
+    if not 1 <= index < MAX_STRIPES:
+        raise ValueError(f"bad stripe {index}")
+    deadline = time.monotonic() + 60
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    while True:
+        try:
+            conn.connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no session is receiving this stream") from None
+            time.sleep(0.01)
+    conn.sendall(bytes([index]))
+    stdin = sys.stdin.buffer
+    while chunk := stdin.read1(1 << 20):
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
+    out({"stripe": index})
+
+
+def _read(stream, n, what="stream"):
     data = stream.read(n)
     if len(data) != n:
-        raise EOFError("stream ended early")
+        raise EOFError(f"{what} ended early")
     return data
 
 
@@ -105,7 +213,7 @@ def _copy(src_path, offset, length, dst):
             length -= len(chunk)
 
 
-def recv(which):
+def recv(which, k, token):
     """A round's images (and the writable layer, as the file "@layer"), from the source."""
     t = target()
     prev = _latest_round()
@@ -119,7 +227,7 @@ def recv(which):
         out_dir = os.path.join(HERE, f"round-{int(which)}")
         pages_dir = out_dir
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
-    stream = sys.stdin.buffer
+    stream = joined(k, token)
     received = files = 0
     while True:
         (n,) = struct.unpack(">I", _read(stream, 4))
@@ -373,6 +481,7 @@ ACTIONS = {
     "abort": abort,
     "status": status,
     "load-image": load_image,
+    "stripe": stripe,
 }
 
 

@@ -1,5 +1,7 @@
 """whimbrel node helper for the SOURCE node of a migration (standard library only).
 
+  probe-send BYTES LINKS        stream BYTES zero bytes over the link's stripes into the
+                                receiver's sink; time them
   prepare MIG CID SOCK          lock the container (one migration at a time, held on this node),
                                 make the migration's work dir, find runc's root and the
                                 container's writable layer; prints them
@@ -13,6 +15,9 @@
   status MIG                    the hand-over's outcome, if any
   ship-image MIG IMAGE LINK     `docker save` piped to the target's `docker load`
   release MIG CID               drop the lock and the work dir (after the outcome is known)
+
+LINKS is a JSON list of ssh command lines, one per stripe (each on its own connection): a round
+and the hand-over are striped streams, dealt over all of them (see receiver.py).
 
 Images go as a stream of files; for CRIU's pages-*.img, page by page (4 KiB): a page whose
 SHA-1 the target already holds from the previous round is sent as a copy instruction, so each
@@ -320,27 +325,165 @@ def tar_stream(directory, stream):
     return total
 
 
-def run_link(link_argv, action, feed):
-    """Run the receiver's `action` over the link, feeding its stdin; returns its JSON answer."""
-    proc = subprocess.Popen(
-        [*link_argv, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1 << 20
+BLOCK = 1 << 20
+
+
+class Striped:
+    """A byte stream dealt in BLOCK-sized frames round-robin over the stripes' sessions (see
+    receiver.py); end() writes the end frame. Large writes are framed straight from the
+    caller's buffer, not copied."""
+
+    def __init__(self, sinks):
+        self.sinks = sinks
+        self.count = 0
+        self.pending = bytearray()
+
+    def write(self, data):
+        data = memoryview(data).cast("B")
+        if self.pending:
+            room = BLOCK - len(self.pending)
+            self.pending += data[:room]
+            data = data[room:]
+            if len(self.pending) < BLOCK:
+                return
+            self._frame(self.pending)
+            self.pending = bytearray()
+        while len(data) >= BLOCK:
+            self._frame(data[:BLOCK])
+            data = data[BLOCK:]
+        self.pending += data
+
+    def _frame(self, block):
+        sink = self.sinks[self.count % len(self.sinks)]
+        sink.write(struct.pack(">I", len(block)))
+        sink.write(block)
+        self.count += 1
+
+    def flush(self):
+        if self.pending:
+            self._frame(self.pending)
+            self.pending = bytearray()
+        for sink in self.sinks:
+            sink.flush()
+
+    def end(self):
+        self.flush()
+        sink = self.sinks[self.count % len(self.sinks)]
+        sink.write(struct.pack(">I", 0))
+        sink.flush()
+
+
+def open_stripes(links, action):
+    """The receiver's `action` on the first stripe's connection and a `stripe` session on each
+    other: (that session, the stripe sessions, a Striped writing over all of them)."""
+    token = os.urandom(8).hex()
+    session = subprocess.Popen(
+        [*links[0], f"{action} {len(links)} {token}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=BLOCK,
     )
+    stripes = [
+        subprocess.Popen(
+            [*argv, f"stripe {token} {index}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=BLOCK,
+        )
+        for index, argv in enumerate(links[1:], 1)
+    ]
+    return session, stripes, Striped([session.stdin, *(s.stdin for s in stripes)])
+
+
+def close_stripes(stripes, timeout=60):
+    """End the stripe sessions (their stream has ended, or failed); returns the first error."""
+    errors = []
+    for proc in stripes:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    for index, proc in enumerate(stripes, 1):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode != 0:
+            errors.append(f"stripe {index}: {_answer(proc).get('error', 'failed')}")
+    return errors[0] if errors else None
+
+
+def _answer(proc):
+    """The last JSON line a session wrote, or {"error": ...}."""
+    lines = proc.stdout.read().decode(errors="replace").strip().splitlines()
+    if not lines:
+        return {}
     try:
-        result = feed(proc.stdin)
-        proc.stdin.close()
+        return json.loads(lines[-1])
+    except ValueError:
+        return {"error": lines[-1][:300]}
+
+
+def run_link(links, action, feed, striped=False):
+    """Run the receiver's `action` over the link, feeding it (over every stripe if `striped`,
+    else over the first connection only); returns (feed's result, the receiver's answer)."""
+    if striped:
+        proc, stripes, stream = open_stripes(links, action)
+    else:
+        proc = subprocess.Popen(
+            [*links[0], action], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=BLOCK
+        )
+        stripes, stream = [], proc.stdin
+    try:
+        result = feed(stream)
+        if striped:
+            stream.end()
     except BrokenPipeError:
         result = None
-    answer = proc.stdout.read().decode(errors="replace").strip().splitlines()
+    with contextlib.suppress(OSError):  # a broken pipe again, flushing
+        proc.stdin.close()
+    stripe_error = close_stripes(stripes)
+    reply = _answer(proc)
     code = proc.wait()
-    reply = {}
-    if answer:
-        try:
-            reply = json.loads(answer[-1])
-        except ValueError:
-            reply = {"error": answer[-1][:300]}
     if code != 0 or "error" in reply:
         raise RuntimeError("target: " + reply.get("error", f"link failed (exit {code})"))
+    if stripe_error:
+        raise RuntimeError("target: " + stripe_error)
     return result, reply
+
+
+def probe_send(n_bytes, links_json):
+    """BYTES zeros over every stripe into the receiver's sink, timed from its "ready" (every
+    stripe connected) to its answer."""
+    links = json.loads(links_json)
+    session, stripes, stream = open_stripes(links, "sink")
+    ready = session.stdout.readline()
+    if not ready.startswith(b"ready"):
+        close_stripes(stripes, timeout=5)
+        session.kill()
+        fail(f"receiver did not start: {ready[:200]!r}")
+    block = bytes(BLOCK)
+    sent, n_bytes = 0, int(n_bytes)
+    t0 = time.perf_counter()
+    try:
+        while sent < n_bytes:
+            k = min(len(block), n_bytes - sent)
+            stream.write(block[:k])
+            sent += k
+        stream.end()
+        session.stdin.close()
+    except BrokenPipeError:
+        pass
+    answer = session.stdout.readline()
+    elapsed = time.perf_counter() - t0
+    stripe_error = close_stripes(stripes)
+    session.wait()
+    try:
+        received = json.loads(answer)["bytes"]
+    except (ValueError, KeyError):
+        fail(f"receiver said {answer[:200]!r}")
+    if stripe_error:
+        fail(stripe_error)
+    out({"bytes": received, "elapsed_s": elapsed, "stripes": len(links)})
 
 
 def dump(mig, cid, leave_running, dirname):
@@ -476,7 +619,7 @@ def _free(path):
 
 def pre_round(mig, cid, number, link_json):
     wd = workdir(mig)
-    link_argv = json.loads(link_json)
+    links = json.loads(link_json)
     info = _info(wd)
     # File trees go with round 0, and again whole with the final round.
     trees = _trees(info) if int(number) == 0 else ()
@@ -485,7 +628,7 @@ def pre_round(mig, cid, number, link_json):
         held = load_index(wd)
         t0 = time.monotonic()
         (state, sent), _reply = run_link(
-            link_argv,
+            links,
             f"recv {int(number)}",
             lambda stream: _faulty(
                 info,
@@ -493,6 +636,7 @@ def pre_round(mig, cid, number, link_json):
                 lambda s: send_images(img, wd, s, held, trees),
                 stream,
             ),
+            striped=True,
         )
         send_s = time.monotonic() - t0
         shutil.rmtree(img, ignore_errors=True)
@@ -550,12 +694,13 @@ def handover(mig, cid, link_json, cfg_json):
     os._exit(0)
 
 
-def _handover(mig, cid, wd, link_argv, cfg, emit):
+def _handover(mig, cid, wd, links, cfg, emit):
     sock = cfg["docker_socket"]
     held = load_index(wd)  # before the freeze: none of this is downtime
     info = _info(wd)
     frozen = restored = False
     t_freeze = session = None
+    stripes = []
     stage = "freeze"
     try:
         t_freeze = time.monotonic()
@@ -567,13 +712,14 @@ def _handover(mig, cid, wd, link_argv, cfg, emit):
         emit("dumped", dump_s=dump_s)
         stage = "send"
         t_send = time.monotonic()
-        session = subprocess.Popen(
-            [*link_argv, "recv final"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        state, sent = send_images(img, wd, session.stdin, held, _trees(info))
-        session.stdin.flush()
+        session, stripes, stream = open_stripes(links, "recv final")
+        state, sent = send_images(img, wd, stream, held, _trees(info))
+        stream.end()
         if "drop-final-link" in info.get("faults", ()):
             session.kill()  # injected: the connection to the target drops mid-hand-over
+        stripe_error = close_stripes(stripes)
+        if stripe_error:
+            raise RuntimeError(stripe_error)
         emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
         stage = "restore"
         reply = _reply(session)
@@ -587,7 +733,7 @@ def _handover(mig, cid, wd, link_argv, cfg, emit):
         session.stdin.write(b"commit\n")
         session.stdin.close()
         if not _reply(session).get("committed"):
-            state_now = _target_state(link_argv)
+            state_now = _target_state(links[0])
             if state_now == "unknown":
                 # The commit may or may not have landed: resuming here could run the
                 # container twice. Stay frozen and say so; the operator decides.
@@ -623,6 +769,7 @@ def _handover(mig, cid, wd, link_argv, cfg, emit):
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         error = f"{stage}: {exc}"
         emit("failed", stage=stage, error=error)
+        close_stripes(stripes, timeout=10)
         if session is not None and session.poll() is None:
             # No commit: closing the session makes the receiver undo any restore.
             with contextlib.suppress(OSError):
@@ -634,7 +781,7 @@ def _handover(mig, cid, wd, link_argv, cfg, emit):
         if restored:
             # Make sure the target is undone before the source resumes: never two copies.
             try:
-                run_link(link_argv, "abort", lambda s: None)
+                run_link(links, "abort", lambda s: None)
             except RuntimeError as undo:
                 emit("warning", text=f"target abort: {undo}")
         if frozen:
@@ -723,7 +870,7 @@ def ship_image(mig, image, link_json):
         return total
 
     try:
-        total, _ = run_link(json.loads(link_json), "load-image", feed)
+        total, _ = run_link(json.loads(link_json), "load-image", feed)  # once: not striped
     except (RuntimeError, OSError) as exc:
         fail(str(exc))
     out({"bytes": total})
@@ -744,5 +891,6 @@ if __name__ == "__main__":
         "status": status,
         "release": release,
         "ship-image": ship_image,
+        "probe-send": probe_send,
     }
     actions[sys.argv[1]](*sys.argv[2:])

@@ -17,6 +17,7 @@ operator leaves nothing that outlives its expiry. Prints one JSON line.
 
 import base64
 import fcntl
+import glob
 import json
 import os
 import re
@@ -101,8 +102,8 @@ def keyfile(known_hosts_line):
 
 def cleanup(workdir):
     if workdir and os.path.isdir(workdir) and _is_ours(workdir):
-        master = os.path.join(workdir, "master")
-        if os.path.exists(master):  # the link's shared ssh connection: end it too
+        # The link's shared ssh connections (one a stripe): end them too.
+        for master in glob.glob(os.path.join(workdir, "master*")):
             subprocess.run(
                 ["ssh", "-o", "ControlPath=" + master, "-O", "exit", "whimbrel"],
                 capture_output=True,

@@ -140,6 +140,20 @@ def test_probe_throughput_is_within_15_percent_of_the_cap_and_leaves_no_trust_be
     assert not [p for p in Path("/tmp").iterdir() if p.name.startswith("whimbrel-")]
 
 
+def test_probe_at_a_long_round_trip_passes_what_one_ssh_window_allows(lab: dict, wan: None) -> None:
+    lab_module.set_wan(100, 400)
+    done = whimbrel("probe", "east-1", "west-1", "--json", config=lab["config"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    one_window_mbit = 2 * 2**20 * 8 / 0.1 / 1e6  # 168 Mbit/s
+    print(
+        f"100 ms, cap 400 Mbit/s: {result['throughput_mbit']:.1f} Mbit/s over "
+        f"{result['throughput_stripes']} streams (one stream: at most {one_window_mbit:.0f})"
+    )
+    assert result["throughput_stripes"] == 3
+    assert result["throughput_mbit"] > 1.5 * one_window_mbit
+
+
 @pytest.mark.parametrize("mib_per_s", [1, 8, 32])
 def test_dirty_reports_memwriters_rate_within_20_percent_with_its_method(
     lab: dict, mib_per_s: int

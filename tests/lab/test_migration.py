@@ -4,14 +4,17 @@ layer byte for byte, hostile labels."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.lab.migration_tools import finished, migrate, no_leftovers, running_on
 from tests.labtools import ssh
+from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.workloads import (
     WriteLoad,
@@ -135,6 +138,36 @@ def test_memwriter_state_continues_after_moving_west_and_back_east(lab: dict) ->
         after_east = memwriter_status(EAST1, port, verify=True)
         assert after_east.verified and after_east.counter > after_west.counter
         assert running_on(name) == ["east-1"]
+    finally:
+        _cleanup(name)
+
+
+@pytest.fixture
+def long_wan(lab: dict) -> Iterator[None]:
+    """100 ms between the clusters: one SSH window (2 MiB) per round trip is 168 Mbit/s."""
+    lab_module.set_wan(100, 400)
+    yield
+    lab_module.set_wan(lab["rtt_ms"], lab["bandwidth_mbit"])
+
+
+def test_at_a_long_round_trip_rounds_go_over_several_ssh_streams_and_the_state_arrives_whole(
+    lab: dict, long_wan: None
+) -> None:
+    name, port = "far", 7172
+    try:
+        _memwriter(name, EAST1, port)
+        time.sleep(1)
+        before = memwriter_status(EAST1, port, verify=True)
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1", "--rounds", "2")
+        done = finished(events)
+        assert code == 0, done
+        record = json.loads(Path(done["record"]).read_text())
+        assert record["link"]["stripes"] == 3
+        after = memwriter_status(WEST1, port, verify=True)
+        assert after.verified and after.counter > before.counter
+        assert running_on(name) == ["west-1"]
+        assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+        print(f"100 ms, 3 stripes: downtime {done['downtime_s']:.2f} s, {done['rounds']} rounds")
     finally:
         _cleanup(name)
 

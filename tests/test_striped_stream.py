@@ -1,0 +1,136 @@
+"""Striped streams: the source deals a round's bytes over several SSH sessions (one channel's
+window caps a stream at 2 MiB per round trip) and the receiver puts them back in order.
+
+The node helpers are standalone scripts, so they are loaded from their paths here, and run as
+`python3` processes, the way a node runs them, with a local command standing in for ssh.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from whimbrel.backends.channel import MAX_STRIPES, stripes_for
+
+ROOT = Path(__file__).parents[1]
+REMOTE = ROOT / "backends" / "remote"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"remote_{name}", REMOTE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+source, receiver = _load("source"), _load("receiver")
+BLOCK = source.BLOCK
+
+
+def _deal(writes: list[bytes], k: int, after: bytes = b"") -> list[io.BytesIO]:
+    sinks = [io.BytesIO() for _ in range(k)]
+    stream = source.Striped(sinks)
+    for data in writes:
+        stream.write(data)
+    stream.end()
+    sinks[0].write(after)
+    return [io.BytesIO(s.getvalue()) for s in sinks]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_joined_stripes_give_back_the_stream_byte_for_byte(k: int) -> None:
+    rng = __import__("random").Random(k)
+    writes = [rng.randbytes(n) for n in (1, 7, BLOCK - 3, 2 * BLOCK + 5, 0, 4096, 3 * BLOCK)]
+    writes.append(memoryview(rng.randbytes(BLOCK + 1)))  # page runs come as memoryviews
+    stripes = _deal(writes, k)
+    joined = receiver.Joined(stripes)
+    expected = b"".join(bytes(w) for w in writes)
+    got = bytearray()
+    # The receiver reads in every size: frame headers, 8-byte lengths, 1 MiB chunks.
+    for n in (1, 4, 8, 100, BLOCK, 3, 2 * BLOCK):
+        got += joined.read(n)
+    while chunk := joined.read(1 << 16):
+        got += chunk
+    assert bytes(got) == expected
+    assert joined.read(10) == b""
+
+
+def test_every_stripe_carries_a_share_of_a_large_stream() -> None:
+    stripes = _deal([bytes(6 * BLOCK)], 3)
+    sizes = [len(s.getvalue()) for s in stripes]
+    assert all(size >= 2 * BLOCK for size in sizes)
+
+
+def test_what_follows_the_stream_on_the_first_stripe_is_left_for_the_session() -> None:
+    # The final round's session reads "commit" on its stdin (stripe 0) after the stream.
+    stripes = _deal([b"x" * (BLOCK + 10)], 2, after=b"commit\n")
+    joined = receiver.Joined(stripes)
+    assert joined.read(2 * BLOCK) == b"x" * (BLOCK + 10)
+    assert stripes[0].readline() == b"commit\n"
+
+
+def test_a_stripe_that_ends_early_is_an_error_naming_it() -> None:
+    stripes = _deal([bytes(4 * BLOCK)], 2)
+    stripes[1] = io.BytesIO(stripes[1].getvalue()[: BLOCK // 2])
+    joined = receiver.Joined(stripes)
+    with pytest.raises(EOFError, match="stripe 1 ended early"):
+        while joined.read(BLOCK):
+            pass
+
+
+def test_an_oversized_frame_is_refused() -> None:
+    joined = receiver.Joined([io.BytesIO((1 << 30).to_bytes(4, "big"))])
+    with pytest.raises(ValueError, match="frame of"):
+        joined.read(1)
+
+
+def test_a_hostile_stream_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="bad stream token"):
+        receiver._stripe_socket("../../etc/x")
+
+
+def test_stripes_grow_with_the_round_trip_and_are_capped() -> None:
+    assert stripes_for(0.005) == 1
+    assert stripes_for(0.020) == 1
+    assert stripes_for(0.050) == 2
+    assert stripes_for(0.100) == 3
+    assert stripes_for(0.200) == 6
+    assert stripes_for(5.0) == MAX_STRIPES
+
+
+def _local_link(here: Path) -> list[str]:
+    """A command line that runs the receiver the way sshd's forced command does: the action
+    (ssh's last argument) in SSH_ORIGINAL_COMMAND."""
+    launcher = (
+        "import os, sys; os.environ['SSH_ORIGINAL_COMMAND'] = sys.argv[1]; "
+        f"os.execv(sys.executable, [sys.executable, {str(here / 'receiver.py')!r}])"
+    )
+    return [sys.executable, "-c", launcher]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_probe_send_moves_every_byte_over_k_receiver_sessions(tmp_path: Path, k: int) -> None:
+    shutil.copy(REMOTE / "receiver.py", tmp_path / "receiver.py")
+    links = [_local_link(tmp_path)] * k
+    n_bytes = 5 * BLOCK + 123
+    done = subprocess.run(
+        [sys.executable, str(REMOTE / "source.py"), "probe-send", str(n_bytes), json.dumps(links)],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    answer = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert answer["bytes"] == n_bytes
+    assert answer["stripes"] == k
+    assert not list(tmp_path.glob("stripes-*.sock"))  # the rendezvous socket is gone
