@@ -29,15 +29,16 @@ LINK_TTL_MINUTES = 120
 
 # OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip (LAB-FACTS.md):
 # 160 Mbit/s at 100 ms whatever the link. Rounds go over enough stripes, each its own connection,
-# that the window is not what limits a path of up to STRIPE_TARGET_BPS; past MAX_STRIPES the
-# connections cost more than they bring (and sshd's MaxStartups is 10).
+# that the window is not what limits a path of up to STRIPE_TARGET_BPS (a stripe per 37 ms of
+# round trip); past MAX_STRIPES the connections cost more than they bring (and sshd's
+# MaxStartups is 10).
 SSH_WINDOW = 2 * 1024 * 1024
-STRIPE_TARGET_BPS = 500e6 / 8
+STRIPE_TARGET_BPS = 450e6 / 8
 MAX_STRIPES = 8
 
 
 def stripes_for(rtt_s: float) -> int:
-    """How many stripes a path with this round trip needs: 1 up to 33 ms, 3 at 100 ms."""
+    """How many stripes a path with this round trip needs: 1 up to 37 ms, 3 at 100 ms."""
     return max(1, min(MAX_STRIPES, math.ceil(rtt_s * STRIPE_TARGET_BPS / SSH_WINDOW)))
 
 

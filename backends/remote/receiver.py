@@ -115,6 +115,12 @@ class Joined:
             n -= len(take)
         return b"".join(parts)
 
+    def finish(self):
+        """Read the end frame: whatever the session reads next (the final round's "commit",
+        on stdin) comes after the stream, not inside it."""
+        if self.block or self._next():
+            raise ValueError("data after the end of the stream")
+
     def _next(self):
         if self.ended:
             return False
@@ -258,6 +264,7 @@ def recv(which, k, token):
             # that resolves there, not on the host.
             os.symlink("/.wb/" + name, os.path.join(out_dir, name))
         files += 1
+    stream.finish()
     if not final:
         if prev is not None and prev != out_dir:
             shutil.rmtree(prev, ignore_errors=True)
