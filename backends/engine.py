@@ -343,8 +343,8 @@ class Migration:
             )
             started = time.monotonic()
             result = await _helper(
-                src_session, "round", self.id, container.id, str(index), _link_json(link),
-                timeout=3600,
+                src_session, "round", self.id, container.id, str(index),
+                _link_json(link, forecast.bytes), timeout=3600,
             )  # fmt: skip
             seconds = time.monotonic() - started
             sent_total += result["sent_bytes"]
@@ -377,6 +377,7 @@ class Migration:
                 "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
                 "seconds": seconds, "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
                 "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
+                "stripes": result.get("stripes"),
             })  # fmt: skip
             remaining = current.rounds
             yield self._emit(
@@ -419,13 +420,13 @@ class Migration:
         # without us: the final phase starts when it does.
         self._record["handover"] = True
         write_record(self._record)
+        final_plan = current.per_round[-1]
         await _helper(
-            src_session, "handover", self.id, container.id, _link_json(link),
+            src_session, "handover", self.id, container.id, _link_json(link, final_plan.bytes),
             json.dumps({"docker_socket": src.docker_socket,
                         "keep_source": request.keep_source}),
         )  # fmt: skip
         yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
-        final_plan = current.per_round[-1]
         yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
         final: dict[str, Any] = {}
         script = remote_script("source.py")
@@ -451,7 +452,7 @@ class Migration:
             "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
             "seconds": final["downtime_s"], "throughput": bandwidth, "rtt": rtt.rtt_s,
             "final": True, "dump_s": final["dump_s"], "dumped_bytes": final["state_bytes"],
-            "restore_s": restore_s,
+            "restore_s": restore_s, "stripes": final.get("stripes"),
         })  # fmt: skip
         # The migration proper (what the model's total time predicts) against the preflight.
         self._record["timing"] = {"preflight_s": rounds_from, "rounds_s": self._t() - rounds_from}
@@ -632,8 +633,8 @@ async def _settle(task: asyncio.Task[Any]) -> None:
         await task
 
 
-def _link_json(link: NodeLink) -> str:
-    return json.dumps(link.argvs())
+def _link_json(link: NodeLink, n_bytes: float | None = None) -> str:
+    return json.dumps(link.argvs(n_bytes))
 
 
 async def _helper(

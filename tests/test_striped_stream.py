@@ -19,7 +19,8 @@ from types import ModuleType
 
 import pytest
 
-from whimbrel.backends.channel import MAX_STRIPES, stripes_for
+from whimbrel.backends.channel import MAX_STRIPES, SSH_WINDOW, NodeLink, stripes_for
+from whimbrel.backends.config import Node
 
 ROOT = Path(__file__).parents[1]
 REMOTE = ROOT / "backends" / "remote"
@@ -154,3 +155,15 @@ def test_probe_send_moves_every_byte_over_k_receiver_sessions(tmp_path: Path, k:
     assert answer["bytes"] == n_bytes
     assert answer["stripes"] == k
     assert not list(tmp_path.glob("stripes-*.sock"))  # the rendezvous socket is gone
+
+
+def test_a_stream_gets_only_the_stripes_it_can_use() -> None:
+    node = Node(name="b", cluster="y", host="10.0.0.2")
+    link = NodeLink("id", node, node, "/src", "/dst", "root", stripes=6)
+    assert len(link.argvs()) == 6
+    assert len(link.argvs(100 * SSH_WINDOW)) == 6
+    assert len(link.argvs(13 * SSH_WINDOW)) == 3
+    assert len(link.argvs(5 * SSH_WINDOW)) == 1  # a final round's residual: one stream
+    # Each stripe has its own connection (a window each), kept across rounds.
+    paths = [next(a for a in argv if a.startswith("ControlPath=")) for argv in link.argvs()]
+    assert paths[:2] == ["ControlPath=/src/master", "ControlPath=/src/master-1"]

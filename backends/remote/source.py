@@ -650,6 +650,7 @@ def pre_round(mig, cid, number, link_json):
             "send_s": send_s,
             "state_bytes": state,
             "sent_bytes": sent,
+            "stripes": len(links),
         }
     )
 
@@ -765,6 +766,7 @@ def _handover(mig, cid, wd, links, cfg, emit):
             "restore_s": reply.get("restore_s"),
             "state_bytes": state,
             "sent_bytes": sent,
+            "stripes": len(links),
         }
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         error = f"{stage}: {exc}"
