@@ -20,7 +20,7 @@ from whimbrel.backends.costs import Costs
 from whimbrel.backends.model import POLICIES, Plan, evaluate
 
 Row = dict[str, Any]
-LA, LB = "latency-aware", "latency-blind"
+LA, LB, SC = "latency-aware", "latency-blind", "stop-and-copy"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MiB = 2**20
 
@@ -197,9 +197,11 @@ def explain_loss(s: PointSummary, other: str) -> str:
 
 
 def report(
-    rows: list[Row], command: str, data: str = "docs/benchmark-runs.jsonl", grid: int | None = None
-) -> str:
-    """The markdown report; `grid` is how many points the whole grid has, when known."""
+    rows: list[Row], command: str, data: str = "docs/benchmark-runs.jsonl", grid: int | None = None,
+    one_stream: tuple[str, list[Row]] | None = None,
+) -> str:  # fmt: skip
+    """The markdown report; `grid` is how many points the whole grid has, when known;
+    `one_stream` (its file, its rows) the runs measured before rounds were striped."""
     ok = [r for r in rows if r["ok"]]
     failed = [r for r in rows if not r["ok"]]
     points = summaries(ok)
@@ -209,6 +211,8 @@ def report(
     out += _goals(points)
     out += _losses(points)
     out += _versus_blind(points, calibration.costs())
+    if one_stream:
+        out += _striping(points, summaries([r for r in one_stream[1] if r["ok"]]), one_stream[0])
     out += _prediction(ok)
     out += _constants(calibration)
     out += _charts(points)
@@ -339,6 +343,33 @@ def _versus_blind(points: list[PointSummary], costs: Costs) -> list[str]:
         )
     if not rows:
         out.append("| (no such point measured yet) | | | | | | | | |")
+    return [*out, ""]
+
+
+def _striping(points: list[PointSummary], before: list[PointSummary], data: str) -> list[str]:
+    out = [
+        "## One SSH stream against striped rounds",
+        "",
+        "The same points measured before rounds were striped (`" + data + "`): one SSH "
+        "channel's 2 MiB window capped every round at 2 MiB per round trip. Medians; "
+        "stop-and-copy shows the path itself (its whole state in one final round).",
+        "",
+        "| point | streams | stop-and-copy downtime (one / striped) | latency-aware downtime | "
+        "latency-aware migration time | latency-aware rounds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    now = {s.key: s for s in points}
+    pairs = [(b, now[b.key]) for b in before if b.key in now]
+    for b, s in pairs:
+        streams = max((r.get("stripes") or 1 for rs in s.runs.values() for r in rs), default=1)
+        out.append(
+            f"| `{s.key}` | {streams} | {b.downtime(SC):.2f} / {s.downtime(SC):.2f} s | "
+            f"{b.downtime(LA):.2f} / {s.downtime(LA):.2f} s | "
+            f"{b.total(LA):.1f} / {s.total(LA):.1f} s | "
+            f"{b.median(LA, 'rounds'):g} / {s.median(LA, 'rounds'):g} |"
+        )
+    if not pairs:
+        out.append("| (no point measured both ways yet) | | | | | |")
     return [*out, ""]
 
 

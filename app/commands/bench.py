@@ -15,6 +15,8 @@ from whimbrel.backends.errors import UsageError
 
 # The full grid's data and report are committed; the quick smoke run's are not.
 RESULTS, QUICK_RESULTS = Path("docs/benchmark-runs.jsonl"), Path("bench-results/grid-quick.jsonl")
+# Runs measured before rounds were striped, kept to show what striping changed.
+ONE_STREAM = Path("docs/benchmark-runs-one-stream.jsonl")
 REPORT, QUICK_REPORT = Path("docs/benchmark.md"), Path("bench-results/benchmark-quick.md")
 
 
@@ -39,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         command = f"whimbrel bench report{' --quick' if args.quick else ''}"
         grid = len(bench.quick_grid() if args.quick else bench.full_grid())
-        target.write_text(report(rows, command, data=str(results), grid=grid))
+        before = None if args.quick or not ONE_STREAM.exists() else ONE_STREAM
+        one_stream = (str(before), list(bench.read_rows(before))) if before else None
+        target.write_text(report(rows, command, str(results), grid, one_stream))
         print(f"report: {target} ({len(rows)} runs)")
         if not args.quick:
             calibration = calibrate(records(r for r in rows if r["ok"]))
