@@ -35,7 +35,7 @@ LINK_TTL_MINUTES = 120
 SSH_WINDOW = 2 * 1024 * 1024
 STRIPE_TARGET_BPS = 450e6 / 8
 MAX_STRIPES = 8
-STRIPE_MIN_WINDOWS = 4
+STRIPE_PAYS_S = 0.2
 
 
 def stripes_for(rtt_s: float) -> int:
@@ -55,6 +55,7 @@ class NodeLink:
     dst_dir: str  # on the target: the receiver script
     user: str
     stripes: int = 1
+    rtt_s: float = 0.0  # measured, once known: it sets the stripes
 
     def ssh_base(self, stripe: int = 0) -> list[str]:
         """The ssh command line on the source for one stripe, less the receiver action to ask
@@ -83,16 +84,18 @@ class NodeLink:
 
     def argvs(self, n_bytes: float | None = None) -> list[list[str]]:
         """The stripes' command lines; for a stream of `n_bytes`, only as many as pay for
-        themselves. A stripe saves round trips only on a stream of several windows, and
-        costs a session's start (measured: about 0.1 s more downtime for a 5 MB final round
-        over two stripes at 50 ms than over one), so a stripe per four windows."""
+        themselves. One stream takes about n_bytes/window round trips; a second halves that
+        but costs a session's start, measured at about 0.1 s (5 MB final rounds over two
+        stripes at 50 ms: 0.1 s more downtime than over one). So a stripe per STRIPE_PAYS_S
+        of what one stream would take."""
         stripes = self.stripes
         if n_bytes is not None:
-            stripes = max(1, min(stripes, int(n_bytes // (STRIPE_MIN_WINDOWS * SSH_WINDOW))))
+            one_stream_s = n_bytes / SSH_WINDOW * self.rtt_s
+            stripes = max(1, min(stripes, int(one_stream_s / STRIPE_PAYS_S)))
         return [self.ssh_base(i) for i in range(stripes)]
 
     def for_rtt(self, rtt_s: float) -> NodeLink:
-        return replace(self, stripes=stripes_for(rtt_s))
+        return replace(self, stripes=stripes_for(rtt_s), rtt_s=rtt_s)
 
 
 def _known_hosts_line(node: Node, key: asyncssh.SSHKey) -> str:

@@ -339,6 +339,9 @@ class Striped:
         self.pending = bytearray()
 
     def write(self, data):
+        if len(self.pending) + len(data) < BLOCK:  # the many small fields: C-fast
+            self.pending += data
+            return
         data = memoryview(data).cast("B")
         if self.pending:
             room = BLOCK - len(self.pending)
