@@ -35,7 +35,6 @@ LINK_TTL_MINUTES = 120
 SSH_WINDOW = 2 * 1024 * 1024
 STRIPE_TARGET_BPS = 450e6 / 8
 MAX_STRIPES = 8
-STRIPE_PAYS_S = 0.2
 
 
 def stripes_for(rtt_s: float) -> int:
@@ -55,7 +54,6 @@ class NodeLink:
     dst_dir: str  # on the target: the receiver script
     user: str
     stripes: int = 1
-    rtt_s: float = 0.0  # measured, once known: it sets the stripes
 
     def ssh_base(self, stripe: int = 0) -> list[str]:
         """The ssh command line on the source for one stripe, less the receiver action to ask
@@ -82,20 +80,11 @@ class NodeLink:
             f"{self.user}@{self.dst.wan_address}",
         ]  # fmt: skip
 
-    def argvs(self, n_bytes: float | None = None) -> list[list[str]]:
-        """The stripes' command lines; for a stream of `n_bytes`, only as many as pay for
-        themselves. One stream takes about n_bytes/window round trips; a second halves that
-        but costs a session's start, measured at about 0.1 s (5 MB final rounds over two
-        stripes at 50 ms: 0.1 s more downtime than over one). So a stripe per STRIPE_PAYS_S
-        of what one stream would take."""
-        stripes = self.stripes
-        if n_bytes is not None:
-            one_stream_s = n_bytes / SSH_WINDOW * self.rtt_s
-            stripes = max(1, min(stripes, int(one_stream_s / STRIPE_PAYS_S)))
-        return [self.ssh_base(i) for i in range(stripes)]
+    def argvs(self) -> list[list[str]]:
+        return [self.ssh_base(i) for i in range(self.stripes)]
 
     def for_rtt(self, rtt_s: float) -> NodeLink:
-        return replace(self, stripes=stripes_for(rtt_s), rtt_s=rtt_s)
+        return replace(self, stripes=stripes_for(rtt_s))
 
 
 def _known_hosts_line(node: Node, key: asyncssh.SSHKey) -> str:

@@ -343,8 +343,8 @@ class Migration:
             )
             started = time.monotonic()
             result = await _helper(
-                src_session, "round", self.id, container.id, str(index),
-                _link_json(link, forecast.bytes), timeout=3600,
+                src_session, "round", self.id, container.id, str(index), _link_json(link),
+                timeout=3600,
             )  # fmt: skip
             seconds = time.monotonic() - started
             sent_total += result["sent_bytes"]
@@ -422,7 +422,7 @@ class Migration:
         write_record(self._record)
         final_plan = current.per_round[-1]
         await _helper(
-            src_session, "handover", self.id, container.id, _link_json(link, final_plan.bytes),
+            src_session, "handover", self.id, container.id, _link_json(link),
             json.dumps({"docker_socket": src.docker_socket,
                         "keep_source": request.keep_source}),
         )  # fmt: skip
@@ -633,8 +633,8 @@ async def _settle(task: asyncio.Task[Any]) -> None:
         await task
 
 
-def _link_json(link: NodeLink, n_bytes: float | None = None) -> str:
-    return json.dumps(link.argvs(n_bytes))
+def _link_json(link: NodeLink) -> str:
+    return json.dumps(link.argvs())
 
 
 async def _helper(

@@ -104,7 +104,7 @@ def test_a_goal_under_the_physical_floor_is_reported_as_forbidden_not_missed():
     assert "forbidden: 70% of LB is under the floor" in table, table
 
 
-def test_the_same_point_measured_over_one_stream_and_striped_is_compared_side_by_side():
+def test_the_same_point_measured_with_the_old_data_path_is_compared_side_by_side():
     before = _every_policy(latency_aware=(1.5, 40), latency_blind=(1.6, 41), phaul=(1.4, 60),
                            qemu=(1.6, 41))  # fmt: skip
     now = _every_policy(latency_aware=(1.0, 20), latency_blind=(1.1, 21), phaul=(1.2, 30),
@@ -112,7 +112,7 @@ def test_the_same_point_measured_over_one_stream_and_striped_is_compared_side_by
     for r in now:
         r["stripes"] = 3
     text = report(now, "r", one_stream=("old.jsonl", before))
-    section = text.split("## One SSH stream against striped rounds")[1].split("\n## ")[0]
+    section = text.split("## The data path before")[1].split("\n## ")[0]
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
-    assert "## One SSH stream" not in report(now, "r")  # only when there is such data
+    assert "## The data path before" not in report(now, "r")  # only when there is such data

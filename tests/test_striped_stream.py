@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 
-from whimbrel.backends.channel import MAX_STRIPES, SSH_WINDOW, NodeLink, stripes_for
+from whimbrel.backends.channel import MAX_STRIPES, NodeLink, stripes_for
 from whimbrel.backends.config import Node
 
 ROOT = Path(__file__).parents[1]
@@ -157,18 +157,10 @@ def test_probe_send_moves_every_byte_over_k_receiver_sessions(tmp_path: Path, k:
     assert not list(tmp_path.glob("stripes-*.sock"))  # the rendezvous socket is gone
 
 
-def test_a_stream_gets_only_the_stripes_that_pay_for_their_start() -> None:
+def test_each_stripe_has_its_own_connection_kept_across_rounds() -> None:
     node = Node(name="b", cluster="y", host="10.0.0.2")
     link = NodeLink("id", node, node, "/src", "/dst", "root").for_rtt(0.2)
-    assert link.stripes == 6 and len(link.argvs()) == 6
-    assert len(link.argvs(100 * SSH_WINDOW)) == 6
-    # At 200 ms a 3-window final round takes 0.6 s on one stream: stripes pay.
-    assert len(link.argvs(3 * SSH_WINDOW)) == 3
-    assert len(link.argvs(SSH_WINDOW / 2)) == 1
-    # At 50 ms the same round takes 0.15 s on one stream: a stripe's start does not pay.
-    near = link.for_rtt(0.05)
-    assert near.stripes == 2 and len(near.argvs(3 * SSH_WINDOW)) == 1
-    assert len(near.argvs(64 * SSH_WINDOW)) == 2
-    # Each stripe has its own connection (a window each), kept across rounds.
+    assert link.stripes == 6
     paths = [next(a for a in argv if a.startswith("ControlPath=")) for argv in link.argvs()]
     assert paths[:2] == ["ControlPath=/src/master", "ControlPath=/src/master-1"]
+    assert len(set(paths)) == 6

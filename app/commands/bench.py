@@ -15,7 +15,8 @@ from whimbrel.backends.errors import UsageError
 
 # The full grid's data and report are committed; the quick smoke run's are not.
 RESULTS, QUICK_RESULTS = Path("docs/benchmark-runs.jsonl"), Path("bench-results/grid-quick.jsonl")
-# Runs measured before rounds were striped, kept to show what striping changed.
+# Runs measured with the data path before striping and the pre-opened hand-over, kept to show
+# what they changed.
 ONE_STREAM = Path("docs/benchmark-runs-one-stream.jsonl")
 REPORT, QUICK_REPORT = Path("docs/benchmark.md"), Path("bench-results/benchmark-quick.md")
 

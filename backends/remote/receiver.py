@@ -77,7 +77,6 @@ def docker(*args):
 
 def sink(k, token):
     stream = joined(k, token)
-    print("ready", flush=True)
     total = 0
     t0 = None
     while True:
@@ -143,14 +142,21 @@ class Joined:
 
 
 def joined(k, token):
-    """This session's stdin and the k-1 `stripe` sessions of stream `token`, joined."""
+    """This session's stdin and the k-1 `stripe` sessions of stream `token`, joined; then
+    "ready" to the source, which sends (or freezes the container) only after it."""
     k = int(k)
     if not 1 <= k <= MAX_STRIPES:
         raise ValueError(f"bad stripe count {k}")
     stripes = [sys.stdin.buffer] + [None] * (k - 1)
-    if k == 1:
-        return Joined(stripes)
-    path = _stripe_socket(token)
+    if k > 1:
+        _accept(stripes, _stripe_socket(token))
+    print("ready", flush=True)
+    return Joined(stripes)
+
+
+def _accept(stripes, path):
+    """Fill `stripes` with the stripe sessions that connect to `path`."""
+    k = len(stripes)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -170,7 +176,6 @@ def joined(k, token):
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    return Joined(stripes)
 
 
 def stripe(token, index):

@@ -376,26 +376,56 @@ class Striped:
         sink.flush()
 
 
-def open_stripes(links, action):
-    """The receiver's `action` on the first stripe's connection and a `stripe` session on each
-    other: (that session, the stripe sessions, a Striped writing over all of them)."""
-    token = os.urandom(8).hex()
-    session = subprocess.Popen(
-        [*links[0], f"{action} {len(links)} {token}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        bufsize=BLOCK,
+class Transfer:
+    """The receiver's `action` over every stripe of the link, started before there is anything
+    to send: the sessions open (a round trip each, and the receiver's own start) while the
+    container still runs, and the receiver says "ready" once every stripe has joined."""
+
+    def __init__(self, links, action):
+        token = os.urandom(8).hex()
+        self.session = _session(links[0], f"{action} {len(links)} {token}")
+        self.stripes = [
+            _session(argv, f"stripe {token} {index}") for index, argv in enumerate(links[1:], 1)
+        ]
+        self.stream = Striped([self.session.stdin, *(s.stdin for s in self.stripes)])
+
+    def ready(self):
+        line = self.session.stdout.readline()
+        if not line.startswith(b"ready"):
+            self.close(timeout=5)
+            try:
+                error = json.loads(line)["error"]
+            except (ValueError, KeyError, TypeError):
+                error = f"receiver did not start ({line[:200]!r})"
+            raise RuntimeError("target: " + error)
+
+    def close(self, timeout=60):
+        """Close every session's input (stripes first); returns the first stripe's error.
+        A receiver that did not get the whole stream fails; one that restored and gets no
+        commit undoes the restore."""
+        error = close_stripes(self.stripes, timeout)
+        with contextlib.suppress(OSError):  # a broken pipe again, flushing
+            self.session.stdin.close()
+        return error
+
+    def deliver(self, feed):
+        """Feed the stream to its end; returns (feed's result, the receiver's answer)."""
+        try:
+            result = feed(self.stream)
+            self.stream.end()
+        except BrokenPipeError:
+            result = None
+        stripe_error = self.close()
+        reply = _answered(self.session)
+        if stripe_error:
+            raise RuntimeError("target: " + stripe_error)
+        return result, reply
+
+
+def _session(argv, action):
+    return subprocess.Popen(
+        [*argv, action], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=BLOCK
     )
-    stripes = [
-        subprocess.Popen(
-            [*argv, f"stripe {token} {index}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=BLOCK,
-        )
-        for index, argv in enumerate(links[1:], 1)
-    ]
-    return session, stripes, Striped([session.stdin, *(s.stdin for s in stripes)])
 
 
 def close_stripes(stripes, timeout=60):
@@ -426,60 +456,53 @@ def _answer(proc):
         return {"error": lines[-1][:300]}
 
 
-def run_link(links, action, feed, striped=False):
-    """Run the receiver's `action` over the link, feeding it (over every stripe if `striped`,
-    else over the first connection only); returns (feed's result, the receiver's answer)."""
-    if striped:
-        proc, stripes, stream = open_stripes(links, action)
-    else:
-        proc = subprocess.Popen(
-            [*links[0], action], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=BLOCK
-        )
-        stripes, stream = [], proc.stdin
-    try:
-        result = feed(stream)
-        if striped:
-            stream.end()
-    except BrokenPipeError:
-        result = None
-    with contextlib.suppress(OSError):  # a broken pipe again, flushing
-        proc.stdin.close()
-    stripe_error = close_stripes(stripes)
+def _answered(proc):
+    """The receiver's answer once its session ends; its error raised."""
     reply = _answer(proc)
     code = proc.wait()
     if code != 0 or "error" in reply:
         raise RuntimeError("target: " + reply.get("error", f"link failed (exit {code})"))
-    if stripe_error:
-        raise RuntimeError("target: " + stripe_error)
-    return result, reply
+    return reply
+
+
+def run_link(links, action, feed):
+    """Run the receiver's `action` on the link's first connection alone, feeding its stdin
+    (an image, once; an abort); returns (feed's result, the receiver's answer)."""
+    proc = _session(links[0], action)
+    try:
+        result = feed(proc.stdin)
+    except BrokenPipeError:
+        result = None
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    return result, _answered(proc)
 
 
 def probe_send(n_bytes, links_json):
     """BYTES zeros over every stripe into the receiver's sink, timed from its "ready" (every
     stripe connected) to its answer."""
     links = json.loads(links_json)
-    session, stripes, stream = open_stripes(links, "sink")
-    ready = session.stdout.readline()
-    if not ready.startswith(b"ready"):
-        close_stripes(stripes, timeout=5)
-        session.kill()
-        fail(f"receiver did not start: {ready[:200]!r}")
+    transfer = Transfer(links, "sink")
+    try:
+        transfer.ready()
+    except RuntimeError as exc:
+        fail(str(exc))
     block = bytes(BLOCK)
     sent, n_bytes = 0, int(n_bytes)
     t0 = time.perf_counter()
     try:
         while sent < n_bytes:
             k = min(len(block), n_bytes - sent)
-            stream.write(block[:k])
+            transfer.stream.write(block[:k])
             sent += k
-        stream.end()
-        session.stdin.close()
+        transfer.stream.end()
     except BrokenPipeError:
         pass
-    answer = session.stdout.readline()
+    stripe_error = close_stripes(transfer.stripes)
+    answer = transfer.session.stdout.readline()
     elapsed = time.perf_counter() - t0
-    stripe_error = close_stripes(stripes)
-    session.wait()
+    transfer.close()
+    transfer.session.wait()
     try:
         received = json.loads(answer)["bytes"]
     except (ValueError, KeyError):
@@ -626,25 +649,28 @@ def pre_round(mig, cid, number, link_json):
     info = _info(wd)
     # File trees go with round 0, and again whole with the final round.
     trees = _trees(info) if int(number) == 0 else ()
+    transfer = None
     try:
+        # The sessions open while runc dumps.
+        transfer = Transfer(links, f"recv {int(number)}")
         img, dump_s = dump(mig, cid, True, f"round-{number}")
         held = load_index(wd)
         t0 = time.monotonic()
-        (state, sent), _reply = run_link(
-            links,
-            f"recv {int(number)}",
+        transfer.ready()
+        (state, sent), _reply = transfer.deliver(
             lambda stream: _faulty(
                 info,
                 f"kill-link-round-{int(number)}",
                 lambda s: send_images(img, wd, s, held, trees),
                 stream,
-            ),
-            striped=True,
+            )
         )
         send_s = time.monotonic() - t0
         shutil.rmtree(img, ignore_errors=True)
         shutil.rmtree(img + ".work", ignore_errors=True)
     except (RuntimeError, OSError) as exc:
+        if transfer is not None:
+            transfer.close()
         fail(str(exc))
     out(
         {
@@ -703,10 +729,14 @@ def _handover(mig, cid, wd, links, cfg, emit):
     held = load_index(wd)  # before the freeze: none of this is downtime
     info = _info(wd)
     frozen = restored = False
-    t_freeze = session = None
-    stripes = []
-    stage = "freeze"
+    t_freeze = transfer = None
+    stage = "connect"
     try:
+        # Every session is open and the receiver ready before the freeze: none of their
+        # start is downtime.
+        transfer = Transfer(links, "recv final")
+        transfer.ready()
+        stage = "freeze"
         t_freeze = time.monotonic()
         docker(sock, "pause", cid)
         frozen = True
@@ -716,12 +746,12 @@ def _handover(mig, cid, wd, links, cfg, emit):
         emit("dumped", dump_s=dump_s)
         stage = "send"
         t_send = time.monotonic()
-        session, stripes, stream = open_stripes(links, "recv final")
-        state, sent = send_images(img, wd, stream, held, _trees(info))
-        stream.end()
+        session = transfer.session
+        state, sent = send_images(img, wd, transfer.stream, held, _trees(info))
+        transfer.stream.end()
         if "drop-final-link" in info.get("faults", ()):
             session.kill()  # injected: the connection to the target drops mid-hand-over
-        stripe_error = close_stripes(stripes)
+        stripe_error = close_stripes(transfer.stripes)
         if stripe_error:
             raise RuntimeError(stripe_error)
         emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
@@ -774,15 +804,13 @@ def _handover(mig, cid, wd, links, cfg, emit):
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         error = f"{stage}: {exc}"
         emit("failed", stage=stage, error=error)
-        close_stripes(stripes, timeout=10)
-        if session is not None and session.poll() is None:
-            # No commit: closing the session makes the receiver undo any restore.
-            with contextlib.suppress(OSError):
-                session.stdin.close()
+        if transfer is not None:
+            # No commit: closing the sessions makes the receiver undo any restore.
+            transfer.close(timeout=10)
             try:
-                session.wait(timeout=30)
+                transfer.session.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                session.kill()
+                transfer.session.kill()
         if restored:
             # Make sure the target is undone before the source resumes: never two copies.
             try:
