@@ -8,7 +8,7 @@ other's pages) and the RTT and throughput of each distinct path, one path at a t
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -30,9 +30,6 @@ from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.charts import on_view
-
-if TYPE_CHECKING:
-    pass
 
 DIRTY_SAMPLES = 3
 CONCURRENT_SAMPLERS = 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -19,9 +19,6 @@ from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
-
-if TYPE_CHECKING:
-    pass
 
 COLUMNS = (
     ("when", "WHEN"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -17,9 +17,6 @@ from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
 from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
-
-if TYPE_CHECKING:
-    pass
 
 
 class MainScreen(OnWhimbrel, Screen[None]):

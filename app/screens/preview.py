@@ -3,7 +3,7 @@ the plan follows every keystroke of the downtime target and every new measuremen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -24,9 +24,6 @@ from whimbrel.backends.units import UnitError, format_duration, format_size, par
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.plan_panel import PlanPanel, measured_line
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
-
-if TYPE_CHECKING:
-    pass
 
 
 def plan_bars(plan: Plan) -> list[RoundBar]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -32,9 +32,6 @@ from whimbrel.backends.events import (
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
 from whimbrel.widgets.event_log import EventLog
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
-
-if TYPE_CHECKING:
-    pass
 
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
