@@ -44,7 +44,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKPOINT = "whimbrel"
-MAX_STRIPES = 16
+MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 8 at most)
 FRAME_LIMIT = 1 << 24
 
 

@@ -498,10 +498,10 @@ def probe_send(n_bytes, links_json):
         transfer.stream.end()
     except BrokenPipeError:
         pass
-    stripe_error = close_stripes(transfer.stripes)
+    # The sink answers at the end frame, before the stripes' sessions end.
     answer = transfer.session.stdout.readline()
     elapsed = time.perf_counter() - t0
-    transfer.close()
+    stripe_error = transfer.close()
     transfer.session.wait()
     try:
         received = json.loads(answer)["bytes"]
