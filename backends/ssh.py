@@ -17,7 +17,7 @@ import json
 import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,7 @@ MAX_CHANNELS = 8  # sessions (commands): OpenSSH's MaxSessions is 10
 MAX_STREAMS = 16  # forwarded socket streams (Docker API calls) are not sessions
 MAX_CONCURRENT_CONNECTS = 8
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONVERSATION_END_S = 60.0  # a helper told to end (its stdin closed) ends within this
 
 
 class NodeUnreachable(WhimbrelError):
@@ -281,6 +282,32 @@ class NodeSession:
                 process.close()
 
     @asynccontextmanager
+    async def conversation(
+        self, name: str, args: Sequence[str], *, what: str
+    ) -> AsyncIterator[Conversation]:
+        """The node helper NAME kept running while the block runs, answering what it is asked a
+        JSON line at a time; at the block's end its stdin closes and it is waited for (an
+        error leaving the block closes the channel instead)."""
+        command = shlex.join(["python3", "-c", remote_script(name), *args])
+        async with self.channel() as conn:
+            process = await conn.create_process(command, encoding="utf-8")
+            try:
+                yield Conversation(self.node.name, what, process)
+                process.stdin.write_eof()
+                try:
+                    await asyncio.wait_for(process.wait(), CONVERSATION_END_S)
+                except TimeoutError:
+                    raise NodeUnreachable(self.node.name, f"{what} did not end") from None
+                if process.exit_status:
+                    said = (await process.stdout.read()).strip().splitlines()
+                    raise WhimbrelError(
+                        f"{self.node.name}: {what}: "
+                        + (said[-1][:300] if said else f"exit {process.exit_status}")
+                    )
+            finally:
+                process.close()
+
+    @asynccontextmanager
     async def unix_stream(
         self, path: str
     ) -> AsyncIterator[tuple[asyncssh.SSHReader, asyncssh.SSHWriter]]:
@@ -294,6 +321,34 @@ class NodeSession:
                 yield reader, writer
             finally:
                 writer.close()
+
+
+@dataclass
+class Conversation:
+    """A running node helper: ask() writes a line to it and returns its JSON answer."""
+
+    node: str
+    what: str
+    process: asyncssh.SSHClientProcess[str]
+
+    async def ask(self, line: str, timeout: float | None = None) -> dict[str, Any]:
+        """Its answer to `line`; an {"error": ...} answer, or none, raises WhimbrelError."""
+        self.process.stdin.write(line + "\n")
+        try:
+            answer = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        except TimeoutError:
+            raise NodeUnreachable(self.node, f"{self.what}: no answer to {line!r}") from None
+        try:
+            result = json.loads(answer) if answer else {"error": ""}
+        except ValueError:
+            result = {"error": answer.strip()[:300]}
+        if not isinstance(result, dict) or "error" in result:
+            message = result.get("error") if isinstance(result, dict) else None
+            if not message:  # it died without a word: what it said on stderr
+                with suppress(TimeoutError):
+                    message = (await asyncio.wait_for(self.process.stderr.read(), 10))[-300:]
+            raise WhimbrelError(f"{self.node}: {self.what}: {(message or '').strip() or 'ended'}")
+        return result
 
 
 def _describe(exc: BaseException, node: Node) -> str:

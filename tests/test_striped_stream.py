@@ -164,3 +164,42 @@ def test_each_stripe_has_its_own_connection_kept_across_rounds() -> None:
     paths = [next(a for a in argv if a.startswith("ControlPath=")) for argv in link.argvs()]
     assert paths[:2] == ["ControlPath=/src/master", "ControlPath=/src/master-1"]
     assert len(set(paths)) == 6
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
+    tmp_path: Path, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pre-copy rounds go one after another over the same sessions: each round's images
+    # arrive byte for byte, each answered in turn, and a later round sends only what changed.
+    here, wd, img = tmp_path / "target", tmp_path / "wd", tmp_path / "img"
+    for d in (here, wd, img):
+        d.mkdir()
+    shutil.copy(REMOTE / "receiver.py", here / "receiver.py")
+    (here / "target.json").write_text(json.dumps({"upper_dir": str(tmp_path / "upper")}))
+    pages = bytearray(os.urandom(64 * source.PAGE))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    transfer = source.Transfer([_local_link(here)] * k, "rounds")
+    sent = []
+    try:
+        for number in range(3):
+            pages[number * source.PAGE] ^= 0xFF  # a page dirtied between rounds
+            (img / "pages-1.img").write_bytes(pages)
+            (img / "inventory.img").write_bytes(b"inventory %d" % number)
+            held = source.load_index(str(wd))
+            (_, n_sent), reply = transfer.send(
+                lambda s: source.send_images(str(img), str(wd), s, held)  # noqa: B023
+            )
+            sent.append(n_sent)
+            assert reply["round"] == number
+            got = here / f"round-{number}"
+            assert (got / "pages-1.img").read_bytes() == pages
+            assert (got / "inventory.img").read_bytes() == b"inventory %d" % number
+            assert sorted(p.name for p in here.glob("round-*")) == [f"round-{number}"]
+        assert transfer.close() is None
+        assert transfer.session.wait(timeout=30) == 0
+    finally:
+        transfer.close(timeout=5)
+    assert sent[0] >= len(pages)
+    assert sent[1] < 2 * source.PAGE and sent[2] < 2 * source.PAGE
+    assert not list(here.glob("stripes-*.sock"))

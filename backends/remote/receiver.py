@@ -7,20 +7,22 @@ writes target.json beside this script (the target container, its Docker socket, 
 checkpoint dir): the source cannot choose where anything is written.
 
   sink K T      read a striped stream (below) to its end; answer {"bytes": N, "elapsed_s": S}
-  recv N|final K T
-                receive a round's CRIU images (see source.py for the stream); pre-copy rounds
-                go to round-N/ here; the final round goes where `docker start --checkpoint`
-                restores from, with the page files staged inside the target container's own
-                root file system (/.wb), which makes the restore 5x faster (LAB-FACTS.md)
+  rounds K T    the pre-copy rounds' CRIU images (see source.py for the stream), one striped
+                stream per round over the same sessions, round N into round-N/ here, each
+                answered {"round": N, ...}; the session ends when the source ends it
+  recv final K T
+                the final round's images (and the writable layer, into the container's upper
+                dir), where `docker start --checkpoint` restores from, with the page files
+                staged inside the target container's own root file system (/.wb), which
+                makes the restore 5x faster (LAB-FACTS.md); then, in the same session:
+                `docker start --checkpoint`, answer, then wait for the source's "commit"
+                line: keep the target and drop the staged files; anything else, or a lost
+                source, undoes the restore
   load-image    `docker load` what comes on stdin (the source's `docker save`)
-                (and the writable layer, as a tar, into the container's upper dir); after
-                the final round, in the same session: `docker start --checkpoint`, answer,
-                then wait for the source's "commit" line: keep the target and drop the
-                staged files; anything else, or a lost source, undoes the restore
   abort         remove the target container (before commit only)
   status        committed, aborted or pending
   stripe T I    stripe I (1..K-1) of the striped stream T: this session's stdin, relayed into
-                the socket of the session (sink or recv) that reassembles the stream
+                the socket of the session (sink, rounds or recv) that reassembles the stream
 
 Striped streams: one SSH channel moves at most its window (about 2 MB) per round trip, so the
 source deals the stream in frames (4-byte length, then that many bytes; a zero length ends the
@@ -125,12 +127,27 @@ class Joined:
         if self.block.read(1) or self._next():
             raise ValueError("data after the end of the stream")
 
+    def more(self):
+        """Begin the session's next stream (after an end frame): False when the source ends
+        the session there instead (every stripe at EOF)."""
+        self.ended = False
+        index = self.count % len(self.stripes)
+        head = self.stripes[index].read(4)
+        if not head:
+            return False
+        return self._frame(index, head)
+
     def _next(self):
         if self.ended:
             return False
         index = self.count % len(self.stripes)
+        return self._frame(index, _read(self.stripes[index], 4, f"stripe {index}"))
+
+    def _frame(self, index, head):
+        if len(head) != 4:
+            raise EOFError(f"stripe {index} ended early")
         stripe = self.stripes[index]
-        (n,) = struct.unpack(">I", _read(stripe, 4, f"stripe {index}"))
+        (n,) = struct.unpack(">I", head)
         if n == 0:
             self.ended = True
             return False
@@ -229,21 +246,63 @@ def _copy(src_path, offset, length, dst):
             length -= len(chunk)
 
 
+def rounds(k, token):
+    """The pre-copy rounds, one stream each over the same sessions, answered one by one: the
+    sessions and this script start once for all the rounds, not once a round."""
+    t = target()
+    stream = joined(k, token)
+    number = 0
+    while stream.more():
+        prev = _latest_round()
+        out_dir = os.path.join(HERE, f"round-{number}")
+        os.makedirs(out_dir, mode=0o700, exist_ok=True)
+        received, files = _receive(stream, t, prev, out_dir, out_dir, final=False)
+        _latest(prev, out_dir)
+        out({"round": number, "received_bytes": received, "files": files})
+        number += 1
+
+
+def _latest(prev, out_dir):
+    """Make out_dir the round the next one builds on; the one before is no longer needed."""
+    if prev is not None and prev != out_dir:
+        shutil.rmtree(prev, ignore_errors=True)
+    with open(os.path.join(HERE, "latest"), "w") as f:
+        f.write(out_dir)
+
+
 def recv(which, k, token):
-    """A round's images (and the writable layer, as the file "@layer"), from the source."""
+    """The final round's images (and the writable layer, as the file "@layer"), restored where
+    `docker start --checkpoint` looks for them. The final round goes on in this session:
+    restore, answer, and keep the restored container only if the source then says commit; a
+    lost source (EOF) undoes it."""
+    if which != "final":
+        raise ValueError(f"recv {which!r}: pre-copy rounds go over `rounds`")
     t = target()
     prev = _latest_round()
-    final = which == "final"
-    if final:
-        out_dir, pages_dir = t["checkpoint_dir"], os.path.join(t["upper_dir"], ".wb")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.rmtree(pages_dir, ignore_errors=True)
-        os.makedirs(pages_dir, mode=0o700)
-    else:
-        out_dir = os.path.join(HERE, f"round-{int(which)}")
-        pages_dir = out_dir
+    out_dir, pages_dir = t["checkpoint_dir"], os.path.join(t["upper_dir"], ".wb")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(pages_dir, ignore_errors=True)
+    os.makedirs(pages_dir, mode=0o700)
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     stream = joined(k, token)
+    received, files = _receive(stream, t, prev, out_dir, pages_dir, final=True)
+    if "corrupt-image" in t.get("faults", ()):
+        # Injected for whimbrel's failure tests (WHIMBREL_INJECT; never in normal use).
+        with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
+            f.write(b"\xff" * 16)
+    restored = restore()
+    out(dict(restored, received_bytes=received, files=files))
+    word = sys.stdin.buffer.readline().strip()
+    if word == b"commit":
+        out(commit())
+    else:
+        _undo()
+        out({"aborted": True, "why": "no commit from the source"})
+
+
+def _receive(stream, t, prev, out_dir, pages_dir, final):
+    """One round's stream into out_dir (page files into pages_dir), built on round `prev`;
+    returns (bytes received, files)."""
     received = files = 0
     while True:
         (n,) = struct.unpack(">I", _read(stream, 4))
@@ -275,27 +334,7 @@ def recv(which, k, token):
             os.symlink("/.wb/" + name, os.path.join(out_dir, name))
         files += 1
     stream.finish()
-    if not final:
-        if prev is not None and prev != out_dir:
-            shutil.rmtree(prev, ignore_errors=True)
-        with open(os.path.join(HERE, "latest"), "w") as f:
-            f.write(out_dir)
-        out({"received_bytes": received, "files": files})
-        return
-    if "corrupt-image" in t.get("faults", ()):
-        # Injected for whimbrel's failure tests (WHIMBREL_INJECT; never in normal use).
-        with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
-            f.write(b"\xff" * 16)
-    # The final round goes on in this session: restore, answer, and keep the restored
-    # container only if the source then says commit. A lost source (EOF) undoes it.
-    restored = restore()
-    out(dict(restored, received_bytes=received, files=files))
-    word = sys.stdin.buffer.readline().strip()
-    if word == b"commit":
-        out(commit())
-    else:
-        _undo()
-        out({"aborted": True, "why": "no commit from the source"})
+    return received, files
 
 
 def _chunks(stream):
@@ -494,6 +533,7 @@ def status():
 
 ACTIONS = {
     "sink": sink,
+    "rounds": rounds,
     "recv": recv,
     "abort": abort,
     "status": status,

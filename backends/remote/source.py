@@ -5,8 +5,11 @@
   prepare MIG CID SOCK          lock the container (one migration at a time, held on this node),
                                 make the migration's work dir, find runc's root and the
                                 container's writable layer; prints them
-  round MIG CID N LINK          pre-copy round N: `runc checkpoint --leave-running` (a short
-                                freeze), then send only the pages the target does not hold yet
+  rounds MIG CID LINK           the pre-copy rounds, one per "round N" line on stdin: `runc
+                                checkpoint --leave-running` (a short freeze), then send only the
+                                pages the target does not hold yet; a JSON line answers each.
+                                The link's sessions open once for all the rounds (at 200 ms a
+                                session set-up costs more than a small round's data)
   handover MIG CID LINK CFG     the final round, DETACHED from the operator: freeze, dump, send,
                                 restore on the target, commit; on any failure resume the source
                                 and undo the target. It writes events to MIG/handover.jsonl, so
@@ -388,8 +391,11 @@ class Transfer:
             _session(argv, f"stripe {token} {index}") for index, argv in enumerate(links[1:], 1)
         ]
         self.stream = Striped([self.session.stdin, *(s.stdin for s in self.stripes)])
+        self.is_ready = self.closed = False
 
     def ready(self):
+        if self.is_ready:
+            return
         line = self.session.stdout.readline()
         if not line.startswith(b"ready"):
             self.close(timeout=5)
@@ -398,27 +404,38 @@ class Transfer:
             except (ValueError, KeyError, TypeError):
                 error = f"receiver did not start ({line[:200]!r})"
             raise RuntimeError("target: " + error)
+        self.is_ready = True
 
     def close(self, timeout=60):
         """Close every session's input (stripes first); returns the first stripe's error.
         A receiver that did not get the whole stream fails; one that restored and gets no
         commit undoes the restore."""
+        if self.closed:
+            return None
+        self.closed = True
         error = close_stripes(self.stripes, timeout)
         with contextlib.suppress(OSError):  # a broken pipe again, flushing
             self.session.stdin.close()
         return error
 
-    def deliver(self, feed):
-        """Feed the stream to its end; returns (feed's result, the receiver's answer)."""
+    def send(self, feed):
+        """Feed one stream, end it, and return (feed's result, the receiver's answer to it);
+        the sessions stay open for the next."""
+        self.ready()
         try:
             result = feed(self.stream)
             self.stream.end()
         except BrokenPipeError:
-            result = None
-        stripe_error = self.close()
-        reply = _answered(self.session)
-        if stripe_error:
-            raise RuntimeError("target: " + stripe_error)
+            # The link broke: the receiver's own error says more than the broken pipe.
+            stripe_error = self.close(timeout=10)
+            reply = _reply(self.session)
+            raise RuntimeError(
+                "target: " + (reply.get("error") or stripe_error or "link lost")
+            ) from None
+        reply = _reply(self.session)
+        if "error" in reply:
+            self.close(timeout=10)
+            raise RuntimeError("target: " + reply["error"])
         return result, reply
 
 
@@ -590,7 +607,9 @@ def _faulty(info, fault, feed, stream):
         def write(self, data):
             self.n += len(data)
             if self.n > 256 * 1024:
-                subprocess.run(["pkill", "-KILL", "-f", "^ssh .*recv "], capture_output=True)
+                subprocess.run(
+                    ["pkill", "-KILL", "-f", "^ssh .* (rounds|recv) "], capture_output=True
+                )
                 raise BrokenPipeError("link cut (injected)")
             stream.write(data)
 
@@ -643,45 +662,50 @@ def _free(path):
     return st.f_bavail * st.f_frsize
 
 
-def pre_round(mig, cid, number, link_json):
+def rounds(mig, cid, link_json):
+    """Pre-copy rounds on the engine's word ("round N" lines), over sessions opened once: they
+    open while round 0 dumps, and stay open, so a later round costs its dump, its data and one
+    round trip for the answer. EOF from the engine ends them."""
     wd = workdir(mig)
-    links = json.loads(link_json)
     info = _info(wd)
-    # File trees go with round 0, and again whole with the final round.
-    trees = _trees(info) if int(number) == 0 else ()
-    transfer = None
+    transfer = Transfer(json.loads(link_json), "rounds")
     try:
-        # The sessions open while runc dumps.
-        transfer = Transfer(links, f"recv {int(number)}")
-        img, dump_s = dump(mig, cid, True, f"round-{number}")
-        held = load_index(wd)
-        t0 = time.monotonic()
-        transfer.ready()
-        (state, sent), _reply = transfer.deliver(
-            lambda stream: _faulty(
-                info,
-                f"kill-link-round-{int(number)}",
-                lambda s: send_images(img, wd, s, held, trees),
-                stream,
-            )
-        )
-        send_s = time.monotonic() - t0
-        shutil.rmtree(img, ignore_errors=True)
-        shutil.rmtree(img + ".work", ignore_errors=True)
-    except (RuntimeError, OSError) as exc:
-        if transfer is not None:
-            transfer.close()
+        for line in sys.stdin:
+            out(_round(mig, cid, wd, info, transfer, int(line.split()[1])))
+        error = transfer.close()
+        if error:
+            raise RuntimeError("target: " + error)
+        _answered(transfer.session)
+    except (RuntimeError, OSError, ValueError, IndexError) as exc:
+        transfer.close(timeout=10)
         fail(str(exc))
-    out(
-        {
-            "dump_s": dump_s,
-            "freeze_s": dump_s,
-            "send_s": send_s,
-            "state_bytes": state,
-            "sent_bytes": sent,
-            "stripes": len(links),
-        }
+
+
+def _round(mig, cid, wd, info, transfer, number):
+    # File trees go with round 0, and again whole with the final round.
+    trees = _trees(info) if number == 0 else ()
+    img, dump_s = dump(mig, cid, True, f"round-{number}")
+    held = load_index(wd)
+    t0 = time.monotonic()
+    (state, sent), _reply = transfer.send(
+        lambda stream: _faulty(
+            info,
+            f"kill-link-round-{number}",
+            lambda s: send_images(img, wd, s, held, trees),
+            stream,
+        )
     )
+    send_s = time.monotonic() - t0
+    shutil.rmtree(img, ignore_errors=True)
+    shutil.rmtree(img + ".work", ignore_errors=True)
+    return {
+        "dump_s": dump_s,
+        "freeze_s": dump_s,
+        "send_s": send_s,
+        "state_bytes": state,
+        "sent_bytes": sent,
+        "stripes": len(transfer.stripes) + 1,
+    }
 
 
 class Events:
@@ -918,7 +942,7 @@ def release(mig, cid):
 if __name__ == "__main__":
     actions = {
         "prepare": prepare,
-        "round": pre_round,
+        "rounds": rounds,
         "handover": handover,
         "follow": follow,
         "status": status,
