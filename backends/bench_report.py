@@ -196,12 +196,38 @@ def explain_loss(s: PointSummary, other: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class EarlierPath:
+    """Runs measured on a data path since replaced, kept to compare point by point."""
+
+    data: str  # its runs' file
+    title: str
+    what: str  # what it did that the current path does not
+
+
+# Oldest first. The runs stay in their files; the report compares the points both measured.
+EARLIER_PATHS = (
+    EarlierPath(
+        "docs/benchmark-runs-one-stream.jsonl",
+        "one SSH stream, opened after the freeze",
+        "one SSH channel, whose 2 MiB window capped every round at 2 MiB per round trip, and "
+        "the final round's session opened after the freeze (its start was downtime)",
+    ),
+    EarlierPath(
+        "docs/benchmark-runs-session-per-round.jsonl",
+        "striped, but sessions opened for every round",
+        "striped rounds, but every pre-copy round opened its own sessions (a round trip each, "
+        "and a receiver started per stripe: about 1.1 s a round at 200 ms)",
+    ),
+)
+
+
 def report(
     rows: list[Row], command: str, data: str = "docs/benchmark-runs.jsonl", grid: int | None = None,
-    one_stream: tuple[str, list[Row]] | None = None,
+    earlier: Sequence[tuple[EarlierPath, list[Row]]] = (),
 ) -> str:  # fmt: skip
     """The markdown report; `grid` is how many points the whole grid has, when known;
-    `one_stream` (its file, its rows) the runs measured before rounds were striped."""
+    `earlier` the runs of data paths since replaced, each compared with these."""
     ok = [r for r in rows if r["ok"]]
     failed = [r for r in rows if not r["ok"]]
     points = summaries(ok)
@@ -211,8 +237,8 @@ def report(
     out += _goals(points)
     out += _losses(points)
     out += _versus_blind(points, calibration.costs())
-    if one_stream:
-        out += _striping(points, summaries([r for r in one_stream[1] if r["ok"]]), one_stream[0])
+    for path, before in earlier:
+        out += _earlier(points, summaries([r for r in before if r["ok"]]), path)
     out += _prediction(ok)
     out += _constants(calibration)
     out += _charts(points)
@@ -346,16 +372,17 @@ def _versus_blind(points: list[PointSummary], costs: Costs) -> list[str]:
     return [*out, ""]
 
 
-def _striping(points: list[PointSummary], before: list[PointSummary], data: str) -> list[str]:
+def _earlier(
+    points: list[PointSummary], before: list[PointSummary], path: EarlierPath
+) -> list[str]:
     out = [
-        "## The data path before: one SSH stream, opened after the freeze",
+        f"## An earlier data path: {path.title}",
         "",
-        "The same points measured with the data path before it was striped (`" + data + "`): "
-        "one SSH channel, whose 2 MiB window capped every round at 2 MiB per round trip, and "
-        "the final round's session opened after the freeze (its start was downtime). Now "
-        "every round goes over the stripes the RTT needs, and the final round's sessions are "
-        "open and the receiver ready before the freeze. Medians, one / now; stop-and-copy "
-        "shows the path itself (the whole state in one final round).",
+        f"The same points measured on an earlier data path (`{path.data}`): {path.what}. Now "
+        "every round goes over the stripes the RTT needs, the pre-copy rounds share one set of "
+        "sessions, and the final round's sessions are open and the receiver ready before the "
+        "freeze. Medians, then / now; stop-and-copy shows the path itself (the whole state in "
+        "one final round).",
         "",
         "| point | streams | stop-and-copy downtime | latency-aware downtime | "
         "latency-aware migration time | latency-aware rounds |",

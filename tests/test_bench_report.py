@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from whimbrel.backends.bench import Point, quick_grid
-from whimbrel.backends.bench_report import report
+from whimbrel.backends.bench_report import EarlierPath, report
 
 
 def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: float = 1e6) -> dict:
@@ -104,15 +104,16 @@ def test_a_goal_under_the_physical_floor_is_reported_as_forbidden_not_missed():
     assert "forbidden: 70% of LB is under the floor" in table, table
 
 
-def test_the_same_point_measured_with_the_old_data_path_is_compared_side_by_side():
+def test_the_same_point_measured_on_an_earlier_data_path_is_compared_side_by_side():
     before = _every_policy(latency_aware=(1.5, 40), latency_blind=(1.6, 41), phaul=(1.4, 60),
                            qemu=(1.6, 41))  # fmt: skip
     now = _every_policy(latency_aware=(1.0, 20), latency_blind=(1.1, 21), phaul=(1.2, 30),
                         qemu=(1.1, 21))  # fmt: skip
     for r in now:
         r["stripes"] = 3
-    text = report(now, "r", one_stream=("old.jsonl", before))
-    section = text.split("## The data path before")[1].split("\n## ")[0]
+    older = EarlierPath("old.jsonl", "one stream", "one stream")
+    text = report(now, "r", earlier=[(older, before)])
+    section = text.split("## An earlier data path: one stream")[1].split("\n## ")[0]
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
-    assert "## The data path before" not in report(now, "r")  # only when there is such data
+    assert "## An earlier data path" not in report(now, "r")  # only when there is such data

@@ -8,16 +8,13 @@ import json
 from pathlib import Path
 
 from whimbrel.backends import bench
-from whimbrel.backends.bench_report import records, report, spread_record
+from whimbrel.backends.bench_report import EARLIER_PATHS, records, report, spread_record
 from whimbrel.backends.calibration import calibrate
 from whimbrel.backends.costs import COSTS_FILE, save_costs
 from whimbrel.backends.errors import UsageError
 
 # The full grid's data and report are committed; the quick smoke run's are not.
 RESULTS, QUICK_RESULTS = Path("docs/benchmark-runs.jsonl"), Path("bench-results/grid-quick.jsonl")
-# Runs measured with the data path before striping and the pre-opened hand-over, kept to show
-# what they changed.
-ONE_STREAM = Path("docs/benchmark-runs-one-stream.jsonl")
 REPORT, QUICK_REPORT = Path("docs/benchmark.md"), Path("bench-results/benchmark-quick.md")
 
 
@@ -42,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         command = f"whimbrel bench report{' --quick' if args.quick else ''}"
         grid = len(bench.quick_grid() if args.quick else bench.full_grid())
-        before = None if args.quick or not ONE_STREAM.exists() else ONE_STREAM
-        one_stream = (str(before), list(bench.read_rows(before))) if before else None
-        target.write_text(report(rows, command, str(results), grid, one_stream))
+        earlier = [
+            (path, list(bench.read_rows(Path(path.data))))
+            for path in EARLIER_PATHS
+            if not args.quick and Path(path.data).exists()
+        ]
+        target.write_text(report(rows, command, str(results), grid, earlier))
         print(f"report: {target} ({len(rows)} runs)")
         if not args.quick:
             calibration = calibrate(records(r for r in rows if r["ok"]))
