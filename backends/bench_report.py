@@ -217,7 +217,8 @@ EARLIER_PATHS = (
         "docs/benchmark-runs-session-per-round.jsonl",
         "striped, but sessions opened for every round",
         "striped rounds, but every pre-copy round opened its own sessions (a round trip each, "
-        "and a receiver started per stripe: about 1.1 s a round at 200 ms)",
+        "and a receiver started per stripe: 1.3 s a round at 200 ms), and the hand-over opened "
+        "its own after the last round, while the container went on dirtying pages",
     ),
 )
 
@@ -380,9 +381,9 @@ def _earlier(
         "",
         f"The same points measured on an earlier data path (`{path.data}`): {path.what}. Now "
         "every round goes over the stripes the RTT needs, the pre-copy rounds share one set of "
-        "sessions, and the final round's sessions are open and the receiver ready before the "
-        "freeze. Medians, then / now; stop-and-copy shows the path itself (the whole state in "
-        "one final round).",
+        "sessions, and the hand-over's sessions are open, the receiver ready, from the first "
+        "round on. Medians, then / now; stop-and-copy shows the path itself (the whole state "
+        "in one final round).",
         "",
         "| point | streams | stop-and-copy downtime | latency-aware downtime | "
         "latency-aware migration time | latency-aware rounds |",

@@ -49,7 +49,7 @@ from whimbrel.backends.events import (
 from whimbrel.backends.history import read_records, write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
-from whimbrel.backends.ssh import Conversation, NodeSession, SessionPool, remote_script
+from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 
 Mode = Literal["auto", "iterative", "stop-and-copy"]
 MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
@@ -334,108 +334,99 @@ class Migration:
         rounds_from = self._t()
         index = 0
         cap = request.max_rounds if request.rounds is None else request.rounds
-        # The rounds go through one agent on the source, which keeps the link's sessions
-        # open from round to round; it ends before the hand-over starts.
-        agent: Conversation | None = None
-        async with AsyncExitStack() as rounds:
-            while mode == "iterative" and index < cap:
-                if self._aborted.is_set():
-                    raise MigrationFailed(
-                        "aborted by the operator before the final round", src.name
-                    )
-                forecast = current.per_round[0]
-                yield self._emit(
-                    RoundStarted(index, False, forecast.bytes, forecast.seconds, self._t())
+        # One agent on the source runs the rounds over sessions it keeps open, and arms the
+        # hand-over (its sessions open, the receiver ready) while they run; told to, it fires
+        # it. It stays until the migration ends.
+        cfg = {"docker_socket": src.docker_socket, "keep_source": request.keep_source}
+        agent = await stack.enter_async_context(src_session.conversation(
+            "source.py", ["agent", self.id, container.id, _link_json(link), json.dumps(cfg)],
+            what="agent",
+        ))  # fmt: skip
+        while mode == "iterative" and index < cap:
+            if self._aborted.is_set():
+                raise MigrationFailed("aborted by the operator before the final round", src.name)
+            forecast = current.per_round[0]
+            yield self._emit(
+                RoundStarted(index, False, forecast.bytes, forecast.seconds, self._t())
+            )
+            started = time.monotonic()
+            result = await agent.ask(f"round {index}", timeout=3600)
+            seconds = time.monotonic() - started
+            sent_total += result["sent_bytes"]
+            brownouts.append(result["freeze_s"])
+            ran_s = max(seconds - result["freeze_s"], 1e-3)
+            throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
+            # A round costs more than its bytes over the link: hashing and rebuilding the
+            # whole state on each side, session start-up. What this round took beyond its
+            # transfer and round trips is the fixed work the model re-plans with.
+            overhead_s = ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
+            inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
+            # What this round sent beyond round 0 is what the container dirtied since the
+            # previous dump: the measured dirty rate.
+            dirty_rate = (
+                inputs.dirty_rate if index == 0 else result["sent_bytes"] / max(ran_prev, 1e-3)
+            )
+            ran_prev = ran_s
+            done.append(
+                model.MeasuredRound(
+                    bytes=result["sent_bytes"],
+                    seconds=ran_s,
+                    dirty_rate=dirty_rate,
+                    # Small rounds cannot fill the link; the path's rate is what a round gets.
+                    throughput=bandwidth,
                 )
-                started = time.monotonic()
-                if agent is None:
-                    agent = await rounds.enter_async_context(src_session.conversation(
-                        "source.py", ["rounds", self.id, container.id, _link_json(link)],
-                        what="pre-copy",
-                    ))  # fmt: skip
-                result = await agent.ask(f"round {index}", timeout=3600)
-                seconds = time.monotonic() - started
-                sent_total += result["sent_bytes"]
-                brownouts.append(result["freeze_s"])
-                ran_s = max(seconds - result["freeze_s"], 1e-3)
-                throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
-                # A round costs more than its bytes over the link: hashing and rebuilding the
-                # whole state on each side, session start-up. What this round took beyond its
-                # transfer and round trips is the fixed work the model re-plans with.
-                overhead_s = (
-                    ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
+            )
+            inputs = replace(inputs, size=result["state_bytes"])
+            current = model.replan(inputs, done, request.policy)
+            measured.append({
+                "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
+                "seconds": seconds, "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
+                "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
+                "stripes": result.get("stripes"),
+            })  # fmt: skip
+            remaining = current.rounds
+            yield self._emit(
+                RoundFinished(
+                    index=index, final=False, planned_bytes=forecast.bytes,
+                    sent_bytes=result["sent_bytes"], state_bytes=result["state_bytes"],
+                    seconds=seconds, freeze_s=result["freeze_s"], dirty_rate=dirty_rate,
+                    throughput=throughput,
+                    link_utilisation=throughput / bandwidth if bandwidth else 0.0,
+                    predicted_remaining_rounds=remaining,
+                    predicted_downtime_s=current.downtime_s, t=self._t(),
                 )
-                inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
-                # What this round sent beyond round 0 is what the container dirtied since the
-                # previous dump: the measured dirty rate.
-                dirty_rate = (
-                    inputs.dirty_rate if index == 0 else result["sent_bytes"] / max(ran_prev, 1e-3)
-                )
-                ran_prev = ran_s
-                done.append(
-                    model.MeasuredRound(
-                        bytes=result["sent_bytes"],
-                        seconds=ran_s,
-                        dirty_rate=dirty_rate,
-                        # Small rounds cannot fill the link; the path's rate is what a round gets.
-                        throughput=bandwidth,
-                    )
-                )
-                inputs = replace(inputs, size=result["state_bytes"])
-                current = model.replan(inputs, done, request.policy)
-                measured.append({
-                    "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
-                    "seconds": seconds, "throughput": bandwidth, "rtt": rtt.rtt_s, "final": False,
-                    "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
-                    "stripes": result.get("stripes"),
-                })  # fmt: skip
-                remaining = current.rounds
-                yield self._emit(
-                    RoundFinished(
-                        index=index, final=False, planned_bytes=forecast.bytes,
-                        sent_bytes=result["sent_bytes"], state_bytes=result["state_bytes"],
-                        seconds=seconds, freeze_s=result["freeze_s"], dirty_rate=dirty_rate,
-                        throughput=throughput,
-                        link_utilisation=throughput / bandwidth if bandwidth else 0.0,
-                        predicted_remaining_rounds=remaining,
-                        predicted_downtime_s=current.downtime_s, t=self._t(),
-                    )
-                )  # fmt: skip
-                index += 1
-                if request.rounds is not None:
-                    continue
-                if remaining == 0 and index < cap and _still_falling(request, done, current):
-                    # The model puts the floor here, but the last round still took more off the
-                    # residual than the floor tolerance: one more round measures where it is.
-                    current = model.replan(inputs, done, request.policy, rounds=1)
-                    remaining = 1
-                    yield self._log("the residual is still falling: one more round")
-                if remaining == 0:
-                    break
-                if (
-                    request.policy == "latency-aware"
-                    and index >= 2
-                    and done[-1].bytes >= done[-2].bytes
-                ):
-                    # The residual did not shrink at all: the rounds sit on their floor whatever
-                    # the model's estimate of it; more rounds would only add brownouts. (A slow
-                    # decline is left to the model: at a dirty ratio near 1 each round takes a
-                    # little, and together they can take a fifth off the downtime.)
-                    yield self._log("the residual stopped shrinking: stopping pre-copy here")
-                    break
+            )  # fmt: skip
+            index += 1
+            if request.rounds is not None:
+                continue
+            if remaining == 0 and index < cap and _still_falling(request, done, current):
+                # The model puts the floor here, but the last round still took more off the
+                # residual than the floor tolerance: one more round measures where it is.
+                current = model.replan(inputs, done, request.policy, rounds=1)
+                remaining = 1
+                yield self._log("the residual is still falling: one more round")
+            if remaining == 0:
+                break
+            if (
+                request.policy == "latency-aware"
+                and index >= 2
+                and done[-1].bytes >= done[-2].bytes
+            ):
+                # The residual did not shrink at all: the rounds sit on their floor whatever
+                # the model's estimate of it; more rounds would only add brownouts. (A slow
+                # decline is left to the model: at a dirty ratio near 1 each round takes a
+                # little, and together they can take a fifth off the downtime.)
+                yield self._log("the residual stopped shrinking: stopping pre-copy here")
+                break
 
         if self._aborted.is_set():
             raise MigrationFailed("aborted by the operator before the final round", src.name)
-        # From here the source node's agent carries the hand-over to its end, with or
+        # From here the source node's daemon carries the hand-over to its end, with or
         # without us: the final phase starts when it does.
         self._record["handover"] = True
         write_record(self._record)
         final_plan = current.per_round[-1]
-        await _helper(
-            src_session, "handover", self.id, container.id, _link_json(link),
-            json.dumps({"docker_socket": src.docker_socket,
-                        "keep_source": request.keep_source}),
-        )  # fmt: skip
+        await agent.ask("handover", timeout=60)
         yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
         yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
         final: dict[str, Any] = {}

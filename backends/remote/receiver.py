@@ -11,7 +11,8 @@ checkpoint dir): the source cannot choose where anything is written.
                 stream per round over the same sessions, round N into round-N/ here, each
                 answered {"round": N, ...}; the session ends when the source ends it
   recv final K T
-                the final round's images (and the writable layer, into the container's upper
+                opened before the final round is due (the source stands down by closing it
+                unused), the final round's images (and the writable layer, into the upper
                 dir), where `docker start --checkpoint` restores from, with the page files
                 staged inside the target container's own root file system (/.wb), which
                 makes the restore 5x faster (LAB-FACTS.md); then, in the same session:
@@ -278,14 +279,18 @@ def recv(which, k, token):
     if which != "final":
         raise ValueError(f"recv {which!r}: pre-copy rounds go over `rounds`")
     t = target()
-    prev = _latest_round()
     out_dir, pages_dir = t["checkpoint_dir"], os.path.join(t["upper_dir"], ".wb")
     shutil.rmtree(out_dir, ignore_errors=True)
     shutil.rmtree(pages_dir, ignore_errors=True)
     os.makedirs(pages_dir, mode=0o700)
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     stream = joined(k, token)
-    received, files = _receive(stream, t, prev, out_dir, pages_dir, final=True)
+    # The source opens this session armed, while the pre-copy rounds still run: the round to
+    # build on is the last one, known once the final round's data begins.
+    if not stream.more():
+        out({"stood_down": True})
+        return
+    received, files = _receive(stream, t, _latest_round(), out_dir, pages_dir, final=True)
     if "corrupt-image" in t.get("faults", ()):
         # Injected for whimbrel's failure tests (WHIMBREL_INJECT; never in normal use).
         with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:

@@ -5,15 +5,16 @@
   prepare MIG CID SOCK          lock the container (one migration at a time, held on this node),
                                 make the migration's work dir, find runc's root and the
                                 container's writable layer; prints them
-  rounds MIG CID LINK           the pre-copy rounds, one per "round N" line on stdin: `runc
-                                checkpoint --leave-running` (a short freeze), then send only the
-                                pages the target does not hold yet; a JSON line answers each.
-                                The link's sessions open once for all the rounds (at 200 ms a
-                                session set-up costs more than a small round's data)
-  handover MIG CID LINK CFG     the final round, DETACHED from the operator: freeze, dump, send,
-                                restore on the target, commit; on any failure resume the source
-                                and undo the target. It writes events to MIG/handover.jsonl, so
-                                it finishes (or undoes) the hand-over even if whimbrel dies.
+  agent MIG CID LINK CFG        the migration's agent, a JSON line answering each line on stdin:
+                                "round N" is pre-copy round N: `runc checkpoint --leave-running`
+                                (a short freeze), then only the pages the target does not hold
+                                yet, over sessions kept open from round to round; "handover"
+                                fires the final round. That runs DETACHED, in a daemon the agent
+                                starts first, which opens its sessions and waits, armed: fired,
+                                it freezes, dumps, sends, restores on the target, commits, and
+                                on any failure resumes the source and undoes the target, even
+                                if whimbrel dies meanwhile (its events go to MIG/handover.jsonl);
+                                never fired (the agent ends first), it stands down
   follow MIG                    stream handover.jsonl until its end
   status MIG                    the hand-over's outcome, if any
   ship-image MIG IMAGE LINK     `docker save` piped to the target's `docker load`
@@ -607,9 +608,7 @@ def _faulty(info, fault, feed, stream):
         def write(self, data):
             self.n += len(data)
             if self.n > 256 * 1024:
-                subprocess.run(
-                    ["pkill", "-KILL", "-f", "^ssh .* (rounds|recv) "], capture_output=True
-                )
+                subprocess.run(["pkill", "-KILL", "-f", "^ssh .* rounds "], capture_output=True)
                 raise BrokenPipeError("link cut (injected)")
             stream.write(data)
 
@@ -662,23 +661,87 @@ def _free(path):
     return st.f_bavail * st.f_frsize
 
 
-def rounds(mig, cid, link_json):
-    """Pre-copy rounds on the engine's word ("round N" lines), over sessions opened once: they
-    open while round 0 dumps, and stay open, so a later round costs its dump, its data and one
-    round trip for the answer. EOF from the engine ends them."""
+def agent(mig, cid, link_json, cfg_json):
+    """The migration's agent on the source, on the engine's word, a line at a time: "round N"
+    runs pre-copy round N, "handover" fires the hand-over; a JSON line answers each.
+
+    The rounds' sessions open once, while round 0 dumps, and stay open: a later round costs
+    its dump, its data and one round trip for the answer. The hand-over runs in a daemon of
+    its own, started here first: it opens the final round's sessions and waits, armed, while
+    the rounds run, so nothing is left to open between the last round and the freeze. Fired,
+    it goes on without us; if we end without firing it (EOF: the engine gave up, or is gone),
+    it stands down."""
     wd = workdir(mig)
+    links = json.loads(link_json)
     info = _info(wd)
-    transfer = Transfer(json.loads(link_json), "rounds")
+    fire = _arm_handover(mig, cid, wd, links, json.loads(cfg_json))
+    transfer = fired = None
     try:
         for line in sys.stdin:
-            out(_round(mig, cid, wd, info, transfer, int(line.split()[1])))
-        error = transfer.close()
-        if error:
+            words = line.split()
+            if words == ["handover"]:
+                fired = _fire(fire)
+                out({"fired": True})
+            elif len(words) == 2 and words[0] == "round" and not fired:
+                if transfer is None:  # stop-and-copy has no rounds: no sessions for them
+                    transfer = Transfer(links, "rounds")
+                out(_round(mig, cid, wd, info, transfer, int(words[1])))
+            else:
+                raise ValueError(f"agent: unexpected {line.strip()[:80]!r}")
+        error = transfer.close() if transfer is not None else None
+        if error and not fired:  # once fired, how the rounds' sessions end is no matter
             raise RuntimeError("target: " + error)
-        _answered(transfer.session)
-    except (RuntimeError, OSError, ValueError, IndexError) as exc:
-        transfer.close(timeout=10)
+        if transfer is not None and not fired:
+            _answered(transfer.session)
+    except (RuntimeError, OSError, ValueError) as exc:
+        if transfer is not None:
+            transfer.close(timeout=10)
         fail(str(exc))
+
+
+def _arm_handover(mig, cid, wd, links, cfg):
+    """Start the hand-over daemon, armed; returns the pipe that fires it (closing it unfired
+    makes the daemon stand down)."""
+    armed, fire = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(armed)
+        os.waitpid(child, 0)
+        return fire
+    os.close(fire)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    with open(os.path.join(wd, "handover.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    emit = Events(wd)
+    outcome = _handover(mig, cid, wd, links, cfg, emit, armed)
+    with contextlib.suppress(OSError):  # stood down: the migration's work dir may be gone
+        with open(os.path.join(wd, "handover.json.new"), "w") as f:
+            json.dump(outcome, f)
+        os.replace(os.path.join(wd, "handover.json.new"), os.path.join(wd, "handover.json"))
+    emit("end", **outcome)
+    os._exit(0)
+
+
+def _fire(fire):
+    """Tell the armed hand-over to go. A daemon already gone (it failed to arm) has said why
+    in handover.jsonl, which the engine reads next."""
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fire, b"go\n")
+    os.close(fire)
+    return True
+
+
+def _fired(armed):
+    """Wait until the agent fires the hand-over (True) or ends without firing it (False)."""
+    data = os.read(armed, 16)
+    os.close(armed)
+    return data.startswith(b"go")
 
 
 def _round(mig, cid, wd, info, transfer, number):
@@ -717,49 +780,35 @@ class Events:
 
     def __call__(self, kind, **fields):
         fields.update({"kind": kind, "t": time.monotonic() - self.t0, "wall": time.time()})
-        with open(self.path, "a") as f:
+        # A log that cannot be written (the work dir released under a stood-down hand-over)
+        # must not stop what the daemon does next, least of all a rollback.
+        with contextlib.suppress(OSError), open(self.path, "a") as f:
             f.write(json.dumps(fields) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
 
-def handover(mig, cid, link_json, cfg_json):
-    """Daemonize, then run the final round to its end whatever happens to the caller."""
-    wd = workdir(mig)
-    cfg = json.loads(cfg_json)
-    if os.fork():
-        out({"detached": True})
-        return
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    with open(os.path.join(wd, "handover.pid"), "w") as f:
-        f.write(str(os.getpid()))
-    emit = Events(wd)
-    outcome = _handover(mig, cid, wd, json.loads(link_json), cfg, emit)
-    with open(os.path.join(wd, "handover.json.new"), "w") as f:
-        json.dump(outcome, f)
-    os.replace(os.path.join(wd, "handover.json.new"), os.path.join(wd, "handover.json"))
-    emit("end", **outcome)
-    os._exit(0)
-
-
-def _handover(mig, cid, wd, links, cfg, emit):
+def _handover(mig, cid, wd, links, cfg, emit, armed):
     sock = cfg["docker_socket"]
-    held = load_index(wd)  # before the freeze: none of this is downtime
     info = _info(wd)
     frozen = restored = False
     t_freeze = transfer = None
     stage = "connect"
     try:
-        # Every session is open and the receiver ready before the freeze: none of their
-        # start is downtime.
+        # Every session is open and the receiver ready long before the freeze: none of their
+        # start is downtime, nor time the container dirties pages in after the last round.
         transfer = Transfer(links, "recv final")
         transfer.ready()
+        emit("armed")
+        if not _fired(armed):
+            transfer.close(timeout=10)
+            return {
+                "ok": False,
+                "running_on": "source",
+                "stood_down": True,
+                "error": "the hand-over was never fired: whimbrel ended the migration before",
+            }
+        held = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
         docker(sock, "pause", cid)
@@ -880,6 +929,25 @@ def _target_state(link_argv):
     return "unknown"
 
 
+def _await_handover(mig, timeout=60):
+    """Wait for the migration's hand-over daemon to end (one standing down writes its outcome
+    into the work dir as it goes): nothing of the migration may outlive its release."""
+    try:
+        with open(os.path.join(workdir(mig), "handover.pid")) as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if mig.encode() not in f.read():
+                    return  # that pid is another process now
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
 def follow(mig):
     path = os.path.join(workdir(mig), "handover.jsonl")
     pos = 0
@@ -934,6 +1002,7 @@ def ship_image(mig, image, link_json):
 
 
 def release(mig, cid):
+    _await_handover(mig)
     unlock(cid, mig)
     shutil.rmtree(workdir(mig), ignore_errors=True)
     out({"released": mig})
@@ -942,8 +1011,7 @@ def release(mig, cid):
 if __name__ == "__main__":
     actions = {
         "prepare": prepare,
-        "rounds": rounds,
-        "handover": handover,
+        "agent": agent,
         "follow": follow,
         "status": status,
         "release": release,

@@ -149,6 +149,37 @@ def test_whimbrel_killed_in_the_final_round_is_finished_by_the_nodes_and_reporte
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
 
+def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_reported_after(
+    lab: dict, redis: str
+) -> None:
+    # The hand-over daemon is armed (its sessions open) from the first round on: with
+    # whimbrel gone before firing it, it must stand down, never freeze the container.
+    with WriteLoad([(EAST1, PORT)], rate=200) as load:
+        proc = _migrate_process(lab, "--rounds", "4")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "RoundFinished" and event["index"] == 0:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait()
+        time.sleep(3)
+    assert running_on(NAME) == ["east-1"]
+    assert missing_writes(EAST1, PORT, load.acked) == []
+    assert load.longest_gap_s < 1.0, "the container was frozen"
+
+    ls = subprocess.run(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "did not finish while whimbrel was away" in ls.stderr, ls.stderr
+    assert "runs on east-1" in ls.stderr
+    assert not exists_on("west-1", NAME), "the target container was left behind"
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
 def _migrate_process(lab: dict, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "migrate",
