@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
@@ -99,7 +99,12 @@ async def _trust(session: NodeSession, *args: str, input: bytes | None = None) -
 
 
 @asynccontextmanager
-async def open_link(pool: SessionPool, src: Node, dst: Node) -> AsyncIterator[NodeLink]:
+async def open_link(
+    pool: SessionPool, src: Node, dst: Node, keep: Callable[[], bool] = lambda: False
+) -> AsyncIterator[NodeLink]:
+    """A link for the block's length. If `keep()` says so at the end (a hand-over still running
+    on it, its end unknown), the link stays, for whoever settles the hand-over to revoke; its
+    key expires by itself in any case."""
     src_session, dst_session = pool.session(src), pool.session(dst)
     dst_conn = await dst_session.connection()
     host_key = dst_conn.get_server_host_key()
@@ -126,7 +131,8 @@ async def open_link(pool: SessionPool, src: Node, dst: Node) -> AsyncIterator[No
         src_dir = made["dir"]
         yield NodeLink(ident, src, dst, src_dir, granted["dir"], user)
     finally:
-        await revoke_link(pool, src, dst, ident, src_dir, granted["dir"])
+        if not keep():
+            await revoke_link(pool, src, dst, ident, src_dir, granted["dir"])
 
 
 async def revoke_link(

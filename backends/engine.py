@@ -49,7 +49,13 @@ from whimbrel.backends.events import (
 from whimbrel.backends.history import read_records, write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
-from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
+from whimbrel.backends.ssh import (
+    CommandFailed,
+    NodeSession,
+    NodeUnreachable,
+    SessionPool,
+    remote_script,
+)
 
 Mode = Literal["auto", "iterative", "stop-and-copy"]
 MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
@@ -90,6 +96,23 @@ class MigrationFailed(WhimbrelError):
     def __init__(self, message: str, running_on: str) -> None:
         super().__init__(message)
         self.running_on = running_on
+
+
+class HandoverUnsettled(MigrationFailed):
+    """The source went out of reach while its daemon hands the container over: where it runs
+    is for the daemon's outcome to say, which `recover` reads once the node answers again."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(
+            f"lost {node} during the hand-over ({reason}); it goes on there on its own: the "
+            "next whimbrel run (e.g. `whimbrel ls`) settles it and says where the container runs",
+            "unknown",
+        )
+
+
+# How long the hand-over is followed through a source out of reach (without a new line of its
+# log) before giving up on it.
+FOLLOW_GRACE_S = 120.0
 
 
 # Docker create fields reproduced on the target, from `docker inspect` of the source.
@@ -188,8 +211,13 @@ class Migration:
                     running_on = getattr(exc, "running_on", None) or (
                         src_node.name if src_node else "unknown"
                     )
+                    if outcome.get("handover") == "running":
+                        running_on = "unknown"  # the source's daemon has the last word
                     outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
-                    yield self._phase(Phase.ROLLBACK, str(exc))
+                    if outcome.get("handover") == "running":
+                        yield self._log(str(exc), "error")  # nothing to roll back from here
+                    else:
+                        yield self._phase(Phase.ROLLBACK, str(exc))
         except (WhimbrelError, OSError) as exc:
             # Undoing preflight's work failed (a node went away meanwhile): the outcome stands,
             # the operator is told what may be left.
@@ -245,7 +273,9 @@ class Migration:
         # probed (seconds of sampling the preflight would otherwise wait for on its own).
         sampling = asyncio.create_task(measure_dirty(self.pool, container, seconds=2.0))
         stack.push_async_callback(_settle, sampling)
-        link = await stack.enter_async_context(open_link(self.pool, src, dst))
+        link = await stack.enter_async_context(
+            open_link(self.pool, src, dst, keep=lambda: outcome.get("handover") == "running")
+        )
         self._record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
         write_record(self._record)
         yield self._log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
@@ -425,23 +455,19 @@ class Migration:
         # without us: the final phase starts when it does.
         self._record["handover"] = True
         write_record(self._record)
+        # Until its end is known, nothing here may undo anything: see _follow.
+        outcome["handover"] = "running"
         final_plan = current.per_round[-1]
-        await agent.ask("handover", timeout=60)
+        try:
+            await agent.ask("handover", timeout=60)
+        except NodeUnreachable as exc:  # fired or not, the daemon's log will say
+            yield self._log(f"firing the hand-over: {exc}", "warning")
         yield self._phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
         yield self._emit(RoundStarted(index, True, final_plan.bytes, final_plan.seconds, self._t()))
         final: dict[str, Any] = {}
-        script = remote_script("source.py")
-        lines = src_session.stream_python(script, ["follow", self.id], timeout=3600)
-        async with aclosing(lines):
-            async for line in lines:
-                step = json.loads(line)
-                kind = step["kind"]
-                if kind == "sent":
-                    yield self._phase(Phase.RESTORE, f"{step['sent_bytes']} bytes sent")
-                elif kind in ("failed", "warning"):
-                    yield self._log(step.get("error") or step.get("text", ""), "error")
-                elif kind == "end":
-                    final = step
+        async for event in self._follow(src_session, final):
+            yield event
+        outcome["handover"] = "settled"
         if not final.get("ok"):
             running = {"source": src.name, "target": dst.name}.get(
                 final.get("running_on", ""), "nowhere (see the log)"
@@ -485,15 +511,57 @@ class Migration:
             "final": final,
         }
 
+    async def _follow(
+        self, session: NodeSession, final: dict[str, Any]
+    ) -> AsyncIterator[MigrationEvent]:
+        """The hand-over as the source's daemon logs it, to its end (then in `final`). The
+        daemon goes on without us, so a lost connection is made again and the log read on from
+        where it was; only when the source stays out of reach for FOLLOW_GRACE_S does this
+        give up, with the hand-over's end unknown (HandoverUnsettled)."""
+        seen = 0
+        lost_since: float | None = None
+        while True:
+            read, before = 0, seen
+            try:
+                lines = session.stream_python(
+                    remote_script("source.py"), ["follow", self.id], timeout=3600
+                )
+                async with aclosing(lines):
+                    async for line in lines:
+                        read += 1
+                        if read <= seen:  # read again after a lost connection
+                            continue
+                        seen = read
+                        step = json.loads(line)
+                        kind = step["kind"]
+                        if kind == "sent":
+                            yield self._phase(Phase.RESTORE, f"{step['sent_bytes']} bytes sent")
+                        elif kind in ("failed", "warning"):
+                            yield self._log(step.get("error") or step.get("text", ""), "error")
+                        elif kind == "end":
+                            final |= step
+                            return
+                lost = "the log ended before the hand-over did"
+            except (NodeUnreachable, CommandFailed) as exc:
+                lost = str(exc)
+            now = time.monotonic()
+            lost_since = now if lost_since is None or seen > before else lost_since
+            if now - lost_since > FOLLOW_GRACE_S:
+                raise HandoverUnsettled(session.node.name, lost)
+            yield self._log(f"following the hand-over: {lost}; trying again", "warning")
+            await asyncio.sleep(1.0)
+
     async def _release(self, src: NodeSession, cid: str, outcome: dict[str, Any]) -> None:
+        if outcome.get("handover") == "running":
+            return  # its daemon's outcome is in the work dir: `recover` needs it
         try:
             await _helper(src, "release", self.id, cid)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
 
     async def _remove_target(self, api: DockerAPI, cid: str, outcome: dict[str, Any]) -> None:
-        if outcome.get("ok"):
-            return
+        if outcome.get("ok") or outcome.get("handover") == "running":
+            return  # it serves, or may be about to
         try:
             await api.request("DELETE", f"/containers/{cid}", query={"force": "true", "v": "1"})
         except DockerError as exc:
@@ -520,8 +588,10 @@ class Migration:
             error=outcome.get("error"),
             t=self._t(),
         )
+        unsettled = outcome.get("handover") == "running"
         self._record |= event_json(event) | {
-            "status": "done" if event.ok else "failed",
+            # A hand-over whose end is unknown stays pending, for `recover` to settle.
+            "status": "pending" if unsettled else "done" if event.ok else "failed",
             "warnings": outcome.get("warnings", []),
             "handover_result": outcome.get("final"),
         }

@@ -8,6 +8,7 @@ and the killed whimbrel, which is a real SIGKILL."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -177,6 +178,47 @@ def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_repo
     assert "did not finish while whimbrel was away" in ls.stderr, ls.stderr
     assert "runs on east-1" in ls.stderr
     assert not exists_on("west-1", NAME), "the target container was left behind"
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def _drop_ssh_connections(netns: str) -> int:
+    """Kill every SSH connection into the node (not its listening sshd): whimbrel's link to
+    the node drops as it would when the network does."""
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+    killed = 0
+    for pid in pids.stdout.split():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0]
+            if title.startswith(b"sshd:") and b"[listener]" not in title:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            continue
+    return killed
+
+
+def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses_nothing(
+    lab: dict, redis: str
+) -> None:
+    # The daemon on the source goes on without whimbrel; whimbrel must neither undo nor lose
+    # track of it: it reconnects and reads the hand-over's log on from where it was.
+    with WriteLoad([(EAST1, PORT), (WEST1, PORT)], rate=200) as load:
+        time.sleep(0.5)
+        proc = _migrate_process(lab, "--rounds", "1")
+        assert proc.stdout is not None
+        events = []
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "PhaseChanged" and events[-1]["phase"] == "final":
+                assert _drop_ssh_connections("wb-east-1") > 0
+        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.5)
+    done = finished(events)
+    assert done["ok"] and done["running_on"] == "west-1"
+    assert any("following the hand-over" in e.get("text", "") for e in events), events
+    assert running_on(NAME) == ["west-1"] and not exists_on("east-1", NAME)
+    assert missing_writes(WEST1, PORT, load.acked) == []
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
 
