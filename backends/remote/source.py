@@ -675,11 +675,11 @@ def agent(mig, cid, link_json, cfg_json):
     links = json.loads(link_json)
     info = _info(wd)
     fire = _arm_handover(mig, cid, wd, links, json.loads(cfg_json))
-    transfer = fired = None
+    transfer, fired = None, False
     try:
         for line in sys.stdin:
             words = line.split()
-            if words == ["handover"]:
+            if words == ["handover"] and not fired:
                 fired = _fire(fire)
                 out({"fired": True})
             elif len(words) == 2 and words[0] == "round" and not fired:
@@ -688,6 +688,8 @@ def agent(mig, cid, link_json, cfg_json):
                 out(_round(mig, cid, wd, info, transfer, int(words[1])))
             else:
                 raise ValueError(f"agent: unexpected {line.strip()[:80]!r}")
+        if not fired:
+            os.close(fire)  # the armed daemon stands down now, not once these sessions end
         error = transfer.close() if transfer is not None else None
         if error and not fired:  # once fired, how the rounds' sessions end is no matter
             raise RuntimeError("target: " + error)
