@@ -139,14 +139,9 @@ def test_whimbrel_killed_in_the_final_round_is_finished_by_the_nodes_and_reporte
     assert missing_writes(WEST1, PORT, load.acked) == []
 
     # The next whimbrel start reports what happened and settles what was left.
-    ls = subprocess.run(
-        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert "finished while whimbrel was away" in ls.stderr, ls.stderr
-    assert "runs on west-1" in ls.stderr
+    ls = _next_whimbrel_run(lab)
+    assert "finished while whimbrel was away" in ls, ls
+    assert "runs on west-1" in ls
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
 
@@ -169,14 +164,9 @@ def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_repo
     assert missing_writes(EAST1, PORT, load.acked) == []
     assert load.longest_gap_s < 1.0, "the container was frozen"
 
-    ls = subprocess.run(
-        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert "did not finish while whimbrel was away" in ls.stderr, ls.stderr
-    assert "runs on east-1" in ls.stderr
+    ls = _next_whimbrel_run(lab)
+    assert "did not finish while whimbrel was away" in ls, ls
+    assert "runs on east-1" in ls
     assert not exists_on("west-1", NAME), "the target container was left behind"
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
@@ -220,6 +210,18 @@ def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses
     assert running_on(NAME) == ["west-1"] and not exists_on("east-1", NAME)
     assert missing_writes(WEST1, PORT, load.acked) == []
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def _next_whimbrel_run(lab: dict) -> str:
+    """What the next whimbrel start (`whimbrel ls`) tells the operator as it settles what a
+    dead whimbrel left."""
+    ls = subprocess.run(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return ls.stderr
 
 
 def _migrate_process(lab: dict, *extra: str) -> subprocess.Popen[str]:
