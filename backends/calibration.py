@@ -75,13 +75,21 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return coef / scale, stderr / scale, math.sqrt(sigma2)
 
 
-def _fit_affine(y: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, Estimate]:
+def _fit_affine(
+    y: np.ndarray, columns: dict[str, np.ndarray], held: dict[str, float] | None = None
+) -> dict[str, Estimate]:
     """y ~ fixed + sum of coef * column, least squares. A column that does not vary (it cannot
     be told from the constant) or comes out negative (no physical meaning: a time cannot shrink
-    as bytes or round trips grow) is left out, and the rest refitted."""
+    as bytes or round trips grow) is left out, and the rest refitted. A column left out for not
+    varying that `held` has a coefficient for (an earlier fit's) keeps that one instead: the
+    constant must not absorb its part (one state size measured says nothing of the per-byte
+    term, but does not make it zero)."""
     names = [
         n for n, x in columns.items() if np.ptp(x) > 0.05 * max(float(np.abs(x).mean()), 1e-300)
     ]
+    for n, x in columns.items():
+        if n not in names and (held or {}).get(n):
+            y = y - (held or {})[n] * x
     while True:
         x = np.column_stack([np.ones_like(y), *(columns[n] for n in names)])
         coef, stderr, spread = _least_squares(x, y)
@@ -113,23 +121,35 @@ def _beyond_dump_and_bytes(rows: Sequence[RoundRecord]) -> tuple[np.ndarray, dic
     }
 
 
-def fit_round_work(records: Sequence[RoundRecord]) -> dict[str, Estimate] | None:
+def _per_byte(rate: float | None) -> dict[str, float]:
+    return {"state": 1 / rate} if rate else {}
+
+
+def fit_round_work(
+    records: Sequence[RoundRecord], scan_rate: float | None = None
+) -> dict[str, Estimate] | None:
     """A pre-copy round's work beyond its freeze and bytes: c0 + k*RTT + M/scan_rate.
-    Keys: fixed (c0), and where the records determine them, rtt (k) and state (1/scan_rate)."""
+    Keys: fixed (c0), and where the records determine them, rtt (k) and state (1/scan_rate);
+    where they do not, a given scan_rate is held."""
     rows = [r for r in records if not r.final and r.seconds is not None]
-    return _fit_affine(*_beyond_dump_and_bytes(rows)) if rows else None
+    return _fit_affine(*_beyond_dump_and_bytes(rows), _per_byte(scan_rate)) if rows else None
 
 
-def fit_handover(records: Sequence[RoundRecord]) -> dict[str, Estimate] | None:
+def fit_handover(
+    records: Sequence[RoundRecord], restore_rate: float | None = None
+) -> dict[str, Estimate] | None:
     """The final round's downtime beyond its dump and bytes: r0 + j*RTT + M/restore_rate
     (pause, restore, commit). Keys as fit_round_work's."""
     rows = [r for r in records if r.final and r.seconds is not None]
-    return _fit_affine(*_beyond_dump_and_bytes(rows)) if rows else None
+    return _fit_affine(*_beyond_dump_and_bytes(rows), _per_byte(restore_rate)) if rows else None
 
 
-def fit_dump(records: Sequence[RoundRecord]) -> tuple[Estimate, Estimate | None] | None:
+def fit_dump(
+    records: Sequence[RoundRecord], dump_rate: float | None = None
+) -> tuple[Estimate, Estimate | None] | None:
     """(dump time, dump rate): dump_s = t0 + bytes/rate where the dumped sizes vary enough to
-    separate the two; otherwise t0 holds the whole dump and the rate is None."""
+    separate the two; otherwise t0 holds the whole dump (less a given dump_rate's part) and
+    the rate is None."""
     rows = [(r.dump_s, r.dumped_bytes) for r in records if r.dump_s is not None]
     if not rows:
         return None
@@ -137,7 +157,7 @@ def fit_dump(records: Sequence[RoundRecord]) -> tuple[Estimate, Estimate | None]
     sizes = np.array([b if b is not None else math.nan for _, b in rows], dtype=float)
     if len(rows) < 3 or not np.isfinite(sizes).all():
         return _mean(y), None
-    fitted = _fit_affine(y, {"state": sizes})
+    fitted = _fit_affine(y, {"state": sizes}, _per_byte(dump_rate))
     return fitted["fixed"], _rate(fitted.get("state"))
 
 
@@ -243,11 +263,16 @@ class Calibration:
 
 
 def calibrate(
-    records: Sequence[RoundRecord], dirty_samples: Sequence[DirtySample] = ()
+    records: Sequence[RoundRecord],
+    dirty_samples: Sequence[DirtySample] = (),
+    held: Costs | None = None,
 ) -> Calibration:
-    dump = fit_dump(records)
-    work = fit_round_work(records) or {}
-    handover = fit_handover(records) or {}
+    """Every term the records determine. With `held` (the costs in use), a per-byte rate the
+    records cannot determine (one state size) stays at its held value in the fits of the
+    rest, and is left None here (Calibration.costs(held) keeps it)."""
+    dump = fit_dump(records, held.dump_rate if held else None)
+    work = fit_round_work(records, held.scan_rate if held else None) or {}
+    handover = fit_handover(records, held.restore_rate if held else None) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),

@@ -107,6 +107,31 @@ def test_a_term_the_records_do_not_vary_is_left_out_of_the_fit() -> None:
     assert work is not None and "rtt" not in work and "state" in work
 
 
+def _at_one_size(r: RoundRecord, state: float) -> RoundRecord:
+    """synthetic_rounds' record, its state (and so its dump and work) made `state`."""
+    work = 0.4 + 1.5 * r.rtt + state / 8e8 if r.final else 0.2 + 2 * r.rtt + state / 1e9
+    dump = 0.05 + state / 4e8
+    return replace(r, dumped_bytes=state, dump_s=dump, seconds=dump + r.transfer_s + work)
+
+
+def test_one_state_size_holds_the_rates_in_use_and_fits_the_rest_around_them() -> None:
+    # A partial grid (one state size) says nothing of the per-byte terms: they stay at the
+    # costs in use, and the fixed terms are fitted net of them, not swollen by them.
+    rng = np.random.default_rng(3)
+    rounds = synthetic_rounds(rng, 30, 0.0) + synthetic_rounds(rng, 30, 0.0, final=True)
+    one_size = [_at_one_size(r, 256 * MiB) for r in rounds]
+    in_use = Costs(scan_rate=1e9, dump_rate=4e8, restore_rate=8e8)
+    fitted = calibrate(one_size, held=in_use)
+    assert fitted.scan_rate is None and fitted.restore_rate is None and fitted.dump_rate is None
+    assert fitted.round_fixed is not None and fitted.round_fixed.value == pytest.approx(0.2)
+    assert fitted.restore_time is not None and fitted.restore_time.value == pytest.approx(0.4)
+    assert fitted.dump_time is not None and fitted.dump_time.value == pytest.approx(0.05)
+    costs = fitted.costs(in_use)
+    assert (costs.scan_rate, costs.dump_rate, costs.restore_rate) == (1e9, 4e8, 8e8)
+    unheld = calibrate(one_size).round_fixed  # without them, the constant takes their part
+    assert unheld is not None and unheld.value == pytest.approx(0.2 + 256 * MiB / 1e9)
+
+
 def test_a_slope_fitted_negative_is_dropped_and_the_rest_refitted() -> None:
     # The work does not grow with RTT at all here; noise must not make k negative.
     rng = np.random.default_rng(4)

@@ -6,16 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from whimbrel.backends import bench
 from whimbrel.backends.bench_report import EARLIER_PATHS, records, report, spread_record
 from whimbrel.backends.calibration import calibrate
-from whimbrel.backends.costs import COSTS_FILE, save_costs
+from whimbrel.backends.costs import COSTS_FILE, load_costs, save_costs
 from whimbrel.backends.errors import UsageError
 
 # The full grid's data and report are committed; the quick smoke run's are not.
 RESULTS, QUICK_RESULTS = Path("docs/benchmark-runs.jsonl"), Path("bench-results/grid-quick.jsonl")
 REPORT, QUICK_REPORT = Path("docs/benchmark.md"), Path("bench-results/benchmark-quick.md")
+
+
+def _spread_on_record() -> dict[str, Any]:
+    try:
+        return json.loads(COSTS_FILE.read_text()).get("spread", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,9 +55,14 @@ def run(args: argparse.Namespace) -> int:
         target.write_text(report(rows, command, str(results), grid, earlier))
         print(f"report: {target} ({len(rows)} runs)")
         if not args.quick:
-            calibration = calibrate(records(r for r in rows if r["ok"]))
-            save_costs(calibration.costs(), spread_record(calibration), f"{command}: {results}")
-            print(f"calibrated costs: {COSTS_FILE}")
+            # What these runs cannot determine (a rate, from one state size) stays as it was.
+            held, held_spread = load_costs(), _spread_on_record()
+            calibration = calibrate(records(r for r in rows if r["ok"]), held=held)
+            spread = spread_record(calibration)
+            kept = sorted(set(held_spread) - set(spread))
+            note = f"; held: {', '.join(kept)}" if kept else ""
+            save_costs(calibration.costs(held), held_spread | spread, f"{command}: {results}{note}")
+            print(f"calibrated costs: {COSTS_FILE}{note}")
         return 0
     policies = tuple(p for p in args.policies.split(",") if p)
     unknown = [p for p in policies if p not in bench.ALL_POLICIES]
