@@ -387,10 +387,16 @@ class Migration:
             ran_s = max(seconds - result["freeze_s"], 1e-3)
             throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
             # A round costs more than its bytes over the link: hashing and rebuilding the
-            # whole state on each side, session start-up. What this round took beyond its
-            # transfer and round trips is the fixed work the model re-plans with.
-            overhead_s = ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
-            inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
+            # whole state on each side. What a round after round 0 took beyond its transfer
+            # and round trips is the fixed work the model re-plans with. Round 0 is no sample
+            # of it: it also opens the sessions (and arms the hand-over) and hashes every page
+            # for the first time; taken as every round's cost, it made the model stop
+            # iterating where the later, far cheaper rounds still converge.
+            if index > 0:
+                overhead_s = (
+                    ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
+                )
+                inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
             # What this round sent beyond round 0 is what the container dirtied since the
             # previous dump: the measured dirty rate.
             dirty_rate = (
