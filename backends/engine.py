@@ -211,12 +211,11 @@ class Migration:
                     running_on = getattr(exc, "running_on", None) or (
                         src_node.name if src_node else "unknown"
                     )
-                    if outcome.get("handover") == "running":
-                        running_on = "unknown"  # the source's daemon has the last word
-                    outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
-                    if outcome.get("handover") == "running":
+                    if _unsettled(outcome):  # the source's daemon has the last word
+                        outcome |= {"ok": False, "error": str(exc), "running_on": "unknown"}
                         yield self._log(str(exc), "error")  # nothing to roll back from here
                     else:
+                        outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
                         yield self._phase(Phase.ROLLBACK, str(exc))
         except (WhimbrelError, OSError) as exc:
             # Undoing preflight's work failed (a node went away meanwhile): the outcome stands,
@@ -274,7 +273,7 @@ class Migration:
         sampling = asyncio.create_task(measure_dirty(self.pool, container, seconds=2.0))
         stack.push_async_callback(_settle, sampling)
         link = await stack.enter_async_context(
-            open_link(self.pool, src, dst, keep=lambda: outcome.get("handover") == "running")
+            open_link(self.pool, src, dst, keep=lambda: _unsettled(outcome))
         )
         self._record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
         write_record(self._record)
@@ -558,7 +557,7 @@ class Migration:
             await asyncio.sleep(1.0)
 
     async def _release(self, src: NodeSession, cid: str, outcome: dict[str, Any]) -> None:
-        if outcome.get("handover") == "running":
+        if _unsettled(outcome):
             return  # its daemon's outcome is in the work dir: `recover` needs it
         try:
             await _helper(src, "release", self.id, cid)
@@ -566,7 +565,7 @@ class Migration:
             outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
 
     async def _remove_target(self, api: DockerAPI, cid: str, outcome: dict[str, Any]) -> None:
-        if outcome.get("ok") or outcome.get("handover") == "running":
+        if outcome.get("ok") or _unsettled(outcome):
             return  # it serves, or may be about to
         try:
             await api.request("DELETE", f"/containers/{cid}", query={"force": "true", "v": "1"})
@@ -594,10 +593,9 @@ class Migration:
             error=outcome.get("error"),
             t=self._t(),
         )
-        unsettled = outcome.get("handover") == "running"
         self._record |= event_json(event) | {
             # A hand-over whose end is unknown stays pending, for `recover` to settle.
-            "status": "pending" if unsettled else "done" if event.ok else "failed",
+            "status": "pending" if _unsettled(outcome) else "done" if event.ok else "failed",
             "warnings": outcome.get("warnings", []),
             "handover_result": outcome.get("final"),
         }
@@ -708,6 +706,11 @@ async def _settle(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with suppress(asyncio.CancelledError, WhimbrelError, OSError):
         await task
+
+
+def _unsettled(outcome: dict[str, Any]) -> bool:
+    """The hand-over was fired and its end is not known: nothing may be undone meanwhile."""
+    return outcome.get("handover") == "running"
 
 
 def _link_json(link: NodeLink) -> str:

@@ -680,7 +680,8 @@ def agent(mig, cid, link_json, cfg_json):
         for line in sys.stdin:
             words = line.split()
             if words == ["handover"] and not fired:
-                fired = _fire(fire)
+                _fire(fire)
+                fired = True
                 out({"fired": True})
             elif len(words) == 2 and words[0] == "round" and not fired:
                 if transfer is None:  # stop-and-copy has no rounds: no sessions for them
@@ -736,7 +737,6 @@ def _fire(fire):
     with contextlib.suppress(BrokenPipeError):
         os.write(fire, b"go\n")
     os.close(fire)
-    return True
 
 
 def _fired(armed):
