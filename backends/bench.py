@@ -169,14 +169,15 @@ async def _migrate(config_path: Path, src: str, dst: str, policy: str) -> Migrat
 
 
 def _row(
-    point: Point, attempt: tuple[str, int, str, str], finished: MigrationFinished,
+    point: Point, attempt: tuple[str, int, int, str, str], finished: MigrationFinished,
     load: WriteLoad | None, serving: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    policy, repeat, src, dst = attempt
+    policy, repeat, position, src, dst = attempt
     record = json.loads(Path(finished.record).read_text()) if finished.record else {}
     timing = record.get("timing") or {}
     return {
         "point": point.key, **asdict(point), "policy": policy, "repeat": repeat,
+        "position": position,  # migrations the container had made before this one
         "src": src, "dst": dst, "ok": finished.ok and serving,
         "error": finished.error or (None if serving else f"not serving on {dst} afterwards"),
         "downtime_s": finished.downtime_s,
@@ -220,8 +221,9 @@ def run_grid(
     made = 0
     try:
         for repeat in range(repeats):
+            order = run_order(policies, repeat)
             for point in points:
-                todo = [p for p in policies if (point.key, p, repeat) not in done]
+                todo = [p for p in order if (point.key, p, repeat) not in done]
                 if todo:
                     made += _run_point(point, todo, repeat, config, results, say)
     finally:
@@ -230,13 +232,20 @@ def run_grid(
     return made
 
 
+def run_order(policies: tuple[str, ...], repeat: int) -> list[str]:
+    """The policies in the order a repeat runs them: rotated by two a repeat, so no policy is
+    always the first to move a freshly started container (repeat 0 runs them as given)."""
+    shift = 2 * repeat % len(policies)
+    return list(policies[shift:] + policies[:shift])
+
+
 def _run_point(point: Point, policies: list[str], repeat: int, config: Path, results: Path,
                say: Callable[[str], None]) -> int:  # fmt: skip
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
     _clean()
     src, dst = NODES if repeat % 2 == 0 else NODES[::-1]
     _start(point, src)
-    for policy in policies:
+    for position, policy in enumerate(policies):
         load = _load(point)
         try:
             finished = asyncio.run(_migrate(config, src, dst, policy))
@@ -245,7 +254,7 @@ def _run_point(point: Point, policies: list[str], repeat: int, config: Path, res
                 load.stop()
         where = dst if finished.ok else src
         serving = _serving(point, where)
-        row = _row(point, (policy, repeat, src, dst), finished, load, serving)
+        row = _row(point, (policy, repeat, position, src, dst), finished, load, serving)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         say(f"{point.key} {policy} #{repeat} {src}->{dst}: "

@@ -240,6 +240,7 @@ def report(
     out += _versus_blind(points, calibration.costs())
     for path, before in earlier:
         out += _earlier(points, summaries([r for r in before if r["ok"]]), path)
+    out += _run_order(points)
     out += _prediction(ok)
     out += _constants(calibration)
     out += _charts(points)
@@ -401,6 +402,38 @@ def _earlier(
         )
     if not pairs:
         out.append("| (no point measured both ways yet) | | | | | |")
+    return [*out, ""]
+
+
+def _run_order(points: list[PointSummary]) -> list[str]:
+    """Whether a policy's downtime depends on where in a point's sequence it ran (first on a
+    freshly started container, or after others): each run against its policy's median at its
+    point, by position, wherever a policy ran at more than one position."""
+    by_position: dict[int, list[float]] = defaultdict(list)
+    for s in points:
+        for policy, runs in s.runs.items():
+            if len({r.get("position") for r in runs} - {None}) < 2:
+                continue
+            for r in runs:
+                by_position[r["position"]].append(r["downtime_s"] / s.downtime(policy))
+    out = [
+        "## Run order",
+        "",
+        "At each point and repeat one freshly started container is moved by every policy in "
+        "turn; repeat r runs them rotated by 2r (repeat 0: latency-aware first), so no policy "
+        "is always first. Each run's downtime against its policy's median at its point, by how "
+        "many migrations the container had made before it:",
+        "",
+    ]
+    if not by_position:
+        return [*out, "Not yet measurable: every policy has run at one position only.", ""]
+    out += ["| position | runs | downtime / policy's median (median) | p10 | p90 |",
+            "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for position, ratios in sorted(by_position.items()):
+        cells = [position, len(ratios)] + [
+            f"{x:.2f}" for x in (_median(ratios), *np.percentile(ratios, [10, 90]))
+        ]
+        out.append("| " + " | ".join(map(str, cells)) + " |")
     return [*out, ""]
 
 

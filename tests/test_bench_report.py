@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from whimbrel.backends.bench import Point, quick_grid
+from whimbrel.backends.bench import ALL_POLICIES, Point, quick_grid, run_order
 from whimbrel.backends.bench_report import EarlierPath, report
 
 
@@ -76,6 +76,28 @@ def test_latency_aware_within_five_percent_of_the_best_passes():
     text = report(rows, "r")
     assert "**1 of 1** points" in text.split("within 5%")[1]
     assert "Nowhere by more than 5%" in text
+
+
+def test_each_repeat_runs_every_policy_with_a_different_one_first():
+    orders = [run_order(ALL_POLICIES, repeat) for repeat in range(3)]
+    assert orders[0] == list(ALL_POLICIES)  # the grid's first repeat keeps its order
+    assert all(sorted(order) == sorted(ALL_POLICIES) for order in orders)
+    assert len({order[0] for order in orders}) == 3
+
+
+def test_a_policy_slower_when_run_first_shows_in_the_run_order_table():
+    rows = []
+    for repeat in range(3):
+        for position, policy in enumerate(run_order(ALL_POLICIES, repeat)):
+            downtime = 1.3 if position == 0 else 1.0
+            rows.append(_row(policy, downtime, 10) | {"repeat": repeat, "position": position})
+    table = report(rows, "r").split("## Run order")[1].split("\n## ")[0]
+    assert "| 0 | 3 | 1.30 |" in table and "| 3 | 3 | 1.00 |" in table
+
+
+def test_the_run_order_is_not_measurable_while_every_policy_ran_at_one_position():
+    section = report(_every_policy(latency_aware=(1.0, 10)), "r").split("## Run order")[1]
+    assert section.split("\n## ")[0].count("Not yet measurable") == 1
 
 
 def test_the_quick_grid_is_small_and_covers_both_rtt_ends():
