@@ -426,7 +426,7 @@ def _run_order(points: list[PointSummary]) -> list[str]:
         "",
     ]
     if not by_position:
-        return [*out, "Not yet measurable: every policy has run at one position only.", ""]
+        return [*out, "Not yet measurable: each policy ran at one position per point.", ""]
     out += ["| position | runs | downtime / policy's median (median) | p10 | p90 |",
             "| --- | --- | --- | --- | --- |"]  # fmt: skip
     for position, ratios in sorted(by_position.items()):
