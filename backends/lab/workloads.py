@@ -80,12 +80,15 @@ def value_for(i: int, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def load_redis(host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 2000) -> int:
-    """SET key:0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
+def load_redis(
+    host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 2000,
+    prefix: str = "key:",
+) -> int:  # fmt: skip
+    """SET {prefix}0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
     with Redis(host, port) as r:
         for start in range(0, n_keys, batch):
-            stop = min(n_keys, start + batch)
-            r.pipeline(("SET", f"key:{i}", value_for(i, value_size)) for i in range(start, stop))
+            keys = range(start, min(n_keys, start + batch))
+            r.pipeline(("SET", f"{prefix}{i}", value_for(i, value_size)) for i in keys)
         return int(r.command("DBSIZE"))  # type: ignore[arg-type]
 
 
