@@ -23,7 +23,13 @@ from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.system import run
 from whimbrel.backends.lab.topology import build_topology
-from whimbrel.backends.lab.workloads import Redis, WriteLoad, load_redis, memwriter_status
+from whimbrel.backends.lab.workloads import (
+    Redis,
+    WriteLoad,
+    load_redis,
+    memwriter_status,
+    preload_writes,
+)
 from whimbrel.backends.model import POLICIES
 from whimbrel.backends.ssh import SessionPool
 
@@ -32,7 +38,11 @@ DIRTY_SHARES = {"low": 0.02, "medium": 0.1, "high": 0.3}
 NAME = "bench"
 MEMWRITER_PORT, REDIS_PORT = 7280, 6385
 REDIS_MIB, REDIS_WRITES_PER_S = 256, 200
-REHASH_SETTLE_S = 15
+# Redis is loaded with 2^18 keys: the write load's first new key grows the key table, and the
+# rehash after it dirtied ~9 MB/s for 5-7 s (measured at 256 MiB, against 0.1 MB/s idle), which
+# only the first policy at a point would migrate through. Its keys go in before, for longer
+# than any migration lasts, and the rehash is left to end.
+WRITES_AHEAD_S, REHASH_SETTLE_S = 300, 15
 
 
 @dataclass(frozen=True)
@@ -116,11 +126,7 @@ def _start(point: Point, node_name: str) -> None:
             "redis-server", REDIS_CONF, "--port", str(REDIS_PORT))  # fmt: skip
     keys = point.size_mib * 1024  # 1 KiB values
     _wait(lambda: load_redis(node.lan_address, REDIS_PORT, keys, value_size=1024))
-    # The write load's keys (w:0, w:1, ...; it starts again at w:0 every migration) go in now:
-    # the first of them grows redis's key table past a power of two, and the rehash after it
-    # dirtied ~9 MB/s for 5-7 s (measured at 256 MiB, against 0.1 MB/s idle), which only the
-    # first policy to run at a point would otherwise have migrated through.
-    load_redis(node.lan_address, REDIS_PORT, REDIS_WRITES_PER_S * 300, prefix="w:")
+    preload_writes(node.lan_address, REDIS_PORT, REDIS_WRITES_PER_S * WRITES_AHEAD_S)
     time.sleep(REHASH_SETTLE_S)
 
 

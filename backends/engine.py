@@ -208,13 +208,13 @@ class Migration:
                     async for event in self._run(stack, container, src_node, dst_node, outcome):
                         yield event
                 except (WhimbrelError, OSError) as exc:
-                    running_on = getattr(exc, "running_on", None) or (
-                        src_node.name if src_node else "unknown"
-                    )
                     if _unsettled(outcome):  # the source's daemon has the last word
                         outcome |= {"ok": False, "error": str(exc), "running_on": "unknown"}
                         yield self._log(str(exc), "error")  # nothing to roll back from here
                     else:
+                        running_on = getattr(exc, "running_on", None) or (
+                            src_node.name if src_node else "unknown"
+                        )
                         outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
                         yield self._phase(Phase.ROLLBACK, str(exc))
         except (WhimbrelError, OSError) as exc:

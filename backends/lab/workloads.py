@@ -80,6 +80,9 @@ def value_for(i: int, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
+WRITE_PREFIX = "w:"  # WriteLoad's keys: w:0, w:1, ..., from w:0 again for every load
+
+
 def load_redis(
     host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 2000,
     prefix: str = "key:",
@@ -143,6 +146,12 @@ def memwriter_status(
     )
 
 
+def preload_writes(host: str, port: int, n_keys: int, value_size: int = 100) -> int:
+    """The first n_keys a WriteLoad will write, written now: afterwards its writes overwrite
+    keys that exist, so they no longer grow redis's key table (and start a rehash)."""
+    return load_redis(host, port, n_keys, value_size, prefix=WRITE_PREFIX)
+
+
 class WriteLoad:
     """A client writing sequential keys at a fixed rate, recording every acknowledged write.
 
@@ -194,7 +203,7 @@ class WriteLoad:
                     time.sleep(0.02)
                     continue
             try:
-                client.command("SET", f"w:{i}", value_for(i, self.value_size))
+                client.command("SET", f"{WRITE_PREFIX}{i}", value_for(i, self.value_size))
             except (OSError, RespError):
                 self.errors += 1
                 client.close()
@@ -219,6 +228,6 @@ def missing_writes(host: str, port: int, acked: list[int], value_size: int = 100
     with Redis(host, port) as r:
         for start in range(0, len(acked), 5000):
             chunk = acked[start : start + 5000]
-            values = r.pipeline(("GET", f"w:{i}") for i in chunk)
+            values = r.pipeline(("GET", f"{WRITE_PREFIX}{i}") for i in chunk)
             bad += [i for i, v in zip(chunk, values, strict=True) if v != value_for(i, value_size)]
     return bad
