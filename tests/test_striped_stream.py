@@ -192,10 +192,12 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
             )
             sent.append(n_sent)
             assert reply["round"] == number
-            got = here / f"round-{number}"
+            # Received where the restore reads the page files: the container's /.wb.
+            staged = tmp_path / "upper" / ".wb"
+            got = staged / f"round-{number}"
             assert (got / "pages-1.img").read_bytes() == pages
             assert (got / "inventory.img").read_bytes() == b"inventory %d" % number
-            assert sorted(p.name for p in here.glob("round-*")) == [f"round-{number}"]
+            assert sorted(p.name for p in staged.glob("round-*")) == [f"round-{number}"]
         assert transfer.close() is None
         assert transfer.session.wait(timeout=30) == 0
     finally:
@@ -203,3 +205,31 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
     assert sent[0] >= len(pages)
     assert sent[1] < 2 * source.PAGE and sent[2] < 2 * source.PAGE
     assert not list(here.glob("stripes-*.sock"))
+
+
+def test_the_final_round_takes_the_last_rounds_page_file_by_a_rename(tmp_path: Path) -> None:
+    # The final round builds on the last pre-copy round where the restore reads it: the page
+    # file it keeps is renamed into place, not copied (a copy of the whole state in downtime).
+    wd, img, ckpt = tmp_path / "wd", tmp_path / "img", tmp_path / "checkpoint"
+    for d in (wd, img, ckpt):
+        d.mkdir()
+    target = {"upper_dir": str(tmp_path / "upper")}
+    staged = Path(receiver._staging(target))
+    pages = bytearray(os.urandom(512 * source.PAGE))
+
+    def send(out_dir: Path, prev: Path | None, final: bool) -> None:
+        (img / "pages-1.img").write_bytes(pages)
+        raw = io.BytesIO()
+        source.send_images(str(img), str(wd), raw, source.load_index(str(wd)))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        joined = receiver.Joined(_deal([raw.getvalue()], 1))
+        pages_dir = staged if final else out_dir  # as `recv final` and `rounds` give them
+        receiver._receive(joined, target, prev and str(prev), str(out_dir), str(pages_dir), final)
+
+    send(staged / "round-0", None, final=False)
+    kept = (staged / "round-0" / "pages-1.img").stat().st_ino
+    pages[7 * source.PAGE] ^= 0xFF
+    send(ckpt, staged / "round-0", final=True)
+    assert (staged / "pages-1.img").read_bytes() == pages
+    assert (staged / "pages-1.img").stat().st_ino == kept
+    assert os.readlink(ckpt / "pages-1.img") == "/.wb/pages-1.img"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.lab import images
+from whimbrel.backends.lab.memory import hold_freed_memory, release_freed_memory
 from whimbrel.backends.lab.system import (
     LabError,
     kill_and_wait,
@@ -50,6 +52,7 @@ SSH_KEY = SSH_DIR / "id_ed25519"
 KNOWN_HOSTS = SSH_DIR / "known_hosts"
 WAN_PID = RUN_DIR / "wan.pid"
 WAN_LOG = RUN_DIR / "wan.log"
+REPORTING_SAVED = RUN_DIR / "page_reporting_order.saved"
 
 DEFAULT_RTT_MS = 40.0
 DEFAULT_BANDWIDTH_MBIT = 200.0
@@ -87,6 +90,9 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
     for d in (LAB_DIR, RUN_DIR, SSH_DIR, Path("/run/sshd")):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(LAB_DIR, 0o700)
+    held = hold_freed_memory(REPORTING_SAVED)
+    if held:
+        progress(f"memory: {held}")
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "whimbrel-lab", "-f", SSH_KEY])
 
     progress("network: namespaces, bridges, WAN addresses")
@@ -99,8 +105,6 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
         build = LAB_DIR / "build"
         build.mkdir(exist_ok=True)
         specs = [images.redis_image(), images.memwriter_image(build)]
-        for node in topology.nodes:
-            wait_for(lambda n=node: _docker_answers(n), f"dockerd on {node.name}", timeout=60)
         progress("images: " + ", ".join(s.tag for s in specs))
         list(
             pool.map(
@@ -193,26 +197,8 @@ def _start_node(node: LabNode) -> None:
     node.tmp_dir.mkdir(mode=0o1777, exist_ok=True)
     (node.state_dir / "sshd_config").write_text(_sshd_config(node))
     start_sshd(node)
-
-    daemon_json = node.state_dir / "daemon.json"
-    daemon_json.write_text("{}\n")
-    spawn(
-        [
-            "/usr/sbin/dockerd",
-            "--experimental",
-            f"--config-file={daemon_json}",
-            f"--data-root={node.state_dir / 'docker'}",
-            f"--exec-root={node.run_dir / 'dx'}",
-            f"--pidfile={node.run_dir / 'dockerd.pid'}",
-            f"--host={node.docker_host}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--storage-driver=overlay2",
-        ],
-        log=node.run_dir / "dockerd.log",
-        netns=node.netns,
-    )
+    (node.state_dir / "daemon.json").write_text("{}\n")
+    start_dockerd(node)
 
 
 def start_sshd(node: LabNode) -> None:
@@ -224,6 +210,37 @@ def stop_sshd(node: LabNode) -> None:
     pid = read_pid(node.run_dir / "sshd.pid")
     if pid is not None:
         kill_and_wait([pid])
+
+
+def start_dockerd(node: LabNode, data_root: Path | None = None) -> None:
+    """Start the node's dockerd, answering when this returns; tests restart one on another
+    data root (`data_root`)."""
+    spawn(
+        [
+            "/usr/sbin/dockerd",
+            "--experimental",
+            f"--config-file={node.state_dir / 'daemon.json'}",
+            f"--data-root={data_root or node.state_dir / 'docker'}",
+            f"--exec-root={node.run_dir / 'dx'}",
+            f"--pidfile={node.run_dir / 'dockerd.pid'}",
+            f"--host={node.docker_host}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--storage-driver=overlay2",
+        ],
+        log=node.run_dir / "dockerd.log",
+        netns=node.netns,
+    )
+    wait_for(lambda: _docker_answers(node), f"dockerd on {node.name}", timeout=60)
+
+
+def stop_dockerd(node: LabNode) -> None:
+    """Stop the node's dockerd as its service manager would: SIGTERM, on which it stops its
+    containers and its containerd and unmounts what it mounted."""
+    pid = read_pid(node.run_dir / "dockerd.pid")
+    if pid is not None:
+        kill_and_wait([pid], timeout=60, sig=signal.SIGTERM)
 
 
 def _docker_answers(node: LabNode) -> bool:
@@ -374,6 +391,7 @@ def down(progress: Progress, quiet: bool = False) -> None:
         name = line.split(":")[1].strip().split("@")[0]
         if name.startswith(LINK_PREFIX):
             run(["ip", "link", "delete", name], check=False)
+    release_freed_memory(REPORTING_SAVED)
     for d in (RUN_DIR, LAB_DIR):
         if d.exists():
             run(["rm", "-rf", "--one-file-system", d])

@@ -68,19 +68,22 @@ def spawn(
         )
 
 
-def kill_and_wait(pids: Iterable[int], timeout: float = 10) -> None:
-    """SIGKILL the processes and wait until they are gone (zombies of others count as gone)."""
+def kill_and_wait(
+    pids: Iterable[int], timeout: float = 10, sig: signal.Signals = signal.SIGKILL
+) -> None:
+    """Signal the processes (SIGKILL unless told) and wait until they are gone (zombies of
+    others count as gone)."""
     pending = set(pids)
     for pid in pending:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         pending = {p for p in pending if _alive(p)}
         if pending:
             time.sleep(0.05)
     if pending:
-        raise LabError(f"processes {sorted(pending)} did not exit after SIGKILL")
+        raise LabError(f"processes {sorted(pending)} did not exit after {sig.name}")
 
 
 def _alive(pid: int) -> bool:

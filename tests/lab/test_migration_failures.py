@@ -2,8 +2,8 @@
 acknowledged write present, and nothing of the migration left behind.
 
 The faults are injected through WHIMBREL_INJECT (a test-only switch the engine passes to its
-node helpers), except the full disk, which is real: a small tmpfs over the target's temp dir,
-and the killed whimbrel, which is a real SIGKILL."""
+node helpers), except the full disk, which is real: the target's dockerd restarted on a small
+tmpfs, and the killed whimbrel, which is a real SIGKILL."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ from tests.lab.migration_tools import (
     wait_until,
 )
 from tests.labtools import ssh
+from whimbrel.backends.lab import images
+from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
 
 pytestmark = pytest.mark.lab
 EAST1, WEST1 = "198.18.1.10", "198.18.2.10"
 NAME, PORT = "fragile", 6390
-TARGET_TMP = "/var/lib/wblab/nodes/west-1/tmp"
 
 
 @pytest.fixture
@@ -93,14 +95,23 @@ def test_the_connection_to_the_target_dropped_in_the_final_round_rolls_back(
 
 
 @pytest.fixture
-def target_disk_full() -> Iterator[None]:
-    """The target's temp space: a 16 MiB tmpfs, far too small for the container's state."""
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=1777", "whimbrel-test-full",
-                    TARGET_TMP], check=True)  # fmt: skip
+def target_disk_full(lab: dict) -> Iterator[None]:
+    """The target's Docker data root, where a migration's state lands, on a 64 MiB tmpfs: room
+    for the image (17 MB), far too little for the container's state (~75 MB)."""
+    node = build_topology().node("west-1")
+    small = node.state_dir / "docker-full"
+    small.mkdir(exist_ok=True)
+    lab_module.stop_dockerd(node)
     try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0711", "whimbrel-test-full",
+                        small], check=True)  # fmt: skip
+        lab_module.start_dockerd(node, data_root=small)
+        images.import_image(node.docker_host, images.redis_image())
         yield
     finally:
-        subprocess.run(["umount", TARGET_TMP], check=True)
+        lab_module.stop_dockerd(node)
+        subprocess.run(["umount", "--recursive", small], check=False)
+        lab_module.start_dockerd(node)
 
 
 def test_a_full_disk_on_the_target_rolls_back(
