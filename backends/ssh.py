@@ -191,6 +191,10 @@ class NodeSession:
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
                 self._conn = None
                 raise NodeUnreachable(self.node.name, f"connection lost: {exc}") from exc
+            except asyncssh.ChannelOpenError as exc:
+                # A channel asked for on a connection that has just dropped fails this way
+                # ("SSH connection closed"), not as a lost connection; the next use reconnects.
+                raise NodeUnreachable(self.node.name, f"no channel: {exc.reason}") from exc
 
     async def run(
         self,
