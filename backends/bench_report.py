@@ -108,6 +108,11 @@ class PointSummary:
         return max(_spread([r["downtime_s"] for r in rs]) for rs in self.runs.values())
 
     @property
+    def complete(self) -> bool:
+        """Every policy ran here (a grid stopped mid-point leaves some out)."""
+        return set(self.runs) >= set(POLICIES)
+
+    @property
     def repeats(self) -> int:
         return min(len(rs) for rs in self.runs.values())
 
@@ -271,7 +276,7 @@ def report(
 
 def _header(rows: list[Row], failed: list[Row], points: list[PointSummary], command: str,
             data: str, grid: int | None) -> list[str]:  # fmt: skip
-    complete = [s for s in points if set(s.runs) >= set(POLICIES)]
+    complete = [s for s in points if s.complete]
     repeats = sorted({s.repeats for s in complete})
     return [
         "# whimbrel benchmark: latency-aware iteration against the other policies",
@@ -290,7 +295,7 @@ def _header(rows: list[Row], failed: list[Row], points: list[PointSummary], comm
 
 
 def _glance(points: list[PointSummary]) -> list[str]:
-    complete = [s for s in points if set(s.runs) >= set(POLICIES)]
+    complete = [s for s in points if s.complete]
     out = [
         "## The policies at a glance",
         "",
@@ -314,7 +319,7 @@ def _glance(points: list[PointSummary]) -> list[str]:
 
 
 def _goals(points: list[PointSummary]) -> list[str]:
-    scored = [s for s in points if set(s.runs) >= set(POLICIES)]
+    scored = [s for s in points if s.complete]
     front = [s for s in scored if not s.dominating(LA)]
     near = [s for s in scored if s.within(LA)]
     out = [
@@ -341,7 +346,7 @@ def _goals(points: list[PointSummary]) -> list[str]:
 
 def _losses(points: list[PointSummary]) -> list[str]:
     out = ["## Where latency-aware loses, and why", ""]
-    losing = [s for s in points if set(s.runs) >= set(POLICIES) and not s.within(LA)]
+    losing = [s for s in points if s.complete and not s.within(LA)]
     if not losing:
         return [*out, "Nowhere by more than 5% or the run-to-run spread.", ""]
     for s in losing:
@@ -406,7 +411,7 @@ def _earlier(
         "| --- | --- | --- | --- | --- | --- |",
     ]
     now = {s.key: s for s in points}
-    pairs = [(b, now[b.key]) for b in before if b.key in now]
+    pairs = [(b, now[b.key]) for b in before if b.complete and b.key in now and now[b.key].complete]
     for b, s in pairs:
         streams = max((r.get("stripes") or 1 for rs in s.runs.values() for r in rs), default=1)
         out.append(

@@ -139,3 +139,13 @@ def test_the_same_point_measured_on_an_earlier_data_path_is_compared_side_by_sid
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
     assert "## An earlier data path" not in report(now, "r")  # only when there is such data
+
+
+def test_a_point_not_yet_run_by_every_policy_is_left_out_of_the_earlier_comparison():
+    before = _every_policy(latency_aware=(1.5, 40), latency_blind=(1.6, 41), phaul=(1.4, 60),
+                           qemu=(1.6, 41))  # fmt: skip
+    now = [r for r in before if r["policy"] != "stop-and-copy"]  # a grid stopped mid-point
+    older = EarlierPath("old.jsonl", "one stream", "one stream")
+    section = report(now, "r", earlier=[(older, before)]).split("## An earlier data path")[1]
+    assert "nan" not in section.split("\n## ")[0]
+    assert "(no point measured both ways yet)" in section
