@@ -198,6 +198,7 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
             assert (got / "pages-1.img").read_bytes() == pages
             assert (got / "inventory.img").read_bytes() == b"inventory %d" % number
             assert sorted(p.name for p in staged.glob("round-*")) == [f"round-{number}"]
+            assert staged.stat().st_mode & 0o777 == 0o700  # the memory's images: root's alone
         assert transfer.close() is None
         assert transfer.session.wait(timeout=30) == 0
     finally:

@@ -269,8 +269,11 @@ def _staging(t):
     too, so the final round takes the last round's page files by a rename. From a round kept
     in this script's dir (another mount, even where it is the same file system, as beside
     Docker's data root in the lab) that was a copy of the whole state inside the downtime:
-    1.5 s at 1 GiB."""
-    return os.path.join(t["upper_dir"], ".wb")
+    1.5 s at 1 GiB. Made root's alone: the images are the container's memory, and the
+    container's own users see its root file system."""
+    staging = os.path.join(t["upper_dir"], ".wb")
+    os.makedirs(staging, mode=0o700, exist_ok=True)
+    return staging
 
 
 def _latest(prev, out_dir):
@@ -291,7 +294,6 @@ def recv(which, k, token):
     t = target()
     out_dir, pages_dir = t["checkpoint_dir"], _staging(t)
     shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(pages_dir, mode=0o700, exist_ok=True)
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     stream = joined(k, token)
     # The source opens this session armed, while the pre-copy rounds still run: the round to
