@@ -74,6 +74,9 @@ class Redis:
         return [self._reply() for _ in cmds]
 
 
+VALUE_SIZE = 100  # bytes a value, unless told: what the loads write and the checks expect
+
+
 def value_for(i: int, size: int) -> bytes:
     """The deterministic value of key i, so any key can be checked after a move."""
     seed = f"v{i}:".encode()
@@ -84,7 +87,7 @@ WRITE_PREFIX = "w:"  # WriteLoad's keys: w:0, w:1, ..., from w:0 again for every
 
 
 def load_redis(
-    host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 2000,
+    host: str, port: int, n_keys: int, value_size: int = VALUE_SIZE, batch: int = 2000,
     prefix: str = "key:",
 ) -> int:  # fmt: skip
     """SET {prefix}0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
@@ -96,7 +99,7 @@ def load_redis(
 
 
 def missing_keys(
-    host: str, port: int, n_keys: int, value_size: int = 100, batch: int = 5000
+    host: str, port: int, n_keys: int, value_size: int = VALUE_SIZE, batch: int = 5000
 ) -> list[int]:
     """Indices among key:0..n-1 whose value is absent or wrong."""
     bad: list[int] = []
@@ -146,7 +149,7 @@ def memwriter_status(
     )
 
 
-def preload_writes(host: str, port: int, n_keys: int, value_size: int = 100) -> int:
+def preload_writes(host: str, port: int, n_keys: int, value_size: int = VALUE_SIZE) -> int:
     """The first n_keys a WriteLoad will write, written now: afterwards its writes overwrite
     keys that exist, so they no longer grow redis's key table (and start a rehash)."""
     return load_redis(host, port, n_keys, value_size, prefix=WRITE_PREFIX)
@@ -159,7 +162,7 @@ class WriteLoad:
     after a migration it carries on against the target. The longest gap between two
     acknowledgements is the outage a client saw."""
 
-    def __init__(self, addresses: list[tuple[str, int]], rate: float, value_size: int = 100):
+    def __init__(self, addresses: list[tuple[str, int]], rate: float, value_size: int = VALUE_SIZE):
         self.addresses = addresses
         self.interval = 1.0 / rate
         self.value_size = value_size
@@ -222,7 +225,9 @@ class WriteLoad:
             client.close()
 
 
-def missing_writes(host: str, port: int, acked: list[int], value_size: int = 100) -> list[int]:
+def missing_writes(
+    host: str, port: int, acked: list[int], value_size: int = VALUE_SIZE
+) -> list[int]:
     """Acknowledged writes of a WriteLoad that the server does not hold."""
     bad: list[int] = []
     with Redis(host, port) as r:
