@@ -180,7 +180,7 @@ def explain_loss(s: PointSummary, other: str) -> str:
             f"{extra:.2f} s at the measured {bandwidth * 8 / 1e6:.0f} Mbit/s, of the {gap:.2f} s "
             + (
                 "gap: it stopped iterating earlier, its model putting the residual within the "
-                "5% floor tolerance while more rounds still took a little off."
+                "5% floor tolerance while more rounds still took a little off." + _misplanned(s)
                 if la_n < ot_n
                 else "gap: with as many rounds, its last one left more dirty (the runs' dirty "
                 "sets differ by that much)."
@@ -199,6 +199,25 @@ def explain_loss(s: PointSummary, other: str) -> str:
             + (": one repeat cannot tell it from noise." if s.repeats < 2 else ".")
         )
     return text
+
+
+# A plan this far from its measurement (either way) held the residual against a wrong floor.
+MISPLANNED = 1.5
+
+
+def _misplanned(s: PointSummary) -> str:
+    """Where latency-aware's first plan was far off its measured downtime, say so: the floor
+    it stopped within 5% of was the plan's, not the one the runs met."""
+    planned = s.median(LA, lambda r: r.get("predicted_downtime_s") or np.nan)
+    ratio = planned / s.downtime(LA)
+    if 1 / MISPLANNED <= ratio <= MISPLANNED:
+        return ""
+    return (
+        f" It planned {planned:.2f} s of downtime and had {s.downtime(LA):.2f} s: the costs it "
+        f"planned with (backends/costs.json when it ran) {'over' if ratio > 1 else 'under'}"
+        f"stated the hand-over {max(ratio, 1 / ratio):.1f}-fold, so the residual was weighed "
+        "against that floor; later runs plan with the costs refitted from these."
+    )
 
 
 @dataclass(frozen=True)

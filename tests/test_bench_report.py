@@ -61,6 +61,19 @@ def test_a_loss_is_explained_by_what_the_final_round_carried():
     assert "with as many rounds, its last one left more dirty" in same_rounds
 
 
+def test_a_loss_planned_with_costs_far_off_the_measurement_names_the_misplan():
+    rows = _every_policy(
+        latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
+        qemu=(1.9, 31, 2.9e7),
+    )  # fmt: skip
+    next(r for r in rows if r["policy"] == "phaul")["rounds"] = 9
+    assert "It planned" not in report(rows, "r")  # planned 2.2 s for 2.0: within reason
+    next(r for r in rows if r["policy"] == "latency-aware")["predicted_downtime_s"] = 6.0
+    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    assert "It planned 6.00 s of downtime and had 2.00 s" in loss
+    assert "overstated the hand-over 3.0-fold" in loss
+
+
 def test_a_loss_with_the_same_final_round_is_put_down_to_the_handover():
     rows = _every_policy(
         latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31)
