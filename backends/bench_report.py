@@ -53,6 +53,13 @@ def records(rows: Iterable[Row]) -> list[RoundRecord]:
     ]
 
 
+def probed_bandwidth(row: Row) -> float:
+    """The path's throughput as the preflight probed it, which every round records. (A run's
+    inputs hold the model's B: that less the stream's own per-byte work, from the costs.)"""
+    rounds = row.get("measured_rounds")
+    return rounds[0]["throughput"] if rounds else row["inputs"]["bandwidth"]
+
+
 def predict(row: Row, costs: Costs, rounds: int | None = None) -> Plan | None:
     """What the model with `costs` predicts for this run's measured link and container, with
     the rounds the run made (or `rounds`)."""
@@ -61,7 +68,7 @@ def predict(row: Row, costs: Costs, rounds: int | None = None) -> Plan | None:
         return None
     n = row["rounds"] if rounds is None else rounds
     model_inputs = costs.model_inputs(
-        size=inputs["size"], dirty_rate=inputs["dirty_rate"], bandwidth=inputs["bandwidth"],
+        size=inputs["size"], dirty_rate=inputs["dirty_rate"], bandwidth=probed_bandwidth(row),
         rtt=inputs["rtt"], downtime_target=inputs["downtime_target"],
         max_rounds=max(inputs["max_rounds"], n),
     )  # fmt: skip
@@ -167,7 +174,7 @@ def explain_loss(s: PointSummary, other: str) -> str:
     """Why latency-aware's downtime is above `other`'s here, from what the runs measured."""
     la_n, ot_n = s.median(LA, "rounds"), s.median(other, "rounds")
     la_v, ot_v = s.median(LA, _final_bytes), s.median(other, _final_bytes)
-    bandwidth = s.median(LA, lambda r: r["inputs"]["bandwidth"] if r.get("inputs") else np.nan)
+    bandwidth = s.median(LA, lambda r: probed_bandwidth(r) if r.get("inputs") else np.nan)
     gap = s.downtime(LA) - s.downtime(other)
     text = (
         f"latency-aware made {la_n:g} pre-copy rounds and its final round sent {_mb(la_v)}; "
@@ -529,6 +536,7 @@ CONSTANTS = {  # Calibration field: (what it is, Costs field, unit)
     "restore_time": ("hand-over, fixed (pause, restore, commit)", "restore_time_s", "s"),
     "restore_rate": ("restore rate (grows with the state)", "restore_rate", "B/s"),
     "final_round_trips": ("j, round trips inside the downtime", "final_round_trips", ""),
+    "stream_rate": ("a stream's own work beyond the wire", "stream_rate", "B/s"),
 }
 
 

@@ -28,6 +28,7 @@ class Costs:
     restore_time_s: float = 0.9  # the hand-over's fixed part: pause, start, commit
     restore_rate: float | None = None  # bytes/s: the restore's part that grows with the state
     final_round_trips: float = 0.5  # j: round trips inside the downtime
+    stream_rate: float | None = None  # bytes/s: a stream's own per-byte work beyond the wire
 
     def model_inputs(
         self,
@@ -39,13 +40,15 @@ class Costs:
         downtime_target: float,
         max_rounds: int,
     ) -> ModelInputs:
-        """What the model plans from, for a container of `size` bytes on these nodes."""
+        """What the model plans from, for a container of `size` bytes on these nodes, with
+        `bandwidth` the path's probed throughput: the model's B is what a round's stream gets,
+        the stream's own per-byte work (cipher, the receiver's writes) on top of the wire's."""
         scan = size / self.scan_rate if self.scan_rate else 0.0
         restore = size / self.restore_rate if self.restore_rate else 0.0
         return ModelInputs(
             size=size,
             dirty_rate=dirty_rate,
-            bandwidth=bandwidth,
+            bandwidth=1 / (1 / bandwidth + 1 / self.stream_rate) if self.stream_rate else bandwidth,
             rtt=rtt,
             round_trips=self.round_trips,
             round_overhead=self.round_fixed_s + scan,

@@ -393,7 +393,7 @@ class Migration:
             # iterating where the later, far cheaper rounds still converge.
             if index > 0:
                 overhead_s = (
-                    ran_s - result["sent_bytes"] / bandwidth - inputs.round_trips * rtt.rtt_s
+                    ran_s - result["sent_bytes"] / inputs.bandwidth - inputs.round_trips * rtt.rtt_s
                 )
                 inputs = replace(inputs, round_overhead=max(0.0, overhead_s))
             # What this round sent beyond round 0 is what the container dirtied since the
@@ -407,8 +407,9 @@ class Migration:
                     bytes=result["sent_bytes"],
                     seconds=ran_s,
                     dirty_rate=dirty_rate,
-                    # Small rounds cannot fill the link; the path's rate is what a round gets.
-                    throughput=bandwidth,
+                    # Small rounds cannot fill the link: the model's B (the share of the
+                    # probed rate the costs say a stream gets) stands for what a round gets.
+                    throughput=inputs.bandwidth,
                 )
             )
             inputs = replace(inputs, size=result["state_bytes"])

@@ -1,6 +1,7 @@
 """The latency-aware pre-copy model: pure functions over numbers and numpy arrays, no I/O.
 
-Symbols (SI units throughout: bytes, bytes/s, seconds): M state size, D dirty rate, B throughput,
+Symbols (SI units throughout: bytes, bytes/s, seconds): M state size, D dirty rate, B throughput
+(what a round's stream gets: the probed rate less the stream's own per-byte work, costs.py),
 RTT round-trip time, k round trips per round, lambda = D/B. docs/model.md derives everything.
 
 Semantics every caller relies on:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from whimbrel.backends.bench import ALL_POLICIES, Point, quick_grid, run_order
-from whimbrel.backends.bench_report import EarlierPath, report
+from whimbrel.backends.bench_report import EarlierPath, predict, report
+from whimbrel.backends.costs import Costs
 
 
 def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: float = 1e6) -> dict:
@@ -162,3 +163,12 @@ def test_a_point_not_yet_run_by_every_policy_is_left_out_of_the_earlier_comparis
     section = report(now, "r", earlier=[(older, before)]).split("## An earlier data path")[1]
     assert "nan" not in section.split("\n## ")[0]
     assert "(no point measured both ways yet)" in section
+
+
+def test_a_run_is_predicted_from_the_probed_throughput_its_rounds_record() -> None:
+    row = _row("latency-aware", 1.0, 10)
+    row["inputs"]["bandwidth"] = 20e6  # the model's B: the probe's 25e6 less a stream's work
+    plan = predict(row, Costs())
+    assert plan is not None and plan.inputs.bandwidth == 25e6
+    stream = predict(row, Costs(stream_rate=100e6))
+    assert stream is not None and stream.inputs.bandwidth == 20e6

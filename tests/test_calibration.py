@@ -26,27 +26,33 @@ MiB = 2**20
 
 
 def synthetic_rounds(
-    rng: np.random.Generator, count: int, noise: float, *, final: bool = False
+    rng: np.random.Generator,
+    count: int,
+    noise: float,
+    *,
+    final: bool = False,
+    stream: float | None = None,
 ) -> list[RoundRecord]:
     """Rounds from the model's own equations: dump = 50 ms + M/400 MB/s; a pre-copy round
     takes dump + V/B + 0.2 s + 2*RTT + M/1 GB/s; a final round dump + V/B + 0.4 s + 1.5*RTT
-    + M/800 MB/s."""
+    + M/800 MB/s. With `stream`, sending also costs V/stream beyond V/B."""
     records = []
     for _ in range(count):
         rtt, throughput = rng.uniform(0.005, 0.3), rng.uniform(5e6, 5e7)
         sent, state = rng.uniform(1e6, 1e8), rng.uniform(6e7, 1.1e9)
         dump = 0.05 + state / 4e8 + rng.normal(0, noise)
         work = 0.4 + 1.5 * rtt + state / 8e8 if final else 0.2 + 2 * rtt + state / 1e9
+        send = sent / throughput + (sent / stream if stream else 0.0)
         records.append(
             RoundRecord(
                 bytes=sent,
-                transfer_s=sent / throughput,
+                transfer_s=send,
                 throughput=throughput,
                 rtt=rtt,
                 final=final,
                 dump_s=dump,
                 dumped_bytes=state,
-                seconds=dump + sent / throughput + work + rng.normal(0, noise),
+                seconds=dump + send + work + rng.normal(0, noise),
             )
         )
     return records
@@ -209,6 +215,29 @@ def test_calibrated_costs_reach_the_model_inputs_of_the_next_plan() -> None:
     assert inputs.restore_time == pytest.approx(0.4 + 512 * MiB / 8e8)
     assert inputs.final_round_trips == pytest.approx(1.5)
     assert plan(inputs).per_round  # the fitted inputs plan
+
+
+def test_a_stream_slower_than_the_probe_is_its_own_rate_not_restore_or_scan_work() -> None:
+    rng = np.random.default_rng(5)
+    records = synthetic_rounds(rng, 12, 0.0, stream=5e8)
+    records += synthetic_rounds(rng, 12, 0.0, final=True, stream=5e8)
+    fitted = calibrate(records)
+    assert fitted.stream_rate is not None and fitted.restore_rate is not None
+    assert fitted.stream_rate.value == pytest.approx(5e8, rel=1e-6)
+    assert fitted.restore_rate.value == pytest.approx(8e8, rel=1e-6)
+    assert fitted.scan_rate is not None and fitted.scan_rate.value == pytest.approx(1e9, rel=1e-6)
+    assert calibrate(synthetic_rounds(rng, 12, 0.0)).stream_rate is None  # transfers at B
+
+
+def test_the_model_plans_with_the_probed_throughput_less_the_streams_own_work() -> None:
+    def planned(costs: Costs) -> float:
+        return costs.model_inputs(
+            size=64 * MiB, dirty_rate=MiB, bandwidth=1e8, rtt=0.05, downtime_target=0.3,
+            max_rounds=8,
+        ).bandwidth  # fmt: skip
+
+    assert planned(Costs()) == 1e8
+    assert planned(Costs(stream_rate=4e8)) == pytest.approx(8e7)  # 1/(1/1e8 + 1/4e8)
 
 
 def test_negative_fitted_times_are_clipped_before_they_reach_the_model() -> None:
