@@ -47,9 +47,9 @@ def records(rows: Iterable[Row]) -> list[RoundRecord]:
     """Every measured round of these runs, for the fits."""
     known = {f.name for f in fields(RoundRecord)}
     return [
-        RoundRecord(**{k: v for k, v in r.items() if k in known})
+        RoundRecord(**{k: v for k, v in r.items() if k in known}, index=i)
         for row in rows
-        for r in row.get("measured_rounds") or ()
+        for i, r in enumerate(row.get("measured_rounds") or ())
     ]
 
 
@@ -603,6 +603,12 @@ def _prediction(ok: list[Row]) -> list[str]:
 CONSTANTS = {  # Calibration field: (what it is, Costs field, unit)
     "round_trips": ("k, round trips per pre-copy round", "round_trips", ""),
     "round_fixed": ("c0, a pre-copy round's fixed work", "round_fixed_s", "s"),
+    "first_round_fixed": ("e0, round 0's work beyond a later round's", "first_round_s", "s"),
+    "first_round_trips": (
+        "e1, round 0's round trips beyond a later round's",
+        "first_round_trips",
+        "",
+    ),
     "scan_rate": ("per-round scan of the whole state", "scan_rate", "B/s"),
     "dump_time": ("dump, fixed", "dump_time_s", "s"),
     "dump_rate": ("dump rate (full dump of the state)", "dump_rate", "B/s"),

@@ -1,10 +1,10 @@
 """Calibration: fit the model's free terms to what real migrations measured, by least squares.
 
 The engine records every round it carries out; these fits turn those records into the
-round trips per round k, the dump and restore times (and a dump rate where the dumped sizes
-vary), the stream's own per-byte work beyond the wire, and the saturating dirty set (D, W)
-from dirty-page samples, each with its spread, so the next plan starts from
-measured values instead of defaults. Pure numpy, no I/O.
+round trips per round k, what round 0 takes beyond the later rounds, the dump and restore
+times (and a dump rate where the dumped sizes vary), the stream's own per-byte work beyond
+the wire, and the saturating dirty set (D, W) from dirty-page samples, each with its spread,
+so the next plan starts from measured values instead of defaults. Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "calibrate",
     "fit_dirty_set",
     "fit_dump",
+    "fit_first_round",
     "fit_handover",
     "fit_round_work",
     "fit_stream",
@@ -52,6 +53,7 @@ class RoundRecord:
     dumped_bytes: float | None = None  # what that dump wrote (all of M for a full dump)
     restore_s: float | None = None  # the final round's restore on the target
     seconds: float | None = None  # the whole round, freeze included; the final's: the downtime
+    index: int | None = None  # the round's number in its migration; None: not known
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,29 @@ def fit_round_work(
 ) -> dict[str, Estimate] | None:
     """A pre-copy round's work beyond its freeze and its bytes' stream (fit_stream's C):
     c0 + k*RTT + M/scan_rate. Keys: fixed (c0), and where the records determine
-    them, rtt (k) and state (1/scan_rate); where they do not, a given scan_rate is held."""
-    rows = [r for r in records if not r.final and r.seconds is not None]
+    them, rtt (k) and state (1/scan_rate); where they do not, a given scan_rate is held.
+    Round 0 is left out: it costs ~9 round trips more (fit_first_round), and fitted with the
+    rest it made k 2.8 where the later rounds take 1, so the floor looked twice as high at
+    200 ms and latency-aware stopped iterating early."""
+    rows = [r for r in records if not r.final and r.seconds is not None and r.index != 0]
     if not rows:
         return None
     return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), _per_byte(scan_rate))
+
+
+def fit_first_round(
+    records: Sequence[RoundRecord], work: dict[str, Estimate], stream_rate: float | None = None
+) -> dict[str, Estimate] | None:
+    """What round 0 takes beyond a later round's work (`work`, fit_round_work's): its sessions
+    open, its stripes' TCP windows grow from nothing. e0 + e1*RTT; keys fixed (e0), rtt (e1)."""
+    rows = [r for r in records if r.index == 0 and not r.final and r.seconds is not None]
+    if not rows or not work:
+        return None
+    y, columns = _beyond_dump_and_bytes(rows, stream_rate)
+    later = work["fixed"].value + sum(
+        work[name].value * columns[name] for name in ("rtt", "state") if name in work
+    )
+    return _fit_affine(y - later, {"rtt": columns["rtt"]})
 
 
 def fit_handover(
@@ -267,6 +287,8 @@ class Calibration:
 
     round_trips: Estimate | None = None
     round_fixed: Estimate | None = None
+    first_round_fixed: Estimate | None = None
+    first_round_trips: Estimate | None = None
     scan_rate: Estimate | None = None
     dump_time: Estimate | None = None
     dump_rate: Estimate | None = None
@@ -281,6 +303,7 @@ class Calibration:
         """`base` (default: Costs()) with every fitted term replaced, times clipped at zero."""
         times = {
             "round_trips": "round_trips", "round_fixed_s": "round_fixed",
+            "first_round_s": "first_round_fixed", "first_round_trips": "first_round_trips",
             "dump_time_s": "dump_time", "restore_time_s": "restore_time",
             "final_round_trips": "final_round_trips",
         }  # fmt: skip
@@ -308,11 +331,14 @@ def calibrate(
     stream = fit_stream(records)
     c = stream.value if stream else (held.stream_rate if held else None)
     work = fit_round_work(records, held.scan_rate if held else None, c) or {}
+    first = fit_first_round(records, work, c) or {}
     handover = fit_handover(records, held.restore_rate if held else None, c) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),
         round_fixed=work.get("fixed"),
+        first_round_fixed=first.get("fixed"),
+        first_round_trips=first.get("rtt"),
         scan_rate=_rate(work.get("state")),
         dump_time=dump[0] if dump else None,
         dump_rate=dump[1] if dump else None,

@@ -22,6 +22,8 @@ COSTS_FILE = Path(__file__).with_name("costs.json")
 class Costs:
     round_trips: float = 3.0  # k: per pre-copy round (session, answer)
     round_fixed_s: float = 0.3  # c0: a pre-copy round's fixed work, the container running
+    first_round_s: float = 0.0  # e0: round 0's work beyond a later round's (its setup)
+    first_round_trips: float = 0.0  # e1: round 0's round trips beyond a later round's
     scan_rate: float | None = None  # bytes/s: the per-round scan and hash of the whole state
     dump_time_s: float = 0.15
     dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
@@ -52,6 +54,7 @@ class Costs:
             rtt=rtt,
             round_trips=self.round_trips,
             round_overhead=self.round_fixed_s + scan,
+            first_round_extra=self.first_round_s + self.first_round_trips * rtt,
             dump_time=self.dump_time_s,
             dump_rate=self.dump_rate,
             restore_time=self.restore_time_s + restore,

@@ -11,6 +11,8 @@ Semantics every caller relies on:
 - downtime(n) = dump_time + V_n/B + j*RTT + restore_time, j the final hand-over's round
   trips (default 1/2: the last byte's way);
 - total time = sum over i < n of (V_i/B + k*RTT + c) + downtime(n).
+- round 0 may run e seconds longer (`first_round_extra`: its sessions open, its TCP windows
+  grow), which V_1 is dirtied during too; off by default.
 Optional inputs (off by default, so the above stays exact): a hot working set W saturates the
 dirty set, W*(1 - exp(-D*T/W)) instead of D*T; a dump rate makes every round a CRIU dump that
 freezes the container for dump_time + dumped/dump_rate (the pre-copy freezes are "brownouts").
@@ -85,6 +87,7 @@ _NON_NEGATIVE = (
     "downtime_target",
     "floor_tolerance",
     "round_overhead",
+    "first_round_extra",
     "final_round_trips",
     "brownout_weight",
 )
@@ -110,6 +113,10 @@ class ModelInputs:
     # c: seconds a pre-copy round works beyond sending and its round trips while the container
     # runs (scanning and hashing the state on both nodes); it dirties pages like the transfer.
     round_overhead: float = 0.0
+    # What round 0 takes beyond a later round's k*RTT + c: it opens the sessions and its
+    # stripes' TCP windows grow from nothing (measured: ~0.5 s + ~9 RTT). Planned from
+    # round 0 only; a re-plan comes after it.
+    first_round_extra: float = 0.0
     final_round_trips: float = 0.5  # j: the hand-over's round trips inside the downtime
     # What a second of pre-copy freeze (brownout) costs against a second of downtime when the
     # target is out of reach: 0 plans for the least downtime, 1 stops once the next round's
@@ -259,13 +266,16 @@ def _dirtied(i: ModelInputs, seconds: float) -> float:
     return -i.working_set * math.expm1(-i.dirty_rate * seconds / i.working_set)
 
 
-def volumes(inputs: ModelInputs, rounds: int, start: float | None = None) -> np.ndarray:
-    """V_0..V_rounds by the step-by-step recurrence, from `start` (default M)."""
+def volumes(
+    inputs: ModelInputs, rounds: int, start: float | None = None, first_extra: float = 0.0
+) -> np.ndarray:
+    """V_0..V_rounds by the step-by-step recurrence, from `start` (default M), the first of
+    these rounds running `first_extra` seconds longer."""
     v = np.empty(rounds + 1)
     v[0] = inputs.size if start is None else start
     overhead = _round_fixed(inputs)
     for j in range(rounds):
-        v[j + 1] = _dirtied(inputs, v[j] / inputs.bandwidth + overhead)
+        v[j + 1] = _dirtied(inputs, v[j] / inputs.bandwidth + overhead + (first_extra * (j == 0)))
     return v
 
 
@@ -305,14 +315,16 @@ class _Track:
 
 
 def _track(i: ModelInputs, start: float, sent: tuple[float, ...], cap: int) -> _Track:
-    v = volumes(i, cap, start)
+    extra = np.zeros(cap + 1)
+    extra[0] = 0.0 if sent else i.first_round_extra  # round 0 is still to come
+    v = volumes(i, cap, start, float(extra[0]))
     c = _costs(i)
     return _Track(
         inputs=i,
         volumes=v,
         downtimes=c.down_fixed + i.final_round_trips * i.rtt + c.down_per_byte * v,
         freezes=c.freeze_fixed + c.freeze_per_byte * v,
-        running=v / i.bandwidth + _round_fixed(i),
+        running=v / i.bandwidth + _round_fixed(i) + extra,
         first=len(sent),
         sent=sent,
     )
@@ -602,9 +614,9 @@ def grid(inputs: ModelInputs, rtts: Sequence[float], dirty_rates: Sequence[float
 
     With V_n = V* + lambda^n (M - V*) and downtime a + b*V_n, every stop rule is of the form
     lambda^n <= ratio, so n = max(1, ceil(ln(ratio) / ln(lambda))). The saturating working set
-    has no closed form; use plan() for it."""
-    if inputs.working_set is not None:
-        raise ValueError("the closed form needs working_set=None")
+    and a longer round 0 break that geometric series; use plan() for them."""
+    if inputs.working_set is not None or inputs.first_round_extra:
+        raise ValueError("the closed form needs working_set=None and first_round_extra=0")
     r = np.asarray(rtts, dtype=float)[:, None]
     d = np.asarray(dirty_rates, dtype=float)[None, :]
     if not (np.isfinite(r).all() and np.isfinite(d).all() and r.min() >= 0 and d.min() >= 0):

@@ -229,6 +229,27 @@ def test_a_stream_slower_than_the_probe_is_its_own_rate_not_restore_or_scan_work
     assert calibrate(synthetic_rounds(rng, 12, 0.0)).stream_rate is None  # transfers at B
 
 
+def test_round_zero_is_fitted_apart_from_the_later_rounds() -> None:
+    # Round 0 takes 0.5 s + 9 RTT more than the later rounds (sessions, TCP windows).
+    rng = np.random.default_rng(7)
+    later = [replace(r, index=1) for r in synthetic_rounds(rng, 12, 0.0)]
+    first = [
+        replace(r, index=0, seconds=(r.seconds or 0.0) + 0.5 + 9 * r.rtt)
+        for r in synthetic_rounds(rng, 12, 0.0)
+    ]
+    fitted = calibrate(later + first + synthetic_rounds(rng, 12, 0.0, final=True))
+    assert fitted.round_trips is not None and fitted.round_trips.value == pytest.approx(2.0)
+    assert fitted.first_round_trips is not None
+    assert fitted.first_round_trips.value == pytest.approx(9.0)
+    assert fitted.first_round_fixed is not None
+    assert fitted.first_round_fixed.value == pytest.approx(0.5)
+    inputs = fitted.costs().model_inputs(
+        size=64 * MiB, dirty_rate=MiB, bandwidth=1e8, rtt=0.1, downtime_target=0.3,
+        max_rounds=8,
+    )  # fmt: skip
+    assert inputs.first_round_extra == pytest.approx(0.5 + 9 * 0.1)
+
+
 def test_the_model_plans_with_the_probed_throughput_less_the_streams_own_work() -> None:
     def planned(costs: Costs) -> float:
         return costs.model_inputs(

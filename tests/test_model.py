@@ -233,6 +233,24 @@ def test_fixed_round_work_dirties_pages_and_raises_the_floor() -> None:
     assert step == pytest.approx(EXAMPLE.dirty_rate * (EXAMPLE.size / 25e6 + 0.05 + 0.5))
 
 
+def test_a_longer_round_zero_lengthens_it_and_what_it_leaves_but_not_the_floor() -> None:
+    slow_start = replace_example(first_round_extra=1.5)
+    base, slow = evaluate(EXAMPLE, 3), evaluate(slow_start, 3)
+    assert slow.per_round[0].seconds - base.per_round[0].seconds == pytest.approx(1.5)
+    assert slow.per_round[1].bytes - base.per_round[1].bytes == pytest.approx(
+        EXAMPLE.dirty_rate * 1.5
+    )
+    assert floor_bytes(slow_start) == floor_bytes(EXAMPLE)
+    # A re-plan comes after round 0: the later rounds are not charged for it.
+    done = [MeasuredRound(bytes=512 * MiB, seconds=22.0, dirty_rate=8 * MiB, throughput=25e6)]
+    again = replan(slow_start, done, rounds=2)
+    assert again.per_round[0].seconds == pytest.approx(
+        replan(EXAMPLE, done, rounds=2).per_round[0].seconds
+    )
+    with pytest.raises(ValueError, match="first_round_extra=0"):
+        grid(slow_start, [0.05], [8 * MiB])
+
+
 def test_final_round_trips_add_to_the_downtime() -> None:
     slow = evaluate(replace_example(final_round_trips=2.5), 2)
     assert slow.downtime_s - evaluate(EXAMPLE, 2).downtime_s == pytest.approx(2 * EXAMPLE.rtt)

@@ -53,6 +53,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "--incremental-dumps",
         "--floor-tolerance", "10%",
         "--round-overhead", "300ms",
+        "--first-round-extra", "1.5s",
         "--final-round-trips", "2",
         "--brownout-weight", "1",
         "--json",
@@ -75,6 +76,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "incremental_dumps": True,
         "floor_tolerance": 0.1,
         "round_overhead": 0.3,
+        "first_round_extra": 1.5,
         "final_round_trips": 2.0,
         "brownout_weight": 1.0,
     }

@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--round-overhead", default="0s", help="fixed work per pre-copy round, c (default 0s)"
     )
     parser.add_argument(
+        "--first-round-extra",
+        default="0s",
+        help="what round 0 takes beyond a later round: session setup, TCP windows (default 0s)",
+    )
+    parser.add_argument(
         "--final-round-trips", default="0.5", help="round trips inside the downtime (default 0.5)"
     )
     parser.add_argument(
@@ -101,6 +106,7 @@ def inputs_from_args(args: argparse.Namespace) -> ModelInputs:
         incremental_dumps=args.incremental_dumps,
         floor_tolerance=_number(args.floor_tolerance, "floor tolerance"),
         round_overhead=parse_duration(args.round_overhead, "round overhead"),
+        first_round_extra=parse_duration(args.first_round_extra, "first round extra"),
         final_round_trips=_number(args.final_round_trips, "final round trips"),
         brownout_weight=_number(args.brownout_weight, "brownout weight"),
     )
