@@ -436,7 +436,7 @@ def _losses(points: list[PointSummary]) -> list[str]:
     return [*out, ""]
 
 
-def measured_floor(s: PointSummary) -> float:
+def _measured_floor(s: PointSummary) -> float:
     """The least downtime the runs here show possible: the least hand-over without its
     transfer (freeze, dump, restore, commit) any pre-copy run had, plus the least final
     transfer any had (latency-blind and phaul iterate to 12 rounds, where the residual has
@@ -478,7 +478,7 @@ def _versus_blind(points: list[PointSummary], costs: Costs) -> list[str]:
         model_floor = _median(
             [p.floor_downtime_s for r in s.runs[LA] if (p := predict(r, costs, 1))]
         )
-        floor = measured_floor(s)
+        floor = _measured_floor(s)
         if la <= 0.7 * lb:
             verdict = "met"
         elif floor >= 0.7 * lb:

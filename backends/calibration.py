@@ -170,17 +170,20 @@ def fit_round_work(
 
 
 def fit_first_round(
-    records: Sequence[RoundRecord], work: dict[str, Estimate], stream_rate: float | None = None
+    records: Sequence[RoundRecord],
+    work: dict[str, Estimate],
+    scan_rate: float | None = None,
+    stream_rate: float | None = None,
 ) -> dict[str, Estimate] | None:
-    """What round 0 takes beyond a later round's work (`work`, fit_round_work's): its sessions
-    open, its stripes' TCP windows grow from nothing. e0 + e1*RTT; keys fixed (e0), rtt (e1)."""
+    """What round 0 takes beyond a later round's work (`work`, fit_round_work's, with the
+    scan_rate it held where it fitted none): its sessions open, its stripes' TCP windows grow
+    from nothing. e0 + e1*RTT; keys fixed (e0), rtt (e1)."""
     rows = [r for r in records if r.index == 0 and not r.final and r.seconds is not None]
     if not rows or not work:
         return None
     y, columns = _beyond_dump_and_bytes(rows, stream_rate)
-    later = work["fixed"].value + sum(
-        work[name].value * columns[name] for name in ("rtt", "state") if name in work
-    )
+    slopes = _per_byte(scan_rate) | {name: e.value for name, e in work.items() if name != "fixed"}
+    later = work["fixed"].value + sum(slope * columns[name] for name, slope in slopes.items())
     return _fit_affine(y - later, {"rtt": columns["rtt"]})
 
 
@@ -329,10 +332,11 @@ def calibrate(
     rest, and is left None here (Calibration.costs(held) keeps it)."""
     dump = fit_dump(records, held.dump_rate if held else None)
     stream = fit_stream(records)
-    c = stream.value if stream else (held.stream_rate if held else None)
-    work = fit_round_work(records, held.scan_rate if held else None, c) or {}
-    first = fit_first_round(records, work, c) or {}
-    handover = fit_handover(records, held.restore_rate if held else None, c) or {}
+    stream_rate = stream.value if stream else (held.stream_rate if held else None)
+    scan_rate = held.scan_rate if held else None
+    work = fit_round_work(records, scan_rate, stream_rate) or {}
+    first = fit_first_round(records, work, scan_rate, stream_rate) or {}
+    handover = fit_handover(records, held.restore_rate if held else None, stream_rate) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),

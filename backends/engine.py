@@ -407,8 +407,8 @@ class Migration:
                     bytes=result["sent_bytes"],
                     seconds=ran_s,
                     dirty_rate=dirty_rate,
-                    # Small rounds cannot fill the link: the model's B (the share of the
-                    # probed rate the costs say a stream gets) stands for what a round gets.
+                    # Small rounds cannot fill the link: the model's B (the probed rate less
+                    # the stream's own per-byte work, from the costs) is what a round gets.
                     throughput=inputs.bandwidth,
                 )
             )

@@ -275,7 +275,8 @@ def volumes(
     v[0] = inputs.size if start is None else start
     overhead = _round_fixed(inputs)
     for j in range(rounds):
-        v[j + 1] = _dirtied(inputs, v[j] / inputs.bandwidth + overhead + (first_extra * (j == 0)))
+        v[j + 1] = _dirtied(inputs, v[j] / inputs.bandwidth + overhead + first_extra)
+        first_extra = 0.0
     return v
 
 
@@ -315,16 +316,17 @@ class _Track:
 
 
 def _track(i: ModelInputs, start: float, sent: tuple[float, ...], cap: int) -> _Track:
-    extra = np.zeros(cap + 1)
-    extra[0] = 0.0 if sent else i.first_round_extra  # round 0 is still to come
-    v = volumes(i, cap, start, float(extra[0]))
+    first_extra = 0.0 if sent else i.first_round_extra  # round 0 is still to come
+    v = volumes(i, cap, start, first_extra)
+    running = v / i.bandwidth + _round_fixed(i)
+    running[0] += first_extra
     c = _costs(i)
     return _Track(
         inputs=i,
         volumes=v,
         downtimes=c.down_fixed + i.final_round_trips * i.rtt + c.down_per_byte * v,
         freezes=c.freeze_fixed + c.freeze_per_byte * v,
-        running=v / i.bandwidth + _round_fixed(i) + extra,
+        running=running,
         first=len(sent),
         sent=sent,
     )

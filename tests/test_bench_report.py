@@ -48,12 +48,18 @@ def test_the_report_flags_a_point_where_latency_aware_is_dominated_and_far_from_
     assert "\x1b" not in text  # charts are plain text
 
 
-def test_a_loss_is_explained_by_what_the_final_round_carried():
+def _lost_to_phaul_by_its_rounds() -> list[dict]:
+    """latency-aware 2.0 s with 28.6 MiB left for its final round; phaul 1.0 s after 9 rounds."""
     rows = _every_policy(
         latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
         qemu=(1.9, 31, 2.9e7),
     )  # fmt: skip
     next(r for r in rows if r["policy"] == "phaul")["rounds"] = 9
+    return rows
+
+
+def test_a_loss_is_explained_by_what_the_final_round_carried():
+    rows = _lost_to_phaul_by_its_rounds()
     loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
     assert "phaul" in loss and "stopped iterating earlier" in loss
     assert "27.7 MiB more" in loss  # 3e7 - 1e6 bytes
@@ -63,11 +69,7 @@ def test_a_loss_is_explained_by_what_the_final_round_carried():
 
 
 def test_a_loss_planned_with_costs_far_off_the_measurement_names_the_misplan():
-    rows = _every_policy(
-        latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
-        qemu=(1.9, 31, 2.9e7),
-    )  # fmt: skip
-    next(r for r in rows if r["policy"] == "phaul")["rounds"] = 9
+    rows = _lost_to_phaul_by_its_rounds()
     assert "It planned" not in report(rows, "r")  # planned 2.2 s for 2.0: within reason
     next(r for r in rows if r["policy"] == "latency-aware")["predicted_downtime_s"] = 6.0
     loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]

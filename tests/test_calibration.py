@@ -136,6 +136,12 @@ def test_one_state_size_holds_the_rates_in_use_and_fits_the_rest_around_them() -
     assert (costs.scan_rate, costs.dump_rate, costs.restore_rate) == (1e9, 4e8, 8e8)
     unheld = calibrate(one_size).round_fixed  # without them, the constant takes their part
     assert unheld is not None and unheld.value == pytest.approx(0.2 + 256 * MiB / 1e9)
+    # Round 0's excess is fitted net of the held scan too (the plan adds it to c0 + M/scan).
+    first = [replace(_at_one_size(r, 256 * MiB), index=0) for r in synthetic_rounds(rng, 12, 0.0)]
+    slow_start = [replace(r, seconds=(r.seconds or 0.0) + 0.5 + 9 * r.rtt) for r in first]
+    extra = calibrate(one_size + slow_start, held=in_use)
+    assert extra.first_round_fixed is not None
+    assert extra.first_round_fixed.value == pytest.approx(0.5)
 
 
 def test_a_slope_fitted_negative_is_dropped_and_the_rest_refitted() -> None:
