@@ -156,6 +156,45 @@ def _final_part(row: Row, key: str) -> float:
     return (row.get("measured_rounds") or [{}])[-1].get(key) or float("nan")
 
 
+def _hand_over(row: Row) -> float:
+    """Freeze to commit less the final round's transfer: the dump, restore and round trips
+    any policy pays, whatever its rounds left."""
+    rounds = row.get("measured_rounds")
+    return row["downtime_s"] - rounds[-1]["transfer_s"] if rounds else float("nan")
+
+
+# Workload, state size (MiB) and bandwidth (Mbit/s): the points whose hand-overs compare.
+Group = tuple[str, int, int]
+ByPosition = dict[Group, dict[int, list[float]]]
+
+# A position whose hand-overs run this much over their points' medians explains a loss there.
+SLOW_POSITION = 1.1
+
+
+def _group(s: PointSummary) -> Group:
+    return s.first["workload"], s.first["size_mib"], s.first["bandwidth_mbit"]
+
+
+def hand_over_by_position(points: list[PointSummary]) -> ByPosition:
+    """Each pre-copy run's hand-over against the median of its point's pre-copy runs, by how
+    many migrations the container had made before it. The hand-over is the same final dump and
+    restore of the same container whatever the policy, so a position off 1 did it. (In repeat 0
+    each position is one policy; the rotated repeats separate the two. Stop-and-copy is left
+    out: its dump is the whole state.)"""
+    out: ByPosition = defaultdict(lambda: defaultdict(list))
+    for s in points:
+        runs = [
+            r for p, rs in s.runs.items() if p != SC
+            for r in rs if r.get("measured_rounds") and r.get("position") is not None
+        ]  # fmt: skip
+        if not s.complete or len(runs) < 3:
+            continue
+        median = _median([_hand_over(r) for r in runs])
+        for r in runs:
+            out[_group(s)][r["position"]].append(_hand_over(r) / median)
+    return out
+
+
 def summaries(rows: list[Row]) -> list[PointSummary]:
     by_point: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -170,8 +209,9 @@ def _order(row: Row) -> tuple:
             ["low", "medium", "high", None].index(row.get("dirty")), row["rtt_ms"])  # fmt: skip
 
 
-def explain_loss(s: PointSummary, other: str) -> str:
-    """Why latency-aware's downtime is above `other`'s here, from what the runs measured."""
+def explain_loss(s: PointSummary, other: str, by_position: ByPosition | None = None) -> str:
+    """Why latency-aware's downtime is above `other`'s here, from what the runs measured (and,
+    given `by_position`, whether latency-aware ran where hand-overs run slow)."""
     la_n, ot_n = s.median(LA, "rounds"), s.median(other, "rounds")
     la_v, ot_v = s.median(LA, _final_bytes), s.median(other, _final_bytes)
     bandwidth = s.median(LA, lambda r: probed_bandwidth(r) if r.get("inputs") else np.nan)
@@ -203,9 +243,34 @@ def explain_loss(s: PointSummary, other: str) -> str:
             f"What the final rounds carried explains {max(extra, 0.0):.2f} s of the {gap:.2f} s "
             f"gap; the rest is in the hand-over's fixed part ({', '.join(parts)}), not in the "
             "choice of rounds"
-            + (": one repeat cannot tell it from noise." if s.repeats < 2 else ".")
+            + (
+                _slow_position(s, by_position or {})
+                or (": one repeat cannot tell it from noise." if s.repeats < 2 else ".")
+            )
         )
     return text
+
+
+def _slow_position(s: PointSummary, by_position: ByPosition) -> str:
+    """Where latency-aware's runs here sat at positions whose hand-overs ran slow across the
+    points of this workload, size and bandwidth, say so: the loss is the run order's."""
+    group = by_position.get(_group(s), {})
+    positions = sorted({r.get("position") for r in s.runs[LA]} - {None})
+    slow = [_median(group[p]) for p in positions if len(group.get(p, ())) >= 2]
+    if not slow or _median(slow) < SLOW_POSITION:
+        return ""
+    where = (
+        "was the first to move the freshly started container here"
+        if positions == [0]
+        else f"ran at position {'/'.join(map(str, positions))} here"
+    )
+    workload, size, bandwidth = _group(s)
+    points = min(len(group[p]) for p in positions if p in group)
+    return (
+        f": latency-aware {where}, and the hand-overs at that position over the {workload} "
+        f"{size} MiB points at {bandwidth} Mbit/s ran {_median(slow):.2f}x their point's median "
+        f"({points} runs; see Run order)."
+    )
 
 
 # A plan this far from its measurement (either way) held the residual against a wrong floor.
@@ -426,12 +491,13 @@ def _losses(points: list[PointSummary]) -> list[str]:
     losing = [s for s in points if s.complete and not s.within(LA)]
     if not losing:
         return [*out, "Nowhere by more than 5% or the run-to-run spread.", ""]
+    by_position = hand_over_by_position(points)
     for s in losing:
         gap = s.downtime(LA) - s.downtime(s.best)
         out.append(
             f"- `{s.key}`: {s.downtime(LA):.2f} s against {s.best}'s {s.downtime(s.best):.2f} s "
             f"(+{gap:.2f} s, spread {s.spread:.2f} s over {s.repeats} repeat(s)). "
-            + explain_loss(s, s.best)
+            + explain_loss(s, s.best, by_position)
         )
     return [*out, ""]
 
@@ -443,13 +509,13 @@ def _measured_floor(s: PointSummary) -> float:
     long stopped shrinking). No run got under it; the two minima may come from different runs,
     so it is a lower bound, not a run."""
     finals = [
-        (r["downtime_s"], r["measured_rounds"][-1]["transfer_s"])
+        (_hand_over(r), r["measured_rounds"][-1]["transfer_s"])
         for p, runs in s.runs.items() if p != SC
         for r in runs if r.get("measured_rounds")
     ]  # fmt: skip
     if not finals:
         return float("nan")
-    return min(d - t for d, t in finals) + min(t for _, t in finals)
+    return min(h for h, _ in finals) + min(t for _, t in finals)
 
 
 def _versus_blind(points: list[PointSummary], costs: Costs) -> list[str]:
@@ -545,14 +611,38 @@ def _run_order(points: list[PointSummary]) -> list[str]:
         "",
     ]
     if not by_position:
-        return [*out, "Not yet measurable: each policy ran at one position per point.", ""]
-    out += ["| position | runs | downtime / policy's median (median) | p10 | p90 |",
-            "| --- | --- | --- | --- | --- |"]  # fmt: skip
-    for position, ratios in sorted(by_position.items()):
-        cells = [position, len(ratios)] + [
-            f"{x:.2f}" for x in (_median(ratios), *np.percentile(ratios, [10, 90]))
-        ]
-        out.append("| " + " | ".join(map(str, cells)) + " |")
+        out += ["Not yet measurable: each policy ran at one position per point.", ""]
+    else:
+        out += ["| position | runs | downtime / policy's median (median) | p10 | p90 |",
+                "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for position, ratios in sorted(by_position.items()):
+            cells = [position, len(ratios)] + [
+                f"{x:.2f}" for x in (_median(ratios), *np.percentile(ratios, [10, 90]))
+            ]
+            out.append("| " + " | ".join(map(str, cells)) + " |")
+        out.append("")
+    return out + _hand_overs_by_position(points)
+
+
+def _hand_overs_by_position(points: list[PointSummary]) -> list[str]:
+    groups = hand_over_by_position(points)
+    if not groups:
+        return []
+    positions = sorted({p for g in groups.values() for p in g})
+    out = [
+        "The hand-over alone (freeze to commit less the final transfer: the same dump and "
+        "restore of the same container whatever the policy) against the median of its point's "
+        "pre-copy runs, by position: median over the points of each workload, size and "
+        "bandwidth (runs). Stop-and-copy is left out (its dump is the whole state); in repeat "
+        "0 positions 0, 2, 3 and 4 are latency-aware, latency-blind, phaul and qemu, and the "
+        "rotated repeats put other policies there.",
+        "",
+        "| points | " + " | ".join(f"position {p}" for p in positions) + " |",
+        "| --- |" + " --- |" * len(positions),
+    ]
+    for (workload, size, bandwidth), by in sorted(groups.items()):
+        cells = [f"{_median(by[p]):.2f} ({len(by[p])})" if p in by else "-" for p in positions]
+        out.append(f"| {workload} {size} MiB, {bandwidth} Mbit/s | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 

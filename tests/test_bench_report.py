@@ -111,6 +111,29 @@ def test_a_policy_slower_when_run_first_shows_in_the_run_order_table():
     assert "| 0 | 3 | 1.30 |" in table and "| 3 | 3 | 1.00 |" in table
 
 
+def _first_moves_slow() -> list[dict]:
+    """Two points, repeat 0: whoever moves the fresh container first (latency-aware) has a
+    hand-over of 1.3 s, every later pre-copy run 0.8 s; the final rounds are the same."""
+    return [
+        _row(policy, 1.5 if position == 0 else 1.0, 10, rtt=rtt) | {"position": position}
+        for rtt in (100, 200)
+        for position, policy in enumerate(run_order(ALL_POLICIES, 0))
+    ]
+
+
+def test_hand_overs_slow_at_one_position_show_in_the_run_order_section():
+    section = report(_first_moves_slow(), "r").split("## Run order")[1].split("\n## ")[0]
+    assert "| points | position 0 | position 2 | position 3 | position 4 |" in section
+    assert "| memwriter 64 MiB, 200 Mbit/s | 1.62 (2) | 1.00 (2) | 1.00 (2) | 1.00 (2) |" in section
+
+
+def test_a_loss_where_latency_aware_moved_the_fresh_container_first_names_the_run_order():
+    loss = report(_first_moves_slow(), "r").split("## Where latency-aware loses")[1].split("##")[0]
+    assert "was the first to move the freshly started container here" in loss
+    assert "ran 1.62x their point's median (2 runs; see Run order)" in loss
+    assert "cannot tell it from noise" not in loss
+
+
 def test_the_run_order_is_not_measurable_while_every_policy_ran_at_one_position():
     section = report(_every_policy(latency_aware=(1.0, 10)), "r").split("## Run order")[1]
     assert section.split("\n## ")[0].count("Not yet measurable") == 1
