@@ -1,6 +1,12 @@
 from pathlib import Path
 
-from whimbrel.backends.lab.memory import OFF, hold_freed_memory, release_freed_memory
+from whimbrel.backends.lab.memory import (
+    OFF,
+    SPARE,
+    back_free_memory,
+    hold_freed_memory,
+    release_freed_memory,
+)
 
 
 def test_page_reporting_is_turned_off_and_its_order_put_back(tmp_path: Path) -> None:
@@ -24,3 +30,11 @@ def test_reporting_already_off_is_not_recorded_as_the_order_to_restore(tmp_path:
     knob.write_text(OFF)
     assert hold_freed_memory(saved, knob) == "page reporting already off"
     assert not saved.exists()
+
+
+def test_free_memory_is_backed_ahead_but_never_the_spare(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal: 9 kB\nMemAvailable: {(SPARE + 2**24) // 1024} kB\n")
+    assert back_free_memory(2**30, meminfo).startswith("0.0 GiB of free memory backed")
+    meminfo.write_text(f"MemAvailable: {SPARE // 1024} kB\n")
+    assert back_free_memory(2**30, meminfo) == "too little free memory to back ahead"

@@ -22,7 +22,11 @@ from pathlib import Path
 
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.lab import images
-from whimbrel.backends.lab.memory import hold_freed_memory, release_freed_memory
+from whimbrel.backends.lab.memory import (
+    back_free_memory,
+    hold_freed_memory,
+    release_freed_memory,
+)
 from whimbrel.backends.lab.system import (
     LabError,
     kill_and_wait,
@@ -92,7 +96,7 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
     os.chmod(LAB_DIR, 0o700)
     held = hold_freed_memory(REPORTING_SAVED)
     if held:
-        progress(f"memory: {held}")
+        progress(f"memory: {held}; {back_free_memory()}")
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "whimbrel-lab", "-f", SSH_KEY])
 
     progress("network: namespaces, bridges, WAN addresses")
