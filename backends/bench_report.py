@@ -256,7 +256,8 @@ def _slow_position(s: PointSummary, by_position: ByPosition) -> str:
     points of this workload, size and bandwidth, say so: the loss is the run order's."""
     group = by_position.get(_group(s), {})
     positions = sorted({r.get("position") for r in s.runs[LA]} - {None})
-    slow = [_median(group[p]) for p in positions if len(group.get(p, ())) >= 2]
+    measured = [p for p in positions if len(group.get(p, ())) >= 2]
+    slow = [_median(group[p]) for p in measured]
     if not slow or _median(slow) < SLOW_POSITION:
         return ""
     where = (
@@ -265,11 +266,11 @@ def _slow_position(s: PointSummary, by_position: ByPosition) -> str:
         else f"ran at position {'/'.join(map(str, positions))} here"
     )
     workload, size, bandwidth = _group(s)
-    points = min(len(group[p]) for p in positions if p in group)
+    runs = min(len(group[p]) for p in measured)
     return (
         f": latency-aware {where}, and the hand-overs at that position over the {workload} "
         f"{size} MiB points at {bandwidth} Mbit/s ran {_median(slow):.2f}x their point's median "
-        f"({points} runs; see Run order)."
+        f"({runs} runs; see Run order)."
     )
 
 
@@ -350,11 +351,12 @@ def report(
     out += _glance(points)
     out += _claim(points)
     out += _goals(points)
-    out += _losses(points)
+    by_position = hand_over_by_position(points)
+    out += _losses(points, by_position)
     out += _versus_blind(points, calibration.costs())
     for path, before in earlier:
         out += _earlier(points, summaries([r for r in before if r["ok"]]), path)
-    out += _run_order(points)
+    out += _run_order(points, by_position)
     out += _prediction(ok)
     out += _constants(calibration)
     out += _charts(points)
@@ -486,12 +488,11 @@ def _goals(points: list[PointSummary]) -> list[str]:
     return [*out, ""]
 
 
-def _losses(points: list[PointSummary]) -> list[str]:
+def _losses(points: list[PointSummary], by_position: ByPosition) -> list[str]:
     out = ["## Where latency-aware loses, and why", ""]
     losing = [s for s in points if s.complete and not s.within(LA)]
     if not losing:
         return [*out, "Nowhere by more than 5% or the run-to-run spread.", ""]
-    by_position = hand_over_by_position(points)
     for s in losing:
         gap = s.downtime(LA) - s.downtime(s.best)
         out.append(
@@ -590,7 +591,7 @@ def _earlier(
     return [*out, ""]
 
 
-def _run_order(points: list[PointSummary]) -> list[str]:
+def _run_order(points: list[PointSummary], hand_overs: ByPosition) -> list[str]:
     """Whether a policy's downtime depends on where in a point's sequence it ran (first on a
     freshly started container, or after others): each run against its policy's median at its
     point, by position, wherever a policy ran at more than one position."""
@@ -621,11 +622,10 @@ def _run_order(points: list[PointSummary]) -> list[str]:
             ]
             out.append("| " + " | ".join(map(str, cells)) + " |")
         out.append("")
-    return out + _hand_overs_by_position(points)
+    return out + _hand_overs_by_position(hand_overs)
 
 
-def _hand_overs_by_position(points: list[PointSummary]) -> list[str]:
-    groups = hand_over_by_position(points)
+def _hand_overs_by_position(groups: ByPosition) -> list[str]:
     if not groups:
         return []
     positions = sorted({p for g in groups.values() for p in g})

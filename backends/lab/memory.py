@@ -65,7 +65,7 @@ def back_free_memory(size: int = WARM, meminfo: Path = Path("/proc/meminfo")) ->
     size = min(size, _available(meminfo) - SPARE) // mmap.PAGESIZE * mmap.PAGESIZE
     if size <= 0:
         return "too little free memory to back ahead"
-    chunk = bytes(64 * 2**20)
+    chunk = memoryview(bytes(64 * 2**20))  # sliced without a copy
     started = time.perf_counter()
     with mmap.mmap(-1, size) as memory:
         for offset in range(0, size, len(chunk)):
