@@ -94,6 +94,19 @@ def test_latency_aware_within_five_percent_of_the_best_passes():
     assert "Nowhere by more than 5%" in text
 
 
+def test_stop_and_copys_spread_does_not_excuse_a_pre_copy_loss():
+    rows = [
+        {**row, "repeat": repeat}
+        for repeat in range(2)
+        for row in _every_policy(
+            latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31)
+        )
+    ]
+    next(r for r in rows if r["policy"] == "stop-and-copy")["downtime_s"] = 9.0
+    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    assert "latency-blind's 1.00 s" in loss and "spread 0.00 s over 2 repeat(s)" in loss
+
+
 def test_each_repeat_runs_every_policy_with_a_different_one_first():
     orders = [run_order(ALL_POLICIES, repeat) for repeat in range(3)]
     assert orders[0] == list(ALL_POLICIES)  # the grid's first repeat keeps its order
