@@ -228,3 +228,17 @@ def test_the_claim_section_compares_latency_aware_with_latency_blind_rtt_by_rtt(
     claim = report(rows, "r").split("## The claim, measured")[1].split("\n## ")[0]
     assert "| 100 ms | 1 | 0.20 | 0.20-0.20 | 0.67 | 0.67-0.67 | 2 / 2 |" in claim
     assert "downtime is 20% of latency-blind's (shorter)" in claim
+
+
+def test_run_to_run_noise_is_measured_once_points_have_repeats():
+    rows = _every_policy(
+        latency_aware=(1.0, 20), latency_blind=(1.1, 30), phaul=(1.2, 40), qemu=(1.3, 30)
+    )
+    assert "Run to run" not in report(rows, "r")
+    again = _every_policy(
+        latency_aware=(1.2, 20), latency_blind=(1.1, 30), phaul=(1.2, 40), qemu=(1.3, 30)
+    )
+    text = report(rows + [{**r, "repeat": 1} for r in again], "r")
+    # latency-aware 1.0 then 1.2: spread 0.2 of median 1.1; the others did not move
+    assert "spread (max - min) is 0% of its median at a point (median; p90 13%)" in text
+    assert "the same in every repeat at 0 of 1 points" in text
