@@ -501,10 +501,9 @@ def _run_to_run(points: list[PointSummary]) -> list[str]:
     spreads = [_spread(s.downtimes(p)) / s.downtime(p) for s in repeated for p in pre_copy]
     same = 0
     for s in repeated:
-        by_repeat = [{r["repeat"]: r["downtime_s"] for r in s.runs[p]} for p in pre_copy]
-        shared = set.intersection(*(set(d) for d in by_repeat))
-        winners = {min(range(len(pre_copy)), key=lambda i: by_repeat[i][k]) for k in shared}
-        same += len(winners) == 1
+        by_repeat = {p: {r["repeat"]: r["downtime_s"] for r in s.runs[p]} for p in pre_copy}
+        shared = set.intersection(*map(set, by_repeat.values()))
+        same += len({min(pre_copy, key=lambda p: by_repeat[p][k]) for k in shared}) == 1
     return [
         f"Run to run ({len(repeated)} points with 2 or more repeats): a pre-copy policy's "
         f"downtime spread (max - min) is {_median(spreads):.0%} of its median at a point "
