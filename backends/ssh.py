@@ -188,7 +188,9 @@ class NodeSession:
         async with self._channels if kind == "session" else self._streams:
             try:
                 yield conn
-            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
+            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError) as exc:
+                # ConnectionError: a peer that vanished mid-read can surface as the socket's
+                # own reset (errno 104) rather than as asyncssh's ConnectionLost.
                 self._conn = None
                 raise NodeUnreachable(self.node.name, f"connection lost: {exc}") from exc
             except asyncssh.ChannelOpenError as exc:

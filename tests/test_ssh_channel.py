@@ -14,25 +14,41 @@ from whimbrel.backends.ssh import NodeSession, NodeUnreachable
 
 
 class JustDropped:
-    """A connection not yet seen closed, on which no channel opens any more."""
+    """A connection not yet seen closed, which fails the next channel the way it dropped."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
     def is_closed(self) -> bool:
         return False
 
     async def create_process(self, *_: Any, **__: Any) -> None:
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "SSH connection closed")
+        raise self.error
 
 
-def test_a_channel_refused_by_a_dropped_connection_is_the_node_unreachable() -> None:
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "SSH connection closed"),
+         "SSH connection closed"),
+        (ConnectionResetError(104, "Connection reset by peer"), "Connection reset by peer"),
+        (asyncssh.ConnectionLost("Connection lost"), "Connection lost"),
+    ],
+    ids=["channel refused", "socket reset", "connection lost"],
+)  # fmt: skip
+def test_a_connection_dropped_under_a_channel_is_the_node_unreachable(
+    error: Exception, said: str
+) -> None:
     # The engine follows a hand-over through NodeUnreachable (it connects again); a raw
-    # ChannelOpenError used to end the migration instead.
+    # ChannelOpenError, or the socket's own reset (CI, dropping the source's sshd sessions
+    # mid-hand-over), used to end the migration instead.
     config = Config(path=Path("whimbrel.toml"), clusters={}, nodes=())
     session = NodeSession(Node("east-1", "east", "198.18.1.10"), config, asyncio.Semaphore(1))
-    session._conn = JustDropped()  # type: ignore[assignment]
+    session._conn = JustDropped(error)  # type: ignore[assignment]
 
     async def follow() -> None:
         async for _ in session.stream_python("print(1)", []):
             pass
 
-    with pytest.raises(NodeUnreachable, match="SSH connection closed"):
+    with pytest.raises(NodeUnreachable, match=said):
         asyncio.run(follow())
