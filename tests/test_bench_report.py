@@ -242,3 +242,39 @@ def test_run_to_run_noise_is_measured_once_points_have_repeats():
     # latency-aware 1.0 then 1.2: spread 0.2 of median 1.1; the others did not move
     assert "spread (max - min) is 0% of its median at a point (median; p90 13%)" in text
     assert "the same in every repeat at 0 of 1 points" in text
+
+
+def _repeated(*repeats: dict[str, tuple[float, float]]) -> list[dict]:
+    """One point run once per mapping of policy to (downtime, total)."""
+    return [
+        {**row, "repeat": repeat}
+        for repeat, downtimes in enumerate(repeats)
+        for row in _every_policy(**downtimes)
+    ]
+
+
+def test_a_noisy_best_policy_does_not_excuse_a_loss_to_a_steady_one():
+    # phaul is best (median 0.8) but spreads 0.4 s; qemu sits steady at 0.9, 0.1 s under
+    rows = _repeated(
+        dict(latency_aware=(1.0, 20), latency_blind=(1.1, 20), phaul=(0.6, 40), qemu=(0.9, 30)),
+        dict(latency_aware=(1.0, 20), latency_blind=(1.1, 20), phaul=(1.0, 40), qemu=(0.9, 30)),
+    )
+    text = report(rows, "r")
+    assert "**0 of 1** points" in text.split("within 5% of the best")[1]
+    loss = text.split("## Where latency-aware loses, and why")[1].split("##")[0]
+    assert "1.00 s against qemu's 0.90 s (+0.10 s, spread 0.00 s over 2 repeat(s))" in loss
+
+
+def test_pareto_domination_within_the_run_to_run_spread_is_told_apart():
+    # latency-blind's median downtime is 0.05 s under latency-aware's, its runs 0.2 s apart
+    rows = _repeated(
+        dict(latency_aware=(1.0, 30), latency_blind=(0.85, 20), phaul=(1.2, 40), qemu=(1.2, 30)),
+        dict(latency_aware=(1.0, 30), latency_blind=(1.05, 20), phaul=(1.2, 40), qemu=(1.2, 30)),
+    )
+    text = report(rows, "r")
+    assert "| no: latency-blind (within spread) |" in text
+    assert "Of the 1 where another policy dominates it" in text and "spread at **0**" in text
+    steady = _repeated(*[dict(latency_aware=(1.0, 30), latency_blind=(0.8, 20), phaul=(1.2, 40),
+                              qemu=(1.2, 30))] * 2)  # fmt: skip
+    text = report(steady, "r")
+    assert "| no: latency-blind |" in text and "spread at **1**" in text
