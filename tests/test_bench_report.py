@@ -36,6 +36,15 @@ def _every_policy(**downtimes: tuple[float, float, float]) -> list[dict]:
     ]
 
 
+def _repeated(*repeats: dict[str, tuple[float, float]]) -> list[dict]:
+    """One point run once per mapping of policy to (downtime, total)."""
+    return [
+        {**row, "repeat": repeat}
+        for repeat, downtimes in enumerate(repeats)
+        for row in _every_policy(**downtimes)
+    ]
+
+
 def test_the_report_flags_a_point_where_latency_aware_is_dominated_and_far_from_the_best():
     rows = _every_policy(
         latency_aware=(2.0, 30, 3e7), latency_blind=(1.9, 31, 2.9e7), phaul=(1.0, 20, 1e6),
@@ -95,13 +104,10 @@ def test_latency_aware_within_five_percent_of_the_best_passes():
 
 
 def test_stop_and_copys_spread_does_not_excuse_a_pre_copy_loss():
-    rows = [
-        {**row, "repeat": repeat}
-        for repeat in range(2)
-        for row in _every_policy(
-            latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31)
-        )
-    ]
+    rows = _repeated(
+        *[dict(latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31))]
+        * 2
+    )
     next(r for r in rows if r["policy"] == "stop-and-copy")["downtime_s"] = 9.0
     loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
     assert "latency-blind's 1.00 s" in loss and "spread 0.00 s over 2 repeat(s)" in loss
@@ -242,15 +248,6 @@ def test_run_to_run_noise_is_measured_once_points_have_repeats():
     # latency-aware 1.0 then 1.2: spread 0.2 of median 1.1; the others did not move
     assert "spread (max - min) is 0% of its median at a point (median; p90 13%)" in text
     assert "the same in every repeat at 0 of 1 points" in text
-
-
-def _repeated(*repeats: dict[str, tuple[float, float]]) -> list[dict]:
-    """One point run once per mapping of policy to (downtime, total)."""
-    return [
-        {**row, "repeat": repeat}
-        for repeat, downtimes in enumerate(repeats)
-        for row in _every_policy(**downtimes)
-    ]
 
 
 def test_a_noisy_best_policy_does_not_excuse_a_loss_to_a_steady_one():
