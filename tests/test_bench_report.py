@@ -275,3 +275,32 @@ def test_pareto_domination_within_the_run_to_run_spread_is_told_apart():
                               qemu=(1.2, 30))] * 2)  # fmt: skip
     text = report(steady, "r")
     assert "| no: latency-blind |" in text and "spread at **1**" in text
+
+
+def _rotated(latency_aware: dict[float, float]) -> list[dict]:
+    """Three rotated repeats at each RTT given: latency-aware's downtime there, every other
+    pre-copy policy 1.0 s, stop-and-copy 4.0 s; every final round sends the same."""
+    return [
+        _row(policy, {"latency-aware": la, "stop-and-copy": 4.0}.get(policy, 1.0), 10, rtt=rtt)
+        | {"repeat": repeat, "position": position}
+        for rtt, la in latency_aware.items()
+        for repeat in range(3)
+        for position, policy in enumerate(run_order(ALL_POLICIES, repeat))
+    ]
+
+
+def test_a_loss_where_the_point_drew_slow_hand_overs_is_told_from_the_policys_own():
+    text = report(_rotated({100: 1.5, 200: 1.0, 50: 1.0}), "r")
+    loss = text.split("## Where latency-aware loses, and why")[1].split("\n## ")[0]
+    assert "flags latency-aware at 1, stop-and-copy at 3, latency-blind at 0" in loss
+    assert "latency-aware's hand-overs ran 1.62x here" in loss  # 1.3 s against 0.8 s
+    assert "they run 1.00x and 1.00x (9 and 9 runs" in loss
+    assert "the draws at this point, not the policies" in loss
+    section = text.split("## Run order")[1].split("\n## ")[0]
+    assert "| latency-aware | latency-blind | phaul | qemu |" in section
+
+
+def test_a_loss_to_latency_awares_own_slow_hand_overs_names_the_policy():
+    loss = report(_rotated({100: 1.5, 200: 1.5}), "r").split("## Where latency-aware")[1]
+    assert "hand-overs run 1.62x their point's median over the memwriter 64 MiB points" in loss
+    assert "its own hand-over is slower" in loss and "draws at this point" not in loss
