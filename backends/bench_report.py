@@ -583,7 +583,7 @@ def _losses(points: list[PointSummary], hand_overs: HandOvers) -> list[str]:
     scored = [s for s in points if s.complete]
     losing = [s for s in scored if not s.within(LA)]
     if scored:
-        # The test is one-sided: how often it flags each policy says what noise alone makes.
+        # A yardstick for latency-aware's count: policies that tie within the noise get flagged too.
         counts = [f"{p} at {sum(not s.within(p) for s in scored)}" for p in POLICIES]
         out += [
             "The same test (another policy's downtime lower by more than 5% and by more than "
