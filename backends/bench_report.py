@@ -248,10 +248,10 @@ def _order(row: Row) -> tuple:
             ["low", "medium", "high", None].index(row.get("dirty")), row["rtt_ms"])  # fmt: skip
 
 
-def explain_loss(s: PointSummary, other: str, hand_overs: HandOvers | None = None) -> str:
-    """Why latency-aware's downtime is above `other`'s here, from what the runs measured (and,
-    given `hand_overs`, whether latency-aware ran where hand-overs run slow, or its own run
-    slow wherever it ran)."""
+def explain_loss(s: PointSummary, other: str, hand_overs: HandOvers) -> str:
+    """Why latency-aware's downtime is above `other`'s here, from what the runs measured and
+    from `hand_overs`: whether latency-aware ran where hand-overs run slow, or its own run slow
+    wherever it ran."""
     la_n, ot_n = s.median(LA, "rounds"), s.median(other, "rounds")
     la_v, ot_v = s.median(LA, _final_bytes), s.median(other, _final_bytes)
     bandwidth = s.median(LA, lambda r: probed_bandwidth(r) if r.get("inputs") else np.nan)
@@ -282,7 +282,7 @@ def explain_loss(s: PointSummary, other: str, hand_overs: HandOvers | None = Non
         text += (
             f"What the final rounds carried explains {max(extra, 0.0):.2f} s of the {gap:.2f} s "
             f"gap; the rest is in the hand-over's fixed part ({', '.join(parts)}), not in the "
-            "choice of rounds" + _fixed_part_cause(s, other, hand_overs or HandOvers({}, {}))
+            "choice of rounds" + _fixed_part_cause(s, other, hand_overs)
         )
     return text
 
@@ -581,7 +581,7 @@ def _run_to_run(points: list[PointSummary]) -> list[str]:
 def _losses(points: list[PointSummary], hand_overs: HandOvers) -> list[str]:
     out = ["## Where latency-aware loses, and why", ""]
     scored = [s for s in points if s.complete]
-    losing = [s for s in scored if not s.within(LA)]
+    losing = [(s, beaten_by[0]) for s in scored if (beaten_by := s.beaten_by(LA))]
     if scored:
         # A yardstick for latency-aware's count: policies that tie within the noise get flagged too.
         counts = [f"{p} at {sum(not s.within(p) for s in scored)}" for p in POLICIES]
@@ -593,8 +593,7 @@ def _losses(points: list[PointSummary], hand_overs: HandOvers) -> list[str]:
         ]
     if not losing:
         return [*out, "Nowhere by more than 5% or the run-to-run spread.", ""]
-    for s in losing:
-        other = s.beaten_by(LA)[0]
+    for s, other in losing:
         gap = s.downtime(LA) - s.downtime(other)
         out.append(
             f"- `{s.key}`: {s.downtime(LA):.2f} s against {other}'s {s.downtime(other):.2f} s "
