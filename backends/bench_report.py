@@ -17,7 +17,7 @@ import plotext as plt
 
 from whimbrel.backends.calibration import Calibration, Estimate, RoundRecord, calibrate
 from whimbrel.backends.costs import Costs
-from whimbrel.backends.model import POLICIES, Plan, evaluate
+from whimbrel.backends.model import POLICIES, POLICY_MARKERS, Plan, evaluate
 
 Row = dict[str, Any]
 LA, LB, SC = "latency-aware", "latency-blind", "stop-and-copy"
@@ -847,10 +847,13 @@ def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
     plt.clear_figure()
     plt.plotsize(72, 18)
     plt.theme("clear")
-    for policy, points in series.items():
-        if points:
-            xs, ys = zip(*sorted(points), strict=True)
-            plt.plot(list(xs), list(ys), label=policy, marker="dot")
+    drawn = [p for p in POLICIES if series.get(p)]
+    for policy in reversed(drawn):  # latency-aware drawn last, on top
+        xs, ys = zip(*sorted(series[policy]), strict=True)
+        # No legend: it would hide the low-RTT points; the section names the letters.
+        plt.plot(list(xs), list(ys), marker=POLICY_MARKERS[policy])
+    rtts = sorted({x for p in drawn for x, _ in series[p]})
+    plt.xticks(rtts, [f"{x:g}" for x in rtts])
     plt.title(title)
     plt.xlabel("RTT (ms)")
     plt.ylabel("downtime (s)")
@@ -858,7 +861,15 @@ def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
 
 
 def _charts(points: list[PointSummary]) -> list[str]:
-    out = ["## Downtime against RTT, per policy", ""]
+    out = [
+        "## Downtime against RTT, per policy",
+        "",
+        "Median downtime at each RTT. The pre-copy policies share a chart, one letter each ("
+        + ", ".join(f"{POLICY_MARKERS[p]} {p}" for p in POLICIES if p != SC)
+        + "); stop-and-copy, whose downtime carries the whole state, is given under it rather "
+        "than drawn, as it would flatten the others into one line.",
+        "",
+    ]
     groups: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -869,7 +880,11 @@ def _charts(points: list[PointSummary]) -> list[str]:
             groups[key][policy].append((r0["rtt_ms"], s.downtime(policy)))
     for (workload, size, dirty, bw), series in groups.items():
         title = f"{workload} {size} MiB, dirty {dirty}, {bw:g} Mbit/s"
+        stop_and_copy = [y for _, y in series.pop(SC, [])]
         out += [f"### {title}", "", "```text", _chart(title, series), "```", ""]
+        if stop_and_copy:
+            low, high = min(stop_and_copy), max(stop_and_copy)
+            out += [f"stop-and-copy (not drawn): {low:.2f}-{high:.2f} s over these RTTs.", ""]
     return out
 
 

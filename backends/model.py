@@ -34,6 +34,7 @@ from whimbrel.backends.units import format_bandwidth, format_duration, format_si
 __all__ = [
     "PAGE_SIZE",
     "POLICIES",
+    "POLICY_MARKERS",
     "Grid",
     "MeasuredRound",
     "ModelInputError",
@@ -58,6 +59,14 @@ MAX_ROUND_CAP = 10_000  # bounds the arrays a plan allocates
 Verdict = Literal["iterate", "stop-and-copy"]
 Policy = Literal["latency-aware", "stop-and-copy", "latency-blind", "phaul", "qemu"]
 POLICIES: tuple[Policy, ...] = ("latency-aware", "stop-and-copy", "latency-blind", "phaul", "qemu")
+# A letter a policy for text charts: the docs show them without colour.
+POLICY_MARKERS: dict[Policy, str] = {
+    "latency-aware": "A",
+    "stop-and-copy": "S",
+    "latency-blind": "B",
+    "phaul": "P",
+    "qemu": "Q",
+}
 
 # CRIU p.haul (phaul/iters.py, iter_consts): checked after each pre-dump.
 PHAUL_MIN_PAGES = 64

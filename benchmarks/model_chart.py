@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import plotext as plt
 
-from whimbrel.backends.model import POLICIES, ModelInputs, compare
+from whimbrel.backends.model import POLICIES, POLICY_MARKERS, ModelInputs, compare
 from whimbrel.backends.units import format_duration
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "model.md"
@@ -32,13 +32,6 @@ SCENARIO = ModelInputs(
 )
 RTTS = np.linspace(0.0, 1.0, 41)
 TABLE_RTTS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
-MARKERS = {
-    "latency-aware": "A",
-    "stop-and-copy": "S",
-    "latency-blind": "B",
-    "phaul": "P",
-    "qemu": "Q",
-}
 
 
 def chart() -> str:
@@ -48,7 +41,7 @@ def chart() -> str:
     plt.plotsize(96, 28)
     for policy in reversed(POLICIES):  # latency-aware drawn last, on top
         downtimes = [p[policy].downtime_s for p in plans]
-        plt.plot((RTTS * 1e3).tolist(), downtimes, marker=MARKERS[policy], label=policy)
+        plt.plot((RTTS * 1e3).tolist(), downtimes, marker=POLICY_MARKERS[policy], label=policy)
     plt.title("predicted downtime vs RTT: 32 MiB, 16 MiB/s dirty, 200 Mbit/s, target 500 ms")
     plt.xlabel("RTT (ms)")
     plt.ylabel("downtime (s)")

@@ -304,3 +304,15 @@ def test_a_loss_to_latency_awares_own_slow_hand_overs_names_the_policy():
     loss = report(_rotated({100: 1.5, 200: 1.5}), "r").split("## Where latency-aware")[1]
     assert "hand-overs run 1.62x their point's median over the memwriter 64 MiB points" in loss
     assert "its own hand-over is slower" in loss and "draws at this point" not in loss
+
+
+def test_the_downtime_charts_tell_the_policies_apart_and_give_stop_and_copy_beside_them():
+    downtimes = {"stop-and-copy": 4.0, "latency-aware": 0.5, "latency-blind": 0.7, "phaul": 0.6,
+                 "qemu": 0.9}  # fmt: skip
+    rows = [_row(p, d, 10, rtt=rtt) for rtt in (5, 200) for p, d in downtimes.items()]
+    charts = report(rows, "r").split("## Downtime against RTT")[1].split("\n## ")[0]
+    canvas = charts.split("```text")[1].split("```")[0]
+    plotted = {c for line in canvas.splitlines() if "┤" in line or "│" in line
+               for c in line.split("┤" if "┤" in line else "│", 1)[1].rstrip("│ ")}  # fmt: skip
+    assert {"A", "B", "P", "Q"} <= plotted and "S" not in plotted
+    assert "stop-and-copy (not drawn): 4.00-4.00 s over these RTTs." in charts
