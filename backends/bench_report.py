@@ -23,6 +23,7 @@ Row = dict[str, Any]
 LA, LB, SC = "latency-aware", "latency-blind", "stop-and-copy"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MiB = 2**20
+NEAR = 0.05  # the issue's "within 5%" of another policy's downtime
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -154,7 +155,7 @@ class PointSummary:
         gaps = {p: d - self.downtime(p) for p in self.runs if p != policy}
         return sorted(
             (p for p, gap in gaps.items()
-             if gap > 0.05 * self.downtime(p) and gap > self.spread(policy, p)),
+             if gap > NEAR * self.downtime(p) and gap > self.spread(policy, p)),
             key=gaps.__getitem__, reverse=True,
         )  # fmt: skip
 
@@ -164,7 +165,7 @@ class PointSummary:
 
     def within_five_percent(self, policy: str) -> bool:
         """The goal as written: within 5% of the best policy's downtime, noise or not."""
-        return self.downtime(policy) - self.downtime(self.best) <= 0.05 * self.downtime(self.best)
+        return self.downtime(policy) <= (1 + NEAR) * self.downtime(self.best)
 
 
 def _migration_s(row: Row) -> float:
@@ -525,9 +526,9 @@ def _range(ratios: Sequence[float]) -> str:
 
 
 def _compared(ratio: float) -> str:
-    if ratio < 0.95:
+    if ratio < 1 - NEAR:
         return "shorter"
-    return "longer" if ratio > 1.05 else "the same within 5%"
+    return "longer" if ratio > 1 + NEAR else "the same within 5%"
 
 
 def _goals(points: list[PointSummary]) -> list[str]:

@@ -27,6 +27,11 @@ def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: fl
     }  # fmt: skip
 
 
+def _section(text: str, heading: str) -> str:
+    """The report's section under `## heading...`, up to the next one."""
+    return text.split(f"## {heading}")[1].split("\n## ")[0]
+
+
 def _every_policy(**downtimes: tuple[float, float, float]) -> list[dict]:
     """One run per policy: (downtime, total, final round bytes); stop-and-copy is far off."""
     rows = [_row("stop-and-copy", 4.0, 5.0, final=6.7e7)]
@@ -69,11 +74,11 @@ def _lost_to_phaul_by_its_rounds() -> list[dict]:
 
 def test_a_loss_is_explained_by_what_the_final_round_carried():
     rows = _lost_to_phaul_by_its_rounds()
-    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    loss = _section(report(rows, "r"), "Where latency-aware loses, and why")
     assert "phaul" in loss and "stopped iterating earlier" in loss
     assert "27.7 MiB more" in loss  # 3e7 - 1e6 bytes
     next(r for r in rows if r["policy"] == "phaul")["rounds"] = 2
-    same_rounds = report(rows, "r").split("## Where latency-aware loses")[1].split("##")[0]
+    same_rounds = _section(report(rows, "r"), "Where latency-aware loses")
     assert "with as many rounds, its last one left more dirty" in same_rounds
 
 
@@ -81,7 +86,7 @@ def test_a_loss_planned_with_costs_far_off_the_measurement_names_the_misplan():
     rows = _lost_to_phaul_by_its_rounds()
     assert "It planned" not in report(rows, "r")  # planned 2.2 s for 2.0: within reason
     next(r for r in rows if r["policy"] == "latency-aware")["predicted_downtime_s"] = 6.0
-    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    loss = _section(report(rows, "r"), "Where latency-aware loses, and why")
     assert "It planned 6.00 s of downtime and had 2.00 s" in loss
     assert "overstated the hand-over 3.0-fold" in loss
 
@@ -90,7 +95,7 @@ def test_a_loss_with_the_same_final_round_is_put_down_to_the_handover():
     rows = _every_policy(
         latency_aware=(2.0, 30), latency_blind=(1.0, 31), phaul=(1.9, 20), qemu=(1.9, 31)
     )
-    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    loss = _section(report(rows, "r"), "Where latency-aware loses, and why")
     assert "hand-over's fixed part" in loss and "one repeat cannot tell" in loss
 
 
@@ -109,7 +114,7 @@ def test_stop_and_copys_spread_does_not_excuse_a_pre_copy_loss():
         * 2
     )
     next(r for r in rows if r["policy"] == "stop-and-copy")["downtime_s"] = 9.0
-    loss = report(rows, "r").split("## Where latency-aware loses, and why")[1].split("##")[0]
+    loss = _section(report(rows, "r"), "Where latency-aware loses, and why")
     assert "latency-blind's 1.00 s" in loss and "spread 0.00 s over 2 repeat(s)" in loss
 
 
@@ -126,7 +131,7 @@ def test_a_policy_slower_when_run_first_shows_in_the_run_order_table():
         for position, policy in enumerate(run_order(ALL_POLICIES, repeat)):
             downtime = 1.3 if position == 0 else 1.0
             rows.append(_row(policy, downtime, 10) | {"repeat": repeat, "position": position})
-    table = report(rows, "r").split("## Run order")[1].split("\n## ")[0]
+    table = _section(report(rows, "r"), "Run order")
     assert "| 0 | 3 | 1.30 |" in table and "| 3 | 3 | 1.00 |" in table
 
 
@@ -141,21 +146,21 @@ def _first_moves_slow() -> list[dict]:
 
 
 def test_hand_overs_slow_at_one_position_show_in_the_run_order_section():
-    section = report(_first_moves_slow(), "r").split("## Run order")[1].split("\n## ")[0]
+    section = _section(report(_first_moves_slow(), "r"), "Run order")
     assert "| points | position 0 | position 2 | position 3 | position 4 |" in section
     assert "| memwriter 64 MiB, 200 Mbit/s | 1.62 (2) | 1.00 (2) | 1.00 (2) | 1.00 (2) |" in section
 
 
 def test_a_loss_where_latency_aware_moved_the_fresh_container_first_names_the_run_order():
-    loss = report(_first_moves_slow(), "r").split("## Where latency-aware loses")[1].split("##")[0]
+    loss = _section(report(_first_moves_slow(), "r"), "Where latency-aware loses")
     assert "was the first to move the freshly started container here" in loss
     assert "ran 1.62x their point's median (2 runs; see Run order)" in loss
     assert "cannot tell it from noise" not in loss
 
 
 def test_the_run_order_is_not_measurable_while_every_policy_ran_at_one_position():
-    section = report(_every_policy(latency_aware=(1.0, 10)), "r").split("## Run order")[1]
-    assert section.split("\n## ")[0].count("Not yet measurable") == 1
+    section = _section(report(_every_policy(latency_aware=(1.0, 10)), "r"), "Run order")
+    assert section.count("Not yet measurable") == 1
 
 
 def test_the_quick_grid_is_small_and_covers_both_rtt_ends():
@@ -164,7 +169,7 @@ def test_the_quick_grid_is_small_and_covers_both_rtt_ends():
 
 
 def _versus_blind(text: str) -> str:
-    return text.split("## Latency-aware against latency-blind")[1].split("\n## ")[0]
+    return _section(text, "Latency-aware against latency-blind")
 
 
 def test_latency_aware_far_below_latency_blind_at_long_rtt_meets_the_goal():
@@ -202,7 +207,7 @@ def test_the_same_point_measured_on_an_earlier_data_path_is_compared_side_by_sid
         r["stripes"] = 3
     older = EarlierPath("old.jsonl", "one stream", "one stream")
     text = report(now, "r", earlier=[(older, before)])
-    section = text.split("## An earlier data path: one stream")[1].split("\n## ")[0]
+    section = _section(text, "An earlier data path: one stream")
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
     assert "## An earlier data path" not in report(now, "r")  # only when there is such data
@@ -231,7 +236,7 @@ def test_the_claim_section_compares_latency_aware_with_latency_blind_rtt_by_rtt(
     rows = _every_policy(
         latency_aware=(0.6, 20), latency_blind=(3.0, 30), phaul=(1.1, 40), qemu=(1.2, 30)
     )
-    claim = report(rows, "r").split("## The claim, measured")[1].split("\n## ")[0]
+    claim = _section(report(rows, "r"), "The claim, measured")
     assert "| 100 ms | 1 | 0.20 | 0.20-0.20 | 0.67 | 0.67-0.67 | 2 / 2 |" in claim
     assert "downtime is 20% of latency-blind's (shorter)" in claim
 
@@ -258,7 +263,7 @@ def test_a_noisy_best_policy_does_not_excuse_a_loss_to_a_steady_one():
     )
     text = report(rows, "r")
     assert "**0 of 1** points" in text.split("within 5% of the best")[1]
-    loss = text.split("## Where latency-aware loses, and why")[1].split("##")[0]
+    loss = _section(text, "Where latency-aware loses, and why")
     assert "1.00 s against qemu's 0.90 s (+0.10 s, spread 0.00 s over 2 repeat(s))" in loss
 
 
@@ -291,12 +296,12 @@ def _rotated(latency_aware: dict[float, float]) -> list[dict]:
 
 def test_a_loss_where_the_point_drew_slow_hand_overs_is_told_from_the_policys_own():
     text = report(_rotated({100: 1.5, 200: 1.0, 50: 1.0}), "r")
-    loss = text.split("## Where latency-aware loses, and why")[1].split("\n## ")[0]
+    loss = _section(text, "Where latency-aware loses, and why")
     assert "flags latency-aware at 1, stop-and-copy at 3, latency-blind at 0" in loss
     assert "latency-aware's hand-overs ran 1.62x here" in loss  # 1.3 s against 0.8 s
     assert "they run 1.00x and 1.00x (9 and 9 runs" in loss
     assert "the draws at this point, not the policies" in loss
-    section = text.split("## Run order")[1].split("\n## ")[0]
+    section = _section(text, "Run order")
     assert "| latency-aware | latency-blind | phaul | qemu |" in section
 
 
@@ -310,7 +315,7 @@ def test_the_downtime_charts_tell_the_policies_apart_and_give_stop_and_copy_besi
     downtimes = {"stop-and-copy": 4.0, "latency-aware": 0.5, "latency-blind": 0.7, "phaul": 0.6,
                  "qemu": 0.9}  # fmt: skip
     rows = [_row(p, d, 10, rtt=rtt) for rtt in (5, 200) for p, d in downtimes.items()]
-    charts = report(rows, "r").split("## Downtime against RTT")[1].split("\n## ")[0]
+    charts = _section(report(rows, "r"), "Downtime against RTT")
     canvas = charts.split("```text")[1].split("```")[0]
     plotted = {c for line in canvas.splitlines() if "┤" in line or "│" in line
                for c in line.split("┤" if "┤" in line else "│", 1)[1].rstrip("│ ")}  # fmt: skip
@@ -325,9 +330,9 @@ def test_the_five_percent_goal_is_counted_as_written_and_apart_from_the_noise():
         dict(latency_aware=(0.95, 30), latency_blind=(1.0, 30), phaul=(1.2, 40), qemu=(1.2, 30)),
     )
     text = report(rows, "r")
-    goals = text.split("## Goals, checked")[1].split("\n## ")[0]
+    goals = _section(text, "Goals, checked")
     assert "within 5% of the best policy's: **0 of 1** points" in goals
     assert "as a tie (pair by pair): **1 of 1**" in goals
     assert goals.rstrip().endswith("| within spread |")
-    glance = text.split("## The policies at a glance")[1].split("\n## ")[0]
+    glance = _section(text, "The policies at a glance")
     assert "| latency-aware | 0 | 0 |" in glance and "| latency-blind | 1 | 1 |" in glance
