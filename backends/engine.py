@@ -30,7 +30,7 @@ from contextlib import AsyncExitStack, aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from whimbrel.backends import model
+from whimbrel.backends import failpoints, model
 from whimbrel.backends.channel import NodeLink, open_link, revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.costs import DEFAULT_COSTS, Costs
@@ -170,8 +170,8 @@ class Migration:
             "started_at": time.time(),
             "owner": _this_process(),
         }
-        # Failure injection for whimbrel's own tests (see tests/lab/test_migration_failures.py).
-        self.faults = [f for f in os.environ.get("WHIMBREL_INJECT", "").split(",") if f]
+        # Inert unless whimbrel's own fault tests arm them (backends/failpoints.py).
+        self.failpoints = failpoints.armed()
 
     def abort(self) -> None:
         """Roll back at the next round boundary; too late once the final round began."""
@@ -259,7 +259,7 @@ class Migration:
 
         prepared = await _helper(
             src_session, "prepare", self.id, container.id, src.docker_socket,
-            json.dumps(self.faults),
+            json.dumps(self.failpoints),
         )  # fmt: skip
         stack.push_async_callback(self._release, src_session, container.id, outcome)
         yield self._log(
@@ -291,6 +291,10 @@ class Migration:
             )
             yield self._log(f"image shipped: {shipped['bytes']} bytes")
 
+        # The target's decision record decides where the container lives (receiver.py);
+        # dropped last, once every party has acted on it.
+        await _target_helper(dst_session, "expect", self.id)
+        stack.push_async_callback(self._forget, dst_session, outcome)
         name = container.name
         created = await dst_api.request(
             "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
@@ -298,10 +302,11 @@ class Migration:
         target_id = created["Id"]
         self._record["target_id"] = target_id
         write_record(self._record)
-        stack.push_async_callback(self._remove_target, dst_api, target_id, outcome)
+        stack.push_async_callback(self._settle_target, dst_session, dst, target_id, outcome)
         target = await dst_api.inspect(target_id)
         root = (await dst_api.request("GET", "/info"))["DockerRootDir"]
         where = {
+            "migration": self.id,
             "container": target_id,
             "docker_socket": dst.docker_socket,
             "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],
@@ -309,7 +314,7 @@ class Migration:
             "volumes": {
                 m["Name"]: m["Source"] for m in target.get("Mounts") or () if m["Type"] == "volume"
             },
-            "faults": self.faults,
+            "failpoints": self.failpoints,
         }
         # Written by the operator: the source can only send data, never choose where it goes.
         await dst_session.run_python(
@@ -473,7 +478,16 @@ class Migration:
         final: dict[str, Any] = {}
         async for event in self._follow(src_session, final):
             yield event
+        if final.get("unsettled"):
+            # The source stays frozen, the target fenced or serving as its record says:
+            # nothing is undone here; the record stays pending for `whimbrel recover`.
+            raise MigrationFailed(final.get("error", "the hand-over is unsettled"), "unknown")
         outcome["handover"] = "settled"
+        if final.get("source_left"):
+            outcome.setdefault("warnings", []).append(
+                f"the source container on {src.name} is stopped but not removed yet: "
+                "`whimbrel recover` removes it"
+            )
         if not final.get("ok"):
             running = {"source": src.name, "target": dst.name}.get(
                 final.get("running_on", ""), "nowhere (see the log)"
@@ -542,6 +556,10 @@ class Migration:
                         kind = step["kind"]
                         if kind == "sent":
                             yield self._phase(Phase.RESTORE, f"{step['sent_bytes']} bytes sent")
+                        elif kind == "restored":
+                            yield self._log("restored on the target, fenced: committing")
+                        elif kind == "committed":
+                            yield self._log("committed: the target serves, the source goes")
                         elif kind in ("failed", "warning"):
                             yield self._log(step.get("error") or step.get("text", ""), "error")
                         elif kind == "end":
@@ -565,14 +583,33 @@ class Migration:
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
 
-    async def _remove_target(self, api: DockerAPI, cid: str, outcome: dict[str, Any]) -> None:
+    async def _settle_target(
+        self, session: NodeSession, dst: Node, cid: str, outcome: dict[str, Any]
+    ) -> None:
+        """A migration that did not commit: the target records "aborted" (unless a verdict
+        stands) and its container goes; a committed record is never undone."""
         if outcome.get("ok") or _unsettled(outcome):
             return  # it serves, or may be about to
         try:
-            await api.request("DELETE", f"/containers/{cid}", query={"force": "true", "v": "1"})
-        except DockerError as exc:
-            if exc.status != 404:
-                outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
+            verdict = await _target_helper(session, "settle", self.id, dst.docker_socket, cid)
+        except WhimbrelError as exc:
+            outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
+            outcome["handover"] = "running"  # unknown: for `recover`, not for a guess
+            return
+        if verdict["decision"] == "committed":  # the daemon's outcome said otherwise
+            outcome.setdefault("warnings", []).append(
+                f"{dst.name} recorded the commit: the container runs there; "
+                "`whimbrel recover` settles the source"
+            )
+            outcome |= {"handover": "running", "running_on": dst.name}
+
+    async def _forget(self, session: NodeSession, outcome: dict[str, Any]) -> None:
+        if _unsettled(outcome):
+            return  # the record is what `recover` settles from
+        try:
+            await _target_helper(session, "forget", self.id)
+        except WhimbrelError as exc:
+            outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
 
     def _finish(self, outcome: dict[str, Any]) -> MigrationFinished:
         req = self.request
@@ -641,39 +678,53 @@ async def recover(pool: SessionPool) -> list[str]:
 
 
 async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
+    """One migration whimbrel left pending: settled from the target's decision record alone.
+    The target records "aborted" unless a verdict stands (its copy, fenced until a commit,
+    then goes); the source is resumed or removed as the record says."""
     src = pool.config.node(record["src"])
     dst = pool.config.node(record["dst"])
     src_session, dst_session = pool.session(src), pool.session(dst)
     name = record.get("container", "?")
     outcome = None
     if record.get("handover"):
-        outcome = (await _helper(src_session, "status", record["id"]))["outcome"]
-        if outcome is None:
+        status = await _helper(src_session, "status", record["id"])
+        outcome = status["outcome"]
+        if outcome is None and status["daemon"]:
             return (
                 f"migration {record['id']} of {name}: the hand-over is still running on {src.name}"
             )
-    ok = bool(outcome and outcome.get("ok"))
-    if not ok and record.get("target_id"):
-        # It never reached the final round, or the final round failed: the container is on
-        # the source; the target container, if one was made, goes.
-        try:
-            await DockerAPI(dst_session).request(
-                "DELETE", f"/containers/{record['target_id']}", query={"force": "true"}
+    settled = (
+        outcome is not None and not outcome.get("unsettled") and not outcome.get("source_left")
+    )
+    if not settled and record.get("target_id"):
+        verdict = (
+            await _target_helper(
+                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
             )
-        except DockerError as exc:
-            if exc.status != 404:
-                raise
+        )["decision"]
+        if verdict == "forgotten" and record.get("handover"):
+            raise WhimbrelError(f"{dst.name} holds no decision record for it: check both nodes")
+        if record.get("handover"):
+            verdict = "committed" if verdict == "committed" else "aborted"
+            outcome = (
+                await _helper(
+                    src_session, "settle", record["id"], record.get("container_id", ""), verdict
+                )
+            )["outcome"]
     await _helper(src_session, "release", record["id"], record.get("container_id", ""))
     link = record.get("link")
     if link:
         await revoke_link(pool, src, dst, link["id"], link["src_dir"], link["dst_dir"])
+    if record.get("target_id"):
+        await _target_helper(dst_session, "forget", record["id"])
+    ok = bool(outcome and outcome.get("ok"))
     where = (outcome or {}).get("running_on", "source")
     running_on = {"source": src.name, "target": dst.name}.get(where, where)
     record |= {
         "status": "done" if ok else "failed",
         "ok": ok,
         "running_on": running_on,
-        "downtime_s": (outcome or {}).get("downtime_s"),
+        "downtime_s": (outcome or {}).get("downtime_s", record.get("downtime_s")),
         "error": None
         if ok
         else (outcome or {}).get("error", "whimbrel stopped before the final round; rolled back"),
@@ -681,9 +732,9 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
         "handover_result": outcome,
     }
     write_record(record)
-    verdict = "finished" if record["ok"] else "did not finish"
+    verdict_text = "finished" if record["ok"] else "did not finish"
     return (
-        f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict} while "
+        f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict_text} while "
         f"whimbrel was away: the container runs on {running_on}"
     )
 
@@ -723,3 +774,8 @@ async def _helper(
 ) -> dict[str, Any]:
     """Run a source.py action on the source node."""
     return await session.run_helper("source.py", [action, *args], what=action, timeout=timeout)
+
+
+async def _target_helper(session: NodeSession, action: str, *args: str) -> dict[str, Any]:
+    """Run one of receiver.py's operator actions (the decision record) on the target node."""
+    return await session.run_helper("receiver.py", [action, *args], what=f"target {action}")

@@ -3,8 +3,15 @@
 It is the forced command of the ephemeral key that whimbrel installs on the TARGET node for one
 migration or probe, so the source node can run this and nothing else. What the source asked
 for arrives in SSH_ORIGINAL_COMMAND and is parsed here, never handed to a shell. The operator
-writes target.json beside this script (the target container, its Docker socket, upper dir and
-checkpoint dir): the source cannot choose where anything is written.
+writes target.json beside this script (the migration, the target container, its Docker socket,
+upper dir and checkpoint dir): the source cannot choose where anything is written.
+
+The commit point: DECISIONS/MIG/decision, one record on this node, written once (temp, fsync,
+link: the first verdict stands) and read by everyone who acts: this receiver, the source's
+hand-over daemon (through `settle`) and the operator's recovery (running this script as
+`python3 - ACTION ARGS` over its own SSH session). Before a "committed" record the restored
+copy is fenced: CRIU leaves its tasks stopped, so no client is ever answered by a copy that
+may yet be undone; the record written, it is resumed and never undone.
 
   sink K T      read a striped stream (below) to its end; answer {"bytes": N, "elapsed_s": S}
   rounds K T    the pre-copy rounds' CRIU images (see source.py for the stream), one striped
@@ -16,12 +23,16 @@ checkpoint dir): the source cannot choose where anything is written.
                 dir), where `docker start --checkpoint` restores from, with the page files
                 staged inside the target container's own root file system (/.wb), which
                 makes the restore 5x faster (LAB-FACTS.md); then, in the same session:
-                `docker start --checkpoint`, answer, then wait for the source's "commit"
-                line: keep the target and drop the staged files; anything else, or a lost
-                source, undoes the restore
+                `docker start --checkpoint`, fenced (below), answer, then wait up to
+                COMMIT_WAIT_S for the source's "commit" line and record the verdict:
+                committed, the staged files go and the copy serves; anything else, a lost
+                source or silence, records "aborted" and the copy goes
   load-image    `docker load` what comes on stdin (the source's `docker save`)
-  abort         remove the target container (before commit only)
-  status        committed, aborted or pending
+  settle        record "aborted" unless a verdict stands; then act on the verdict that stands:
+                aborted, the target container goes; committed, it is made to serve (both
+                idempotent); answer {"decision": ...}. The source's way to learn the outcome
+                when the final round's session was lost
+  status        the verdict recorded, or "pending"
   stripe T I    stripe I (1..K-1) of the striped stream T: this session's stdin, relayed into
                 the socket of the session (sink, rounds or recv) that reassembles the stream
 
@@ -30,9 +41,15 @@ source deals the stream in frames (4-byte length, then that many bytes; a zero l
 stream) round-robin over K sessions, each on its own connection: frame i travels on stripe
 i % K, stripe 0 being the receiving session's own stdin. T names the stream, so a stripe can
 never join another stream's session.
+
+Run by the operator (argv instead of SSH_ORIGINAL_COMMAND):
+  expect MIG              a migration is coming: its decision dir made
+  settle MIG SOCK CID     as above, for container CID on the Docker socket SOCK
+  forget MIG              drop the decision dir once every party has acted on it
 """
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -43,12 +60,27 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKPOINT = "whimbrel"
 MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 8 at most)
 FRAME_LIMIT = 1 << 24
+DECISIONS = "/var/lib/whimbrel/decisions"
+# How long a restored, fenced copy waits for the source's "commit" before it records "aborted"
+# and goes: the source sends it a round trip after the restore's answer.
+COMMIT_WAIT_S = 30.0
+CRIU_CONF = "/etc/criu/runc.conf"
+CRIU_CONF_SAVED = CRIU_CONF + ".whimbrel-saved"
+CRIU_CONF_LOCK = "/run/whimbrel/criu-conf.lock"
+# CRIU options of a whimbrel restore: established connections closed (their peer address is
+# gone on this node), and the tasks left stopped: the fence, lifted at commit.
+RESTORE_OPTIONS = ("tcp-close", "leave-stopped")
+
+
+def here():
+    """The link's private dir, where the operator put this script and target.json."""
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 def out(obj):
@@ -61,14 +93,13 @@ def fail(message):
 
 
 def target():
-    with open(os.path.join(HERE, "target.json")) as f:
+    with open(os.path.join(here(), "target.json")) as f:
         return json.load(f)
 
 
-def docker(*args):
-    t = target()
+def docker(*args, sock=None):
     proc = subprocess.run(
-        ["docker", "-H", "unix://" + t["docker_socket"], *args],
+        ["docker", "-H", "unix://" + (sock or target()["docker_socket"]), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -76,6 +107,148 @@ def docker(*args):
     if proc.returncode != 0:
         raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
     return proc.stdout.strip()
+
+
+def failpoint(t, name):
+    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS; inert otherwise): see
+    backends/failpoints.py for the names and what each action does."""
+    action = t.get("failpoints", {}).get(name)
+    if action is None:
+        return
+    if action.startswith("sleep:"):
+        time.sleep(float(action.split(":", 1)[1]))
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        raise RuntimeError(f"failpoint {name}")
+
+
+# ------------------------------------------------------------------ the commit point
+
+
+def _decision_dir(mig):
+    if not (mig and mig.replace("-", "").isalnum()):
+        raise ValueError("bad migration id")
+    return os.path.join(DECISIONS, mig)
+
+
+def recorded(mig):
+    """The verdict recorded for `mig`: "committed", "aborted", None (none yet), or
+    "forgotten" (no decision dir: never expected here, or settled and dropped)."""
+    path = _decision_dir(mig)
+    try:
+        with open(os.path.join(path, "decision"), "rb") as f:
+            return json.loads(f.read())["decision"]
+    except FileNotFoundError:
+        return None if os.path.isdir(path) else "forgotten"
+
+
+def decide(mig, verdict):
+    """Record `verdict` unless one stands; return the one that stands. Written to a temp file,
+    synced, then linked into place: link() fails on an existing name, so of two parties
+    deciding at once exactly one wins, and a crash leaves either no record or a whole one."""
+    path = _decision_dir(mig)
+    if not os.path.isdir(path):
+        return "forgotten"  # nothing may be decided for a migration no longer expected
+    record = os.path.join(path, "decision")
+    temp = f"{record}.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, json.dumps({"decision": verdict, "at": time.time()}).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, record)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
+    _sync_dir(path)
+    return recorded(mig)
+
+
+def _sync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def expect(mig):
+    """Run by the operator before it makes the target container: the decision dir, without
+    which nothing can be decided for `mig` here."""
+    os.makedirs(DECISIONS, mode=0o700, exist_ok=True)
+    os.mkdir(_decision_dir(mig), 0o700)
+    _sync_dir(DECISIONS)
+    out({"expecting": mig})
+
+
+def forget(mig):
+    shutil.rmtree(_decision_dir(mig), ignore_errors=True)
+    out({"forgotten": mig})
+
+
+def settle(mig=None, sock=None, cid=None):
+    """Abort unless committed, then carry out the verdict that stands (see the module doc)."""
+    if mig is None:  # over the link: this migration's own target, from the operator's file
+        t = target()
+        mig, sock, cid = t["migration"], t["docker_socket"], t["container"]
+    verdict = abort_target(mig, sock, cid)
+    answer = {"decision": verdict}
+    if verdict == "committed":
+        warning = serve(sock, cid)
+        if warning:
+            answer["warning"] = warning
+    out(answer)
+
+
+def abort_target(mig, sock, cid):
+    """Record "aborted" unless a verdict stands; the target container goes only if that is the
+    verdict (never for "committed", nor for a migration no longer expected here)."""
+    verdict = decide(mig, "aborted")
+    if verdict == "aborted":
+        with contextlib.suppress(RuntimeError):  # already gone
+            docker("rm", "-f", cid, sock=sock)
+    return verdict
+
+
+def serve(sock, cid):
+    """The committed copy serves: staged page files gone (through the container's own mount,
+    never in the upper dir behind overlayfs's back), then every task resumed. Safe to repeat;
+    returns a warning for what could not be tidied, or None."""
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
+    if pid <= 0:
+        raise RuntimeError("the committed container has no process")
+    warning = None
+    staged = f"/proc/{pid}/root/.wb"
+    try:
+        if os.path.isdir(staged):
+            shutil.rmtree(staged)
+    except OSError as exc:
+        warning = f"staged pages: {exc}"
+    _resume_tasks(pid, cid)
+    with contextlib.suppress(RuntimeError):  # once served, only space: a warning at most
+        docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
+    return warning
+
+
+def _resume_tasks(pid, cid):
+    """SIGCONT every process in the container's cgroups (CRIU's leave-stopped stopped them
+    all); a process is found by its cgroup set, which names the container."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        cgroups = f.read()
+    pids = {pid}
+    if cid in cgroups:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/cgroup") as f:
+                    if f.read() == cgroups:
+                        pids.add(int(entry))
+    for task in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(task, signal.SIGCONT)
 
 
 def sink(k, token):
@@ -96,7 +269,7 @@ def sink(k, token):
 def _stripe_socket(token):
     if not (token.isalnum() and len(token) <= 32):
         raise ValueError("bad stream token")
-    return os.path.join(HERE, f"stripes-{token}.sock")
+    return os.path.join(here(), f"stripes-{token}.sock")
 
 
 class Joined:
@@ -280,7 +453,7 @@ def _latest(prev, out_dir):
     """Make out_dir the round the next one builds on; the one before is no longer needed."""
     if prev is not None and prev != out_dir:
         shutil.rmtree(prev, ignore_errors=True)
-    with open(os.path.join(HERE, "latest"), "w") as f:
+    with open(os.path.join(here(), "latest"), "w") as f:
         f.write(out_dir)
 
 
@@ -302,18 +475,36 @@ def recv(which, k, token):
         out({"stood_down": True})
         return
     received, files = _receive(stream, t, _latest_round(), out_dir, pages_dir, final=True)
-    if "corrupt-image" in t.get("faults", ()):
-        # Injected for whimbrel's failure tests (WHIMBREL_INJECT; never in normal use).
+    if "corrupt-image" in t.get("failpoints", {}):
         with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
             f.write(b"\xff" * 16)
-    restored = restore()
+    restored = restore(t)
     out(dict(restored, received_bytes=received, files=files))
-    word = sys.stdin.buffer.readline().strip()
+    word = _line_within(COMMIT_WAIT_S)
+    failpoint(t, "receiver.before-commit-record")
     if word == b"commit":
-        out(commit())
+        verdict = decide(t["migration"], "committed")
     else:
-        _undo()
-        out({"aborted": True, "why": "no commit from the source"})
+        verdict = abort_target(t["migration"], t["docker_socket"], t["container"])
+    if verdict != "committed":
+        why = "recorded before the commit came" if word == b"commit" else "no commit in time"
+        out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
+        return
+    warning = serve(t["docker_socket"], t["container"])
+    failpoint(t, "receiver.after-commit")
+    out({"committed": True, **({"warning": warning} if warning else {})})
+
+
+def _line_within(seconds):
+    """The session's next line, or None when none comes within `seconds` (a source gone
+    quiet, not only one gone: a partition can hold a session open without a word)."""
+    box = []
+    reader = threading.Thread(
+        target=lambda: box.append(sys.stdin.buffer.readline().strip()), daemon=True
+    )
+    reader.start()
+    reader.join(seconds)
+    return box[0] if box else None
 
 
 def _receive(stream, t, prev, out_dir, pages_dir, final):
@@ -439,7 +630,7 @@ def _receive_tree(stream, root, keep=None):
 
 def _latest_round():
     try:
-        with open(os.path.join(HERE, "latest")) as f:
+        with open(os.path.join(here(), "latest")) as f:
             return f.read().strip()
     except FileNotFoundError:
         return None
@@ -457,114 +648,106 @@ def load_image():
     out({"loaded": proc.stdout.decode(errors="replace").strip()})
 
 
-def _criu_conf(add):
-    """runc reads CRIU options from /etc/criu/runc.conf: `tcp-close` restores established
-    connections closed (their peer address is gone on this node). Put back what was there."""
-    path = "/etc/criu/runc.conf"
-    saved = os.path.join(HERE, "runc.conf.saved")
-    if add:
-        try:
-            with open(path) as f:
-                before = f.read()
-        except FileNotFoundError:
-            before = None
-        with open(saved, "w") as f:
-            json.dump({"before": before}, f)
-        os.makedirs("/etc/criu", exist_ok=True)
-        lines = (before or "").splitlines()
-        if "tcp-close" not in lines:
-            with open(path, "w") as f:
-                f.write("\n".join([*lines, "tcp-close"]) + "\n")
-    elif os.path.exists(saved):
-        with open(saved) as f:
-            before = json.load(f)["before"]
-        if before is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        else:
-            with open(path, "w") as f:
-                f.write(before)
-        os.unlink(saved)
-
-
-def restore():
-    t = target()
-    t0 = time.monotonic()
-    _criu_conf(True)
+@contextlib.contextmanager
+def _criu_options(options):
+    """runc hands /etc/criu/runc.conf to CRIU, and Docker 20.10 has no per-container way to
+    name another file (no annotations). So whimbrel's options stand in that file for one
+    restore at a time, under a lock that dies with its holder, the file that was there saved
+    first: whoever takes the lock next puts back what a killed restore left."""
+    os.makedirs(os.path.dirname(CRIU_CONF_LOCK), mode=0o700, exist_ok=True)
+    lock = os.open(CRIU_CONF_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        docker("start", "--checkpoint", CHECKPOINT, t["container"])
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        put_back_criu_conf()
+        before = _read_text(CRIU_CONF)
+        os.makedirs(os.path.dirname(CRIU_CONF), exist_ok=True)
+        _write_atomic(CRIU_CONF_SAVED, json.dumps({"before": before}))
+        kept = [line for line in (before or "").splitlines() if line.strip() not in options]
+        _write_atomic(CRIU_CONF, "\n".join([*kept, *options]) + "\n")
+        try:
+            yield
+        finally:
+            put_back_criu_conf()
+    finally:
+        os.close(lock)
+
+
+def put_back_criu_conf():
+    """The runc.conf saved before a restore, back in place (call with the lock held)."""
+    saved = _read_text(CRIU_CONF_SAVED)
+    if saved is None:
+        return
+    before = json.loads(saved)["before"]
+    if before is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(CRIU_CONF)
+    else:
+        _write_atomic(CRIU_CONF, before)
+    os.unlink(CRIU_CONF_SAVED)
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path, text):
+    temp = f"{path}.{os.getpid()}.new"
+    with open(temp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    _sync_dir(os.path.dirname(path))
+
+
+def restore(t):
+    """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit."""
+    t0 = time.monotonic()
+    try:
+        with _criu_options(RESTORE_OPTIONS):
+            docker("start", "--checkpoint", CHECKPOINT, t["container"])
         state = docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
     except RuntimeError as exc:
-        _undo()
+        abort_target(t["migration"], t["docker_socket"], t["container"])
         raise RuntimeError(f"restore: {exc}") from None
-    finally:
-        _criu_conf(False)
-    if not state.startswith("running") or os.path.exists(os.path.join(HERE, "aborted")):
-        _undo()  # an abort may have come from the source meanwhile
-        raise RuntimeError(f"restored container is {state}, or the source aborted")
+    if not state.startswith("running"):
+        abort_target(t["migration"], t["docker_socket"], t["container"])
+        raise RuntimeError(f"restored container is {state}")
     return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}
 
 
-def _undo():
-    # The marker first: a restore still under way sees it and undoes itself too.
-    with open(os.path.join(HERE, "aborted"), "w") as f:
-        f.write(str(time.time()))
-    with contextlib.suppress(RuntimeError):
-        docker("rm", "-f", target()["container"])
-
-
-def commit():
-    if os.path.exists(os.path.join(HERE, "aborted")):
-        raise RuntimeError("too late to commit: the source aborted")
-    with open(os.path.join(HERE, "committed"), "w") as f:
-        f.write(str(time.time()))
-    t = target()
-    try:
-        pid = docker("inspect", "-f", "{{.State.Pid}}", t["container"])
-        staged = f"/proc/{int(pid)}/root/.wb"
-        # Through the container's mount, never in the upper dir behind overlayfs's back.
-        if os.path.isdir(staged):
-            shutil.rmtree(staged)
-        docker("checkpoint", "rm", t["container"], CHECKPOINT)
-    except (RuntimeError, OSError, ValueError) as exc:
-        return {"committed": True, "warning": str(exc)}
-    return {"committed": True}
-
-
-def abort():
-    if os.path.exists(os.path.join(HERE, "committed")):
-        fail("already committed")
-    _undo()
-    out({"aborted": True})
-
-
 def status():
-    if os.path.exists(os.path.join(HERE, "committed")):
-        out({"state": "committed"})
-    elif os.path.exists(os.path.join(HERE, "aborted")):
-        out({"state": "aborted"})
-    else:
-        out({"state": "pending"})
+    out({"state": recorded(target()["migration"]) or "pending"})
 
 
+# What the source may ask for over the link.
 ACTIONS = {
     "sink": sink,
     "rounds": rounds,
     "recv": recv,
-    "abort": abort,
+    "settle": lambda: settle(),
     "status": status,
     "load-image": load_image,
     "stripe": stripe,
 }
+# What the operator runs over its own session (`python3 - ACTION ARGS`).
+OPERATOR_ACTIONS = {"expect": expect, "settle": settle, "forget": forget}
 
 
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
-    if not words or words[0] not in ACTIONS:
-        fail("refused {!r} (allowed: {})".format(words[:1], ", ".join(ACTIONS)))
+    if len(sys.argv) > 1:  # the operator's own session: the forced command has no arguments
+        words, actions = sys.argv[1:], OPERATOR_ACTIONS
+    else:
+        words, actions = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", "")), ACTIONS
+    if not words or words[0] not in actions:
+        fail("refused {!r} (allowed: {})".format(words[:1], ", ".join(actions)))
     try:
-        ACTIONS[words[0]](*words[1:])
+        actions[words[0]](*words[1:])
     except (OSError, ValueError, EOFError, RuntimeError, TypeError) as exc:
         fail(f"{words[0]}: {exc}")
 

@@ -16,7 +16,10 @@
                                 if whimbrel dies meanwhile (its events go to MIG/handover.jsonl);
                                 never fired (the agent ends first), it stands down
   follow MIG                    stream handover.jsonl until its end
-  status MIG                    the hand-over's outcome, if any
+  status MIG                    the hand-over's outcome, if any, and whether its daemon lives
+  settle MIG CID VERDICT        carry out the target's recorded verdict on the source container
+                                (committed: removed, never resumed; aborted: resumed), for a
+                                hand-over whose daemon could not (see `recover` in the engine)
   ship-image MIG IMAGE LINK     `docker save` piped to the target's `docker load`
   release MIG CID               drop the lock and the work dir (after the outcome is known)
 
@@ -599,10 +602,23 @@ def _trees(info):
     ]
 
 
+def failpoint(info, name):
+    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS; inert otherwise): see
+    backends/failpoints.py for the names and what each action does."""
+    action = info.get("failpoints", {}).get(name)
+    if action is None:
+        return
+    if action.startswith("sleep:"):
+        time.sleep(float(action.split(":", 1)[1]))
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        raise RuntimeError(f"failpoint {name}")
+
+
 def _faulty(info, fault, feed, stream):
-    """Fault injection for whimbrel's own failure tests (WHIMBREL_INJECT; never in normal
-    use): cut the link after half the stream."""
-    if fault not in info.get("faults", ()):
+    """The failpoint that cuts the rounds' link halfway through a round's stream."""
+    if fault not in info.get("failpoints", {}):
         return feed(stream)
 
     class Cut:
@@ -622,7 +638,7 @@ def _faulty(info, fault, feed, stream):
     return feed(Cut())
 
 
-def prepare(mig, cid, sock, faults="[]"):
+def prepare(mig, cid, sock, failpoints="{}"):
     wd = workdir(mig)
     lock(mig, cid)
     try:
@@ -646,7 +662,7 @@ def prepare(mig, cid, sock, faults="[]"):
             "runc_root": runc_root,
             "upper_dir": upper,
             "volumes": volumes,
-            "faults": json.loads(faults),
+            "failpoints": json.loads(failpoints),
             "docker_socket": sock,
             "criu": criu.split()[1] if criu else None,
             "soft_dirty": soft_dirty,
@@ -725,12 +741,12 @@ def _arm_handover(mig, cid, wd, links, cfg):
         os.dup2(devnull, fd)
     with open(os.path.join(wd, "handover.pid"), "w") as f:
         f.write(str(os.getpid()))
+    with open(os.path.join(wd, "handover.cfg"), "w") as f:
+        json.dump(cfg, f)  # what `settle` needs of it if this daemon dies
     emit = Events(wd)
     outcome = _handover(mig, cid, wd, links, cfg, emit, armed)
     with contextlib.suppress(OSError):  # stood down: the migration's work dir may be gone
-        with open(os.path.join(wd, "handover.json.new"), "w") as f:
-            json.dump(outcome, f)
-        os.replace(os.path.join(wd, "handover.json.new"), os.path.join(wd, "handover.json"))
+        _write_outcome(wd, outcome)
     emit("end", **outcome)
     os._exit(0)
 
@@ -794,10 +810,20 @@ class Events:
             os.fsync(f.fileno())
 
 
+# How long the hand-over tries to learn the target's verdict when its commit may have reached
+# the target but no answer came back; past it the source stays frozen, never resumed on a guess.
+DECIDE_DEADLINE_S = 45.0
+# How long removing a source whose target committed is retried.
+REMOVE_DEADLINE_S = 30.0
+
+
 def _handover(mig, cid, wd, links, cfg, emit, armed):
+    """The final round, to a verdict: the source is resumed only when the target's record says
+    aborted or the commit provably never left here; it is removed only when the record says
+    committed; anything else leaves it frozen for `whimbrel recover`."""
     sock = cfg["docker_socket"]
     info = _info(wd)
-    frozen = restored = False
+    frozen = False
     t_freeze = transfer = None
     stage = "connect"
     try:
@@ -817,99 +843,164 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         held = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
+        failpoint(info, "handover.before-pause")
         docker(sock, "pause", cid)
         frozen = True
         emit("frozen")
+        failpoint(info, "handover.after-pause")
         stage = "dump"
         img, dump_s = dump(mig, cid, True, "final")
         emit("dumped", dump_s=dump_s)
+        failpoint(info, "handover.after-dump")
         stage = "send"
         t_send = time.monotonic()
         session = transfer.session
         state, sent = send_images(img, wd, transfer.stream, held, _trees(info))
         transfer.stream.end()
-        if "drop-final-link" in info.get("faults", ()):
-            session.kill()  # injected: the connection to the target drops mid-hand-over
+        if "drop-final-link" in info.get("failpoints", {}):
+            session.kill()
         stripe_error = close_stripes(transfer.stripes)
         if stripe_error:
             raise RuntimeError(stripe_error)
         emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
         stage = "restore"
         reply = _reply(session)
-        send_s = time.monotonic() - t_send
         if not reply.get("restored"):
             raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
-        restored = True
-        t_serving = time.monotonic()
         emit("restored", restore_s=reply.get("restore_s"), state_bytes=state, sent_bytes=sent)
-        stage = "commit"
-        session.stdin.write(b"commit\n")
-        session.stdin.close()
-        if not _reply(session).get("committed"):
-            state_now = _target_state(links[0])
-            if state_now == "unknown":
-                # The commit may or may not have landed: resuming here could run the
-                # container twice. Stay frozen and say so; the operator decides.
-                emit("failed", stage=stage, error="commit unconfirmed, target unreachable")
-                return {
-                    "ok": False,
-                    "running_on": "unknown",
-                    "frozen": True,
-                    "error": "commit: the target did not confirm and cannot be reached; "
-                    "the source is kept frozen (paused), check the target",
-                }
-            if state_now != "committed":
-                raise RuntimeError(f"target did not commit ({state_now})")
-        session.wait()
-        # The target serves and has committed: now, and only now, the source goes.
-        if cfg.get("keep_source"):
-            docker(sock, "kill", cid)
-        else:
-            docker(sock, "rm", "-f", cid)
-        frozen = False
+        failpoint(info, "handover.after-restore")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        # No commit was sent: the target cannot have committed, whatever it holds.
+        error = f"{stage}: {exc}"
+        emit("failed", stage=stage, error=error)
+        _close_transfer(transfer)
+        if frozen:
+            verdict = _settle_target(links, emit, deadline_s=10)
+            if verdict not in ("aborted", "unknown", "forgotten"):
+                emit("warning", text=f"the target says {verdict} without a commit")
+        return _resumed(sock, cid, emit, error, t_freeze)
+
+    stage = "commit"
+    verdict, said = _commit(session, links, emit)
+    if verdict == "committed":
+        t_serving = time.monotonic()
+        emit("committed")
         shutil.rmtree(img, ignore_errors=True)
         shutil.rmtree(img + ".work", ignore_errors=True)
+        removed = _remove_source(info, sock, cid, cfg.get("keep_source"), emit)
         return {
             "ok": True,
             "running_on": "target",
             "downtime_s": t_serving - t_freeze,
             "dump_s": dump_s,
-            "send_s": send_s,
+            "send_s": t_serving - t_send,
             "restore_s": reply.get("restore_s"),
             "state_bytes": state,
             "sent_bytes": sent,
             "stripes": len(links),
+            **({} if removed else {"source_left": True}),
         }
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        error = f"{stage}: {exc}"
-        emit("failed", stage=stage, error=error)
-        if transfer is not None:
-            # No commit: closing the sessions makes the receiver undo any restore.
-            transfer.close(timeout=10)
-            try:
-                transfer.session.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                transfer.session.kill()
-        if restored:
-            # Make sure the target is undone before the source resumes: never two copies.
-            try:
-                run_link(links, "abort", lambda s: None)
-            except RuntimeError as undo:
-                emit("warning", text=f"target abort: {undo}")
-        if frozen:
-            try:
-                docker(sock, "unpause", cid)
-            except RuntimeError as resume:
-                return {
-                    "ok": False,
-                    "running_on": "nowhere",
-                    "error": error,
-                    "resume_error": str(resume),
-                }
-            emit("resumed")
-        clear_criu_lock()
-        down = None if t_freeze is None else time.monotonic() - t_freeze
-        return {"ok": False, "running_on": "source", "error": error, "frozen_s": down}
+    if verdict == "aborted":
+        return _resumed(sock, cid, emit, f"commit: {said}", t_freeze)
+    emit("failed", stage=stage, error=said)
+    return {
+        "ok": False,
+        "running_on": "unknown",
+        "unsettled": True,
+        "error": f"commit: {said}; the source stays frozen (paused), never resumed on a guess: "
+        "`whimbrel recover` settles it once the target answers",
+    }
+
+
+def _commit(session, links, emit):
+    """Send the commit and learn the verdict the target recorded: (verdict, what was said)."""
+    sent = False
+    try:
+        session.stdin.write(b"commit\n")
+        session.stdin.close()  # flushes: past this line the word may have reached the target
+        sent = True
+        reply = _reply(session)
+    except OSError as exc:
+        reply = {"error": f"link lost ({exc})"}
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        session.wait(timeout=10)
+    if reply.get("committed"):
+        return "committed", "committed"
+    if "decision" in reply:
+        return reply["decision"], reply.get("why", reply["decision"])
+    said = reply.get("error", "no answer")
+    if not sent:
+        # The word never left this node: the target cannot commit; have it go if it hears.
+        _settle_target(links, emit, deadline_s=10)
+        return "aborted", f"the commit could not be sent ({said})"
+    emit("warning", text=f"commit sent, no answer ({said}): asking the target")
+    verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
+    if verdict in ("committed", "aborted"):
+        return verdict, f"the target recorded {verdict} (its answer was lost: {said})"
+    return "unknown", f"sent, and the target's verdict is unknown ({said})"
+
+
+def _settle_target(links, emit, deadline_s):
+    """The target's verdict, asked on fresh sessions until `deadline_s` (the target records
+    "aborted" if nothing stands yet): "committed", "aborted", "forgotten" or "unknown"."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            proc = subprocess.run([*links[0], "settle"], capture_output=True, timeout=15)
+            answer = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+            if "decision" in answer:
+                return answer["decision"]
+            emit("warning", text=f"target settle: {answer.get('error')}")
+        except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            return "unknown"
+        time.sleep(2)
+
+
+def _remove_source(info, sock, cid, keep, emit):
+    """The target committed: the source never runs again. Its restart policy goes first (no
+    daemon restart may bring it back), then the container (or, kept, it is killed), retried
+    until REMOVE_DEADLINE_S; returns whether that was done."""
+    deadline = time.monotonic() + REMOVE_DEADLINE_S
+    while True:
+        try:
+            failpoint(info, "handover.remove-source")
+            docker(sock, "update", "--restart=no", cid)
+            docker(sock, "kill", cid) if keep else docker(sock, "rm", "-f", cid)
+            return True
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            if time.monotonic() > deadline:
+                emit("warning", text=f"source not removed yet ({exc}): `whimbrel recover` retries")
+                return False
+        time.sleep(2)
+
+
+def _close_transfer(transfer):
+    if transfer is None:
+        return
+    transfer.close(timeout=10)
+    try:
+        transfer.session.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        transfer.session.kill()
+
+
+def _resumed(sock, cid, emit, error, t_freeze):
+    """The target did not commit: the source runs again (a no-op if never paused)."""
+    try:
+        if _paused(sock, cid):
+            docker(sock, "unpause", cid)
+    except RuntimeError as resume:
+        return {"ok": False, "running_on": "nowhere", "error": error, "resume_error": str(resume)}
+    emit("resumed")
+    clear_criu_lock()
+    down = None if t_freeze is None else time.monotonic() - t_freeze
+    return {"ok": False, "running_on": "source", "error": error, "frozen_s": down}
+
+
+def _paused(sock, cid):
+    return docker(sock, "inspect", "-f", "{{.State.Paused}}", cid) == "true"
 
 
 def _reply(session):
@@ -924,34 +1015,58 @@ def _reply(session):
         return {"error": line.decode(errors="replace")[:300]}
 
 
-def _target_state(link_argv):
-    """Ask the receiver, on a fresh session, whether it committed (the reply may be lost)."""
-    for _ in range(5):
-        try:
-            proc = subprocess.run([*link_argv, "status"], capture_output=True, timeout=15)
-            return json.loads(proc.stdout.decode().strip().splitlines()[-1])["state"]
-        except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError):
-            time.sleep(2)
-    return "unknown"
+def settle(mig, cid, verdict):
+    """Carry out the target's verdict on the source container, for a hand-over its daemon left
+    unsettled (or a daemon that died); the outcome is written as the daemon would have."""
+    wd = workdir(mig)
+    info = _info(wd)
+    sock = info["docker_socket"]
+    emit = Events(wd)
+    if verdict == "committed":
+        keep = _read_json(os.path.join(wd, "handover.cfg"), {}).get("keep_source")
+        if not _remove_source(info, sock, cid, keep, emit):
+            fail("the source container could not be removed")
+        outcome = {"ok": True, "running_on": "target", "settled": True}
+    elif verdict == "aborted":
+        outcome = _resumed(sock, cid, emit, "settled: the target recorded aborted", None)
+    else:
+        fail(f"bad verdict {verdict!r}")
+    _write_outcome(wd, outcome)
+    out({"outcome": outcome})
+
+
+def _read_json(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def _write_outcome(wd, outcome):
+    with open(os.path.join(wd, "handover.json.new"), "w") as f:
+        json.dump(outcome, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(os.path.join(wd, "handover.json.new"), os.path.join(wd, "handover.json"))
 
 
 def _await_handover(mig, timeout=60):
     """Wait for the migration's hand-over daemon to end (one standing down writes its outcome
     into the work dir as it goes): nothing of the migration may outlive its release."""
+    deadline = time.monotonic() + timeout
+    while _daemon_alive(mig) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _daemon_alive(mig):
     try:
         with open(os.path.join(workdir(mig), "handover.pid")) as f:
             pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return mig.encode() in f.read()  # else that pid is another process now
     except (OSError, ValueError):
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if mig.encode() not in f.read():
-                    return  # that pid is another process now
-        except OSError:
-            return
-        time.sleep(0.05)
+        return False
 
 
 def follow(mig):
@@ -976,12 +1091,12 @@ def follow(mig):
 
 
 def status(mig):
-    path = os.path.join(workdir(mig), "handover.json")
-    try:
-        with open(path) as f:
-            out({"outcome": json.load(f)})
-    except FileNotFoundError:
-        out({"outcome": None, "workdir": os.path.isdir(workdir(mig))})
+    wd = workdir(mig)
+    out({
+        "outcome": _read_json(os.path.join(wd, "handover.json"), None),
+        "workdir": os.path.isdir(wd),
+        "daemon": _daemon_alive(mig),
+    })  # fmt: skip
 
 
 def ship_image(mig, image, link_json):
@@ -1020,6 +1135,7 @@ if __name__ == "__main__":
         "agent": agent,
         "follow": follow,
         "status": status,
+        "settle": settle,
         "release": release,
         "ship-image": ship_image,
         "probe-send": probe_send,

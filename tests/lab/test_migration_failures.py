@@ -1,9 +1,9 @@
 """Injected failures: each ends with the container serving on exactly one node, every
 acknowledged write present, and nothing of the migration left behind.
 
-The faults are injected through WHIMBREL_INJECT (a test-only switch the engine passes to its
-node helpers), except the full disk, which is real: the target's dockerd restarted on a small
-tmpfs, and the killed whimbrel, which is a real SIGKILL."""
+The faults are injected through named failpoints (backends/failpoints.py, armed in
+WHIMBREL_FAILPOINTS), except the full disk, which is real: the target's dockerd restarted on a
+small tmpfs, and the killed whimbrel, which is a real SIGKILL."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _assert_rolled_back(load: WriteLoad) -> None:
 
 
 def _failing_migration(lab: dict, *extra: str, inject: str | None = None) -> dict:
-    env = {"WHIMBREL_INJECT": inject} if inject else {}
+    env = {"WHIMBREL_FAILPOINTS": inject} if inject else {}
     with WriteLoad([(EAST1, PORT)], rate=200) as load:
         time.sleep(0.5)
         code, events = migrate(lab["config"], f"east-1/{NAME}", "west-1", *extra, env=env)
