@@ -344,7 +344,7 @@ class LiveBackend:
     async def recover(self) -> list[str]:
         from whimbrel.backends.engine import recover
 
-        return await recover(self._pool)
+        return [found.text for found in await recover(self._pool)]
 
     async def close(self) -> None:
         await self._pool.close()

@@ -34,8 +34,8 @@ def with_pool(
             if settle:
                 from whimbrel.backends.engine import recover
 
-                for line in await recover(pool):
-                    print(f"whimbrel: {line}", file=sys.stderr)
+                for found in await recover(pool):
+                    print(f"whimbrel: {found.text}", file=sys.stderr)
             return await work(pool)
 
     return asyncio.run(main())

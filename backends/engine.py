@@ -556,6 +556,8 @@ class Migration:
                         kind = step["kind"]
                         if kind == "sent":
                             yield self._phase(Phase.RESTORE, f"{step['sent_bytes']} bytes sent")
+                        elif kind == "dumped":
+                            yield self._log(f"dumped in {step['dump_s']:.2f} s: sending")
                         elif kind == "restored":
                             yield self._log("restored on the target, fenced: committing")
                         elif kind == "committed":
@@ -657,24 +659,37 @@ def _this_process(pid: int | None = None) -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "started": started}
 
 
-async def recover(pool: SessionPool) -> list[str]:
-    """Settle migrations whose whimbrel died (a pending record): ask the source node how its
-    hand-over ended (or undo a migration that never reached it), release the lock, revoke the
-    link, and rewrite the record. Returns one line per migration settled, for the operator."""
-    said = []
+@dataclass(frozen=True)
+class Recovery:
+    """One unfinished migration, as `recover` found and (if it could) settled it."""
+
+    id: str
+    container: str
+    src: str
+    dst: str
+    settled: bool
+    running_on: str | None  # None while it cannot be told
+    text: str  # for the operator
+
+
+async def recover(pool: SessionPool) -> list[Recovery]:
+    """Settle migrations whose whimbrel died, or whose hand-over ended unsettled (a pending
+    record), from the target's decision record: release the lock, revoke the link, and
+    rewrite the record. One Recovery per pending migration."""
+    found = []
     for record in read_records():
         if record.get("status") != "pending" or "src" not in record:
             continue
         if record.get("owner") == _this_process(record.get("owner", {}).get("pid")):
             continue  # its whimbrel is alive (another console, another command): not ours
+        ident = (record["id"], record.get("container", "?"), record["src"], record["dst"])
         try:
-            said.append(await _recover_one(pool, record))
+            text = await _recover_one(pool, record)
         except WhimbrelError as exc:
-            said.append(
-                f"migration {record['id']} of {record.get('container')}: "
-                f"could not be settled yet: {exc}"
-            )
-    return said
+            text = f"migration {record['id']} of {ident[1]}: could not be settled yet: {exc}"
+        settled = record.get("status") != "pending"
+        found.append(Recovery(*ident, settled, record.get("running_on") if settled else None, text))
+    return found
 
 
 async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ processes that made it were killed, and `up` always starts from a clean slate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -297,6 +298,23 @@ def _start_wan() -> None:
     )
     if proc.poll() is not None:
         raise LabError(f"WAN relay exited at start: see {WAN_LOG}")
+
+
+def cut_wan() -> None:
+    """Partition the clusters (for fault tests): the relay killed, so every connection across
+    the WAN drops and none is made until heal_wan(). The operator still reaches every node."""
+    pid = read_pid(WAN_PID)
+    if pid is None:
+        raise LabError("the WAN relay is not running")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    first = (_read_state() or {})["wan_routes"][0]
+    wait_for(lambda: not _tcp_open(first["listen"], first["port"]), "the WAN cut", timeout=10)
+
+
+def heal_wan() -> None:
+    """End a partition made by cut_wan()."""
+    _start_wan()
 
 
 def _tcp_open(host: str, port: int) -> bool:

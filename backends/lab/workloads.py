@@ -162,8 +162,15 @@ class WriteLoad:
     after a migration it carries on against the target. The longest gap between two
     acknowledgements is the outage a client saw."""
 
-    def __init__(self, addresses: list[tuple[str, int]], rate: float, value_size: int = VALUE_SIZE):
+    def __init__(
+        self,
+        addresses: list[tuple[str, int]],
+        rate: float,
+        value_size: int = VALUE_SIZE,
+        prefix: str = WRITE_PREFIX,
+    ):
         self.addresses = addresses
+        self.prefix = prefix
         self.interval = 1.0 / rate
         self.value_size = value_size
         self.acked: list[int] = []
@@ -206,7 +213,7 @@ class WriteLoad:
                     time.sleep(0.02)
                     continue
             try:
-                client.command("SET", f"{WRITE_PREFIX}{i}", value_for(i, self.value_size))
+                client.command("SET", f"{self.prefix}{i}", value_for(i, self.value_size))
             except (OSError, RespError):
                 self.errors += 1
                 client.close()
@@ -226,13 +233,13 @@ class WriteLoad:
 
 
 def missing_writes(
-    host: str, port: int, acked: list[int], value_size: int = VALUE_SIZE
+    host: str, port: int, acked: list[int], value_size: int = VALUE_SIZE, prefix: str = WRITE_PREFIX
 ) -> list[int]:
-    """Acknowledged writes of a WriteLoad that the server does not hold."""
+    """Acknowledged writes of a WriteLoad (keys `prefix`N) that the server does not hold."""
     bad: list[int] = []
     with Redis(host, port) as r:
         for start in range(0, len(acked), 5000):
             chunk = acked[start : start + 5000]
-            values = r.pipeline(("GET", f"{WRITE_PREFIX}{i}") for i in chunk)
+            values = r.pipeline(("GET", f"{prefix}{i}") for i in chunk)
             bad += [i for i, v in zip(chunk, values, strict=True) if v != value_for(i, value_size)]
     return bad

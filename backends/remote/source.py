@@ -874,11 +874,9 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         error = f"{stage}: {exc}"
         emit("failed", stage=stage, error=error)
         _close_transfer(transfer)
-        if frozen:
-            verdict = _settle_target(links, emit, deadline_s=10)
-            if verdict not in ("aborted", "unknown", "forgotten"):
-                emit("warning", text=f"the target says {verdict} without a commit")
-        return _resumed(sock, cid, emit, error, t_freeze)
+        if not frozen:
+            return _resumed(sock, cid, emit, error, t_freeze)
+        return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
     stage = "commit"
     verdict, said = _commit(session, links, emit)
@@ -902,6 +900,8 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         }
     if verdict == "aborted":
         return _resumed(sock, cid, emit, f"commit: {said}", t_freeze)
+    if verdict == "unsent":
+        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {said}", t_freeze)
     emit("failed", stage=stage, error=said)
     return {
         "ok": False,
@@ -930,9 +930,7 @@ def _commit(session, links, emit):
         return reply["decision"], reply.get("why", reply["decision"])
     said = reply.get("error", "no answer")
     if not sent:
-        # The word never left this node: the target cannot commit; have it go if it hears.
-        _settle_target(links, emit, deadline_s=10)
-        return "aborted", f"the commit could not be sent ({said})"
+        return "unsent", f"the commit could not be sent ({said})"
     emit("warning", text=f"commit sent, no answer ({said}): asking the target")
     verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
     if verdict in ("committed", "aborted"):
@@ -974,6 +972,18 @@ def _remove_source(info, sock, cid, keep, emit):
                 emit("warning", text=f"source not removed yet ({exc}): `whimbrel recover` retries")
                 return False
         time.sleep(2)
+
+
+def _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze):
+    """No commit ever left here, so the target cannot commit: its copy, fenced, has answered
+    no client. The source resumes at once; then the target is told to drop its copy (one try:
+    its receiver drops it by itself when the session ends, and the engine or `recover` settles
+    it through the operator's own connection otherwise)."""
+    outcome = _resumed(sock, cid, emit, error, t_freeze)
+    verdict = _settle_target(links, emit, deadline_s=0)
+    if verdict == "committed":  # impossible without our word: say so loudly
+        emit("warning", text="the target recorded a commit that was never sent")
+    return outcome
 
 
 def _close_transfer(transfer):

@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.labtools import ssh
 
 NODES = {"east-1": "198.18.1.10", "east-2": "198.18.1.11", "west-1": "198.18.2.10",
          "west-2": "198.18.2.11"}  # fmt: skip
+EAST1, WEST1 = NODES["east-1"], NODES["west-1"]
+# The Redis the fault tests move (tests/lab/conftest.py `redis`).
+NAME, PORT = "fragile", 6390
 
 
 def migrate(
@@ -27,6 +31,24 @@ def migrate(
     if not events:
         raise AssertionError(f"migrate printed no events: {proc.stderr[-2000:]}")
     return proc.returncode, events
+
+
+def migrate_process(config: str, *extra: str, env: dict | None = None) -> subprocess.Popen[str]:
+    """`whimbrel migrate --json` of the fault tests' Redis, east-1 to west-1, running."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", config, "migrate",
+         f"east-1/{NAME}", "--to", "west-1", "--yes", "--json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def next_whimbrel_run(config: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """The next whimbrel start (`ls`, or `command`), which settles what an earlier one left."""
+    return subprocess.run(
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", config, *(command or ("ls",))],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
 
 
 def finished(events: list[dict]) -> dict:
@@ -61,21 +83,57 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> float:
 
 def no_leftovers(node: str) -> list[str]:
     """Temporary things whimbrel could have left on a node: ephemeral keys, temp dirs, locks,
-    CRIU's network lock, helper processes."""
-    address = NODES[node]
+    work dirs, decision records, runc.conf edits, staged page files, CRIU's network lock,
+    helper processes. Read from the host (the lab's nodes share its file system); a probe
+    that cannot run fails the test instead of finding nothing."""
     found = []
-    keys = ssh(address, f"cat /var/lib/wblab/nodes/{node}/authorized_keys 2>/dev/null; true")
-    if "whimbrel-ephemeral" in keys:
+    keys = Path(f"/var/lib/wblab/nodes/{node}/authorized_keys")
+    if keys.exists() and "whimbrel-ephemeral" in keys.read_text():
         found.append("ephemeral key")
     # The node's TMPDIR (the lab gives each node its own): where links keep their files.
-    tmp = ssh(address, f"ls /var/lib/wblab/nodes/{node}/tmp 2>/dev/null; true")
-    found += [f"temp {t}" for t in tmp.split() if t.startswith("whimbrel-")]
-    locks = ssh(address, "ls /run/whimbrel-locks 2>/dev/null; true").split()
-    found += [f"lock {lock}" for lock in locks]
-    rules = ssh(address, "iptables -S 2>/dev/null; nft list ruleset 2>/dev/null; true")
+    tmp = Path(f"/var/lib/wblab/nodes/{node}/tmp")
+    found += [f"temp {t.name}" for t in tmp.iterdir() if t.name.startswith("whimbrel-")]
+    for kind, where in (("lock", LOCKS), ("work dir", WORK_DIRS), ("decision", DECISIONS)):
+        found += [f"{kind} {p.name}" for p in where.iterdir()] if where.exists() else []
+    if CRIU_CONF_SAVED.exists() or (
+        CRIU_CONF.exists() and set(CRIU_CONF.read_text().split()) & {"leave-stopped", "tcp-close"}
+    ):
+        found.append("runc.conf edited")
+    rules = _in_node(node, ["iptables", "-S"]) + _in_node(node, ["nft", "list", "ruleset"])
     if "CRIU" in rules:
         found.append("CRIU network lock")
+    found += [f"staged pages in {name}" for name in _staging_containers(node)]
     return found + _helper_processes()
+
+
+LOCKS = Path("/run/whimbrel-locks")
+WORK_DIRS = Path("/var/tmp/whimbrel")
+DECISIONS = Path("/var/lib/whimbrel/decisions")
+CRIU_CONF = Path("/etc/criu/runc.conf")
+CRIU_CONF_SAVED = Path("/etc/criu/runc.conf.whimbrel-saved")
+
+
+def _in_node(node: str, argv: list[str]) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", f"wb-{node}", *argv], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _docker(node: str, *args: str) -> str:
+    return subprocess.run(
+        ["docker", "-H", f"unix:///run/wblab/{node}/docker.sock", *args],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _staging_containers(node: str) -> list[str]:
+    """Running containers of the node whose root file system still holds /.wb."""
+    staged = []
+    for line in _docker(node, "ps", "--format", "{{.Names}}").split():
+        pid = _docker(node, "inspect", "-f", "{{.State.Pid}}", line).strip()
+        if Path(f"/proc/{pid}/root/.wb").exists():
+            staged.append(line)
+    return staged
 
 
 # The lab's nodes share this machine's process table. What runs whimbrel's node helpers (the
@@ -101,3 +159,15 @@ def _helper_processes(grace_s: float = 5.0) -> list[str]:
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def state_on(node: str, name: str) -> str:
+    """Docker's state of the container `name` on `node` ("running", "paused", ...), or "" if
+    there is none."""
+    out = ssh(NODES[node], f"docker ps -a --filter name=^{name}$ --format '{{{{.State}}}}'")
+    return out.strip()
+
+
+def serving_on(name: str) -> list[str]:
+    """The nodes where a container of that name runs unpaused."""
+    return [node for node in NODES if state_on(node, name) == "running"]

@@ -18,42 +18,25 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab.migration_tools import (
+    EAST1,
+    NAME,
+    PORT,
+    WEST1,
     exists_on,
     finished,
     migrate,
+    migrate_process,
+    next_whimbrel_run,
     no_leftovers,
     running_on,
     wait_until,
 )
-from tests.labtools import ssh
 from whimbrel.backends.lab import images
 from whimbrel.backends.lab import lab as lab_module
-from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.topology import build_topology
-from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
+from whimbrel.backends.lab.workloads import WriteLoad, missing_writes
 
 pytestmark = pytest.mark.lab
-EAST1, WEST1 = "198.18.1.10", "198.18.2.10"
-NAME, PORT = "fragile", 6390
-
-
-@pytest.fixture
-def redis(lab: dict) -> Iterator[str]:
-    ssh(EAST1, f"docker run -d --name {NAME} --network host {REDIS_IMAGE} "
-               f"redis-server {REDIS_CONF} --port {PORT}")  # fmt: skip
-    wait_until(lambda: _answers(EAST1), timeout=20)
-    load_redis(EAST1, PORT, 60_000, value_size=1000)
-    yield NAME
-    for address in (EAST1, WEST1):
-        ssh(address, f"docker rm -f {NAME} >/dev/null 2>&1; true")
-
-
-def _answers(address: str) -> bool:
-    try:
-        load_redis(address, PORT, 1)
-        return True
-    except OSError:
-        return False
 
 
 def _assert_rolled_back(load: WriteLoad) -> None:
@@ -150,7 +133,7 @@ def test_whimbrel_killed_in_the_final_round_is_finished_by_the_nodes_and_reporte
     assert missing_writes(WEST1, PORT, load.acked) == []
 
     # The next whimbrel start reports what happened and settles what was left.
-    ls = _next_whimbrel_run(lab)
+    ls = next_whimbrel_run(lab["config"]).stderr
     assert "finished while whimbrel was away" in ls, ls
     assert "runs on west-1" in ls
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
@@ -162,7 +145,7 @@ def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_repo
     # The hand-over daemon is armed (its sessions open) from the first round on: with
     # whimbrel gone before firing it, it must stand down, never freeze the container.
     with WriteLoad([(EAST1, PORT)], rate=200) as load:
-        proc = _migrate_process(lab, "--rounds", "4")
+        proc = migrate_process(lab["config"], "--rounds", "4")
         assert proc.stdout is not None
         for line in proc.stdout:
             event = json.loads(line)
@@ -175,7 +158,7 @@ def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_repo
     assert missing_writes(EAST1, PORT, load.acked) == []
     assert load.longest_gap_s < 1.0, "the container was frozen"
 
-    ls = _next_whimbrel_run(lab)
+    ls = next_whimbrel_run(lab["config"]).stderr
     assert "did not finish while whimbrel was away" in ls, ls
     assert "runs on east-1" in ls
     assert not exists_on("west-1", NAME), "the target container was left behind"
@@ -206,7 +189,7 @@ def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses
     # track of it: it reconnects and reads the hand-over's log on from where it was.
     with WriteLoad([(EAST1, PORT), (WEST1, PORT)], rate=200) as load:
         time.sleep(0.5)
-        proc = _migrate_process(lab, "--rounds", "1")
+        proc = migrate_process(lab["config"], "--rounds", "1")
         assert proc.stdout is not None
         events = []
         for line in proc.stdout:
@@ -224,31 +207,11 @@ def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
 
-def _next_whimbrel_run(lab: dict) -> str:
-    """What the next whimbrel start (`whimbrel ls`) tells the operator as it settles what a
-    dead whimbrel left."""
-    ls = subprocess.run(
-        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "ls"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return ls.stderr
-
-
-def _migrate_process(lab: dict, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "whimbrel.app.cli", "--config", lab["config"], "migrate",
-         f"east-1/{NAME}", "--to", "west-1", "--yes", "--json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
 def test_an_operator_abort_before_the_final_round_is_a_clean_rollback(
     lab: dict, redis: str
 ) -> None:
     with WriteLoad([(EAST1, PORT)], rate=200) as load:
-        proc = _migrate_process(lab, "--rounds", "4")
+        proc = migrate_process(lab["config"], "--rounds", "4")
         assert proc.stdout is not None
         events = []
         for line in proc.stdout:
@@ -266,7 +229,7 @@ def test_an_operator_abort_before_the_final_round_is_a_clean_rollback(
 def test_a_second_migration_of_the_same_container_is_refused_while_one_runs(
     lab: dict, redis: str
 ) -> None:
-    first = _migrate_process(lab, "--rounds", "3")
+    first = migrate_process(lab["config"], "--rounds", "3")
     assert first.stdout is not None
     for line in first.stdout:
         if json.loads(line)["event"] == "RoundStarted":

@@ -1,0 +1,227 @@
+"""Partitions between the clusters during the hand-over: the WAN relay killed (every connection
+between the nodes drops, none can be made; the operator still reaches both nodes), healing 20 s
+later or not within the migration.
+
+Two client ledgers in each: one follows the container (east-1, then west-1), the other talks
+only to the target node, as a client of a re-pointed DNS name would. After each: the container
+serves on exactly one node, with every write either copy acknowledged; nothing of the
+migration is left on either node.
+
+Each partition lands where a named failpoint holds the hand-over for 3 s (see
+backends/failpoints.py); a watcher cuts the WAN when the step before it is on record."""
+
+from __future__ import annotations
+
+import glob
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.lab.migration_tools import (
+    EAST1,
+    NAME,
+    NODES,
+    PORT,
+    finished,
+    migrate_process,
+    next_whimbrel_run,
+    no_leftovers,
+    serving_on,
+    state_on,
+)
+from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.workloads import WriteLoad, missing_writes
+
+pytestmark = pytest.mark.lab
+HEAL_AFTER_S = 20.0
+TARGET_ONLY = "t:"  # the target-only client's keys
+
+
+class Wan:
+    """Cuts the WAN once `on_record()` holds, heals it HEAL_AFTER_S later (if asked to), and
+    always by the test's end."""
+
+    def __init__(self) -> None:
+        self.cut_at: float | None = None
+        self.healed = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def cut_when(self, on_record: Callable[[], bool], heal: bool) -> None:
+        def watch() -> None:
+            while not self._stop.is_set() and not on_record():
+                time.sleep(0.01)
+            if self._stop.is_set():
+                return
+            lab_module.cut_wan()
+            self.cut_at = time.monotonic()
+            if heal and not self._stop.wait(HEAL_AFTER_S):
+                self.heal()
+
+        self._threads.append(threading.Thread(target=watch, daemon=True))
+        self._threads[-1].start()
+
+    def heal(self) -> None:
+        if self.cut_at is not None and not self.healed.is_set():
+            lab_module.heal_wan()
+            self.healed.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=HEAL_AFTER_S + 30)
+        self.heal()
+
+
+@pytest.fixture
+def wan(lab: dict) -> Iterator[Wan]:
+    wan = Wan()
+    yield wan
+    wan.close()
+
+
+def daemon_logged(kind: str) -> Callable[[], bool]:
+    """The source's hand-over daemon has logged a step of this kind."""
+
+    def check() -> bool:
+        for path in glob.glob("/var/tmp/whimbrel/*/handover.jsonl"):
+            try:
+                with open(path) as f:
+                    if f'"kind": "{kind}"' in f.read():
+                        return True
+            except OSError:
+                continue
+        return False
+
+    return check
+
+
+def target_committed() -> bool:
+    for path in glob.glob("/var/lib/whimbrel/decisions/*/decision"):
+        try:
+            with open(path) as f:
+                if json.load(f)["decision"] == "committed":
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+@dataclass
+class Run:
+    code: int
+    events: list[dict]
+    follower: WriteLoad
+    target_only: WriteLoad
+    texts: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> dict:
+        return finished(self.events)
+
+
+def _partitioned(
+    lab: dict, wan: Wan, failpoint: str, on_record: Callable[[], bool], heal: bool
+) -> Run:
+    """Migrate the Redis east-1 -> west-1 under both clients, the hand-over held 3 s at
+    `failpoint` and the WAN cut as it waits there. Returns once the migration ended and (if
+    `heal`) the WAN healed, the clients still writing."""
+    follower = WriteLoad([(EAST1, PORT), (NODES["west-1"], PORT)], rate=200)
+    target_only = WriteLoad([(NODES["west-1"], PORT)], rate=50, prefix=TARGET_ONLY)
+    follower.__enter__()
+    target_only.__enter__()
+    time.sleep(0.5)
+    wan.cut_when(on_record, heal)
+    proc = migrate_process(
+        lab["config"], "--rounds", "1", env={"WHIMBREL_FAILPOINTS": f"{failpoint}=sleep:3"}
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    events = [json.loads(line) for line in proc.stdout]
+    code = proc.wait(timeout=300)
+    assert events, proc.stderr.read()
+    assert wan.cut_at is not None, "the partition never happened: the failpoint was not reached"
+    if heal:
+        assert wan.healed.wait(HEAL_AFTER_S + 10)
+    time.sleep(1.0)  # the clients write on past the end
+    texts = [e.get("text", "") for e in events if e["event"] == "LogLine"]
+    return Run(code, events, follower, target_only, texts)
+
+
+def _settled_on(run: Run, node: str) -> None:
+    """Where the container ends, with every acknowledged write of both ledgers, and nothing
+    of the migration left behind."""
+    run.follower.stop()
+    run.target_only.stop()
+    assert serving_on(NAME) == [node]
+    assert [n for n in NODES if n != node and state_on(n, NAME)] == [], "a stray copy"
+    address = NODES[node]
+    assert missing_writes(address, PORT, run.follower.acked) == []
+    assert missing_writes(address, PORT, run.target_only.acked, prefix=TARGET_ONLY) == []
+    assert len(run.follower.acked) > 100
+    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+
+
+def _recovered(lab: dict) -> list[dict]:
+    proc = next_whimbrel_run(lab["config"], "recover", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("heal", [True, False], ids=["healing", "not-healing"])
+def test_a_partition_during_the_final_send_resumes_the_source(
+    lab: dict, redis: str, wan: Wan, heal: bool
+) -> None:
+    run = _partitioned(lab, wan, "handover.after-dump", daemon_logged("dumped"), heal)
+    assert run.code == 1 and not run.done["ok"], run.events[-5:]
+    assert run.done["running_on"] == "east-1"
+    assert run.done["error"].startswith("send:"), run.done["error"]
+    assert run.target_only.acked == [], "a copy on the target answered a client"
+    _settled_on(run, "east-1")
+
+
+@pytest.mark.parametrize("heal", [True, False], ids=["healing", "not-healing"])
+def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
+    lab: dict, redis: str, wan: Wan, heal: bool
+) -> None:
+    # The WAN cut as the restored copy waits, fenced, for a commit that cannot now be sent:
+    # the copy answered nobody, so the source resumes at once and the copy goes.
+    run = _partitioned(lab, wan, "handover.after-restore", daemon_logged("restored"), heal)
+    assert run.code == 1 and not run.done["ok"], run.events[-5:]
+    assert run.done["running_on"] == "east-1"
+    assert "the commit could not be sent" in run.done["error"], run.done["error"]
+    assert run.target_only.acked == [], "the fenced copy answered a client"
+    assert run.follower.longest_gap_s < 10, "the source was held frozen"
+    _settled_on(run, "east-1")
+
+
+def test_a_partition_after_the_commit_healing_lets_the_source_learn_it(
+    lab: dict, redis: str, wan: Wan
+) -> None:
+    # The target committed and serves; its answer is lost in the partition. The source stays
+    # frozen, asking, until the WAN heals and the target's record says committed.
+    run = _partitioned(lab, wan, "receiver.after-commit", target_committed, heal=True)
+    assert run.code == 0 and run.done["ok"], run.events[-5:]
+    assert run.done["running_on"] == "west-1"
+    assert any("commit sent, no answer" in t for t in run.texts), run.texts
+    assert run.target_only.acked, "the target-only client was never answered"
+    _settled_on(run, "west-1")
+
+
+def test_a_partition_after_the_commit_not_healing_keeps_the_source_frozen_for_recover(
+    lab: dict, redis: str, wan: Wan
+) -> None:
+    run = _partitioned(lab, wan, "receiver.after-commit", target_committed, heal=False)
+    assert run.code == 1 and not run.done["ok"], run.events[-5:]
+    assert run.done["running_on"] == "unknown"
+    assert "whimbrel recover" in run.done["error"], run.done["error"]
+    # Still partitioned: the target serves (its record says committed), the source is frozen.
+    assert state_on("west-1", NAME) == "running" and state_on("east-1", NAME) == "paused"
+    wan.heal()
+    found = _recovered(lab)
+    assert [(r["settled"], r["running_on"]) for r in found] == [(True, "west-1")], found
+    assert run.target_only.acked, "the target-only client was never answered"
+    _settled_on(run, "west-1")
