@@ -479,10 +479,13 @@ class Migration:
         async for event in self._follow(src_session, final):
             yield event
         if final.get("unsettled"):
+            yield self._log(f"{final.get('error')}: settling from {dst.name}'s record", "warning")
+            final = await self._settle_handover(src_session, dst, container.id, target_id, final)
+        if final.get("unsettled"):
             # The source stays frozen, the target fenced or serving as its record says:
             # nothing is undone here; the record stays pending for `whimbrel recover`.
             raise MigrationFailed(final.get("error", "the hand-over is unsettled"), "unknown")
-        outcome["handover"] = "settled"
+        outcome["handover"] = "source left" if final.get("source_left") else "settled"
         if final.get("source_left"):
             outcome.setdefault("warnings", []).append(
                 f"the source container on {src.name} is stopped but not removed yet: "
@@ -493,36 +496,37 @@ class Migration:
                 final.get("running_on", ""), "nowhere (see the log)"
             )
             raise MigrationFailed(final.get("error", "the hand-over did not finish"), running)
-        sent_total += final["sent_bytes"]
-        restore_s = final.get("restore_s") or 0.0
-        measured.append({
-            "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
-            "seconds": final["downtime_s"], "throughput": bandwidth, "rtt": rtt.rtt_s,
-            "final": True, "dump_s": final["dump_s"], "dumped_bytes": final["state_bytes"],
-            "restore_s": restore_s, "stripes": final.get("stripes"),
-        })  # fmt: skip
+        sent_total += final.get("sent_bytes", 0)
         # The migration proper (what the model's total time predicts) against the preflight.
         self._record["timing"] = {"preflight_s": rounds_from, "rounds_s": self._t() - rounds_from}
         self._record["last_plan"] = {"rounds": index, "downtime_s": current.downtime_s}
-        yield self._emit(
-            RoundFinished(
-                index=index, final=True, planned_bytes=final_plan.bytes,
-                sent_bytes=final["sent_bytes"], state_bytes=final["state_bytes"],
-                seconds=final["downtime_s"], freeze_s=final["downtime_s"],
-                dirty_rate=done[-1].dirty_rate if done else inputs.dirty_rate,
-                throughput=final["sent_bytes"] / max(final["send_s"], 1e-3),
-                link_utilisation=final["sent_bytes"] / max(final["send_s"], 1e-3) / bandwidth,
-                predicted_remaining_rounds=0, predicted_downtime_s=current.downtime_s,
-                t=self._t(),
-            )
-        )  # fmt: skip
+        if "downtime_s" in final:  # not when the commit's answer was lost: no clock saw it
+            restore_s = final.get("restore_s") or 0.0
+            measured.append({
+                "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
+                "seconds": final["downtime_s"], "throughput": bandwidth, "rtt": rtt.rtt_s,
+                "final": True, "dump_s": final["dump_s"], "dumped_bytes": final["state_bytes"],
+                "restore_s": restore_s, "stripes": final.get("stripes"),
+            })  # fmt: skip
+            yield self._emit(
+                RoundFinished(
+                    index=index, final=True, planned_bytes=final_plan.bytes,
+                    sent_bytes=final["sent_bytes"], state_bytes=final["state_bytes"],
+                    seconds=final["downtime_s"], freeze_s=final["downtime_s"],
+                    dirty_rate=done[-1].dirty_rate if done else inputs.dirty_rate,
+                    throughput=final["sent_bytes"] / max(final["send_s"], 1e-3),
+                    link_utilisation=final["sent_bytes"] / max(final["send_s"], 1e-3) / bandwidth,
+                    predicted_remaining_rounds=0, predicted_downtime_s=current.downtime_s,
+                    t=self._t(),
+                )
+            )  # fmt: skip
         yield self._phase(Phase.CLEANUP)
         outcome |= {
             "ok": True,
             "running_on": dst.name,
             "mode": mode,
             "rounds": index,
-            "downtime_s": final["downtime_s"],
+            "downtime_s": final.get("downtime_s"),
             "predicted_downtime_s": first.downtime_s,
             "predicted_total_time_s": first.total_time_s,
             "predicted_bytes": first.bytes_sent,
@@ -578,7 +582,7 @@ class Migration:
             await asyncio.sleep(1.0)
 
     async def _release(self, src: NodeSession, cid: str, outcome: dict[str, Any]) -> None:
-        if _unsettled(outcome):
+        if _for_recover(outcome):
             return  # its daemon's outcome is in the work dir: `recover` needs it
         try:
             await _helper(src, "release", self.id, cid)
@@ -605,8 +609,28 @@ class Migration:
             )
             outcome |= {"handover": "running", "running_on": dst.name}
 
+    async def _settle_handover(
+        self, src: NodeSession, dst: Node, cid: str, target_id: str, final: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A hand-over whose daemon could not learn the verdict (or died): the operator reaches
+        both nodes even when they cannot reach each other, so it settles it now from the
+        target's record (aborted unless committed), or leaves it unsettled for `recover`."""
+        try:
+            verdict = (
+                await _target_helper(
+                    self.pool.session(dst), "settle", self.id, dst.docker_socket, target_id
+                )
+            )["decision"]
+            if verdict not in ("committed", "aborted"):
+                return final
+            settled = (await _helper(src, "settle", self.id, cid, verdict))["outcome"]
+        except WhimbrelError as exc:
+            return final | {"error": f"{final.get('error')}; settling it: {exc}"}
+        said = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
+        return final | settled | {"unsettled": False, "error": said}
+
     async def _forget(self, session: NodeSession, outcome: dict[str, Any]) -> None:
-        if _unsettled(outcome):
+        if _for_recover(outcome):
             return  # the record is what `recover` settles from
         try:
             await _target_helper(session, "forget", self.id)
@@ -635,7 +659,7 @@ class Migration:
         )
         self._record |= event_json(event) | {
             # A hand-over whose end is unknown stays pending, for `recover` to settle.
-            "status": "pending" if _unsettled(outcome) else "done" if event.ok else "failed",
+            "status": "pending" if _for_recover(outcome) else "done" if event.ok else "failed",
             "warnings": outcome.get("warnings", []),
             "handover_result": outcome.get("final"),
         }
@@ -778,6 +802,12 @@ async def _settle(task: asyncio.Task[Any]) -> None:
 def _unsettled(outcome: dict[str, Any]) -> bool:
     """The hand-over was fired and its end is not known: nothing may be undone meanwhile."""
     return outcome.get("handover") == "running"
+
+
+def _for_recover(outcome: dict[str, Any]) -> bool:
+    """What `recover` still has to settle from (the source's work dir, the target's record):
+    a hand-over whose end is unknown, or a committed one whose source is not removed yet."""
+    return _unsettled(outcome) or outcome.get("handover") == "source left"
 
 
 def _link_json(link: NodeLink) -> str:

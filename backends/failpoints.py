@@ -24,6 +24,8 @@ FAILPOINTS: dict[str, str] = {
     "kill-link-round-N": "source: round N's link killed halfway through its stream",
     "corrupt-image": "target: the final round's inventory.img garbled before the restore",
     "drop-final-link": "source: the final round's session killed after its stream",
+    "criu.dump-round": "source: a pre-copy round's CRIU dump fails (its page server is absent)",
+    "criu.dump-final": "source daemon: the final CRIU dump fails (its page server is absent)",
     "handover.before-pause": "source daemon: fired, before `docker pause`",
     "handover.after-pause": "source daemon: the container paused, before the dump",
     "handover.after-dump": "source daemon: dumped, before the send",

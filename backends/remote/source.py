@@ -557,6 +557,9 @@ def dump(mig, cid, leave_running, dirname):
     ]
     if leave_running:
         argv.append("--leave-running")
+    if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in info["failpoints"]:
+        # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
+        argv += ["--page-server", "127.0.0.1:9"]
     t0 = time.monotonic()
     proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - t0
@@ -909,6 +912,10 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         "unsettled": True,
         "error": f"commit: {said}; the source stays frozen (paused), never resumed on a guess: "
         "`whimbrel recover` settles it once the target answers",
+        "dump_s": dump_s,
+        "state_bytes": state,
+        "sent_bytes": sent,
+        "stripes": len(links),
     }
 
 
@@ -1034,7 +1041,8 @@ def settle(mig, cid, verdict):
     emit = Events(wd)
     if verdict == "committed":
         keep = _read_json(os.path.join(wd, "handover.cfg"), {}).get("keep_source")
-        if not _remove_source(info, sock, cid, keep, emit):
+        # Failpoints armed for the migration are not recovery's: none here.
+        if not _remove_source({}, sock, cid, keep, emit):
             fail("the source container could not be removed")
         outcome = {"ok": True, "running_on": "target", "settled": True}
     elif verdict == "aborted":
@@ -1080,10 +1088,13 @@ def _daemon_alive(mig):
 
 
 def follow(mig):
+    """Stream handover.jsonl to its end; a daemon that died before writing its end gets one
+    written for it here (its outcome unsettled: the target's record decides)."""
     path = os.path.join(workdir(mig), "handover.jsonl")
     pos = 0
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
+    last = "fired"
+    while True:
+        alive = _daemon_alive(mig)  # before reading: a line written after this is read too
         try:
             with open(path) as f:
                 f.seek(pos)
@@ -1093,10 +1104,17 @@ def follow(mig):
                     pos += len(line)
                     sys.stdout.write(line)
                     sys.stdout.flush()
-                    if json.loads(line).get("kind") == "end":
+                    last = json.loads(line).get("kind", last)
+                    if last == "end":
                         return
         except FileNotFoundError:
             pass
+        if not alive:
+            out({
+                "kind": "end", "ok": False, "running_on": "unknown", "unsettled": True,
+                "error": f"the hand-over daemon died (its last step: {last})",
+            })  # fmt: skip
+            return
         time.sleep(0.05)
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.labtools import ssh
+from whimbrel.backends.lab.workloads import WriteLoad, missing_writes
 
 NODES = {"east-1": "198.18.1.10", "east-2": "198.18.1.11", "west-1": "198.18.2.10",
          "west-2": "198.18.2.11"}  # fmt: skip
@@ -171,3 +172,42 @@ def state_on(node: str, name: str) -> str:
 def serving_on(name: str) -> list[str]:
     """The nodes where a container of that name runs unpaused."""
     return [node for node in NODES if state_on(node, name) == "running"]
+
+
+TARGET_ONLY = "t:"  # the target-only client's keys
+
+
+class Ledgers:
+    """The two clients of every fault test, writing to the Redis being moved: one follows the
+    container (east-1, then west-1 once east-1 stops answering), one talks only to the target
+    node, as a client of a re-pointed DNS name would. Each keeps a ledger of the writes it saw
+    acknowledged."""
+
+    def __init__(self) -> None:
+        self.follower = WriteLoad([(EAST1, PORT), (WEST1, PORT)], rate=200)
+        self.target_only = WriteLoad([(WEST1, PORT)], rate=50, prefix=TARGET_ONLY)
+
+    def __enter__(self) -> Ledgers:
+        self.follower.__enter__()
+        self.target_only.__enter__()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.follower.stop()
+        self.target_only.stop()
+
+    def assert_settled_on(self, node: str) -> None:
+        """The container serves on `node` alone, with every write either client saw
+        acknowledged, and nothing of the migration is left on either node."""
+        self.stop()
+        assert serving_on(NAME) == [node]
+        assert [n for n in NODES if n != node and state_on(n, NAME)] == [], "a stray copy"
+        address = NODES[node]
+        assert missing_writes(address, PORT, self.follower.acked) == []
+        assert missing_writes(address, PORT, self.target_only.acked, prefix=TARGET_ONLY) == []
+        assert len(self.follower.acked) > 100
+        assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []

@@ -21,24 +21,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.lab.migration_tools import (
-    EAST1,
-    NAME,
-    NODES,
-    PORT,
-    finished,
-    migrate_process,
-    next_whimbrel_run,
-    no_leftovers,
-    serving_on,
-    state_on,
-)
+from tests.lab.migration_tools import Ledgers, finished, migrate_process
 from whimbrel.backends.lab import lab as lab_module
-from whimbrel.backends.lab.workloads import WriteLoad, missing_writes
 
 pytestmark = pytest.mark.lab
 HEAL_AFTER_S = 20.0
-TARGET_ONLY = "t:"  # the target-only client's keys
 
 
 class Wan:
@@ -115,8 +102,7 @@ def target_committed() -> bool:
 class Run:
     code: int
     events: list[dict]
-    follower: WriteLoad
-    target_only: WriteLoad
+    ledgers: Ledgers
     texts: list[str] = field(default_factory=list)
 
     @property
@@ -130,11 +116,7 @@ def _partitioned(
     """Migrate the Redis east-1 -> west-1 under both clients, the hand-over held 3 s at
     `failpoint` and the WAN cut as it waits there. Returns once the migration ended and (if
     `heal`) the WAN healed, the clients still writing."""
-    follower = WriteLoad([(EAST1, PORT), (NODES["west-1"], PORT)], rate=200)
-    target_only = WriteLoad([(NODES["west-1"], PORT)], rate=50, prefix=TARGET_ONLY)
-    follower.__enter__()
-    target_only.__enter__()
-    time.sleep(0.5)
+    ledgers = Ledgers().__enter__()
     wan.cut_when(on_record, heal)
     proc = migrate_process(
         lab["config"], "--rounds", "1", env={"WHIMBREL_FAILPOINTS": f"{failpoint}=sleep:3"}
@@ -148,27 +130,7 @@ def _partitioned(
         assert wan.healed.wait(HEAL_AFTER_S + 10)
     time.sleep(1.0)  # the clients write on past the end
     texts = [e.get("text", "") for e in events if e["event"] == "LogLine"]
-    return Run(code, events, follower, target_only, texts)
-
-
-def _settled_on(run: Run, node: str) -> None:
-    """Where the container ends, with every acknowledged write of both ledgers, and nothing
-    of the migration left behind."""
-    run.follower.stop()
-    run.target_only.stop()
-    assert serving_on(NAME) == [node]
-    assert [n for n in NODES if n != node and state_on(n, NAME)] == [], "a stray copy"
-    address = NODES[node]
-    assert missing_writes(address, PORT, run.follower.acked) == []
-    assert missing_writes(address, PORT, run.target_only.acked, prefix=TARGET_ONLY) == []
-    assert len(run.follower.acked) > 100
-    assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
-
-
-def _recovered(lab: dict) -> list[dict]:
-    proc = next_whimbrel_run(lab["config"], "recover", "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+    return Run(code, events, ledgers, texts)
 
 
 @pytest.mark.parametrize("heal", [True, False], ids=["healing", "not-healing"])
@@ -179,8 +141,8 @@ def test_a_partition_during_the_final_send_resumes_the_source(
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert run.done["error"].startswith("send:"), run.done["error"]
-    assert run.target_only.acked == [], "a copy on the target answered a client"
-    _settled_on(run, "east-1")
+    assert run.ledgers.target_only.acked == [], "a copy on the target answered a client"
+    run.ledgers.assert_settled_on("east-1")
 
 
 @pytest.mark.parametrize("heal", [True, False], ids=["healing", "not-healing"])
@@ -193,9 +155,9 @@ def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert "the commit could not be sent" in run.done["error"], run.done["error"]
-    assert run.target_only.acked == [], "the fenced copy answered a client"
-    assert run.follower.longest_gap_s < 10, "the source was held frozen"
-    _settled_on(run, "east-1")
+    assert run.ledgers.target_only.acked == [], "the fenced copy answered a client"
+    assert run.ledgers.follower.longest_gap_s < 10, "the source was held frozen"
+    run.ledgers.assert_settled_on("east-1")
 
 
 def test_a_partition_after_the_commit_healing_lets_the_source_learn_it(
@@ -207,21 +169,19 @@ def test_a_partition_after_the_commit_healing_lets_the_source_learn_it(
     assert run.code == 0 and run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "west-1"
     assert any("commit sent, no answer" in t for t in run.texts), run.texts
-    assert run.target_only.acked, "the target-only client was never answered"
-    _settled_on(run, "west-1")
+    assert run.ledgers.target_only.acked, "the target-only client was never answered"
+    run.ledgers.assert_settled_on("west-1")
 
 
-def test_a_partition_after_the_commit_not_healing_keeps_the_source_frozen_for_recover(
+def test_a_partition_after_the_commit_not_healing_is_settled_by_the_operator_from_the_record(
     lab: dict, redis: str, wan: Wan
 ) -> None:
+    # The source's daemon cannot learn the verdict and gives up, the source frozen; the
+    # operator reaches both nodes though they cannot reach each other, and settles it from the
+    # target's record, the WAN still cut.
     run = _partitioned(lab, wan, "receiver.after-commit", target_committed, heal=False)
-    assert run.code == 1 and not run.done["ok"], run.events[-5:]
-    assert run.done["running_on"] == "unknown"
-    assert "whimbrel recover" in run.done["error"], run.done["error"]
-    # Still partitioned: the target serves (its record says committed), the source is frozen.
-    assert state_on("west-1", NAME) == "running" and state_on("east-1", NAME) == "paused"
-    wan.heal()
-    found = _recovered(lab)
-    assert [(r["settled"], r["running_on"]) for r in found] == [(True, "west-1")], found
-    assert run.target_only.acked, "the target-only client was never answered"
-    _settled_on(run, "west-1")
+    assert run.code == 0 and run.done["ok"], run.events[-5:]
+    assert run.done["running_on"] == "west-1"
+    assert any("settling from west-1's record" in t for t in run.texts), run.texts
+    assert run.ledgers.target_only.acked, "the target-only client was never answered"
+    run.ledgers.assert_settled_on("west-1")
