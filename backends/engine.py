@@ -280,6 +280,15 @@ class Migration:
         yield self._log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
 
         image = inspect["Config"]["Image"]
+        # Written by the operator: the source can only send data, never choose where it goes
+        # or which image the target loads.
+        where: dict[str, Any] = {
+            "migration": self.id,
+            "docker_socket": dst.docker_socket,
+            "image": {"ref": image, "id": inspect["Image"]},
+            "failpoints": self.failpoints,
+        }
+        await _write_target(dst_session, link, where)
         try:
             await dst_api.request("GET", f"/images/{image}/json")
         except DockerError as exc:
@@ -305,21 +314,15 @@ class Migration:
         stack.push_async_callback(self._settle_target, dst_session, dst, target_id, outcome)
         target = await dst_api.inspect(target_id)
         root = (await dst_api.request("GET", "/info"))["DockerRootDir"]
-        where = {
-            "migration": self.id,
+        where |= {
             "container": target_id,
-            "docker_socket": dst.docker_socket,
             "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],
             "checkpoint_dir": f"{root}/containers/{target_id}/checkpoints/whimbrel",
             "volumes": {
                 m["Name"]: m["Source"] for m in target.get("Mounts") or () if m["Type"] == "volume"
             },
-            "failpoints": self.failpoints,
         }
-        # Written by the operator: the source can only send data, never choose where it goes.
-        await dst_session.run_python(
-            _WRITE_FILE, [f"{link.dst_dir}/target.json"], input=json.dumps(where).encode()
-        )
+        await _write_target(dst_session, link, where)
 
         rtt = await probe_rtt(self.pool, src, dst, count=5)
         link = link.for_rtt(rtt.rtt_s)
@@ -670,6 +673,13 @@ class Migration:
 
 
 _WRITE_FILE = "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())"
+
+
+async def _write_target(session: NodeSession, link: NodeLink, where: dict[str, Any]) -> None:
+    """The receiver's target.json: what the operator, not the source, decided for it."""
+    await session.run_python(
+        _WRITE_FILE, [f"{link.dst_dir}/target.json"], input=json.dumps(where).encode()
+    )
 
 
 def _this_process(pid: int | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ The node helpers are standalone scripts, so they are loaded from their paths her
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -173,7 +174,7 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
     # Pre-copy rounds go one after another over the same sessions: each round's images
     # arrive byte for byte, each answered in turn, and a later round sends only what changed.
     here, wd, img = tmp_path / "target", tmp_path / "wd", tmp_path / "img"
-    for d in (here, wd, img):
+    for d in (here, wd, img, tmp_path / "upper"):
         d.mkdir()
     shutil.copy(REMOTE / "receiver.py", here / "receiver.py")
     (here / "target.json").write_text(json.dumps({"upper_dir": str(tmp_path / "upper")}))
@@ -212,10 +213,12 @@ def test_the_final_round_takes_the_last_rounds_page_file_by_a_rename(tmp_path: P
     # The final round builds on the last pre-copy round where the restore reads it: the page
     # file it keeps is renamed into place, not copied (a copy of the whole state in downtime).
     wd, img, ckpt = tmp_path / "wd", tmp_path / "img", tmp_path / "checkpoint"
-    for d in (wd, img, ckpt):
+    for d in (wd, img, ckpt, tmp_path / "upper"):
         d.mkdir()
     target = {"upper_dir": str(tmp_path / "upper")}
-    staged = Path(receiver._staging(target))
+    with receiver._staging(target):  # made as the receiver makes it
+        pass
+    staged = tmp_path / "upper" / ".wb"
     pages = bytearray(os.urandom(512 * source.PAGE))
 
     def send(out_dir: Path, prev: Path | None, final: bool) -> None:
@@ -224,8 +227,13 @@ def test_the_final_round_takes_the_last_rounds_page_file_by_a_rename(tmp_path: P
         source.send_images(str(img), str(wd), raw, source.load_index(str(wd)))
         out_dir.mkdir(parents=True, exist_ok=True)
         joined = receiver.Joined(_deal([raw.getvalue()], 1))
-        pages_dir = staged if final else out_dir  # as `recv final` and `rounds` give them
-        receiver._receive(joined, target, prev and str(prev), str(out_dir), str(pages_dir), final)
+        # As `recv final` and `rounds` give them: the final round's pages go to the staging.
+        with (
+            receiver.Dir(str(out_dir)) as into,
+            receiver.Dir(str(staged if final else out_dir)) as pages_dir,
+            receiver.Dir(str(prev)) if prev else contextlib.nullcontext() as before,
+        ):
+            receiver._receive(joined, target, before, into, pages_dir, final)
 
     send(staged / "round-0", None, final=False)
     kept = (staged / "round-0" / "pages-1.img").stat().st_ino

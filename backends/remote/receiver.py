@@ -57,9 +57,11 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 
@@ -402,20 +404,18 @@ def _read(stream, n, what="stream"):
 
 def _ref(stream):
     (n,) = struct.unpack(">H", _read(stream, 2))
-    name = _read(stream, n).decode()
-    if "/" in name or name.startswith("."):
-        raise ValueError("bad file name")
+    name = _file_name(_read(stream, n).decode())
     offset, length = struct.unpack(">QQ", _read(stream, 16))
     return name, offset, length
 
 
-def _copy(src_path, offset, length, dst):
-    with open(src_path, "rb") as src:
-        src.seek(offset)
+def _copy(src, name, offset, length, dst):
+    with src.open(name) as f:
+        f.seek(offset)
         while length:
-            chunk = src.read(min(length, 1 << 22))
+            chunk = f.read(min(length, 1 << 22))
             if not chunk:
-                raise EOFError("short copy from " + src_path)
+                raise EOFError("short copy from " + name)
             dst.write(chunk)
             length -= len(chunk)
 
@@ -426,14 +426,14 @@ def rounds(k, token):
     t = target()
     stream = joined(k, token)
     number = 0
-    while stream.more():
-        prev = _latest_round()
-        out_dir = os.path.join(_staging(t), f"round-{number}")
-        os.makedirs(out_dir, mode=0o700, exist_ok=True)
-        received, files = _receive(stream, t, prev, out_dir, out_dir, final=False)
-        _latest(prev, out_dir)
-        out({"round": number, "received_bytes": received, "files": files})
-        number += 1
+    with _staging(t) as staging:
+        while stream.more():
+            name = f"round-{number}"
+            with staging.sub(name, create=True) as out_dir, _latest_round(staging) as prev:
+                received, files = _receive(stream, t, prev, out_dir, out_dir, final=False)
+            _latest(staging, name)
+            out({"round": number, "received_bytes": received, "files": files})
+            number += 1
 
 
 def _staging(t):
@@ -443,18 +443,18 @@ def _staging(t):
     in this script's dir (another mount, even where it is the same file system, as beside
     Docker's data root in the lab) that was a copy of the whole state inside the downtime:
     1.5 s at 1 GiB. Made root's alone: the images are the container's memory, and the
-    container's own users see its root file system."""
-    staging = os.path.join(t["upper_dir"], ".wb")
-    os.makedirs(staging, mode=0o700, exist_ok=True)
-    return staging
+    container's own users see its root file system. The source's layer may not touch it."""
+    with Dir(t["upper_dir"]) as upper:
+        return upper.sub(STAGING, create=True)
 
 
-def _latest(prev, out_dir):
-    """Make out_dir the round the next one builds on; the one before is no longer needed."""
-    if prev is not None and prev != out_dir:
-        shutil.rmtree(prev, ignore_errors=True)
+def _latest(staging, name):
+    """Make round `name` the one the next builds on; the one before is no longer needed."""
+    previous = _read_text(os.path.join(here(), "latest"))
+    if previous and previous != name:
+        staging.remove_tree(previous)
     with open(os.path.join(here(), "latest"), "w") as f:
-        f.write(out_dir)
+        f.write(name)
 
 
 def recv(which, k, token):
@@ -465,16 +465,19 @@ def recv(which, k, token):
     if which != "final":
         raise ValueError(f"recv {which!r}: pre-copy rounds go over `rounds`")
     t = target()
-    out_dir, pages_dir = t["checkpoint_dir"], _staging(t)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    shutil.rmtree(t["checkpoint_dir"], ignore_errors=True)
+    os.makedirs(t["checkpoint_dir"], mode=0o700)
     stream = joined(k, token)
     # The source opens this session armed, while the pre-copy rounds still run: the round to
     # build on is the last one, known once the final round's data begins.
     if not stream.more():
         out({"stood_down": True})
         return
-    received, files = _receive(stream, t, _latest_round(), out_dir, pages_dir, final=True)
+    with contextlib.ExitStack() as held:  # (not parenthesised withs: nodes may run 3.9)
+        out_dir = held.enter_context(Dir(t["checkpoint_dir"]))
+        staging = held.enter_context(_staging(t))
+        prev = held.enter_context(_latest_round(staging))
+        received, files = _receive(stream, t, prev, out_dir, staging, final=True)
     if "corrupt-image" in t.get("failpoints", {}):
         with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
             f.write(b"\xff" * 16)
@@ -508,8 +511,8 @@ def _line_within(seconds):
 
 
 def _receive(stream, t, prev, out_dir, pages_dir, final):
-    """One round's stream into out_dir (page files into pages_dir), built on round `prev`;
-    returns (bytes received, files)."""
+    """One round's stream into out_dir (page files into pages_dir), built on round `prev`
+    (each a Dir; prev may be None); returns (bytes received, files)."""
     received = files = 0
     while True:
         (n,) = struct.unpack(">I", _read(stream, 4))
@@ -518,7 +521,7 @@ def _receive(stream, t, prev, out_dir, pages_dir, final):
         header = json.loads(_read(stream, n))
         name = header["name"]
         if name == "@layer":
-            received += _receive_tree(stream, t["upper_dir"], keep=".wb")
+            received += _receive_tree(stream, t["upper_dir"], reserved=STAGING)
             continue
         if name.startswith("@volume:"):
             volume = name.split(":", 1)[1]
@@ -526,22 +529,27 @@ def _receive(stream, t, prev, out_dir, pages_dir, final):
                 raise ValueError(f"volume {volume!r} is not the target container's")
             received += _receive_tree(stream, t["volumes"][volume])
             continue
-        if "/" in name or name.startswith("."):
-            raise ValueError("bad file name")
+        _file_name(name)
         is_pages = name.startswith("pages-")
-        path = os.path.join(pages_dir if is_pages else out_dir, name)
+        into = pages_dir if is_pages else out_dir
         if header.get("inplace") and prev is not None:
-            received += _patch_file(stream, os.path.join(prev, name), path)
+            received += _patch_file(stream, prev, into, name)
         else:
-            with open(path, "wb") as f:
+            with into.create(name) as f:
                 received += _receive_file(stream, f, prev, pages_dir, out_dir)
         if is_pages and final:
             # CRIU opens page files inside the container's mount namespace: a link to a path
             # that resolves there, not on the host.
-            os.symlink("/.wb/" + name, os.path.join(out_dir, name))
+            out_dir.symlink("/" + STAGING + "/" + name, name)
         files += 1
     stream.finish()
     return received, files
+
+
+def _file_name(name):
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        raise ValueError(f"bad file name {name[:80]!r}")
+    return name
 
 
 def _chunks(stream):
@@ -573,28 +581,24 @@ def _receive_file(stream, f, prev, pages_dir, out_dir):
         elif op == b"P":
             if prev is None:
                 raise ValueError("copy from a previous round that is not here")
-            _copy(os.path.join(prev, item[0]), item[1], item[2], f)
+            _copy(prev, *item, f)
         else:
             f.flush()
-            src_dir = pages_dir if item[0].startswith("pages-") else out_dir
-            _copy(os.path.join(src_dir, item[0]), item[1], item[2], f)
+            _copy(pages_dir if item[0].startswith("pages-") else out_dir, *item, f)
     return received
 
 
-def _patch_file(stream, old, path):
+def _patch_file(stream, prev, into, name):
     """Last round's file becomes this round's, patched where pages changed (the source only
     asks for this when every page it keeps is at the same offset)."""
-    try:
-        os.replace(old, path)
-    except OSError:  # another file system: copy instead
-        shutil.copyfile(old, path)
+    prev.move(name, into)
     received = 0
-    with open(path, "r+b") as f:
+    with into.open(name, os.O_RDWR) as f:
         for op, item in _chunks(stream):
             if op == b"D":
                 f.write(item)
                 received += len(item)
-            elif op == b"P" and item[1] == f.tell():
+            elif op == b"P" and item[0] == name and item[1] == f.tell():
                 f.seek(item[2], os.SEEK_CUR)
             else:
                 raise ValueError("not an in-place patch")
@@ -602,50 +606,251 @@ def _patch_file(stream, old, path):
     return received
 
 
-def _receive_tree(stream, root, keep=None):
+def _receive_tree(stream, root, reserved=None):
     """A file tree (the writable layer, a volume) comes whole each time: clear what an earlier
-    round left (but `keep`, the staged pages), so files deleted meanwhile go here too."""
-    for entry in os.listdir(root):
-        if entry != keep:
-            path = os.path.join(root, entry)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-    tar = subprocess.Popen(
-        ["tar", "-C", root, "--xattrs", "--xattrs-include=trusted.*", "-xpf", "-"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    received = 0
-    for op, chunk in _chunks(stream):
-        if op != b"D":
-            raise ValueError("the layer is data only")
-        tar.stdin.write(chunk)
-        received += len(chunk)
-    tar.stdin.close()
-    if tar.wait() != 0:
-        raise RuntimeError(f"untar into {root}: " + tar.stderr.read().decode()[-300:])
-    return received
+    round left (but `reserved`, the staging dir), so files deleted meanwhile go here too."""
+    with Dir(root) as tree:
+        for entry in os.listdir(tree.fd):
+            if entry != reserved:
+                tree.remove_tree(entry)
+        reader = ChunkReader(_chunks(stream))
+        extract(io.BufferedReader(reader, 1 << 20), tree, reserved)
+        return reader.received
 
 
-def _latest_round():
-    try:
-        with open(os.path.join(here(), "latest")) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        return None
+def _latest_round(staging):
+    """The round the next one builds on (a Dir), or a stand-in for none."""
+    name = _read_text(os.path.join(here(), "latest"))
+    return staging.sub(name) if name else contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------ confined writes
+# What the source sends is written as root into the target container's layer, its volumes
+# and the checkpoint dir, so every name is taken relative to a directory opened once, and no
+# link is ever followed: a hostile source can plant links, but never write or read through
+# one (a link is the container's own business, never this script's).
+
+STAGING = ".wb"
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Dir:
+    """A directory by fd; every name in it is opened without following a link."""
+
+    def __init__(self, path, dir_fd=None):
+        self.fd = os.open(path, OPEN_DIR, dir_fd=dir_fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+    def sub(self, name, create=False):
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"bad directory name {name[:80]!r}")
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=self.fd)
+        return Dir(name, dir_fd=self.fd)
+
+    def create(self, name):
+        """A new regular file: whatever had the name goes first (a planted link or hard link
+        is unlinked, never written through)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.fdopen(os.open(name, flags, 0o600, dir_fd=self.fd), "wb")
+
+    def open(self, name, flags=os.O_RDONLY):
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_nlink != 1:
+            os.close(fd)
+            raise ValueError(f"{name}: not a file of this round's own")
+        return os.fdopen(fd, "r+b" if flags & os.O_RDWR else "rb")
+
+    def move(self, name, into):
+        os.replace(name, name, src_dir_fd=self.fd, dst_dir_fd=into.fd)
+
+    def symlink(self, target, name):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.fd)
+        os.symlink(target, name, dir_fd=self.fd)
+
+    def remove_tree(self, name):
+        """Remove an entry, a directory with all it holds, without following links."""
+        info = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=self.fd)
+            return
+        with Dir(name, dir_fd=self.fd) as sub:
+            for entry in os.listdir(sub.fd):
+                sub.remove_tree(entry)
+        os.rmdir(name, dir_fd=self.fd)
+
+
+class ChunkReader(io.RawIOBase):
+    """A file tree's D chunks as a readable stream (for tarfile), counting what came."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.view = memoryview(b"")
+        self.received = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self.view:
+            op, chunk = next(self.chunks, (None, None))
+            if op is None:
+                return 0
+            if op != b"D":
+                raise ValueError("a file tree is data only")
+            self.view = memoryview(chunk)
+            self.received += len(chunk)
+        n = min(len(buffer), len(self.view))
+        buffer[:n] = self.view[:n]
+        self.view = self.view[n:]
+        return n
+
+
+# Extended attributes a layer may carry: overlayfs's own (opaque directories, redirects).
+XATTR_PREFIX = "trusted.overlay."
+
+
+def extract(reader, root, reserved=None):
+    """Unpack the tar stream `reader` into the Dir `root`, refusing what would leave it: an
+    absolute name or one with "..", an entry under `reserved`, a hard link to anything but a
+    file unpacked here, a device (overlayfs's whiteouts, character devices 0:0, excepted).
+    Owners and modes are kept (numeric); directories get theirs once their contents are in."""
+    directories = []
+    with tarfile.open(fileobj=reader, mode="r|") as archive:
+        for member in archive:
+            parts = _member_parts(member.name, reserved)
+            if not parts:
+                continue  # "." itself: the operator's dir keeps its own owner and mode
+            with _walk(root, parts[:-1]) as parent:
+                _place(archive, member, parent, parts[-1], root, reserved)
+            if member.isdir():
+                directories.append((parts, member))
+    while reader.read(1 << 20):
+        pass  # the archive's padding, up to the end of its stream
+    for parts, member in reversed(directories):
+        with _walk(root, parts) as directory:
+            _attributes(member, directory.fd)
+
+
+def _member_parts(name, reserved):
+    if name.startswith("/") or "\0" in name:
+        raise ValueError(f"tar: absolute or bad name {name[:80]!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"tar: {name[:80]!r} climbs out")
+    if parts and reserved is not None and parts[0] == reserved:
+        raise ValueError(f"tar: {name[:80]!r} is in the staging dir")
+    return parts
+
+
+def _walk(root, parts):
+    """The Dir at `parts` under root, every step opened without following a link."""
+    current = Dir(".", dir_fd=root.fd)
+    for part in parts:
+        with current:
+            current = Dir(part, dir_fd=current.fd)
+    return current
+
+
+def _place(archive, member, parent, name, root, reserved):
+    fd = parent.fd
+    if member.isdir():
+        try:
+            os.mkdir(name, 0o700, dir_fd=fd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise ValueError(f"tar: {member.name[:80]!r} is not a directory here") from None
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=fd)  # a later entry of the same name replaces it
+    if member.isreg():
+        with parent.create(name) as f:
+            shutil.copyfileobj(archive.extractfile(member), f, 1 << 20)
+            _attributes(member, f.fileno())
+    elif member.issym():
+        os.symlink(member.linkname, name, dir_fd=fd)
+        os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+    elif member.islnk():
+        target = _member_parts(member.linkname, reserved)
+        if not target:
+            raise ValueError(f"tar: hard link {member.name[:80]!r} to the tree itself")
+        with _walk(root, target[:-1]) as source:
+            info = os.stat(target[-1], dir_fd=source.fd, follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"tar: hard link {member.name[:80]!r} to a non-file")
+            os.link(target[-1], name, src_dir_fd=source.fd, dst_dir_fd=fd, follow_symlinks=False)
+    elif member.ischr() and (member.devmajor, member.devminor) == (0, 0):
+        os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=fd)  # a whiteout
+        os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+    elif member.isfifo():
+        os.mkfifo(name, 0o600, dir_fd=fd)
+        os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+    else:
+        raise ValueError(f"tar: {member.name[:80]!r}: a device or unknown kind, refused")
+
+
+def _attributes(member, fd):
+    """Owner, mode, times and overlayfs's xattrs of a file or directory, by its fd."""
+    for key, value in member.pax_headers.items():
+        name = key[len("SCHILY.xattr.") :]
+        if key.startswith("SCHILY.xattr.") and name.startswith(XATTR_PREFIX):
+            os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
+    os.fchown(fd, member.uid, member.gid)
+    os.fchmod(fd, member.mode & 0o7777)
+    os.utime(fd, (member.mtime, member.mtime))
 
 
 def load_image():
+    """`docker load` of the image the operator named, and of nothing else: the archive is kept
+    aside and loaded only if its manifest holds that one image (by ID) under no other name
+    than the operator's (a hostile source could otherwise retag any image on this node)."""
     t = target()
-    proc = subprocess.run(
-        ["docker", "-H", "unix://" + t["docker_socket"], "load"],
-        stdin=sys.stdin.buffer,
-        capture_output=True,
-    )
+    image = t["image"]
+    spool = os.path.join(here(), "image.tar")
+    try:
+        with open(spool, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        check_image_archive(spool, image["id"], image["ref"])
+        proc = subprocess.run(
+            ["docker", "-H", "unix://" + t["docker_socket"], "load", "-i", spool],
+            capture_output=True,
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spool)
     if proc.returncode != 0:
         fail("docker load: " + proc.stderr.decode(errors="replace")[-300:])
     out({"loaded": proc.stdout.decode(errors="replace").strip()})
+
+
+def check_image_archive(path, image_id, ref):
+    """Refuse a `docker save` archive that holds anything but image `image_id` named `ref`."""
+    names = {ref} if ":" in ref.rsplit("/", 1)[-1] else {ref, ref + ":latest"}
+    want = image_id.split(":", 1)[-1]
+    with tarfile.open(path) as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))
+        try:
+            legacy = json.load(archive.extractfile("repositories"))
+        except KeyError:
+            legacy = {}
+    if not isinstance(manifest, list) or len(manifest) != 1:
+        raise ValueError("image archive: not exactly one image")
+    config = str(manifest[0].get("Config", ""))
+    if config.split("/")[-1].rsplit(".", 1)[0] != want:
+        raise ValueError(f"image archive: image {config[:80]!r} is not the one named ({want})")
+    tags = set(manifest[0].get("RepoTags") or ())
+    tags |= {f"{repo}:{tag}" for repo, tags_ in legacy.items() for tag in tags_}
+    if not tags <= names:
+        raise ValueError(f"image archive: names {sorted(tags - names)[:3]} were not asked for")
 
 
 @contextlib.contextmanager

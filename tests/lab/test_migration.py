@@ -216,3 +216,27 @@ def test_hostile_labels_and_env_move_verbatim_and_nothing_is_executed(lab: dict)
         assert ssh(EAST1, f"test -e {marker} && echo yes || echo no").strip() == "no"
     finally:
         _cleanup(name)
+
+
+def test_an_image_the_target_lacks_is_shipped_and_loaded_under_its_own_name_only(
+    lab: dict,
+) -> None:
+    name, image = "shipped", "wb-shipped:1"
+    try:
+        ssh(EAST1, f"docker tag {MEMWRITER_IMAGE} {image} && docker run -d --name {name} "
+                   f"--network none {image} memwriter --size 8MiB --rate 64KiB/s")  # fmt: skip
+        before = ssh(WEST1, "docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}'")
+        assert image not in before
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1")
+        assert code == 0, finished(events)
+        assert any("shipping it" in e.get("text", "") for e in events)
+        after = ssh(WEST1, "docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}'")
+        # The one name asked for is new; every name the target had still means what it did.
+        assert set(after.split("\n")) - set(before.split("\n")) == {
+            f"{image} {ssh(EAST1, f'docker images -q {image}').strip()}"
+        }
+        assert running_on(name) == ["west-1"]
+    finally:
+        _cleanup(name)
+        for address in (EAST1, WEST1):
+            ssh(address, f"docker rmi {image} >/dev/null 2>&1; true")
