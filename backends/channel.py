@@ -4,8 +4,10 @@ For one migration (or probe) whimbrel makes a fresh key pair in memory and insta
 - on the target, one authorized_keys line for the public key, restricted (no pty, no
   forwarding), forced to run the receiver script (remote/receiver.py) in a private temp dir,
   and carrying an `expiry-time`, so it dies by itself even if whimbrel is killed;
-- on the source, the private key (sent on stdin, never in argv or logs) and a known_hosts
-  line holding the target's host key exactly as the operator's verified connection saw it.
+- on the source, the private key (sent on stdin, never in argv or logs), a known_hosts
+  line holding the target's host key exactly as the operator's verified connection saw it,
+  and the ssh config the link's ssh reads (`-F`) instead of the node user's ~/.ssh/config and
+  /etc/ssh/ssh_config, so that no config on the node can weaken its host key check.
 Both are removed when the link closes. The data then goes source -> target over SSH across
 the WAN, never through the operator's machine.
 """
@@ -50,7 +52,7 @@ class NodeLink:
     id: str
     src: Node
     dst: Node
-    src_dir: str  # on the source: the private key and known_hosts
+    src_dir: str  # on the source: the private key, known_hosts and ssh_config
     dst_dir: str  # on the target: the receiver script
     user: str
     stripes: int = 1
@@ -64,6 +66,7 @@ class NodeLink:
         return [
             "ssh",
             "-T",
+            "-F", f"{self.src_dir}/ssh_config",
             "-i", f"{self.src_dir}/id",
             "-o", "IdentitiesOnly=yes",
             "-o", f"UserKnownHostsFile={self.src_dir}/known_hosts",

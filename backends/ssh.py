@@ -5,8 +5,12 @@ lost peer would hang a read for ever), reconnects with backoff after a loss, and
 channels it opens at once (OpenSSH allows 10 sessions per connection). The pool caps how many
 connections are being set up at once (OpenSSH drops unauthenticated logins beyond 10).
 
-Host keys are always verified against known_hosts. An unknown or changed key is refused with
-a message naming the host and the key's fingerprint; nothing is ever accepted silently.
+Host keys are always verified against known_hosts: the config's file, else ~/.ssh/known_hosts,
+always named to asyncssh, since an explicit option beats ~/.ssh/config's UserKnownHostsFile and
+`UserKnownHostsFile none` there would turn the check off. The rest of ~/.ssh/config (host name,
+user, ProxyJump) is respected; a connection it would still leave unchecked (a jump host reached
+with checking off) is refused. An unknown or changed key is refused with a message naming the
+host and the key's fingerprint; nothing is ever accepted silently.
 Commands are argument lists quoted with shlex: no shell string is ever built from data.
 """
 
@@ -28,6 +32,7 @@ import asyncssh
 from whimbrel.backends.config import Config, Node
 from whimbrel.backends.errors import WhimbrelError
 
+MAX_JUMPS = 8  # ProxyJump hops followed when checking them: a longer chain is a config's loop
 KEEPALIVE_INTERVAL_S = 5.0
 KEEPALIVE_COUNT_MAX = 3
 MAX_CHANNELS = 8  # sessions (commands): OpenSSH's MaxSessions is 10
@@ -47,7 +52,8 @@ class NodeUnreachable(WhimbrelError):
 
 
 class HostKeyRefused(NodeUnreachable):
-    """The node's host key is unknown or changed: refused, never accepted silently."""
+    """The node's host key is unknown or changed, or it (or a jump host on the way) would not
+    be checked: refused, never accepted silently."""
 
 
 class CommandFailed(WhimbrelError):
@@ -98,11 +104,16 @@ class NodeSession:
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
+    def _known_hosts(self) -> Path:
+        """The file host keys are checked against: the config's, else ~/.ssh/known_hosts."""
+        return self._config.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+
     def _options(self) -> dict:
         node, config = self.node, self._config
         options: dict = {
             "host": node.host,
             "port": node.port,
+            "known_hosts": str(self._known_hosts()),
             "connect_timeout": config.connect_timeout_s,
             "login_timeout": config.connect_timeout_s * 2,
             "keepalive_interval": KEEPALIVE_INTERVAL_S,
@@ -112,9 +123,30 @@ class NodeSession:
             options["username"] = node.ssh_user
         if node.identity_file:
             options["client_keys"] = [str(node.identity_file)]
-        if config.known_hosts:
-            options["known_hosts"] = str(config.known_hosts)
         return options
+
+    async def _refuse_unchecked(self) -> None:
+        """Raise HostKeyRefused for a connection asyncssh would make without checking the host
+        key, reading the options as asyncssh.connect does (config=(): with ~/.ssh/config; the
+        options class alone reads no config)."""
+        options = await asyncssh.SSHClientConnectionOptions.construct(config=(), **self._options())
+        if options.known_hosts is None:
+            raise HostKeyRefused(
+                self.node.name,
+                f"{self.node.address} would be reached without checking its host key; refusing "
+                "to connect",
+            )
+        hop = await _unchecked_jump(options.tunnel)
+        if hop:
+            raise HostKeyRefused(
+                self.node.name,
+                f"the jump host {hop} (ProxyJump in ~/.ssh/config) would be reached without "
+                "checking its host key (UserKnownHostsFile none); refusing to connect through it",
+            )
+        if not self._known_hosts().is_file():
+            # No key can be trusted, and asyncssh's failure to open the file would read as
+            # the node being unreachable.
+            raise await self._host_key_refused()
 
     async def connection(self) -> asyncssh.SSHClientConnection:
         """The live connection, (re)connecting with backoff when there is none."""
@@ -130,9 +162,12 @@ class NodeSession:
                 raise NodeUnreachable(self.node.name, self.last_error)
             async with self._connect_gate:
                 try:
+                    await self._refuse_unchecked()
                     self._conn = await asyncssh.connect(**self._options())
+                except HostKeyRefused as exc:
+                    error: NodeUnreachable = exc
                 except asyncssh.HostKeyNotVerifiable:
-                    error: NodeUnreachable = await self._host_key_refused()
+                    error = await self._host_key_refused()
                 except (TimeoutError, OSError, asyncssh.Error) as exc:
                     error = NodeUnreachable(self.node.name, _describe(exc, self.node))
                 else:
@@ -147,7 +182,7 @@ class NodeSession:
 
     async def _host_key_refused(self) -> HostKeyRefused:
         node = self.node
-        known_hosts = self._config.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        known_hosts = self._known_hosts()
         try:
             key = await asyncio.wait_for(
                 asyncssh.get_server_host_key(node.host, node.port),
@@ -355,6 +390,27 @@ class Conversation:
                     message = (await asyncio.wait_for(self.process.stderr.read(), 10))[-300:]
             raise WhimbrelError(f"{self.node}: {self.what}: {(message or '').strip() or 'ended'}")
         return result
+
+
+async def _unchecked_jump(tunnel: object, depth: int = 0) -> str | None:
+    """The first ProxyJump hop asyncssh would reach without a host key check, if any. asyncssh
+    opens hops with ~/.ssh/config alone (no known_hosts of ours), parsing the list as here; only
+    the first hop follows a ProxyJump of its own, the next ones go through the hop before."""
+    if not isinstance(tunnel, str) or depth >= MAX_JUMPS:
+        return None
+    for i, hop in enumerate(tunnel.split(",")):
+        username, _, host = hop.rpartition("@")
+        host, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=(), host=host, port=int(port) if port else (), username=username or ()
+        )
+        if options.known_hosts is None:
+            return hop
+        if i == 0:
+            nested = await _unchecked_jump(options.tunnel, depth + 1)
+            if nested:
+                return nested
+    return None
 
 
 def _describe(exc: BaseException, node: Node) -> str:

@@ -7,8 +7,9 @@
   revoke FILE ID DIR
       remove that line and the temp dir.
   keyfile KNOWN_HOSTS_LINE          (the private key on stdin)
-      on the sending node: a private temp dir holding the key (0600) and a known_hosts file
-      with the receiver's host key, as the operator's verified connection saw it.
+      on the sending node: a private temp dir holding the key, a known_hosts file with the
+      receiver's host key, as the operator's verified connection saw it, and the ssh_config
+      the link's ssh runs with (-F) in place of the node user's (all three 0600).
   cleanup DIR
       remove such a temp dir.
 Every grant and revoke also drops whimbrel lines whose expiry has passed, so a crashed
@@ -30,6 +31,16 @@ import time
 TAG = "whimbrel-ephemeral:"
 PREFIX = "whimbrel-"
 EXPIRY = re.compile(r'expiry-time="(\d{12})"')
+# The same checks as the link's `ssh -o` options, so that this file alone never lets ssh
+# accept a host key it cannot check.
+SSH_CONFIG = """\
+# whimbrel: the only config of one node-to-node link's ssh (ssh -F)
+Host *
+    StrictHostKeyChecking yes
+    UserKnownHostsFile "{dir}/known_hosts"
+    GlobalKnownHostsFile /dev/null
+    BatchMode yes
+"""
 
 
 def _private_dir(label):
@@ -89,23 +100,27 @@ def revoke(path, ident, workdir):
     cleanup(workdir)
 
 
+def _write_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def keyfile(known_hosts_line):
     workdir = _private_dir("key")
-    key = os.path.join(workdir, "id")
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(sys.stdin.buffer.read())
-    with open(os.path.join(workdir, "known_hosts"), "w") as f:
-        f.write(known_hosts_line.strip() + "\n")
+    _write_private(os.path.join(workdir, "id"), sys.stdin.buffer.read())
+    _write_private(os.path.join(workdir, "known_hosts"), (known_hosts_line.strip() + "\n").encode())
+    _write_private(os.path.join(workdir, "ssh_config"), SSH_CONFIG.format(dir=workdir).encode())
     print(json.dumps({"dir": workdir}))
 
 
 def cleanup(workdir):
     if workdir and os.path.isdir(workdir) and _is_ours(workdir):
-        # The link's shared ssh connections (one a stripe): end them too.
+        # The link's shared ssh connections (one a stripe): end them too. Asking a master to
+        # exit needs no config, and a node user's config must not be able to stop it (-F).
         for master in glob.glob(os.path.join(workdir, "master*")):
             subprocess.run(
-                ["ssh", "-o", "ControlPath=" + master, "-O", "exit", "whimbrel"],
+                ["ssh", "-F", "/dev/null", "-o", "ControlPath=" + master, "-O", "exit", "whimbrel"],
                 capture_output=True,
                 timeout=10,
             )
