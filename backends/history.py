@@ -5,10 +5,13 @@ whimbrel starts again belongs to a run that died; `engine.recover` settles it fr
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def history_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -30,12 +33,33 @@ def write_record(record: Mapping[str, Any], directory: Path | None = None) -> Pa
 
 
 def read_records(directory: Path | None = None) -> list[dict[str, Any]]:
-    """Every readable record, newest first."""
+    """Every readable record, newest first. One that is not a record (truncated, hand-edited,
+    another tool's file) is set aside as NAME.json.bad with a warning: the operator's own
+    state never stops the tool."""
     directory = directory or history_dir()
     records = []
     for path in directory.glob("*.json"):
         try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            record = json.loads(path.read_text())
+        except OSError:
+            continue  # rewritten or removed meanwhile: read next time
+        except ValueError as exc:
+            _set_aside(path, f"not JSON ({exc})")
             continue
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            _set_aside(path, "not a migration record")
+        elif not isinstance(record.get("started_at", 0), (int, float)):
+            _set_aside(path, "its started_at is not a time")
+        else:
+            records.append(record)
     return sorted(records, key=lambda r: r.get("started_at", 0), reverse=True)
+
+
+def _set_aside(path: Path, why: str) -> None:
+    bad = path.with_name(path.name + ".bad")
+    try:
+        path.replace(bad)
+    except OSError as exc:
+        log.warning("history: %s is %s and could not be set aside: %s", path, why, exc)
+        return
+    log.warning("history: %s is %s: set aside as %s", path, why, bad.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy,
         brownout_weight=args.brownout_weight,
     )
+    if args.read_only:
+        raise UsageError("read-only (--read-only): no migration can start")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("migrate: not a terminal to confirm on; pass --yes")
@@ -113,16 +116,19 @@ def run(args: argparse.Namespace) -> int:
 
     async def work(pool: SessionPool) -> bool:
         migration = Migration(pool, request)
-        # Ctrl-C asks for a clean rollback at the next round boundary (the source keeps
-        # running); once the final round has begun the source node finishes it regardless.
+        # Ctrl-C, a kill (TERM) or a closed terminal (HUP) ask for a clean rollback at the
+        # next round boundary (the source keeps running); once the final round has begun the
+        # source node finishes it regardless, and whimbrel follows it to its end.
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, _abort, migration)
+        for signum in ABORT_SIGNALS:
+            loop.add_signal_handler(signum, _abort, migration, signum)
         ok = False
+        said = True
         async for event in migration.events():
-            if args.json:
-                print(json.dumps(event_json(event), default=str), flush=True)
-            else:
-                print(describe(event), flush=True)
+            if said:
+                said = _say(
+                    json.dumps(event_json(event), default=str) if args.json else describe(event)
+                )
             if isinstance(event, MigrationFinished):
                 ok = event.ok
         return ok
@@ -130,6 +136,24 @@ def run(args: argparse.Namespace) -> int:
     return 0 if with_pool(args, work, settle=True) else 1
 
 
-def _abort(migration: Migration) -> None:
-    print("whimbrel: aborting: rolling back at the next round boundary", file=sys.stderr)
+ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _say(line: str) -> bool:
+    """Print a line; False once the terminal is gone (a hang-up), and the migration goes on
+    to its end unprinted: its record tells the outcome."""
+    try:
+        print(line, flush=True)
+        return True
+    except OSError:
+        return False
+
+
+def _abort(migration: Migration, signum: int) -> None:
+    with contextlib.suppress(OSError):
+        print(
+            f"whimbrel: {signal.Signals(signum).name}: rolling back at the next round boundary "
+            "(too late once the final round began: it is then followed to its end)",
+            file=sys.stderr,
+        )
     migration.abort()

@@ -266,9 +266,11 @@ def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses
         ledgers.assert_settled_on("west-1")
 
 
-def test_an_operator_abort_before_the_final_round_is_a_clean_rollback(
-    lab: dict, redis: str
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=str)
+def test_whimbrel_interrupted_in_pre_copy_rolls_back_cleanly(
+    lab: dict, redis: str, signum: signal.Signals
 ) -> None:
+    # Ctrl-C, a kill, a closed terminal: a clean rollback at the next round boundary.
     with Ledgers() as ledgers:
         proc = migrate_process(lab["config"], "--rounds", "4")
         assert proc.stdout is not None
@@ -276,13 +278,34 @@ def test_an_operator_abort_before_the_final_round_is_a_clean_rollback(
         for line in proc.stdout:
             events.append(json.loads(line))
             if events[-1]["event"] == "RoundFinished" and events[-1]["index"] == 1:
-                proc.send_signal(signal.SIGINT)  # Ctrl-C
+                proc.send_signal(signum)
         assert proc.wait(timeout=120) == 1
         time.sleep(0.5)
         done = finished(events)
         assert not done["ok"] and "aborted by the operator" in done["error"]
         assert reached(events) == "precopy"
         ledgers.assert_settled_on("east-1")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=str)
+def test_whimbrel_interrupted_in_the_final_round_follows_it_to_its_end(
+    lab: dict, redis: str, signum: signal.Signals
+) -> None:
+    # Too late to roll back: the source's daemon finishes the hand-over, and whimbrel stays
+    # to see it end and clean up, instead of dying with the migration half-reported.
+    with Ledgers() as ledgers:
+        proc = migrate_process(lab["config"], "--rounds", "1")
+        assert proc.stdout is not None
+        events = []
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "PhaseChanged" and events[-1]["phase"] == "final":
+                proc.send_signal(signum)
+        assert proc.wait(timeout=120) == 0, events[-5:]
+        done = finished(events)
+        assert done["ok"] and done["running_on"] == "west-1"
+        time.sleep(0.5)
+        ledgers.assert_settled_on("west-1")
 
 
 def test_a_second_migration_of_the_same_container_is_refused_while_one_runs(
