@@ -3,7 +3,8 @@
 For one migration (or probe) whimbrel makes a fresh key pair in memory and installs:
 - on the target, one authorized_keys line for the public key, restricted (no pty, no
   forwarding), forced to run the receiver script (remote/receiver.py) in a private temp dir,
-  and carrying an `expiry-time`, so it dies by itself even if whimbrel is killed;
+  and carrying an `expiry-time`, so it dies by itself even if whimbrel is killed, and, when
+  the source's config names the addresses it connects from (`link_from`), a `from=`;
 - on the source, the private key (sent on stdin, never in argv or logs), a known_hosts
   line holding the target's host key exactly as the operator's verified connection saw it,
   and the ssh config the link's ssh reads (`-F`) instead of the node user's ~/.ssh/config and
@@ -121,7 +122,7 @@ async def open_link(
 
     granted = await _trust(
         dst_session, "grant", dst.authorized_keys, ident, str(LINK_TTL_MINUTES),
-        f"{public[0]} {public[1]}", receiver,
+        f"{public[0]} {public[1]}", receiver, *([src.link_from] if src.link_from else []),
     )  # fmt: skip
     src_dir = None
     try:

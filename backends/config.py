@@ -17,12 +17,21 @@
     docker_socket = "/var/run/docker.sock"  # optional, this is the default
     authorized_keys = "~/.ssh/authorized_keys"  # optional: where this node's sshd reads keys;
                                          # whimbrel adds a short-lived key there per migration
+    link_from = "198.19.1.10"            # optional: the address(es) other nodes see this one
+                                         # connect from (an OpenSSH pattern list)
+
+With `link_from`, the short-lived key a target node trusts for a migration from this node
+carries `from="..."`, so it works from those addresses only. It is opt-in: a relay or NAT
+between the nodes shows the target another address than the source's own (the lab's WAN
+relay does), and a wrong pattern makes sshd refuse every link from the node. Host names
+match only where the target's sshd looks names up (UseDNS yes).
 
 Every error names the file, the field and what was expected, in one line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -39,6 +48,9 @@ DEFAULT_AUTHORIZED_KEYS = "~/.ssh/authorized_keys"
 DEFAULT_SSH_PORT = 22
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# One entry of an OpenSSH from= pattern list: an IPv4 or IPv6 address or CIDR block, or a host
+# name, with `*` and `?` wildcards; nothing that could end the quoted option on the node.
+_FROM_ENTRY = re.compile(r"[A-Za-z0-9.:*?-]+(/[0-9]{1,3})?")
 
 
 class ConfigError(UsageError):
@@ -62,6 +74,7 @@ class Node:
     identity_file: Path | None = None
     docker_socket: str = DEFAULT_DOCKER_SOCKET
     authorized_keys: str = DEFAULT_AUTHORIZED_KEYS
+    link_from: str | None = None  # an OpenSSH pattern list; None: no from= on link keys
 
     @property
     def address(self) -> str:
@@ -167,6 +180,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                 "identity_file",
                 "docker_socket",
                 "authorized_keys",
+                "link_from",
             },
         )
         if name in seen:
@@ -201,6 +215,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                 identity_file=reader.optional_path(body, where, "identity_file"),
                 docker_socket=socket,
                 authorized_keys=authorized_keys,
+                link_from=reader.link_from(body, where),
             )
         )
     return Config(
@@ -211,6 +226,19 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         connect_timeout_s=timeout,
         console=reader.table(data, "console", required=False),
     )
+
+
+def _from_entry(entry: str) -> bool:
+    if not _FROM_ENTRY.fullmatch(entry):
+        return False
+    if "/" not in entry:
+        return True
+    # sshd refuses the whole key for a CIDR block it cannot read.
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _type_name(value: Any) -> str:
@@ -286,6 +314,16 @@ class _Reader:
             return parse_duration(str(value), f"{where}.{key}", allow_zero=False)
         except UnitError as exc:
             raise ConfigError(f"{self.path}: {exc}") from None
+
+    def link_from(self, body: Mapping[str, Any], where: str) -> str | None:
+        value = self.string(body, where, "link_from", default=None)
+        if value is not None and not all(_from_entry(e) for e in value.split(",")):
+            self.fail(
+                f"{where}.link_from",
+                'addresses, CIDR blocks or host names, comma-separated (e.g. "198.18.0.0/16")',
+                value,
+            )
+        return value
 
     def check_name(self, name: str, where: str) -> None:
         if not _NAME.match(name):

@@ -31,6 +31,7 @@ wan_address = "198.19.1.10"
 ssh_user = "root"
 identity_file = "/keys/id"
 docker_socket = "/run/docker.sock"
+link_from = "198.18.1.1,198.18.2.0/24"
 
 [[nodes]]
 name = "west-1"
@@ -59,6 +60,8 @@ def test_a_valid_config_resolves_nodes_with_defaults(tmp_path: Path) -> None:
     assert west.wan_address == "2001:db8::1"  # defaults to the host
     assert west.docker_socket == "/var/run/docker.sock"
     assert west.ssh_user is None and west.identity_file is None
+    assert east.link_from == "198.18.1.1,198.18.2.0/24"
+    assert west.link_from is None  # opt-in: no from= on the keys for links from west-1
     assert config.known_hosts == tmp_path / "known_hosts"  # relative to the file
     assert config.connect_timeout_s == 2.0
     assert config.clusters["west"].read_only and not config.clusters["east"].read_only
@@ -122,6 +125,27 @@ def test_a_valid_config_resolves_nodes_with_defaults(tmp_path: Path) -> None:
             "nodes[1].name: expected a name of letters, digits",
             id="hostile-name",
         ),
+        *(
+            pytest.param(
+                VALID.replace('link_from = "198.18.1.1,198.18.2.0/24"', f"link_from = {value}"),
+                "nodes[0] (east-1).link_from: expected addresses, CIDR blocks or host names",
+                id=f"link-from-{name}",
+            )
+            for name, value in [
+                ("quote", r'"198.18.1.1\",command=\"sh"'),
+                ("space", '"198.18.1.1 10.0.0.1"'),
+                ("newline", r'"198.18.1.1\n"'),
+                ("negation", '"!198.18.1.1"'),
+                ("empty-entry", '"198.18.1.1,,10.0.0.1"'),
+                ("bad-cidr", '"198.18.1.1/40"'),
+                ("wildcard-cidr", '"198.18.*.0/24"'),
+            ]
+        ),
+        pytest.param(
+            VALID.replace('link_from = "198.18.1.1,198.18.2.0/24"', 'link_from = ""'),
+            "nodes[0] (east-1).link_from: expected a non-empty string",
+            id="link-from-empty",
+        ),
     ],
 )
 def test_each_bad_config_gives_one_line_naming_file_and_field_and_exit_2(
@@ -136,6 +160,14 @@ def test_each_bad_config_gives_one_line_naming_file_and_field_and_exit_2(
     assert main(["--config", str(path), "config", "check"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and str(path) in err
+
+
+@pytest.mark.parametrize(
+    "pattern", ["198.18.*.1", "2001:db8::/32,fe80::1", "*.example.com,node-?.lan", "10.0.0.0/8"]
+)
+def test_link_from_takes_an_openssh_pattern_list(tmp_path: Path, pattern: str) -> None:
+    text = VALID.replace('"198.18.1.1,198.18.2.0/24"', f'"{pattern}"')
+    assert load_config(write(tmp_path, text)).nodes[0].link_from == pattern
 
 
 def test_a_missing_config_file_says_where_it_looked_and_how_to_start(tmp_path: Path) -> None:

@@ -345,6 +345,10 @@ def _write_config(topology: Topology) -> None:
     ]
     for cluster in topology.clusters:
         out += [f"[clusters.{cluster.name}]", ""]
+    # Nodes reach each other only through the WAN relay, which connects to the target from this
+    # machine's address on the target's cluster bridge (its gateway): the relay hides the
+    # source, so every node's peers see it come from the gateways (as the operator does).
+    link_from = ",".join(c.gateway for c in topology.clusters)
     for node in topology.nodes:
         out += [
             "[[nodes]]",
@@ -356,6 +360,7 @@ def _write_config(topology: Topology) -> None:
             f"identity_file = {q(str(SSH_KEY))}",
             f"docker_socket = {q(str(node.docker_socket))}",
             f"authorized_keys = {q(str(node.authorized_keys))}",
+            f"link_from = {q(link_from)}",
             "",
         ]
     CONFIG_FILE.write_text("\n".join(out))

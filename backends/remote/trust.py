@@ -1,9 +1,12 @@
 """whimbrel node helper: ephemeral node-to-node trust (standard library only; sent over SSH).
 
-  grant FILE ID MINUTES PUBKEY RECEIVER_B64
+  grant FILE ID MINUTES PUBKEY RECEIVER_B64 [FROM]
       on the receiving node: put the receiver script in a private temp dir and append to the
       authorized_keys FILE one line for PUBKEY, restricted (no pty, no forwarding), forced to
-      run that script, and expiring by itself after MINUTES even if never revoked.
+      run that script, and expiring by itself after MINUTES even if never revoked. FROM, an
+      OpenSSH pattern list of the addresses the sending node connects from, becomes the
+      line's from="FROM": the key then works from nowhere else. Without it there is no from=
+      (a relay or NAT on the way can hide the sender's address, so it is opt-in).
   revoke FILE ID DIR
       remove that line and the temp dir.
   keyfile KNOWN_HOSTS_LINE          (the private key on stdin)
@@ -13,16 +16,22 @@
   cleanup DIR
       remove such a temp dir.
 Every grant and revoke also drops whimbrel lines whose expiry has passed, so a crashed
-operator leaves nothing that outlives its expiry. Prints one JSON line.
+operator leaves nothing that outlives its expiry; other lines are kept byte for byte. The
+file is never edited in place: a new copy with its mode and owner is renamed over it, so a
+crash leaves the old file or the new one, never a truncated one. A symlinked FILE is refused.
+Prints one JSON line.
 """
 
 import base64
+import contextlib
+import errno
 import fcntl
 import glob
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,7 +39,11 @@ import time
 
 TAG = "whimbrel-ephemeral:"
 PREFIX = "whimbrel-"
-EXPIRY = re.compile(r'expiry-time="(\d{12})"')
+EXPIRY = re.compile(rb'expiry-time="(\d{12})"')
+LOCK_SUFFIX = ".whimbrel-lock"
+# Addresses, CIDR masks, wildcards and host names only: nothing that could end the quoted
+# option or the line.
+FROM = re.compile(r"[A-Za-z0-9.:/*?-]+(,[A-Za-z0-9.:/*?-]+)*")
 # The same checks as the link's `ssh -o` options, so that this file alone never lets ssh
 # accept a host key it cannot check.
 SSH_CONFIG = """\
@@ -54,49 +67,104 @@ def _is_ours(path):
     return os.path.dirname(real) in parents and os.path.basename(real).startswith(PREFIX)
 
 
-def _rewrite(path, keep, extra=""):
-    """Rewrite authorized_keys under a lock, keeping lines for which keep(line) is true."""
+def _open_no_link(path, flags):
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            sys.exit(f"trust: refusing {path}: a symbolic link")
+        raise
+
+
+def _rewrite(path, keep, extra=b""):
+    """Replace authorized_keys by a copy keeping the lines for which keep(line) is true, plus
+    `extra`, under the lock beside it."""
     path = os.path.expanduser(path)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        lines = f.read().splitlines(True)
+    # A lock file of its own: the rename gives authorized_keys a new inode, so a waiter locking
+    # the file itself would go on with the replaced copy. It stays, empty, after: removing it
+    # would let a waiter lock the removed file while a newcomer locks a new one.
+    lock = _open_no_link(path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fd = _open_no_link(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang us
+        except FileNotFoundError:
+            lines, original = [], None
+        else:
+            with os.fdopen(fd, "rb") as f:
+                original = os.fstat(fd)
+                if not stat.S_ISREG(original.st_mode):
+                    sys.exit(f"trust: refusing {path}: not a regular file")
+                lines = f.readlines()  # split at b"\n" only, so a kept line is kept byte for byte
         kept = [line for line in lines if keep(line)]
         if kept != lines or extra:
-            if kept and not kept[-1].endswith("\n"):
-                kept[-1] += "\n"
-            f.seek(0)
-            f.write("".join(kept) + extra)
-            f.truncate()
+            if kept and not kept[-1].endswith(b"\n"):
+                kept[-1] += b"\n"
+            _replace(path, b"".join(kept) + extra, original)
+    finally:
+        os.close(lock)
+
+
+def _replace(path, data, original):
+    """Rename a new file holding data over path: a crash leaves the old file or the new one."""
+    directory = os.path.dirname(path)
+    # O_EXCL|O_NOFOLLOW, mode 0600, owned by whoever runs this: the original's are put back.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + "." + PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if original is not None:
+                # The owner first: a chown can clear the set-id bits of a mode set before it.
+                os.fchown(fd, original.st_uid, original.st_gid)
+                os.fchmod(fd, stat.S_IMODE(original.st_mode))
+            f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)  # the rename itself is then on disk
+    finally:
+        os.close(dir_fd)
 
 
 def _unexpired(line):
-    if TAG not in line:
+    if TAG.encode() not in line:
         return True
     match = EXPIRY.search(line)
-    return bool(match) and match.group(1) > time.strftime("%Y%m%d%H%M")
+    return bool(match) and match.group(1) > time.strftime("%Y%m%d%H%M").encode()
 
 
-def grant(path, ident, minutes, pubkey, receiver_b64):
-    if not re.match(r"^[A-Za-z0-9_-]+$", ident) or not re.match(
-        r"^ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+$", pubkey
+def grant(path, ident, minutes, pubkey, receiver_b64, link_from=""):
+    # fullmatch: a `$` would let a trailing newline through, and with it a line of its own.
+    if (
+        not re.fullmatch(r"[A-Za-z0-9_-]+", ident)
+        or not re.fullmatch(r"ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+", pubkey)
+        or (link_from and not FROM.fullmatch(link_from))
     ):
-        sys.exit("trust: refusing a malformed id or key")
+        sys.exit("trust: refusing a malformed id, key or from= pattern")
     workdir = _private_dir(ident)
     script = os.path.join(workdir, "receiver.py")
     with open(script, "wb") as f:
         f.write(base64.b64decode(receiver_b64))
     expiry = time.strftime("%Y%m%d%H%M", time.localtime(time.time() + 60 * int(minutes)))
-    line = f'restrict,command="python3 {script}",expiry-time="{expiry}" {pubkey} {TAG}{ident}\n'
-    _rewrite(path, _unexpired, extra=line)
+    options = ["restrict"] + ([f'from="{link_from}"'] if link_from else [])
+    options += [f'command="python3 {script}"', f'expiry-time="{expiry}"']
+    line = f"{','.join(options)} {pubkey} {TAG}{ident}\n"
+    try:
+        _rewrite(path, _unexpired, extra=line.encode())
+    except BaseException:  # sys.exit() included: no receiver dir without its key line
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     print(json.dumps({"dir": workdir, "expiry": expiry}))
 
 
 def revoke(path, ident, workdir):
-    _rewrite(path, lambda line: _unexpired(line) and (TAG + ident) not in line)
+    _rewrite(path, lambda line: _unexpired(line) and (TAG + ident).encode() not in line)
     cleanup(workdir)
 
 
