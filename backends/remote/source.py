@@ -33,6 +33,7 @@ could only corrupt the forger's own memory).
 """
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -40,6 +41,7 @@ import mmap
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -94,45 +96,87 @@ def find_runc_root(cid):
 # ------------------------------------------------------------------ lock
 
 
+# A migration that never reached its agent (preflight: the link, an image shipped, probes)
+# holds its lock this long; from the agent on, its daemon's life holds it.
+PREFLIGHT_LEASE_S = 1800.0
+
+
 def lock(mig, cid):
+    """Take the container's lock for `mig` (its work dir made first): refused while another
+    migration holds it. Checked and taken under a guard lock, so two migrations never both
+    find it free, and a fresh lock is never mistaken for a stale one."""
     os.makedirs(LOCKS, mode=0o700, exist_ok=True)
-    path = os.path.join(LOCKS, cid)
+    guard = os.open(os.path.join(LOCKS, ".guard"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        try:
-            with open(os.path.join(path, "owner")) as f:
-                owner = json.load(f)
-        except (OSError, ValueError):
-            owner = {}
-        other = owner.get("migration", "?")
-        if not _stale(other):
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        path = os.path.join(LOCKS, cid)
+        owner = _read_json(path, None)
+        if owner is not None and owner.get("migration") != mig and _holds(owner):
             fail(
                 "container is already being migrated (migration {}, since {})".format(
-                    other, time.strftime("%H:%M:%S", time.localtime(owner.get("since", 0)))
+                    owner.get("migration", "?"),
+                    time.strftime("%H:%M:%S", time.localtime(owner.get("since", 0))),
                 )
             )
-        shutil.rmtree(path, ignore_errors=True)
-        os.mkdir(path, 0o700)
-    with open(os.path.join(path, "owner"), "w") as f:
-        json.dump({"migration": mig, "since": time.time(), "pid": os.getpid()}, f)
+        _write_json(path, {"migration": mig, "since": time.time(), "pid": os.getpid()})
+    finally:
+        os.close(guard)
 
 
-def _stale(mig):
-    """A lock is stale once its migration's outcome is written or its work dir is gone."""
+def _holds(owner):
+    """Does the lock's owner still hold it? Not once its work dir is gone or its hand-over
+    ended settled; always while its daemon lives or its hand-over is unsettled (the container
+    may live on the target: a second migration of the frozen source would make two); before
+    its agent, for PREFLIGHT_LEASE_S."""
+    mig = str(owner.get("migration", ""))
+    if not mig.replace("-", "").isalnum() or not os.path.isdir(os.path.join(BASE, mig)):
+        return False
     wd = os.path.join(BASE, mig)
-    return not os.path.isdir(wd) or os.path.exists(os.path.join(wd, "handover.json"))
+    outcome = _read_json(os.path.join(wd, "handover.json"), None)
+    if outcome is not None:
+        return bool(outcome.get("unsettled") or outcome.get("source_left"))
+    if _daemon_alive(mig):
+        return True
+    if os.path.exists(os.path.join(wd, "handover.pid")):
+        return _fired_log(wd)  # a daemon that died fired leaves it for `recover`
+    return time.time() - owner.get("since", 0) < PREFLIGHT_LEASE_S
+
+
+def _fired_log(wd):
+    try:
+        with open(os.path.join(wd, "handover.jsonl")) as f:
+            return '"kind": "fired"' in f.read()
+    except FileNotFoundError:
+        return False
 
 
 def unlock(cid, mig):
     path = os.path.join(LOCKS, cid)
-    try:
-        with open(os.path.join(path, "owner")) as f:
-            if json.load(f).get("migration") != mig:
-                return
-    except (OSError, ValueError):
-        return
-    shutil.rmtree(path, ignore_errors=True)
+    if (_read_json(path, None) or {}).get("migration") == mig:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def private_base():
+    """BASE, where dumps (the container's memory) are written, as root's private dir: made
+    0700, or put right if root's own; refused if it is a link or someone else's (/var/tmp is
+    world-writable: another user could have made it first)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(BASE, 0o700)
+    info = os.lstat(BASE)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"{BASE} is not a directory of this user's own: refusing to use it")
+    if info.st_mode & 0o077:
+        os.chmod(BASE, 0o700)
+
+
+def _write_json(path, obj):
+    temp = f"{path}.{os.getpid()}.new"
+    with open(temp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
 
 
 # ------------------------------------------------------------------ images over the link
@@ -576,7 +620,12 @@ def dump(mig, cid, leave_running, dirname):
 
 
 def clear_criu_lock():
-    """CRIU's network lock must never outlive a failed dump: it black-holes the node."""
+    """CRIU's network lock must never outlive a failed dump: it black-holes the node (with
+    host networking, its sshd too). Its iptables chain is one per network namespace, shared
+    by every dump in it, so it is left alone while another CRIU runs here: that one's lock is
+    live, and it lifts it itself."""
+    if _other_criu_here():
+        return
     for tool in ("iptables", "ip6tables"):
         rules = subprocess.run([tool, "-S"], capture_output=True, text=True).stdout
         for chain in ("INPUT", "OUTPUT"):
@@ -589,6 +638,21 @@ def clear_criu_lock():
     for line in tables.splitlines():
         if "CRIU" in line:
             subprocess.run(["nft", "delete", "table", *line.split()[1:]], capture_output=True)
+
+
+def _other_criu_here():
+    """Is a CRIU process running in this network namespace?"""
+    ours = os.stat("/proc/self/ns/net").st_ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "criu":
+                    continue
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == ours:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # ------------------------------------------------------------------ actions
@@ -643,12 +707,16 @@ def _faulty(info, fault, feed, stream):
 
 def prepare(mig, cid, sock, failpoints="{}"):
     wd = workdir(mig)
-    lock(mig, cid)
     try:
-        os.makedirs(wd, mode=0o700, exist_ok=True)
+        private_base()
+        os.mkdir(wd, 0o700)
+    except (RuntimeError, OSError) as exc:
+        fail(str(exc))
+    try:
+        lock(mig, cid)
         runc_root = find_runc_root(cid)
         if runc_root is None:
-            fail(f"runc state of container {cid[:12]} not found (is it running?)")
+            raise RuntimeError(f"runc state of container {cid[:12]} not found (is it running?)")
         inspect = json.loads(docker(sock, "inspect", cid))[0]
         upper = inspect["GraphDriver"]["Data"]["UpperDir"]
         volumes = {
@@ -673,8 +741,11 @@ def prepare(mig, cid, sock, failpoints="{}"):
         }
         with open(os.path.join(wd, "prepare.json"), "w") as f:
             json.dump(info, f)
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, SystemExit) as exc:  # SystemExit: lock() refused, said why
         unlock(cid, mig)
+        shutil.rmtree(wd, ignore_errors=True)
+        if isinstance(exc, SystemExit):
+            raise
         fail(str(exc))
     out(info)
 
@@ -843,6 +914,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
                 "stood_down": True,
                 "error": "the hand-over was never fired: whimbrel ended the migration before",
             }
+        emit("fired")  # from here the lock holds until the outcome is settled
         held = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
