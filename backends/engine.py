@@ -218,10 +218,13 @@ class Migration:
                         outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
                         yield self._phase(Phase.ROLLBACK, str(exc))
         except (WhimbrelError, OSError) as exc:
-            # Undoing preflight's work failed (a node went away meanwhile): the outcome stands,
-            # the operator is told what may be left.
+            # Undoing preflight's work failed (a node went away meanwhile): the outcome stands;
+            # the record stays pending, for `recover` to finish the cleanup.
             outcome.setdefault("warnings", []).append(f"cleanup: {exc}")
-            yield self._log(f"cleanup incomplete: {exc}", "warning")
+            outcome["cleanup"] = "incomplete"
+            yield self._log(
+                f"cleanup incomplete ({exc}): `whimbrel recover` finishes it", "warning"
+            )
         # The exit stack has undone what preflight made (target container, link, lock).
         if outcome.get("ok"):
             yield self._phase(Phase.DONE, f"running on {request.target}")
@@ -591,6 +594,7 @@ class Migration:
             await _helper(src, "release", self.id, cid)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
+            outcome["cleanup"] = "incomplete"
 
     async def _settle_target(
         self, session: NodeSession, dst: Node, cid: str, outcome: dict[str, Any]
@@ -639,6 +643,7 @@ class Migration:
             await _target_helper(session, "forget", self.id)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
+            outcome["cleanup"] = "incomplete"
 
     def _finish(self, outcome: dict[str, Any]) -> MigrationFinished:
         req = self.request
@@ -660,9 +665,11 @@ class Migration:
             error=outcome.get("error"),
             t=self._t(),
         )
+        pending_for = "handover" if _for_recover(outcome) else outcome.get("cleanup") and "cleanup"
         self._record |= event_json(event) | {
-            # A hand-over whose end is unknown stays pending, for `recover` to settle.
-            "status": "pending" if _for_recover(outcome) else "done" if event.ok else "failed",
+            # What is left to settle stays pending, for `recover`.
+            "status": "pending" if pending_for else "done" if event.ok else "failed",
+            "pending_for": pending_for or None,
             "warnings": outcome.get("warnings", []),
             "handover_result": outcome.get("final"),
         }
@@ -734,6 +741,18 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     dst = pool.config.node(record["dst"])
     src_session, dst_session = pool.session(src), pool.session(dst)
     name = record.get("container", "?")
+    if record.get("pending_for") == "cleanup":  # settled; only its cleanup was cut short
+        if not record.get("ok") and record.get("target_id"):
+            await _target_helper(
+                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
+            )
+        await _cleanup(pool, src, dst, record)
+        record |= {"status": "done" if record.get("ok") else "failed", "pending_for": None}
+        write_record(record)
+        return (
+            f"migration {record['id']} of {name}: its cleanup is finished; "
+            f"the container runs on {record.get('running_on')}"
+        )
     outcome = None
     if record.get("handover"):
         status = await _helper(src_session, "status", record["id"])
@@ -745,27 +764,24 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     settled = (
         outcome is not None and not outcome.get("unsettled") and not outcome.get("source_left")
     )
-    if not settled and record.get("target_id"):
+    if record.get("target_id"):
+        # The target's record decides, even for an outcome the daemon wrote: what it undid
+        # there may not have gone (its dockerd away); either way is safe to repeat.
         verdict = (
             await _target_helper(
                 dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
             )
         )["decision"]
-        if verdict == "forgotten" and record.get("handover"):
-            raise WhimbrelError(f"{dst.name} holds no decision record for it: check both nodes")
-        if record.get("handover"):
-            verdict = "committed" if verdict == "committed" else "aborted"
+        if record.get("handover") and not settled:
+            if verdict == "forgotten":
+                raise WhimbrelError(f"{dst.name} holds no decision record for it: check both")
             outcome = (
                 await _helper(
-                    src_session, "settle", record["id"], record.get("container_id", ""), verdict
+                    src_session, "settle", record["id"], record.get("container_id", ""),
+                    "committed" if verdict == "committed" else "aborted",
                 )
-            )["outcome"]
-    await _helper(src_session, "release", record["id"], record.get("container_id", ""))
-    link = record.get("link")
-    if link:
-        await revoke_link(pool, src, dst, link["id"], link["src_dir"], link["dst_dir"])
-    if record.get("target_id"):
-        await _target_helper(dst_session, "forget", record["id"])
+            )["outcome"]  # fmt: skip
+    await _cleanup(pool, src, dst, record)
     ok = bool(outcome and outcome.get("ok"))
     where = (outcome or {}).get("running_on", "source")
     running_on = {"source": src.name, "target": dst.name}.get(where, where)
@@ -778,6 +794,7 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
         if ok
         else (outcome or {}).get("error", "whimbrel stopped before the final round; rolled back"),
         "recovered_at": time.time(),
+        "pending_for": None,
         "handover_result": outcome,
     }
     write_record(record)
@@ -786,6 +803,16 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
         f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict_text} while "
         f"whimbrel was away: the container runs on {running_on}"
     )
+
+
+async def _cleanup(pool: SessionPool, src: Node, dst: Node, record: dict[str, Any]) -> None:
+    """What a migration leaves until it is settled, removed (each step safe to repeat)."""
+    await _helper(pool.session(src), "release", record["id"], record.get("container_id", ""))
+    link = record.get("link")
+    if link:
+        await revoke_link(pool, src, dst, link["id"], link["src_dir"], link["dst_dir"])
+    if record.get("target_id"):
+        await _target_helper(pool.session(dst), "forget", record["id"])
 
 
 def _still_falling(

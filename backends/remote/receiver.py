@@ -211,8 +211,11 @@ def abort_target(mig, sock, cid):
     verdict (never for "committed", nor for a migration no longer expected here)."""
     verdict = decide(mig, "aborted")
     if verdict == "aborted":
-        with contextlib.suppress(RuntimeError):  # already gone
+        try:
             docker("rm", "-f", cid, sock=sock)
+        except RuntimeError as exc:
+            if "No such container" not in str(exc):
+                raise  # still there, perhaps: the operator's cleanup or `recover` tries again
     return verdict
 
 
@@ -912,6 +915,7 @@ def _write_atomic(path, text):
 def restore(t):
     """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit."""
     t0 = time.monotonic()
+    failpoint(t, "receiver.before-restore")
     try:
         with _criu_options(RESTORE_OPTIONS):
             docker("start", "--checkpoint", CHECKPOINT, t["container"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.labtools import ssh
@@ -34,11 +37,17 @@ def migrate(
     return proc.returncode, events
 
 
-def migrate_process(config: str, *extra: str, env: dict | None = None) -> subprocess.Popen[str]:
-    """`whimbrel migrate --json` of the fault tests' Redis, east-1 to west-1, running."""
+def migrate_process(
+    config: str,
+    *extra: str,
+    env: dict | None = None,
+    container: str = f"east-1/{NAME}",
+    target: str = "west-1",
+) -> subprocess.Popen[str]:
+    """`whimbrel migrate --json`, running (the fault tests' Redis, east-1 to west-1)."""
     return subprocess.Popen(
         [sys.executable, "-m", "whimbrel.app.cli", "--config", config, "migrate",
-         f"east-1/{NAME}", "--to", "west-1", "--yes", "--json", *extra],
+         container, "--to", target, "--yes", "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
@@ -50,6 +59,69 @@ def next_whimbrel_run(config: str, *command: str) -> subprocess.CompletedProcess
         [sys.executable, "-m", "whimbrel.app.cli", "--config", config, *(command or ("ls",))],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+
+
+def daemon_logged(kind: str) -> Callable[[], bool]:
+    """Has the source's hand-over daemon logged a step of this kind (read from the host: the
+    lab's nodes share its file system)?"""
+
+    def check() -> bool:
+        for path in WORK_DIRS.glob("*/handover.jsonl"):
+            try:
+                if f'"kind": "{kind}"' in path.read_text():
+                    return True
+            except OSError:
+                continue
+        return False
+
+    return check
+
+
+def when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Thread:
+    """Run `action` once `condition` holds (polled for up to two minutes), in a thread."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        action()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def events_of(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, list[dict]]:
+    assert proc.stdout is not None and proc.stderr is not None
+    events = [json.loads(line) for line in proc.stdout]
+    code = proc.wait(timeout=timeout)
+    assert events, proc.stderr.read()
+    return code, events
+
+
+def reached(events: list[dict]) -> str:
+    """The last phase the migration reached before it failed."""
+    phases = [e["phase"] for e in events if e["event"] == "PhaseChanged"]
+    return [p for p in phases if p not in ("rollback", "failed", "cleanup", "done")][-1]
+
+
+def drop_ssh_connections(netns: str) -> int:
+    """Kill every SSH connection into the node (not its listening sshd): whimbrel's link to
+    the node drops as it would when the network does."""
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+    killed = 0
+    for pid in pids.stdout.split():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0]
+            if title.startswith(b"sshd:") and b"[listener]" not in title:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            continue
+    return killed
 
 
 def finished(events: list[dict]) -> dict:
@@ -180,13 +252,16 @@ TARGET_ONLY = "t:"  # the target-only client's keys
 
 class Ledgers:
     """The two clients of every fault test, writing to the Redis being moved: one follows the
-    container (east-1, then west-1 once east-1 stops answering), one talks only to the target
-    node, as a client of a re-pointed DNS name would. Each keeps a ledger of the writes it saw
-    acknowledged."""
+    container (the source, then the target once the source stops answering), one talks only
+    to the target node, as a client of a re-pointed DNS name would. Each keeps a ledger of the
+    writes it saw acknowledged."""
 
-    def __init__(self) -> None:
-        self.follower = WriteLoad([(EAST1, PORT), (WEST1, PORT)], rate=200)
-        self.target_only = WriteLoad([(WEST1, PORT)], rate=50, prefix=TARGET_ONLY)
+    def __init__(
+        self, name: str = NAME, port: int = PORT, src: str = "east-1", dst: str = "west-1"
+    ) -> None:
+        self.name, self.port, self.src, self.dst = name, port, src, dst
+        self.follower = WriteLoad([(NODES[src], port), (NODES[dst], port)], rate=200)
+        self.target_only = WriteLoad([(NODES[dst], port)], rate=50, prefix=TARGET_ONLY)
 
     def __enter__(self) -> Ledgers:
         self.follower.__enter__()
@@ -205,10 +280,10 @@ class Ledgers:
         """The container serves on `node` alone, with every write either client saw
         acknowledged, and nothing of the migration is left on either node."""
         self.stop()
-        assert serving_on(NAME) == [node]
-        assert [n for n in NODES if n != node and state_on(n, NAME)] == [], "a stray copy"
+        assert serving_on(self.name) == [node]
+        assert [n for n in NODES if n != node and state_on(n, self.name)] == [], "a stray copy"
         address = NODES[node]
-        assert missing_writes(address, PORT, self.follower.acked) == []
-        assert missing_writes(address, PORT, self.target_only.acked, prefix=TARGET_ONLY) == []
+        assert missing_writes(address, self.port, self.follower.acked) == []
+        assert missing_writes(address, self.port, self.target_only.acked, prefix=TARGET_ONLY) == []
         assert len(self.follower.acked) > 100
-        assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
+        assert no_leftovers(self.src) == [] and no_leftovers(self.dst) == []

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.lab.migration_tools import Ledgers, finished, migrate_process
+from tests.lab.migration_tools import Ledgers, daemon_logged, finished, migrate_process
 from whimbrel.backends.lab import lab as lab_module
 
 pytestmark = pytest.mark.lab
@@ -69,22 +69,6 @@ def wan(lab: dict) -> Iterator[Wan]:
     wan = Wan()
     yield wan
     wan.close()
-
-
-def daemon_logged(kind: str) -> Callable[[], bool]:
-    """The source's hand-over daemon has logged a step of this kind."""
-
-    def check() -> bool:
-        for path in glob.glob("/var/tmp/whimbrel/*/handover.jsonl"):
-            try:
-                with open(path) as f:
-                    if f'"kind": "{kind}"' in f.read():
-                        return True
-            except OSError:
-                continue
-        return False
-
-    return check
 
 
 def target_committed() -> bool:

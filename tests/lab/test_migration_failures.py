@@ -8,7 +8,6 @@ small tmpfs, and the killed whimbrel, which is a real SIGKILL."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -20,11 +19,13 @@ from tests.lab.migration_tools import (
     EAST1,
     NAME,
     Ledgers,
+    drop_ssh_connections,
     exists_on,
     finished,
     migrate,
     migrate_process,
     next_whimbrel_run,
+    reached,
     running_on,
     serving_on,
     state_on,
@@ -36,12 +37,6 @@ from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
 
 pytestmark = pytest.mark.lab
-
-
-def reached(events: list[dict]) -> str:
-    """The last phase the migration reached before it failed."""
-    phases = [e["phase"] for e in events if e["event"] == "PhaseChanged"]
-    return [p for p in phases if p not in ("rollback", "failed", "cleanup", "done")][-1]
 
 
 def _failing_migration(
@@ -227,23 +222,6 @@ def test_whimbrel_killed_in_pre_copy_stands_the_armed_hand_over_down_and_is_repo
         ledgers.assert_settled_on("east-1")
 
 
-def _drop_ssh_connections(netns: str) -> int:
-    """Kill every SSH connection into the node (not its listening sshd): whimbrel's link to
-    the node drops as it would when the network does."""
-    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
-    killed = 0
-    for pid in pids.stdout.split():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                title = f.read().split(b"\0")[0]
-            if title.startswith(b"sshd:") and b"[listener]" not in title:
-                os.kill(int(pid), signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError):
-            continue
-    return killed
-
-
 def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses_nothing(
     lab: dict, redis: str
 ) -> None:
@@ -256,7 +234,7 @@ def test_the_operator_losing_the_source_mid_hand_over_follows_it_again_and_loses
         for line in proc.stdout:
             events.append(json.loads(line))
             if events[-1]["event"] == "PhaseChanged" and events[-1]["phase"] == "final":
-                assert _drop_ssh_connections("wb-east-1") > 0
+                assert drop_ssh_connections("wb-east-1") > 0
         # --json reports a failed migration in its events; a crash would be on stderr.
         assert proc.wait(timeout=300) == 0, (events[-8:], proc.stderr and proc.stderr.read())
         time.sleep(0.5)

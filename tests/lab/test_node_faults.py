@@ -1,0 +1,266 @@
+"""Faults of the nodes themselves during a migration: the target's dockerd stopping in the
+restore, full disks, the target out of reach during cleanup, migrations at once, the lock of
+a killed migration. Each with both client ledgers (migration_tools.Ledgers): the container
+ends on exactly one node with every acknowledged write, and nothing is left behind, with
+`whimbrel recover` run where the test says the outcome needs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.conftest import remove_everywhere, start_redis
+from tests.lab.migration_tools import (
+    NAME,
+    WORK_DIRS,
+    Ledgers,
+    daemon_logged,
+    drop_ssh_connections,
+    events_of,
+    finished,
+    migrate_process,
+    next_whimbrel_run,
+    reached,
+    when,
+)
+from whimbrel.backends.lab import images
+from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.topology import build_topology
+
+pytestmark = pytest.mark.lab
+
+
+def _recover(lab: dict) -> list[dict]:
+    proc = next_whimbrel_run(lab["config"], "recover", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _fill(directory: Path, leave: int) -> None:
+    """Fill the file system holding `directory` up to `leave` free bytes."""
+    stats = os.statvfs(directory)
+    free = stats.f_bavail * stats.f_frsize - leave
+    with open(directory / "filler", "wb") as f:
+        while free > 0:
+            chunk = min(free, 1 << 20)
+            try:
+                f.write(b"\0" * chunk)
+                f.flush()
+            except OSError:
+                break
+            free -= chunk
+
+
+def test_the_targets_dockerd_stopping_in_the_restore_leaves_the_source_running(
+    lab: dict, redis: str
+) -> None:
+    node = build_topology().node("west-1")
+    with Ledgers() as ledgers:
+        try:
+            watcher = when(daemon_logged("sent"), lambda: lab_module.stop_dockerd(node))
+            code, events = events_of(
+                migrate_process(
+                    lab["config"],
+                    "--rounds",
+                    "1",
+                    env={"WHIMBREL_FAILPOINTS": "receiver.before-restore=sleep:3"},
+                )
+            )
+            watcher.join()
+        finally:
+            lab_module.start_dockerd(node)
+        done = finished(events)
+        assert code == 1 and done["running_on"] == "east-1", done
+        assert "restore" in done["error"], done["error"]
+        assert reached(events) == "restore"
+        # What the target's dockerd could not remove while away, `recover` removes.
+        assert [(r["settled"], r["running_on"]) for r in _recover(lab)] == [(True, "east-1")]
+        ledgers.assert_settled_on("east-1")
+
+
+@pytest.fixture
+def source_disk(lab: dict) -> Iterator[Path]:
+    """The source's work dir (where CRIU dumps) on a 200 MiB tmpfs of its own."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m,mode=0700", "whimbrel-test-disk",
+                    WORK_DIRS], check=True)  # fmt: skip
+    try:
+        yield WORK_DIRS
+    finally:
+        (WORK_DIRS / "filler").unlink(missing_ok=True)
+        assert [p.name for p in WORK_DIRS.iterdir()] == [], "the migration left its work dir"
+        subprocess.run(["umount", WORK_DIRS], check=True)
+
+
+def test_a_full_disk_on_the_source_in_a_round_leaves_the_source_running(
+    lab: dict, redis: str, source_disk: Path
+) -> None:
+    _fill(source_disk, leave=16 << 20)  # less than a dump of the container's 60 MB
+    with Ledgers() as ledgers:
+        code, events = events_of(migrate_process(lab["config"], "--rounds", "2"))
+        done = finished(events)
+        assert code == 1 and done["running_on"] == "east-1", done
+        assert "CRIU dump failed" in done["error"], done["error"]
+        assert reached(events) == "precopy"
+        (source_disk / "filler").unlink()
+        ledgers.assert_settled_on("east-1")
+
+
+def test_a_full_disk_on_the_source_in_the_final_dump_leaves_the_source_running(
+    lab: dict, redis: str, source_disk: Path
+) -> None:
+    # The rounds fit; the disk fills while the hand-over waits to freeze: the final dump fails.
+    # (1 MiB is left: the hand-over's own log and outcome are a few KiB.)
+    with Ledgers() as ledgers:
+        watcher = when(daemon_logged("fired"), lambda: _fill(source_disk, leave=1 << 20))
+        code, events = events_of(
+            migrate_process(
+                lab["config"],
+                "--rounds",
+                "1",
+                env={"WHIMBREL_FAILPOINTS": "handover.before-pause=sleep:3"},
+            )
+        )
+        watcher.join()
+        done = finished(events)
+        assert code == 1 and done["running_on"] == "east-1", done
+        assert done["error"].startswith("dump: CRIU dump failed"), done["error"]
+        assert reached(events) == "final"
+        (source_disk / "filler").unlink()
+        ledgers.assert_settled_on("east-1")
+
+
+@pytest.fixture
+def target_disk(lab: dict) -> Iterator[Path]:
+    """The target's Docker data root on a 400 MiB tmpfs: room for the rounds, until filled."""
+    node = build_topology().node("west-1")
+    small = node.state_dir / "docker-small"
+    small.mkdir(exist_ok=True)
+    lab_module.stop_dockerd(node)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0711", "whimbrel-test-disk",
+                        small], check=True)  # fmt: skip
+        lab_module.start_dockerd(node, data_root=small)
+        images.import_image(node.docker_host, images.redis_image())
+        yield small
+    finally:
+        lab_module.stop_dockerd(node)
+        subprocess.run(["umount", "--recursive", small], check=False)
+        lab_module.start_dockerd(node)
+
+
+def test_a_full_disk_on_the_target_in_the_final_round_leaves_the_source_running(
+    lab: dict, redis: str, target_disk: Path
+) -> None:
+    with Ledgers() as ledgers:
+        watcher = when(daemon_logged("fired"), lambda: _fill(target_disk, leave=0))
+        code, events = events_of(
+            migrate_process(
+                lab["config"],
+                "--rounds",
+                "1",
+                env={"WHIMBREL_FAILPOINTS": "handover.before-pause=sleep:3"},
+            )
+        )
+        watcher.join()
+        done = finished(events)
+        assert code == 1 and done["running_on"] == "east-1", done
+        assert "No space left" in done["error"], done["error"]
+        (target_disk / "filler").unlink()
+        if any(r["settled"] is False for r in _recover(lab)):
+            pytest.fail("recover could not settle it with the disk freed")
+        ledgers.assert_settled_on("east-1")
+
+
+def test_the_target_out_of_reach_during_cleanup_is_cleaned_up_by_recover(
+    lab: dict, redis: str
+) -> None:
+    node = build_topology().node("west-1")
+
+    def lose_target() -> None:
+        lab_module.stop_sshd(node)
+        drop_ssh_connections("wb-west-1")
+
+    with Ledgers() as ledgers:
+        try:
+            watcher = when(daemon_logged("committed"), lose_target)
+            code, events = events_of(migrate_process(lab["config"], "--rounds", "1"))
+            watcher.join()
+        finally:
+            lab_module.start_sshd(node)
+        done = finished(events)
+        assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        texts = [e.get("text", "") for e in events if e["event"] == "LogLine"]
+        assert any("cleanup incomplete" in t for t in texts), texts
+        assert [(r["settled"], r["running_on"]) for r in _recover(lab)] == [(True, "west-1")]
+        ledgers.assert_settled_on("west-1")
+
+
+SECOND, SECOND_PORT = "fragile2", 6391
+
+
+@pytest.fixture
+def second_redis(lab: dict, request: pytest.FixtureRequest) -> Iterator[str]:
+    start_redis(request.param, SECOND, SECOND_PORT)
+    yield request.param
+    remove_everywhere(SECOND)
+
+
+def _at_once(lab: dict, moves: list[tuple[Ledgers, str, str]]) -> None:
+    """Migrations started together, each under its own ledgers; each must end where it says,
+    consistent (on a clash one may roll back: never both lose)."""
+    with Ledgers(*moves[0][0]) as first, Ledgers(*moves[1][0]) as second:
+        procs = [
+            migrate_process(lab["config"], "--rounds", "2", container=c, target=t)
+            for _, c, t in moves
+        ]
+        results = [events_of(p) for p in procs]
+        for ledgers, (_, events) in zip((first, second), results, strict=True):
+            done = finished(events)
+            print(f"{done['container']}: ok={done['ok']} on {done['running_on']}")
+            assert done["running_on"] in ("east-1", "east-2", "west-1", "west-2"), done
+            ledgers.assert_settled_on(done["running_on"])
+        assert all(code == 0 for code, _ in results), [finished(e)["error"] for _, e in results]
+
+
+@pytest.mark.parametrize("second_redis", ["east-1"], indirect=True)
+def test_two_migrations_out_of_one_source_at_once_both_land(
+    lab: dict, redis: str, second_redis: str
+) -> None:
+    _at_once(lab, [
+        ((NAME, 6390, "east-1", "west-1"), f"east-1/{NAME}", "west-1"),
+        ((SECOND, SECOND_PORT, "east-1", "west-2"), f"east-1/{SECOND}", "west-2"),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("second_redis", ["east-2"], indirect=True)
+def test_two_migrations_into_one_target_at_once_both_land(
+    lab: dict, redis: str, second_redis: str
+) -> None:
+    _at_once(lab, [
+        ((NAME, 6390, "east-1", "west-1"), f"east-1/{NAME}", "west-1"),
+        ((SECOND, SECOND_PORT, "east-2", "west-1"), f"east-2/{SECOND}", "west-1"),
+    ])  # fmt: skip
+
+
+def test_the_lock_of_a_killed_migration_does_not_block_the_next_one(lab: dict, redis: str) -> None:
+    with Ledgers() as ledgers:
+        proc = migrate_process(lab["config"], "--rounds", "4")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "RoundFinished":
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait()
+        time.sleep(1)
+        # The next migration of the same container settles the dead one and takes its lock.
+        code, events = events_of(migrate_process(lab["config"], "--rounds", "1"))
+        done = finished(events)
+        assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        ledgers.assert_settled_on("west-1")
