@@ -104,7 +104,11 @@ async def _trust(session: NodeSession, *args: str, input: bytes | None = None) -
 
 @asynccontextmanager
 async def open_link(
-    pool: SessionPool, src: Node, dst: Node, keep: Callable[[], bool] = lambda: False
+    pool: SessionPool,
+    src: Node,
+    dst: Node,
+    keep: Callable[[], bool] = lambda: False,
+    ttl_minutes: int = LINK_TTL_MINUTES,
 ) -> AsyncIterator[NodeLink]:
     """A link for the block's length. If `keep()` says so at the end (a hand-over still running
     on it, its end unknown), the link stays, for whoever settles the hand-over to revoke; its
@@ -121,7 +125,7 @@ async def open_link(
     receiver = base64.b64encode(remote_script("receiver.py").encode()).decode()
 
     granted = await _trust(
-        dst_session, "grant", dst.authorized_keys, ident, str(LINK_TTL_MINUTES),
+        dst_session, "grant", dst.authorized_keys, ident, str(ttl_minutes),
         f"{public[0]} {public[1]}", receiver, *([src.link_from] if src.link_from else []),
     )  # fmt: skip
     src_dir = None

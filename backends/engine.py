@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from whimbrel.backends import failpoints, model
-from whimbrel.backends.channel import NodeLink, open_link, revoke_link
+from whimbrel.backends.channel import LINK_TTL_MINUTES, NodeLink, open_link, revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.costs import DEFAULT_COSTS, Costs
 from whimbrel.backends.docker_api import DockerAPI, DockerError
@@ -276,7 +276,13 @@ class Migration:
         sampling = asyncio.create_task(measure_dirty(self.pool, container, seconds=2.0))
         stack.push_async_callback(_settle, sampling)
         link = await stack.enter_async_context(
-            open_link(self.pool, src, dst, keep=lambda: _unsettled(outcome))
+            open_link(
+                self.pool,
+                src,
+                dst,
+                keep=lambda: _unsettled(outcome),
+                ttl_minutes=1 if "link.short-ttl" in self.failpoints else LINK_TTL_MINUTES,
+            )
         )
         self._record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
         write_record(self._record)

@@ -21,6 +21,7 @@ from whimbrel.backends.errors import UsageError
 ENV = "WHIMBREL_FAILPOINTS"
 
 FAILPOINTS: dict[str, str] = {
+    "link.short-ttl": "engine: the link's key expires by itself within a minute, not two hours",
     "kill-link-round-N": "source: round N's link killed halfway through its stream",
     "corrupt-image": "target: the final round's inventory.img garbled before the restore",
     "drop-final-link": "source: the final round's session killed after its stream",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,17 +10,43 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.labtools import ssh
-from whimbrel.backends.lab.workloads import WriteLoad, missing_writes
+from whimbrel.backends.lab import images
+from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.topology import build_topology
+from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
 
 NODES = {"east-1": "198.18.1.10", "east-2": "198.18.1.11", "west-1": "198.18.2.10",
          "west-2": "198.18.2.11"}  # fmt: skip
 EAST1, WEST1 = NODES["east-1"], NODES["west-1"]
 # The Redis the fault tests move (tests/lab/conftest.py `redis`).
 NAME, PORT = "fragile", 6390
+
+
+def start_redis(node: str, name: str, port: int) -> None:
+    """A Redis holding 60 MB, host-networked on `node`."""
+    address = NODES[node]
+    ssh(address, f"docker run -d --name {name} --network host {REDIS_IMAGE} "
+                 f"redis-server {REDIS_CONF} --port {port}")  # fmt: skip
+    wait_until(lambda: _answers(address, port), timeout=20)
+    load_redis(address, port, 60_000, value_size=1000)
+
+
+def remove_everywhere(name: str) -> None:
+    for address in NODES.values():
+        ssh(address, f"docker rm -f {name} >/dev/null 2>&1; true")
+
+
+def _answers(address: str, port: int) -> bool:
+    try:
+        load_redis(address, port, 1)
+        return True
+    except OSError:
+        return False
 
 
 def migrate(
@@ -122,6 +149,41 @@ def drop_ssh_connections(netns: str) -> int:
         except (OSError, ValueError):
             continue
     return killed
+
+
+@contextlib.contextmanager
+def docker_root_on_tmpfs(node: str, size: str) -> Iterator[Path]:
+    """The node's dockerd restarted on a tmpfs of `size` as its data root (with the Redis
+    image), where a migration's state lands; put back after."""
+    lab_node = build_topology().node(node)
+    small = lab_node.state_dir / "docker-small"
+    small.mkdir(exist_ok=True)
+    lab_module.stop_dockerd(lab_node)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711",
+                        "whimbrel-test-disk", small], check=True)  # fmt: skip
+        lab_module.start_dockerd(lab_node, data_root=small)
+        images.import_image(lab_node.docker_host, images.redis_image())
+        yield small
+    finally:
+        lab_module.stop_dockerd(lab_node)
+        subprocess.run(["umount", "--recursive", small], check=False)
+        lab_module.start_dockerd(lab_node)
+
+
+def interrupted(
+    config: str, signum: int, at: Callable[[dict], bool], *extra: str
+) -> tuple[int, list[dict]]:
+    """A migration sent `signum` at the first event `at` holds for."""
+    proc = migrate_process(config, *extra)
+    assert proc.stdout is not None
+    events: list[dict] = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if at(events[-1]):
+            proc.send_signal(signum)
+            at = lambda event: False  # noqa: E731 (once)
+    return proc.wait(timeout=120), events
 
 
 def finished(events: list[dict]) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.lab.migration_tools import Ledgers, daemon_logged, finished, migrate_process
+from tests.lab.migration_tools import Ledgers, daemon_logged, finished, migrate_process, reached
 from whimbrel.backends.lab import lab as lab_module
 
 pytestmark = pytest.mark.lab
@@ -125,6 +125,7 @@ def test_a_partition_during_the_final_send_resumes_the_source(
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert run.done["error"].startswith("send:"), run.done["error"]
+    assert reached(run.events) == "final"
     assert run.ledgers.target_only.acked == [], "a copy on the target answered a client"
     run.ledgers.assert_settled_on("east-1")
 
@@ -139,6 +140,7 @@ def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert "the commit could not be sent" in run.done["error"], run.done["error"]
+    assert reached(run.events) == "restore"
     assert run.ledgers.target_only.acked == [], "the fenced copy answered a client"
     assert run.ledgers.follower.longest_gap_s < 10, "the source was held frozen"
     run.ledgers.assert_settled_on("east-1")
@@ -153,6 +155,7 @@ def test_a_partition_after_the_commit_healing_lets_the_source_learn_it(
     assert run.code == 0 and run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "west-1"
     assert any("commit sent, no answer" in t for t in run.texts), run.texts
+    assert reached(run.events) == "restore"
     assert run.ledgers.target_only.acked, "the target-only client was never answered"
     run.ledgers.assert_settled_on("west-1")
 
@@ -167,5 +170,6 @@ def test_a_partition_after_the_commit_not_healing_is_settled_by_the_operator_fro
     assert run.code == 0 and run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "west-1"
     assert any("settling from west-1's record" in t for t in run.texts), run.texts
+    assert reached(run.events) == "restore"
     assert run.ledgers.target_only.acked, "the target-only client was never answered"
     run.ledgers.assert_settled_on("west-1")

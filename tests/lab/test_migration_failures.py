@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +19,11 @@ from tests.lab.migration_tools import (
     EAST1,
     NAME,
     Ledgers,
+    docker_root_on_tmpfs,
     drop_ssh_connections,
     exists_on,
     finished,
+    interrupted,
     migrate,
     migrate_process,
     next_whimbrel_run,
@@ -32,9 +34,6 @@ from tests.lab.migration_tools import (
     wait_until,
 )
 from tests.labtools import ssh
-from whimbrel.backends.lab import images
-from whimbrel.backends.lab import lab as lab_module
-from whimbrel.backends.lab.topology import build_topology
 
 pytestmark = pytest.mark.lab
 
@@ -147,27 +146,15 @@ def test_the_source_failing_to_be_removed_after_the_commit_is_removed_by_recover
 
 
 @pytest.fixture
-def target_disk_full(lab: dict) -> Iterator[None]:
-    """The target's Docker data root, where a migration's state lands, on a 64 MiB tmpfs: room
-    for the image (17 MB), far too little for the container's state (~75 MB)."""
-    node = build_topology().node("west-1")
-    small = node.state_dir / "docker-full"
-    small.mkdir(exist_ok=True)
-    lab_module.stop_dockerd(node)
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0711", "whimbrel-test-full",
-                        small], check=True)  # fmt: skip
-        lab_module.start_dockerd(node, data_root=small)
-        images.import_image(node.docker_host, images.redis_image())
-        yield
-    finally:
-        lab_module.stop_dockerd(node)
-        subprocess.run(["umount", "--recursive", small], check=False)
-        lab_module.start_dockerd(node)
+def target_disk_full(lab: dict) -> Iterator[Path]:
+    """The target's Docker data root on a 64 MiB tmpfs: room for the image (17 MB), far too
+    little for the container's state (~75 MB)."""
+    with docker_root_on_tmpfs("west-1", "64m") as root:
+        yield root
 
 
 def test_a_full_disk_on_the_target_rolls_back(
-    lab: dict, redis: str, target_disk_full: None
+    lab: dict, redis: str, target_disk_full: Path
 ) -> None:
     _failing_migration(lab, "--mode", "iterative", cause="No space left", phase="precopy")
 
@@ -250,18 +237,15 @@ def test_whimbrel_interrupted_in_pre_copy_rolls_back_cleanly(
 ) -> None:
     # Ctrl-C, a kill, a closed terminal: a clean rollback at the next round boundary.
     with Ledgers() as ledgers:
-        proc = migrate_process(lab["config"], "--rounds", "4")
-        assert proc.stdout is not None
-        events = []
-        for line in proc.stdout:
-            events.append(json.loads(line))
-            if events[-1]["event"] == "RoundFinished" and events[-1]["index"] == 1:
-                proc.send_signal(signum)
-        assert proc.wait(timeout=120) == 1
-        time.sleep(0.5)
+        code, events = interrupted(
+            lab["config"], signum, lambda e: e["event"] == "RoundFinished" and e["index"] == 1,
+            "--rounds", "4",
+        )  # fmt: skip
+        assert code == 1
         done = finished(events)
         assert not done["ok"] and "aborted by the operator" in done["error"]
         assert reached(events) == "precopy"
+        time.sleep(0.5)
         ledgers.assert_settled_on("east-1")
 
 
@@ -272,14 +256,11 @@ def test_whimbrel_interrupted_in_the_final_round_follows_it_to_its_end(
     # Too late to roll back: the source's daemon finishes the hand-over, and whimbrel stays
     # to see it end and clean up, instead of dying with the migration half-reported.
     with Ledgers() as ledgers:
-        proc = migrate_process(lab["config"], "--rounds", "1")
-        assert proc.stdout is not None
-        events = []
-        for line in proc.stdout:
-            events.append(json.loads(line))
-            if events[-1]["event"] == "PhaseChanged" and events[-1]["phase"] == "final":
-                proc.send_signal(signum)
-        assert proc.wait(timeout=120) == 0, events[-5:]
+        code, events = interrupted(
+            lab["config"], signum,
+            lambda e: e["event"] == "PhaseChanged" and e["phase"] == "final", "--rounds", "1",
+        )  # fmt: skip
+        assert code == 0, events[-5:]
         done = finished(events)
         assert done["ok"] and done["running_on"] == "west-1"
         time.sleep(0.5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,21 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import remove_everywhere, start_redis
 from tests.lab.migration_tools import (
     NAME,
     WORK_DIRS,
     Ledgers,
     daemon_logged,
+    docker_root_on_tmpfs,
     drop_ssh_connections,
     events_of,
     finished,
     migrate_process,
     next_whimbrel_run,
     reached,
+    remove_everywhere,
+    start_redis,
     when,
 )
-from whimbrel.backends.lab import images
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
 
@@ -115,19 +117,9 @@ def test_a_full_disk_on_the_source_in_a_round_leaves_the_source_running(
 def test_a_full_disk_on_the_source_in_the_final_dump_leaves_the_source_running(
     lab: dict, redis: str, source_disk: Path
 ) -> None:
-    # The rounds fit; the disk fills while the hand-over waits to freeze: the final dump fails.
     # (1 MiB is left: the hand-over's own log and outcome are a few KiB.)
     with Ledgers() as ledgers:
-        watcher = when(daemon_logged("fired"), lambda: _fill(source_disk, leave=1 << 20))
-        code, events = events_of(
-            migrate_process(
-                lab["config"],
-                "--rounds",
-                "1",
-                env={"WHIMBREL_FAILPOINTS": "handover.before-pause=sleep:3"},
-            )
-        )
-        watcher.join()
+        code, events = _filled_when_fired(lab, source_disk, leave=1 << 20)
         done = finished(events)
         assert code == 1 and done["running_on"] == "east-1", done
         assert done["error"].startswith("dump: CRIU dump failed"), done["error"]
@@ -139,39 +131,29 @@ def test_a_full_disk_on_the_source_in_the_final_dump_leaves_the_source_running(
 @pytest.fixture
 def target_disk(lab: dict) -> Iterator[Path]:
     """The target's Docker data root on a 400 MiB tmpfs: room for the rounds, until filled."""
-    node = build_topology().node("west-1")
-    small = node.state_dir / "docker-small"
-    small.mkdir(exist_ok=True)
-    lab_module.stop_dockerd(node)
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0711", "whimbrel-test-disk",
-                        small], check=True)  # fmt: skip
-        lab_module.start_dockerd(node, data_root=small)
-        images.import_image(node.docker_host, images.redis_image())
-        yield small
-    finally:
-        lab_module.stop_dockerd(node)
-        subprocess.run(["umount", "--recursive", small], check=False)
-        lab_module.start_dockerd(node)
+    with docker_root_on_tmpfs("west-1", "400m") as root:
+        yield root
+
+
+def _filled_when_fired(lab: dict, directory: Path, leave: int) -> tuple[int, list[dict]]:
+    """A migration whose disk at `directory` fills while the fired hand-over waits to freeze
+    (the rounds had room)."""
+    watcher = when(daemon_logged("fired"), lambda: _fill(directory, leave))
+    env = {"WHIMBREL_FAILPOINTS": "handover.before-pause=sleep:3"}
+    result = events_of(migrate_process(lab["config"], "--rounds", "1", env=env))
+    watcher.join()
+    return result
 
 
 def test_a_full_disk_on_the_target_in_the_final_round_leaves_the_source_running(
     lab: dict, redis: str, target_disk: Path
 ) -> None:
     with Ledgers() as ledgers:
-        watcher = when(daemon_logged("fired"), lambda: _fill(target_disk, leave=0))
-        code, events = events_of(
-            migrate_process(
-                lab["config"],
-                "--rounds",
-                "1",
-                env={"WHIMBREL_FAILPOINTS": "handover.before-pause=sleep:3"},
-            )
-        )
-        watcher.join()
+        code, events = _filled_when_fired(lab, target_disk, leave=0)
         done = finished(events)
         assert code == 1 and done["running_on"] == "east-1", done
         assert "No space left" in done["error"], done["error"]
+        assert reached(events) in ("final", "restore")  # the send, or the restore's files
         (target_disk / "filler").unlink()
         if any(r["settled"] is False for r in _recover(lab)):
             pytest.fail("recover could not settle it with the disk freed")
@@ -263,4 +245,31 @@ def test_the_lock_of_a_killed_migration_does_not_block_the_next_one(lab: dict, r
         code, events = events_of(migrate_process(lab["config"], "--rounds", "1"))
         done = finished(events)
         assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        ledgers.assert_settled_on("west-1")
+
+
+def test_the_link_key_expiring_mid_migration_does_not_stop_the_hand_over(
+    lab: dict, redis: str
+) -> None:
+    # The key dies by itself (expiry-time, here within a minute) while the armed hand-over
+    # waits past it: its sessions, opened before, carry the final round; nothing needs the
+    # key again, and nothing of it is left after.
+    keys = Path("/var/lib/wblab/nodes/west-1/authorized_keys")
+    expiries: list[str] = []
+
+    def note_expiry() -> None:
+        expiries.extend(re.findall(r'expiry-time="(\d{12})"', keys.read_text()))
+
+    with Ledgers() as ledgers:
+        watcher = when(daemon_logged("fired"), note_expiry)
+        env = {"WHIMBREL_FAILPOINTS": "link.short-ttl,handover.before-pause=sleep:65"}
+        started = time.time()
+        code, events = events_of(migrate_process(lab["config"], "--rounds", "1", env=env))
+        watcher.join()
+        done = finished(events)
+        assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        assert len(expiries) == 1, expiries
+        dumped = started + next(e["t"] for e in events if "dumped in" in e.get("text", ""))
+        expired = time.mktime(time.strptime(expiries[0], "%Y%m%d%H%M"))
+        assert started < expired < dumped, "the key had not expired before the final round"
         ledgers.assert_settled_on("west-1")
