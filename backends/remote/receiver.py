@@ -32,7 +32,6 @@ may yet be undone; the record written, it is resumed and never undone.
                 aborted, the target container goes; committed, it is made to serve (both
                 idempotent); answer {"decision": ...}. The source's way to learn the outcome
                 when the final round's session was lost
-  status        the verdict recorded, or "pending"
   stripe T I    stripe I (1..K-1) of the striped stream T: this session's stdin, relayed into
                 the socket of the session (sink, rounds or recv) that reassembles the stream
 
@@ -929,17 +928,12 @@ def restore(t):
     return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}
 
 
-def status():
-    out({"state": recorded(target()["migration"]) or "pending"})
-
-
 # What the source may ask for over the link.
 ACTIONS = {
     "sink": sink,
     "rounds": rounds,
     "recv": recv,
     "settle": lambda: settle(),
-    "status": status,
     "load-image": load_image,
     "stripe": stripe,
 }

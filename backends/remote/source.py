@@ -820,7 +820,7 @@ def _arm_handover(mig, cid, wd, links, cfg):
     emit = Events(wd)
     outcome = _handover(mig, cid, wd, links, cfg, emit, armed)
     with contextlib.suppress(OSError):  # stood down: the migration's work dir may be gone
-        _write_outcome(wd, outcome)
+        _write_json(os.path.join(wd, "handover.json"), outcome)
     emit("end", **outcome)
     os._exit(0)
 
@@ -1121,7 +1121,7 @@ def settle(mig, cid, verdict):
         outcome = _resumed(sock, cid, emit, "settled: the target recorded aborted", None)
     else:
         fail(f"bad verdict {verdict!r}")
-    _write_outcome(wd, outcome)
+    _write_json(os.path.join(wd, "handover.json"), outcome)
     out({"outcome": outcome})
 
 
@@ -1131,14 +1131,6 @@ def _read_json(path, default):
             return json.load(f)
     except (OSError, ValueError):
         return default
-
-
-def _write_outcome(wd, outcome):
-    with open(os.path.join(wd, "handover.json.new"), "w") as f:
-        json.dump(outcome, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(os.path.join(wd, "handover.json.new"), os.path.join(wd, "handover.json"))
 
 
 def _await_handover(mig, timeout=60):
