@@ -32,7 +32,7 @@ FAILPOINTS: dict[str, str] = {
     "handover.after-dump": "source daemon: dumped, before the send",
     "handover.after-restore": "source daemon: the target restored (fenced), before the commit",
     "handover.remove-source": "source daemon: each try at removing the committed source",
-    "receiver.before-restore": "target: the final round received, before `docker start`",
+    "receiver.before-restore": "target: runc.conf edited for the restore, before `docker start`",
     "receiver.before-commit-record": "target: the commit word read (or not), before recording",
     "receiver.after-commit": "target: committed and serving, before answering the source",
 }

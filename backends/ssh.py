@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -76,9 +77,18 @@ class Completed:
         return self.stdout.decode(errors="replace")
 
 
+# A helper's import of what the helpers share (backends/remote/nodelib.py), one line or
+# parenthesized.
+_SHARED_IMPORT = re.compile(r"^from nodelib import (?:\([^)]*\)|[^\n]*)$", re.MULTILINE)
+
+
 def remote_script(name: str) -> str:
-    """The text of a node helper in backends/remote/."""
-    return resources.files("whimbrel.backends.remote").joinpath(name).read_text()
+    """The node helper backends/remote/NAME as the one program a node runs (`python3 -c`):
+    the shared nodelib.py's text in place of its import of it."""
+    folder = resources.files("whimbrel.backends.remote")
+    text = folder.joinpath(name).read_text()
+    shared = folder.joinpath("nodelib.py").read_text()
+    return _SHARED_IMPORT.sub(lambda _: shared, text, count=1)
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:

@@ -6,7 +6,6 @@ The helper is a standalone script (it is sent to nodes as text), so these tests 
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import gzip
 import importlib.util
@@ -369,19 +368,6 @@ def test_previous_digests_line_up_by_page_when_a_mapping_grows_or_merges() -> No
     lined_up = hashes.lined_up(space, 98, 30)
     assert list(lined_up) == [0, 0, *range(1, 11), *[0] * 10, *range(21, 26), 0, 0, 0]
     assert list(hashes.lined_up(("pid", 2), 100, 3)) == [0, 0, 0]  # another process: all new
-
-
-def test_helper_is_python_3_9_and_standard_library_only() -> None:
-    tree = ast.parse(SCRIPT.read_text(), feature_version=(3, 9))
-    imported = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    top_level = {name.split(".")[0] for name in imported if name}
-    assert top_level <= set(sys.stdlib_module_names) | {"__future__"}
 
 
 def test_argument_errors_come_as_an_error_line_with_status_2() -> None:

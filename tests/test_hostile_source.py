@@ -8,7 +8,6 @@ scratch "container" directory beside a scratch "host" directory whose checksum m
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -16,24 +15,15 @@ import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.node_helpers import load
 
 ROOT = Path(__file__).parents[1]
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"hostile_{name}", ROOT / f"backends/remote/{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-receiver = _load("receiver")
+receiver = load("receiver")
 
 
 @pytest.fixture

@@ -8,18 +8,16 @@ The node helpers are standalone scripts, so they are loaded from their paths her
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.node_helpers import load, write
 from whimbrel.backends.channel import MAX_STRIPES, NodeLink, stripes_for
 from whimbrel.backends.config import Node
 
@@ -27,15 +25,7 @@ ROOT = Path(__file__).parents[1]
 REMOTE = ROOT / "backends" / "remote"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"remote_{name}", REMOTE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-source, receiver = _load("source"), _load("receiver")
+source, receiver = load("source"), load("receiver")
 BLOCK = source.BLOCK
 
 
@@ -142,11 +132,12 @@ def _local_link(here: Path) -> list[str]:
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_probe_send_moves_every_byte_over_k_receiver_sessions(tmp_path: Path, k: int) -> None:
-    shutil.copy(REMOTE / "receiver.py", tmp_path / "receiver.py")
+    write("receiver", tmp_path)
     links = [_local_link(tmp_path)] * k
     n_bytes = 5 * BLOCK + 123
+    source_py = write("source", tmp_path)
     done = subprocess.run(
-        [sys.executable, str(REMOTE / "source.py"), "probe-send", str(n_bytes), json.dumps(links)],
+        [sys.executable, str(source_py), "probe-send", str(n_bytes), json.dumps(links)],
         capture_output=True,
         timeout=60,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
@@ -176,7 +167,7 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
     here, wd, img = tmp_path / "target", tmp_path / "wd", tmp_path / "img"
     for d in (here, wd, img, tmp_path / "upper"):
         d.mkdir()
-    shutil.copy(REMOTE / "receiver.py", here / "receiver.py")
+    write("receiver", here)
     (here / "target.json").write_text(json.dumps({"upper_dir": str(tmp_path / "upper")}))
     pages = bytearray(os.urandom(64 * source.PAGE))
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")

@@ -48,7 +48,6 @@ Run by the operator (argv instead of SSH_ORIGINAL_COMMAND):
 """
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -64,6 +63,8 @@ import tarfile
 import threading
 import time
 
+from nodelib import criu_conf_with, failpoint, read_text, resume_tasks, sync_dir
+
 CHECKPOINT = "whimbrel"
 MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 8 at most)
 FRAME_LIMIT = 1 << 24
@@ -71,9 +72,6 @@ DECISIONS = "/var/lib/whimbrel/decisions"
 # How long a restored, fenced copy waits for the source's "commit" before it records "aborted"
 # and goes: the source sends it a round trip after the restore's answer.
 COMMIT_WAIT_S = 30.0
-CRIU_CONF = "/etc/criu/runc.conf"
-CRIU_CONF_SAVED = CRIU_CONF + ".whimbrel-saved"
-CRIU_CONF_LOCK = "/run/whimbrel/criu-conf.lock"
 # CRIU options of a whimbrel restore: established connections closed (their peer address is
 # gone on this node), and the tasks left stopped: the fence, lifted at commit.
 RESTORE_OPTIONS = ("tcp-close", "leave-stopped")
@@ -108,20 +106,6 @@ def docker(*args, sock=None):
     if proc.returncode != 0:
         raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
     return proc.stdout.strip()
-
-
-def failpoint(t, name):
-    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS; inert otherwise): see
-    backends/failpoints.py for the names and what each action does."""
-    action = t.get("failpoints", {}).get(name)
-    if action is None:
-        return
-    if action.startswith("sleep:"):
-        time.sleep(float(action.split(":", 1)[1]))
-    elif action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    else:
-        raise RuntimeError(f"failpoint {name}")
 
 
 # ------------------------------------------------------------------ the commit point
@@ -165,16 +149,8 @@ def decide(mig, verdict):
         pass
     finally:
         os.unlink(temp)
-    _sync_dir(path)
+    sync_dir(path)
     return recorded(mig)
-
-
-def _sync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def expect(mig):
@@ -182,7 +158,7 @@ def expect(mig):
     which nothing can be decided for `mig` here."""
     os.makedirs(DECISIONS, mode=0o700, exist_ok=True)
     os.mkdir(_decision_dir(mig), 0o700)
-    _sync_dir(DECISIONS)
+    sync_dir(DECISIONS)
     out({"expecting": mig})
 
 
@@ -232,27 +208,10 @@ def serve(sock, cid):
             shutil.rmtree(staged)
     except OSError as exc:
         warning = f"staged pages: {exc}"
-    _resume_tasks(pid, cid)
+    resume_tasks(pid, cid)
     with contextlib.suppress(RuntimeError):  # once served, only space: a warning at most
         docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
     return warning
-
-
-def _resume_tasks(pid, cid):
-    """SIGCONT every process in the container's cgroups (CRIU's leave-stopped stopped them
-    all); a process is found by its cgroup set, which names the container."""
-    with open(f"/proc/{pid}/cgroup") as f:
-        cgroups = f.read()
-    pids = {pid}
-    if cid in cgroups:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/cgroup") as f:
-                    if f.read() == cgroups:
-                        pids.add(int(entry))
-    for task in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(task, signal.SIGCONT)
 
 
 def sink(k, token):
@@ -452,7 +411,7 @@ def _staging(t):
 
 def _latest(staging, name):
     """Make round `name` the one the next builds on; the one before is no longer needed."""
-    previous = _read_text(os.path.join(here(), "latest"))
+    previous = read_text(os.path.join(here(), "latest"))
     if previous and previous != name:
         staging.remove_tree(previous)
     with open(os.path.join(here(), "latest"), "w") as f:
@@ -622,7 +581,7 @@ def _receive_tree(stream, root, reserved=None):
 
 def _latest_round(staging):
     """The round the next one builds on (a Dir), or a stand-in for none."""
-    name = _read_text(os.path.join(here(), "latest"))
+    name = read_text(os.path.join(here(), "latest"))
     return staging.sub(name) if name else contextlib.nullcontext()
 
 
@@ -855,68 +814,12 @@ def check_image_archive(path, image_id, ref):
         raise ValueError(f"image archive: names {sorted(tags - names)[:3]} were not asked for")
 
 
-@contextlib.contextmanager
-def _criu_options(options):
-    """runc hands /etc/criu/runc.conf to CRIU, and Docker 20.10 has no per-container way to
-    name another file (no annotations). So whimbrel's options stand in that file for one
-    restore at a time, under a lock that dies with its holder, the file that was there saved
-    first: whoever takes the lock next puts back what a killed restore left."""
-    os.makedirs(os.path.dirname(CRIU_CONF_LOCK), mode=0o700, exist_ok=True)
-    lock = os.open(CRIU_CONF_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        put_back_criu_conf()
-        before = _read_text(CRIU_CONF)
-        os.makedirs(os.path.dirname(CRIU_CONF), exist_ok=True)
-        _write_atomic(CRIU_CONF_SAVED, json.dumps({"before": before}))
-        kept = [line for line in (before or "").splitlines() if line.strip() not in options]
-        _write_atomic(CRIU_CONF, "\n".join([*kept, *options]) + "\n")
-        try:
-            yield
-        finally:
-            put_back_criu_conf()
-    finally:
-        os.close(lock)
-
-
-def put_back_criu_conf():
-    """The runc.conf saved before a restore, back in place (call with the lock held)."""
-    saved = _read_text(CRIU_CONF_SAVED)
-    if saved is None:
-        return
-    before = json.loads(saved)["before"]
-    if before is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(CRIU_CONF)
-    else:
-        _write_atomic(CRIU_CONF, before)
-    os.unlink(CRIU_CONF_SAVED)
-
-
-def _read_text(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def _write_atomic(path, text):
-    temp = f"{path}.{os.getpid()}.new"
-    with open(temp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    _sync_dir(os.path.dirname(path))
-
-
 def restore(t):
     """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit."""
     t0 = time.monotonic()
-    failpoint(t, "receiver.before-restore")
     try:
-        with _criu_options(RESTORE_OPTIONS):
+        with criu_conf_with(RESTORE_OPTIONS):
+            failpoint(t, "receiver.before-restore")
             docker("start", "--checkpoint", CHECKPOINT, t["container"])
         state = docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
     except RuntimeError as exc:

@@ -48,6 +48,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from nodelib import criu_conf_as_found, failpoint, resume_tasks
+
 PAGE = 4096
 BASE = "/var/tmp/whimbrel"
 LOCKS = "/run/whimbrel-locks"
@@ -604,9 +606,10 @@ def dump(mig, cid, leave_running, dirname):
     if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in info["failpoints"]:
         # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
         argv += ["--page-server", "127.0.0.1:9"]
-    t0 = time.monotonic()
-    proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
-    elapsed = time.monotonic() - t0
+    with criu_conf_as_found():  # never with a restore's options, which would stop the source
+        t0 = time.monotonic()
+        proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
+        elapsed = time.monotonic() - t0
     if proc.returncode != 0:
         log = ""
         try:
@@ -667,20 +670,6 @@ def _trees(info):
     return [("@layer", info["upper_dir"])] + [
         ("@volume:" + name, path) for name, path in sorted(info["volumes"].items())
     ]
-
-
-def failpoint(info, name):
-    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS; inert otherwise): see
-    backends/failpoints.py for the names and what each action does."""
-    action = info.get("failpoints", {}).get(name)
-    if action is None:
-        return
-    if action.startswith("sleep:"):
-        time.sleep(float(action.split(":", 1)[1]))
-    elif action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    else:
-        raise RuntimeError(f"failpoint {name}")
 
 
 def _faulty(info, fault, feed, stream):
@@ -1076,11 +1065,13 @@ def _close_transfer(transfer):
 
 
 def _resumed(sock, cid, emit, error, t_freeze):
-    """The target did not commit: the source runs again (a no-op if never paused)."""
+    """The target did not commit: the source runs again, unpaused and every task continued (a
+    no-op if never paused; a dump that went wrong can leave tasks stopped behind the pause)."""
     try:
         if _paused(sock, cid):
             docker(sock, "unpause", cid)
-    except RuntimeError as resume:
+        resume_tasks(int(docker(sock, "inspect", "-f", "{{.State.Pid}}", cid)), cid)
+    except (RuntimeError, OSError, ValueError) as resume:
         return {"ok": False, "running_on": "nowhere", "error": error, "resume_error": str(resume)}
     emit("resumed")
     clear_criu_lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,8 +306,21 @@ def state_on(node: str, name: str) -> str:
 
 
 def serving_on(name: str) -> list[str]:
-    """The nodes where a container of that name runs unpaused."""
-    return [node for node in NODES if state_on(node, name) == "running"]
+    """The nodes where a container of that name runs unpaused, its process not stopped
+    (Docker calls a container whose tasks CRIU left stopped "running")."""
+    return [
+        node
+        for node in NODES
+        if state_on(node, name) == "running" and process_state(node, name) not in ("T", "t")
+    ]
+
+
+def process_state(node: str, name: str) -> str:
+    """The kernel's state letter of the container's main process (R, S, T for stopped...),
+    read from the host: the lab's nodes share its process table."""
+    pid = _docker(node, "inspect", "-f", "{{.State.Pid}}", name).strip()
+    status = Path(f"/proc/{pid}/status").read_text()
+    return re.search(r"^State:\s+(\S)", status, re.MULTILINE).group(1)  # type: ignore[union-attr]
 
 
 TARGET_ONLY = "t:"  # the target-only client's keys

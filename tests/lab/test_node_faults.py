@@ -19,6 +19,7 @@ import pytest
 
 from tests.lab.migration_tools import (
     NAME,
+    NODES,
     WORK_DIRS,
     Ledgers,
     daemon_logged,
@@ -28,13 +29,16 @@ from tests.lab.migration_tools import (
     finished,
     migrate_process,
     next_whimbrel_run,
+    process_state,
     reached,
     remove_everywhere,
     start_redis,
+    wait_until,
     when,
 )
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
+from whimbrel.backends.lab.workloads import load_redis
 
 pytestmark = pytest.mark.lab
 
@@ -205,7 +209,9 @@ def _at_once(lab: dict, moves: list[tuple[Ledgers, str, str]]) -> None:
         results = [events_of(p) for p in procs]
         for ledgers, (_, events) in zip((first, second), results, strict=True):
             done = finished(events)
-            print(f"{done['container']}: ok={done['ok']} on {done['running_on']}")
+            print(
+                f"{done['container']}: ok={done['ok']} on {done['running_on']}", done.get("error")
+            )
             assert done["running_on"] in ("east-1", "east-2", "west-1", "west-2"), done
             ledgers.assert_settled_on(done["running_on"])
         assert all(code == 0 for code, _ in results), [finished(e)["error"] for _, e in results]
@@ -229,6 +235,40 @@ def test_two_migrations_into_one_target_at_once_both_land(
         ((NAME, 6390, "east-1", "west-1"), f"east-1/{NAME}", "west-1"),
         ((SECOND, SECOND_PORT, "east-2", "west-1"), f"east-2/{SECOND}", "west-1"),
     ])  # fmt: skip
+
+
+@pytest.mark.parametrize("second_redis", ["west-1"], indirect=True)
+def test_a_dump_while_a_restore_runs_on_its_node_leaves_the_source_running(
+    lab: dict, redis: str, second_redis: str
+) -> None:
+    # CRIU reads runc.conf for dumps too, and its settings beat runc's: the restore's
+    # leave-stopped in it would stop a container dumped meanwhile on the same host. Here
+    # west-1 restores one container (held 30 s with runc.conf edited) while a second one
+    # migrates out of west-1: its round waits for the file to be put back, and its source
+    # keeps serving.
+    with Ledgers() as first, Ledgers(SECOND, SECOND_PORT, "west-1", "east-2") as second:
+        incoming = migrate_process(
+            lab["config"], "--rounds", "1",
+            env={"WHIMBREL_FAILPOINTS": "receiver.before-restore=sleep:30"},
+        )  # fmt: skip
+        wait_until(daemon_logged("sent"), timeout=120)
+        assert "leave-stopped" in Path("/etc/criu/runc.conf").read_text()
+        outgoing = migrate_process(
+            lab["config"], "--rounds", "1", container=f"west-1/{SECOND}", target="east-2"
+        )
+        assert outgoing.stdout is not None
+        head = []
+        for line in outgoing.stdout:
+            head.append(json.loads(line))
+            if head[-1]["event"] == "RoundFinished":
+                break
+        assert process_state("west-1", SECOND) not in ("T", "t")
+        load_redis(NODES["west-1"], SECOND_PORT, 1)  # it answers
+        for ledgers, proc, place in ((first, incoming, "west-1"), (second, outgoing, "east-2")):
+            code, events = events_of(proc)
+            done = finished(events)
+            assert code == 0 and done["running_on"] == place, done
+            ledgers.assert_settled_on(place)
 
 
 def test_the_lock_of_a_killed_migration_does_not_block_the_next_one(lab: dict, redis: str) -> None:

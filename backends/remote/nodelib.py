@@ -1,0 +1,136 @@
+"""What the node helpers share (standard library only, Python 3.9).
+
+A helper is shipped as one program (`python3 -c TEXT`): backends/ssh.py `remote_script` puts
+this text in place of the helper's `from nodelib import ...` line. Run from a checkout, the
+import finds this file beside the helper.
+
+CRIU reads /etc/criu/runc.conf for every dump and restore runc starts, and its settings
+override runc's own: a restore's `leave-stopped` standing in that file while a dump runs leaves
+the dumped container stopped (found by two migrations crossing on one host). So the file is
+edited only under an exclusive lock (`criu_conf_with`), and every dump holds it shared
+(`criu_conf_as_found`).
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import time
+
+CRIU_CONF = "/etc/criu/runc.conf"
+CRIU_CONF_SAVED = CRIU_CONF + ".whimbrel-saved"
+CRIU_CONF_LOCK = "/run/whimbrel/criu-conf.lock"
+
+
+def failpoint(spec, name):
+    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS, carried in the helper's
+    `failpoints`; inert otherwise): see backends/failpoints.py for the names and actions."""
+    action = spec.get("failpoints", {}).get(name)
+    if action is None:
+        return
+    if action.startswith("sleep:"):
+        time.sleep(float(action.split(":", 1)[1]))
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        raise RuntimeError(f"failpoint {name}")
+
+
+def _criu_conf_lock():
+    os.makedirs(os.path.dirname(CRIU_CONF_LOCK), mode=0o700, exist_ok=True)
+    return os.open(CRIU_CONF_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+
+@contextlib.contextmanager
+def criu_conf_with(options):
+    """runc.conf with `options` added, for the block only (one restore: Docker 20.10 has no
+    per-container way to name another file). The lock dies with its holder and the file that
+    was there is saved first: whoever takes the lock next puts back what a killed block left."""
+    lock = _criu_conf_lock()
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        put_back_criu_conf()
+        before = read_text(CRIU_CONF)
+        os.makedirs(os.path.dirname(CRIU_CONF), exist_ok=True)
+        write_atomic(CRIU_CONF_SAVED, json.dumps({"before": before}))
+        kept = [line for line in (before or "").splitlines() if line.strip() not in options]
+        write_atomic(CRIU_CONF, "\n".join([*kept, *options]) + "\n")
+        try:
+            yield
+        finally:
+            put_back_criu_conf()
+    finally:
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def criu_conf_as_found():
+    """runc.conf as the host keeps it, for as long as the block runs (a dump)."""
+    lock = _criu_conf_lock()
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        while os.path.exists(CRIU_CONF_SAVED):  # a killed restore's options: put back first
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            put_back_criu_conf()
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(lock)
+
+
+def put_back_criu_conf():
+    """The runc.conf saved before a restore, back in place (call with the lock held)."""
+    saved = read_text(CRIU_CONF_SAVED)
+    if saved is None:
+        return
+    before = json.loads(saved)["before"]
+    if before is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(CRIU_CONF)
+    else:
+        write_atomic(CRIU_CONF, before)
+    os.unlink(CRIU_CONF_SAVED)
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomic(path, text):
+    temp = f"{path}.{os.getpid()}.new"
+    with open(temp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    sync_dir(os.path.dirname(path))
+
+
+def sync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resume_tasks(pid, cid):
+    """SIGCONT every process of the container (CRIU's leave-stopped stops them all); a process
+    is found by its cgroup set, which names the container."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        cgroups = f.read()
+    pids = {pid}
+    if cid in cgroups:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/cgroup") as f:
+                    if f.read() == cgroups:
+                        pids.add(int(entry))
+    for task in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(task, signal.SIGCONT)
