@@ -121,8 +121,63 @@ def lock(mig, cid):
                 )
             )
         _write_json(path, {"migration": mig, "since": time.time(), "pid": os.getpid()})
+        sweep(mig)
     finally:
         os.close(guard)
+
+
+# What a dead migration's work dir keeps for `recover`: its outcome and what settling needs.
+RECOVERY_FILES = ("prepare.json", "handover.cfg", "handover.json", "handover.jsonl", "handover.pid")
+
+
+def sweep(own):
+    """What migrations whose engine died before releasing them left here, tidied (run under
+    the guard by each prepare). A work dir goes whole if its migration never armed a hand-over
+    (nothing of it is left to settle on this node); else its dumps and page indexes go and
+    what `recover` reads stays. Locks that hold nothing go. Whatever still holds (a process
+    of it alive, a hand-over unsettled or fired, a preflight within its lease, aged from the
+    dir's last change) is left alone."""
+    for name in os.listdir(BASE):
+        path = os.path.join(BASE, name)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if name == own or not stat.S_ISDIR(info.st_mode) or _in_use(name, info.st_mtime):
+            continue
+        if not os.path.exists(os.path.join(path, "handover.pid")):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        for entry in set(os.listdir(path)) - set(RECOVERY_FILES):
+            inner = os.path.join(path, entry)
+            if os.path.isdir(inner) and not os.path.islink(inner):
+                shutil.rmtree(inner, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(inner)
+    for name in os.listdir(LOCKS):
+        if name.startswith("."):  # the guard
+            continue
+        owner = _read_json(os.path.join(LOCKS, name), {})
+        mig = str(owner.get("migration", ""))
+        if mig != own and not _in_use(mig, owner.get("since", 0)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(LOCKS, name))
+
+
+def _in_use(mig, since):
+    return _holds({"migration": mig, "since": since}) or _running(mig)
+
+
+def _running(mig):
+    """Does a process of this migration (its agent, daemon, a helper) run here?"""
+    if not mig:
+        return False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if mig.encode() in f.read():
+                return True
+    return False
 
 
 def _holds(owner):

@@ -288,6 +288,38 @@ def test_the_lock_of_a_killed_migration_does_not_block_the_next_one(lab: dict, r
         ledgers.assert_settled_on("west-1")
 
 
+def test_what_dead_migrations_left_is_swept_by_the_next_one(lab: dict, redis: str) -> None:
+    # Two migrations whose operator never came back, as their work dirs and locks would be:
+    # one that died in preflight (nothing to settle: it goes whole) and one whose hand-over
+    # ended (its dump goes; what `recover` reads stays).
+    old = time.time() - 3600
+    preflight, ended = WORK_DIRS / "deadbeef0001", WORK_DIRS / "deadbeef0002"
+    for wd in (preflight, ended):
+        (wd / "final").mkdir(parents=True)
+        (wd / "final" / "pages-1.img").write_bytes(os.urandom(1 << 20))
+        (wd / "prepare.json").write_text("{}")
+    (ended / "handover.pid").write_text("999999999")
+    (ended / "handover.json").write_text(json.dumps({"ok": False, "running_on": "source"}))
+    stale_lock = Path("/run/whimbrel-locks") / ("0" * 64)
+    stale_lock.parent.mkdir(mode=0o700, exist_ok=True)
+    stale_lock.write_text(json.dumps({"migration": ended.name, "since": old}))
+    for wd in (preflight, ended):
+        os.utime(wd, (old, old))
+    try:
+        with Ledgers() as ledgers:
+            code, events = events_of(migrate_process(lab["config"], "--rounds", "1"))
+            assert code == 0 and finished(events)["running_on"] == "west-1"
+            assert not preflight.exists()
+            assert sorted(p.name for p in ended.iterdir()) == [
+                "handover.json", "handover.pid", "prepare.json"
+            ]  # fmt: skip
+            assert not stale_lock.exists()
+            subprocess.run(["rm", "-rf", str(ended)], check=True)
+            ledgers.assert_settled_on("west-1")
+    finally:
+        subprocess.run(["rm", "-rf", str(preflight), str(ended), str(stale_lock)])
+
+
 def test_the_link_key_expiring_mid_migration_does_not_stop_the_hand_over(
     lab: dict, redis: str
 ) -> None:
