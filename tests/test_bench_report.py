@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from whimbrel.backends.bench import ALL_POLICIES, Point, quick_grid, run_order
-from whimbrel.backends.bench_report import EarlierPath, predict, report
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.research.grid import ALL_POLICIES, Point, quick_grid, run_order
+from whimbrel.backends.research.report import EarlierRuns, report
+from whimbrel.backends.research.runs import predict
 
 
 def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: float = 1e6) -> dict:
@@ -205,8 +206,7 @@ def test_the_same_point_measured_on_an_earlier_data_path_is_compared_side_by_sid
                         qemu=(1.1, 21))  # fmt: skip
     for r in now:
         r["stripes"] = 3
-    older = EarlierPath("old.jsonl", "one stream", "one stream")
-    text = report(now, "r", earlier=[(older, before)])
+    text = report(now, "r", earlier=[EarlierRuns("one stream", "old.jsonl", before)])
     section = _section(text, "An earlier data path: one stream")
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
@@ -217,8 +217,8 @@ def test_a_point_not_yet_run_by_every_policy_is_left_out_of_the_earlier_comparis
     before = _every_policy(latency_aware=(1.5, 40), latency_blind=(1.6, 41), phaul=(1.4, 60),
                            qemu=(1.6, 41))  # fmt: skip
     now = [r for r in before if r["policy"] != "stop-and-copy"]  # a grid stopped mid-point
-    older = EarlierPath("old.jsonl", "one stream", "one stream")
-    section = report(now, "r", earlier=[(older, before)]).split("## An earlier data path")[1]
+    earlier = [EarlierRuns("one stream", "old.jsonl", before)]
+    section = report(now, "r", earlier=earlier).split("## An earlier data path")[1]
     assert "nan" not in section.split("\n## ")[0]
     assert "(no point measured both ways yet)" in section
 

@@ -8,7 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from whimbrel.backends.calibration import (
+from whimbrel.backends.costs import Costs
+from whimbrel.backends.model import plan
+from whimbrel.backends.research.calibration import (
     Calibration,
     DirtySample,
     Estimate,
@@ -19,8 +21,6 @@ from whimbrel.backends.calibration import (
     fit_handover,
     fit_round_work,
 )
-from whimbrel.backends.costs import Costs
-from whimbrel.backends.model import plan
 
 MiB = 2**20
 
