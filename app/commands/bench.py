@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--earlier", action="append", default=[], metavar="FILE=TITLE",
         help="report: runs of the same grid on another data path, compared point by point",
     )  # fmt: skip
-    parser.add_argument("--costs", type=Path, default=None, help="costs: the file to write")
+    parser.add_argument(
+        "--costs", type=Path, default=None, metavar="FILE", help="costs: the file to write"
+    )
     parser.set_defaults(func=run)
 
 

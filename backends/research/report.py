@@ -50,7 +50,7 @@ def report(
     out += losses_section(points, hand_overs)
     out += versus_blind_section(points, calibration.costs())
     for runs in earlier:
-        out += earlier_section(points, runs)
+        out += _earlier_section(points, runs)
     out += run_order_section(points, hand_overs)
     out += prediction_section(ok)
     out += constants_section(calibration)
@@ -85,7 +85,7 @@ def _header(rows: list[Row], failed: list[Row], points: list[PointSummary], comm
     ]
 
 
-def earlier_section(points: list[PointSummary], earlier: EarlierRuns) -> list[str]:
+def _earlier_section(points: list[PointSummary], earlier: EarlierRuns) -> list[str]:
     before = summaries([r for r in earlier.rows if r["ok"]])
     out = [
         f"## An earlier data path: {earlier.title}",
