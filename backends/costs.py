@@ -1,9 +1,9 @@
 """What a migration's rounds cost on these nodes beyond their bytes over the link.
 
-The engine and the console's preview plan from the same Costs. `whimbrel bench report`
-fits them to real migrations (backends/calibration.py) and records the fit in costs.json
-next to this module, with each value's spread and where it came from; DEFAULT_COSTS is that
-record when there is one, else the hand-set values below.
+The engine and the console's preview plan from the same Costs. `whimbrel bench costs` fits
+them to real migrations and writes the fit, with each value's spread and where it came from,
+to the file it is given; the one installed as costs.json next to this module is DEFAULT_COSTS,
+else the hand-set values below.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def load_costs(path: Path = COSTS_FILE) -> Costs:
     if unknown:
         raise ValueError(
             f"{path}: unknown cost fields {', '.join(sorted(unknown))}; "
-            "regenerate it with `whimbrel bench report`"
+            "regenerate it with `whimbrel bench costs`"
         )
     return Costs(**doc["costs"])
 

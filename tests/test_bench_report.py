@@ -1,10 +1,20 @@
-"""The benchmark report is made from recorded runs alone, and says where a goal is missed."""
+"""The benchmark report is made from recorded runs alone, and says where a goal is missed;
+`whimbrel bench report` and `whimbrel bench costs` write only the files they are given."""
 
 from __future__ import annotations
 
-from whimbrel.backends.bench import ALL_POLICIES, Point, quick_grid, run_order
-from whimbrel.backends.bench_report import EarlierPath, predict, report
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from whimbrel.app.cli import main
+from whimbrel.backends import costs as costs_module
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.research.grid import ALL_POLICIES, Point, quick_grid, run_order
+from whimbrel.backends.research.report import EarlierRuns, report
+from whimbrel.backends.research.runs import predict
 
 
 def _row(policy: str, downtime: float, total: float, rtt: float = 100, final: float = 1e6) -> dict:
@@ -205,8 +215,7 @@ def test_the_same_point_measured_on_an_earlier_data_path_is_compared_side_by_sid
                         qemu=(1.1, 21))  # fmt: skip
     for r in now:
         r["stripes"] = 3
-    older = EarlierPath("old.jsonl", "one stream", "one stream")
-    text = report(now, "r", earlier=[(older, before)])
+    text = report(now, "r", earlier=[EarlierRuns("one stream", "old.jsonl", before)])
     section = _section(text, "An earlier data path: one stream")
     assert "`old.jsonl`" in section
     assert "| 3 | 4.00 / 4.00 s | 1.50 / 1.00 s | 40.0 / 20.0 s | 2 / 2 |" in section
@@ -217,8 +226,8 @@ def test_a_point_not_yet_run_by_every_policy_is_left_out_of_the_earlier_comparis
     before = _every_policy(latency_aware=(1.5, 40), latency_blind=(1.6, 41), phaul=(1.4, 60),
                            qemu=(1.6, 41))  # fmt: skip
     now = [r for r in before if r["policy"] != "stop-and-copy"]  # a grid stopped mid-point
-    older = EarlierPath("old.jsonl", "one stream", "one stream")
-    section = report(now, "r", earlier=[(older, before)]).split("## An earlier data path")[1]
+    earlier = [EarlierRuns("one stream", "old.jsonl", before)]
+    section = report(now, "r", earlier=earlier).split("## An earlier data path")[1]
     assert "nan" not in section.split("\n## ")[0]
     assert "(no point measured both ways yet)" in section
 
@@ -336,3 +345,44 @@ def test_the_five_percent_goal_is_counted_as_written_and_apart_from_the_noise():
     assert goals.rstrip().endswith("| within spread |")
     glance = _section(text, "The policies at a glance")
     assert "| latency-aware | 0 | 0 |" in glance and "| latency-blind | 1 | 1 |" in glance
+
+
+def test_bench_report_writes_the_report_it_is_given_and_no_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _every_policy(
+        latency_aware=(1.0, 20), latency_blind=(1.1, 21), phaul=(1.2, 30), qemu=(1.1, 21)
+    )
+    runs, before, out = tmp_path / "runs.jsonl", tmp_path / "before.jsonl", tmp_path / "r.md"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before.write_text(runs.read_text())
+    installed = costs_module.COSTS_FILE.read_bytes()
+    args = ["bench", "report", "--results", str(runs), "--report", str(out)]
+    assert main([*args, "--earlier", f"{before}=one stream"]) == 0
+    text = out.read_text()
+    assert f"Data, one JSON line a run: `{runs}`" in text
+    assert (
+        f"## An earlier data path: one stream\n\nThe same points as the runs in `{before}`" in text
+    )
+    assert costs_module.COSTS_FILE.read_bytes() == installed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["before.jsonl", "r.md", "runs.jsonl"]
+    assert main([*args, "--earlier", str(before)]) == 2
+    assert main(["bench", "costs", "--results", str(runs)]) == 2  # no file named: nothing fitted
+    assert "--costs FILE" in capsys.readouterr().err
+    assert costs_module.COSTS_FILE.read_bytes() == installed
+
+
+def test_the_product_never_imports_the_research_tooling() -> None:
+    root = Path(__file__).resolve().parents[1]
+    product = [
+        p for top in ("app", "backends", "widgets", "themes") for p in (root / top).rglob("*.py")
+        if "research" not in p.parts and p != root / "app" / "commands" / "bench.py"
+    ]  # fmt: skip
+    importing = [
+        str(p.relative_to(root))
+        for p in product
+        for node in ast.walk(ast.parse(p.read_text()))
+        if (isinstance(node, ast.ImportFrom) and "research" in (node.module or ""))
+        or (isinstance(node, ast.Import) and any("research" in a.name for a in node.names))
+    ]
+    assert importing == []

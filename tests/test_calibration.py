@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from whimbrel.backends.calibration import (
+from whimbrel.backends.costs import Costs, load_costs, save_costs
+from whimbrel.backends.model import plan
+from whimbrel.backends.research.calibration import (
     Calibration,
     DirtySample,
     Estimate,
@@ -19,8 +23,8 @@ from whimbrel.backends.calibration import (
     fit_handover,
     fit_round_work,
 )
-from whimbrel.backends.costs import Costs
-from whimbrel.backends.model import plan
+from whimbrel.backends.research.constants import write_costs
+from whimbrel.backends.research.runs import records
 
 MiB = 2**20
 
@@ -220,7 +224,15 @@ def test_calibrated_costs_reach_the_model_inputs_of_the_next_plan() -> None:
     assert inputs.dump_rate == pytest.approx(4e8)
     assert inputs.restore_time == pytest.approx(0.4 + 512 * MiB / 8e8)
     assert inputs.final_round_trips == pytest.approx(1.5)
-    assert plan(inputs).per_round  # the fitted inputs plan
+    # The plan charges what was fitted: round 0 freezes for a full dump (0.05 s + M/400 MB/s),
+    # then sends M at 25 MB/s with 2 round trips, 0.2 s and a scan of M at 1 GB/s; the final
+    # round dumps M again, sends its residual, makes 1.5 round trips and restores.
+    p = plan(inputs)
+    dump, scan = 0.05 + 512 * MiB / 4e8, 512 * MiB / 1e9
+    assert p.per_round[0].seconds == pytest.approx(dump + 512 * MiB / 25e6 + 0.1 + 0.2 + scan)
+    restore = 0.4 + 512 * MiB / 8e8
+    final = p.final_round.bytes / 25e6
+    assert p.downtime_s == pytest.approx(dump + final + 1.5 * 0.05 + restore)
 
 
 def test_a_stream_slower_than_the_probe_is_its_own_rate_not_restore_or_scan_work() -> None:
@@ -273,9 +285,7 @@ def test_negative_fitted_times_are_clipped_before_they_reach_the_model() -> None
     assert calibration.costs(Costs(round_trips=7)).round_trips == 7
 
 
-def test_recorded_costs_round_trip_and_a_stale_record_is_refused(tmp_path) -> None:
-    from whimbrel.backends.costs import load_costs, save_costs
-
+def test_recorded_costs_round_trip_and_a_stale_record_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "costs.json"
     assert load_costs(path) == Costs()  # no record: the hand-set defaults
     fitted = Costs(round_trips=2.2, scan_rate=1.2e9)
@@ -284,3 +294,28 @@ def test_recorded_costs_round_trip_and_a_stale_record_is_refused(tmp_path) -> No
     path.write_text('{"costs": {"round_trips": 2, "warp": 9}}')
     with pytest.raises(ValueError, match="unknown cost fields warp"):
         load_costs(path)
+
+
+def test_fitted_costs_go_to_the_named_file_keeping_what_the_runs_cannot_determine(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "costs.json"
+    before = {"stream_rate": {"stderr": 1e6, "residual_std": 0.1, "samples": 9}}
+    on_file = Costs(round_trips=7.0, stream_rate=5e8)
+    save_costs(on_file, before, "earlier runs", path)
+    rng = np.random.default_rng(2)
+    rounds = synthetic_rounds(rng, 12, 0.0) + synthetic_rounds(rng, 12, 0.0, final=True)
+    measured = [{k: v for k, v in asdict(r).items() if k != "index"} for r in rounds]
+    slow = [{**r, "seconds": 10 * r["seconds"]} for r in measured]  # a failed run's: not fitted
+    rows = [{"ok": True, "measured_rounds": measured}, {"ok": False, "measured_rounds": slow}]
+    held = write_costs(rows, path, "these runs")
+    # The runs sent at the probed rate: no stream rate of their own, so the file's stays.
+    assert held == ["stream_rate"]
+    fitted = calibrate(records(rows[:1]), held=on_file).costs(on_file)
+    assert load_costs(path) == fitted and fitted.stream_rate == 5e8
+    assert fitted.round_trips != 7.0
+    doc = json.loads(path.read_text())
+    assert doc["source"] == "these runs; held: stream_rate"
+    assert doc["spread"]["stream_rate"] == before["stream_rate"]
+    # The later pre-copy rounds of the run that succeeded (round 0 is fitted apart).
+    assert doc["spread"]["round_trips"]["samples"] == 11

@@ -11,7 +11,6 @@ import pytest
 
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.model import (
-    PAGE_SIZE,
     POLICIES,
     MeasuredRound,
     ModelInputError,
@@ -104,14 +103,20 @@ def test_latency_blind_over_iterates_at_long_rtt_and_claims_too_low_a_downtime()
 
 
 def test_latency_floor_makes_target_unreachable_and_planner_stops_near_the_floor() -> None:
+    # lambda = 8 MiB/s / 25 MB/s = 0.3355; V* = 8 MiB/s x 0.5 s / (1 - 0.3355) = 6.312 MB, so
+    # no downtime gets under 6.312 MB / 25 MB/s + 0.25 s = 0.5025 s: 0.3 s is out of reach.
+    # V_n = V* + 0.3355^n (M - V*): 6 rounds leave 7.070 MB (0.5328 s, 6.0% over the floor),
+    # 7 leave 6.566 MB (0.5127 s, 2.0% over): the first within 5%.
     inputs = replace_example(rtt=0.5, downtime_target=0.3)
     p = plan(inputs)
     assert p.verdict == "iterate" and not p.meets_target
     assert "latency floor" in p.reason and "out of reach" in p.reason
-    slack = inputs.floor_tolerance * p.floor_downtime_s + PAGE_SIZE / inputs.bandwidth
-    assert p.downtime_s - p.floor_downtime_s <= slack
-    one_fewer = evaluate(inputs, p.rounds - 1)
-    assert one_fewer.downtime_s - p.floor_downtime_s > slack  # the first round that is close
+    assert p.floor_bytes == pytest.approx(6.312391e6)
+    assert p.floor_downtime_s == pytest.approx(0.5024956)
+    assert p.rounds == 7
+    assert p.final_round.bytes == pytest.approx(6.566478e6)
+    assert p.downtime_s == pytest.approx(0.5126591)
+    assert evaluate(inputs, 6).downtime_s == pytest.approx(0.5327852)
 
 
 def test_fixed_costs_over_target_are_named_in_the_reason() -> None:
@@ -263,10 +268,35 @@ def test_working_set_saturates_the_dirty_set() -> None:
     floor = floor_bytes(inputs)
     assert volumes(inputs, 1, start=floor)[1] == pytest.approx(floor, rel=1e-9)  # a fixed point
     assert v[-1] == pytest.approx(floor, rel=1e-6)  # and the one the rounds approach
-    step = inputs.working_set * -math.expm1(-inputs.dirty_rate * (v[1] / 25e6 + 0.05) / (64 * MiB))
-    assert v[2] == pytest.approx(step)
     # Dirtying faster than the link is no bar when the hot set is small.
     assert plan(inputs).verdict == "iterate"
+
+
+def test_working_set_worked_example() -> None:
+    # 100 MB over 100 MB/s at no RTT, dirtying 50 MB/s over a 50 MB working set: round 0 runs
+    # 1 s and dirties 50 MB x (1 - e^-1) = 31.606 MB; round 1 runs 0.31606 s and dirties
+    # 50 MB x (1 - e^-0.31606) = 13.549 MB (the linear model: 50 MB, then 25 MB).
+    inputs = ModelInputs(size=100 * MB, dirty_rate=50 * MB, bandwidth=100 * MB, rtt=0.0,
+                         working_set=50 * MB)  # fmt: skip
+    assert volumes(inputs, 2) == pytest.approx([100 * MB, 31.606028 * MB, 13.549225 * MB])
+    assert [r.seconds for r in evaluate(inputs, 2).per_round] == pytest.approx(
+        [1.0, 0.31606028, 0.13549225]
+    )
+
+
+def test_the_readme_example_worked_by_hand() -> None:
+    # lambda = 0.3355, each round 50 ms of round trips: V = 512, 172.2, 58.18, 19.92, 7.085,
+    # 2.777 MiB. Four rounds leave 0.322 s of downtime, five 2.777 MiB / 25 MB/s + 25 ms.
+    p = plan(EXAMPLE)
+    assert p.verdict == "iterate" and p.rounds == 5
+    assert [r.bytes / MiB for r in p.per_round] == pytest.approx(
+        [512, 172.198692, 58.180293, 19.922067, 7.084736, 2.777243]
+    )
+    assert [r.seconds for r in p.per_round[:2]] == pytest.approx([21.52483648, 7.27253662])
+    assert evaluate(EXAMPLE, 4).downtime_s == pytest.approx(0.3221554)
+    assert p.downtime_s == pytest.approx(0.1414860)
+    assert p.total_time_s == pytest.approx(32.6618649)
+    assert p.bytes_sent / MiB == pytest.approx(772.163031)
 
 
 def test_a_huge_working_set_reduces_to_the_linear_dirty_model() -> None:

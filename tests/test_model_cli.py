@@ -33,6 +33,10 @@ def test_json_has_the_documented_keys_and_matches_the_backend_plan(
         data["per_round"]
     )
     assert data["per_round"][-1]["round"] == data["rounds"]
+    # The README's example, worked by hand in test_model.py: 5 rounds, 141 ms, 772 MiB.
+    assert (data["verdict"], data["rounds"], len(data["per_round"])) == ("iterate", 5, 6)
+    assert data["downtime_s"] == pytest.approx(0.1414860)
+    assert data["bytes_sent"] / 2**20 == pytest.approx(772.163031)
     expected = plan(
         ModelInputs(size=512 * 2**20, dirty_rate=8 * 2**20, bandwidth=25e6, rtt=0.05)
     ).to_json()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.lab.migration_tools import no_leftovers
-from whimbrel.backends.bench import quick_grid
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.model import POLICIES
+from whimbrel.backends.research.grid import quick_grid
 
 pytestmark = pytest.mark.lab
 

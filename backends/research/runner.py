@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,79 +30,18 @@ from whimbrel.backends.lab.workloads import (
     memwriter_status,
     preload_writes,
 )
-from whimbrel.backends.model import POLICIES
+from whimbrel.backends.research.grid import Point, run_order
+from whimbrel.backends.research.runs import done_keys
 from whimbrel.backends.ssh import SessionPool
 
-# The dirty rate, as a share of the link's bandwidth.
-DIRTY_SHARES = {"low": 0.02, "medium": 0.1, "high": 0.3}
 NAME = "bench"
 MEMWRITER_PORT, REDIS_PORT = 7280, 6385
-REDIS_MIB, REDIS_WRITES_PER_S = 256, 200
+REDIS_WRITES_PER_S = 200
 # Redis is loaded with 2^18 keys: the write load's first new key grows the key table, and the
 # rehash after it dirtied ~9 MB/s for 5-7 s (measured at 256 MiB, against 0.1 MB/s idle), which
 # only the first policy at a point would migrate through. Its keys go in before, for longer
 # than any migration lasts, and the rehash is left to end.
 WRITES_AHEAD_S, REHASH_SETTLE_S = 300, 15
-
-
-@dataclass(frozen=True)
-class Point:
-    rtt_ms: float
-    bandwidth_mbit: float
-    workload: str  # memwriter or redis
-    size_mib: int
-    dirty: str | None = None  # low, medium, high (memwriter)
-
-    @property
-    def key(self) -> str:
-        return f"{self.workload}/{self.size_mib}MiB/{self.dirty or '-'}@{self.rtt_ms:g}ms/" \
-               f"{self.bandwidth_mbit:g}Mbit"  # fmt: skip
-
-    @property
-    def dirty_rate(self) -> float:
-        return DIRTY_SHARES[self.dirty] * self.bandwidth_mbit * 1e6 / 8 if self.dirty else 0.0
-
-
-def full_grid() -> list[Point]:
-    """Cheapest first, so a grid cut short holds whole RTT series: 64 MiB, 256 MiB, redis,
-    then 1 GiB (a round 0 of 1 GiB alone takes 86 s at 100 Mbit/s)."""
-    memwriter = [
-        Point(rtt, bw, "memwriter", size, dirty)
-        for size in (64, 256, 1024) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
-        for dirty in DIRTY_SHARES
-    ]  # fmt: skip
-    redis = [
-        Point(rtt, bw, "redis", REDIS_MIB) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
-    ]
-    return (
-        [p for p in memwriter if p.size_mib < 1024]
-        + redis
-        + [p for p in memwriter if p.size_mib == 1024]
-    )
-
-
-def quick_grid() -> list[Point]:
-    """A few minutes: two RTTs, a small busy memwriter, every policy."""
-    return [
-        Point(rtt, 200, "memwriter", 64, dirty) for rtt in (20, 100) for dirty in ("low", "high")
-    ]
-
-
-def done_keys(results: Path) -> set[tuple[str, str, int]]:
-    keys = set()
-    for row in read_rows(results):
-        keys.add((row["point"], row["policy"], row["repeat"]))
-    return keys
-
-
-def read_rows(results: Path) -> Iterator[dict[str, Any]]:
-    if not results.exists():
-        return
-    for line in results.read_text().splitlines():
-        try:
-            yield json.loads(line)
-        except ValueError:  # a line cut short by a crash: that run is redone
-            continue
 
 
 NODES = ("east-1", "west-1")
@@ -245,13 +184,6 @@ def run_grid(
     return made
 
 
-def run_order(policies: tuple[str, ...], repeat: int) -> list[str]:
-    """The policies in the order a repeat runs them: rotated by two a repeat, so no policy is
-    always the first to move a freshly started container (repeat 0 runs them as given)."""
-    shift = 2 * repeat % len(policies)
-    return list(policies[shift:] + policies[:shift])
-
-
 def _run_point(point: Point, policies: list[str], repeat: int, config: Path, results: Path,
                say: Callable[[str], None]) -> int:  # fmt: skip
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
@@ -280,6 +212,3 @@ def _run_point(point: Point, policies: list[str], repeat: int, config: Path, res
         src, dst = (where, dst if where == src else src)
     _clean()
     return len(policies)
-
-
-ALL_POLICIES: tuple[str, ...] = tuple(POLICIES)

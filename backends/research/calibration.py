@@ -10,7 +10,7 @@ so the next plan starts from measured values instead of defaults. Pure numpy, no
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -245,7 +245,29 @@ def fit_dirty_set(samples: Sequence[DirtySample]) -> tuple[Estimate, Estimate | 
     # W is bounded above: past 1e4 x the largest sample the curve is a straight line anyway.
     top = float(y.max())
     upper = np.log([math.inf, 1e4 * top])
-    theta = np.log([max(float((y[keep] / t[keep]).max()), 1e-300), 2 * top])
+    start = np.log([max(float((y[keep] / t[keep]).max()), 1e-300), 2 * top])
+    theta, jac, cost = _levenberg_marquardt(curve, y, start, upper)
+    d, w = np.exp(theta)
+    if w > 1e3 * top:  # the samples never bent: no working set to speak of
+        return linear, None
+    dof = len(t) - 2
+    spread = math.sqrt(cost / dof) if dof > 0 else math.inf
+    cov = spread**2 * np.linalg.pinv(jac.T @ jac) if dof > 0 else np.full((2, 2), math.inf)
+    se_log = np.sqrt(np.diag(cov))
+    return (
+        Estimate(float(d), float(d * se_log[0]), spread, len(t)),
+        Estimate(float(w), float(w * se_log[1]), spread, len(t)),
+    )
+
+
+Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # parameters -> (values, jacobian)
+
+
+def _levenberg_marquardt(
+    curve: Curve, y: np.ndarray, theta: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The parameters (capped at `upper`) whose curve fits `y` in least squares, from `theta`;
+    with the jacobian there and the sum of squared residuals."""
     damping = 1e-3
     fitted, jac = curve(theta)
     cost = float(((y - fitted) ** 2).sum())
@@ -258,30 +280,15 @@ def fit_dirty_set(samples: Sequence[DirtySample]) -> tuple[Estimate, Estimate | 
         trial_cost = float(((y - trial_fit) ** 2).sum())
         if trial_cost <= cost:  # NaN never passes
             moved = np.abs(trial - theta).max()
-            theta, fitted, jac, cost, damping = (
-                trial,
-                trial_fit,
-                trial_jac,
-                trial_cost,
-                damping / 10,
-            )
+            theta, fitted, jac, cost = trial, trial_fit, trial_jac, trial_cost
+            damping /= 10
             if moved < 1e-12:
                 break
         else:
             damping *= 10
             if damping > 1e12:
                 break
-    d, w = np.exp(theta)
-    if w > 1e3 * top:  # the samples never bent: no working set to speak of
-        return linear, None
-    dof = len(t) - 2
-    spread = math.sqrt(cost / dof) if dof > 0 else math.inf
-    cov = spread**2 * np.linalg.pinv(jac.T @ jac) if dof > 0 else np.full((2, 2), math.inf)
-    se_log = np.sqrt(np.diag(cov))
-    return (
-        Estimate(float(d), float(d * se_log[0]), spread, len(t)),
-        Estimate(float(w), float(w * se_log[1]), spread, len(t)),
-    )
+    return theta, jac, cost
 
 
 @dataclass(frozen=True)
