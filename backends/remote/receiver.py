@@ -63,7 +63,8 @@ import tarfile
 import threading
 import time
 
-from nodelib import criu_conf_with, failpoint, read_text, resume_tasks, sync_dir
+from nodelib import criu_conf_with, fail, out, read_text, resume_tasks, sync_dir
+from wire import failpoint
 
 CHECKPOINT = "whimbrel"
 MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 8 at most)
@@ -80,15 +81,6 @@ RESTORE_OPTIONS = ("tcp-close", "leave-stopped")
 def here():
     """The link's private dir, where the operator put this script and target.json."""
     return os.path.dirname(os.path.abspath(__file__))
-
-
-def out(obj):
-    print(json.dumps(obj), flush=True)
-
-
-def fail(message):
-    out({"error": message})
-    sys.exit(1)
 
 
 def target():
