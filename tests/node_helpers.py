@@ -1,5 +1,5 @@
 """The node scripts (backends/remote/) as a node gets them: each one program, the node modules
-it uses inlined (backends/ssh.py remote_script), so tests exercise what is shipped."""
+it uses inlined (backends/node_scripts.py), so tests exercise what is shipped."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from whimbrel.backends.ssh import remote_script
+from whimbrel.backends.node_scripts import remote_script
 
 REMOTE = Path(__file__).parents[1] / "backends" / "remote"
 # A script runs as a program (the others are node modules that scripts import).

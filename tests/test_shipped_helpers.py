@@ -1,5 +1,5 @@
 """The node scripts as shipped: each one program a node's own Python runs as it is, the node
-modules it uses inlined (backends/ssh.py `remote_script`)."""
+modules it uses inlined (backends/node_scripts.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.node_helpers import REMOTE, SCRIPTS, shipped
-from whimbrel.backends.ssh import bundle
+from whimbrel.backends.node_scripts import bundle
 
 NODE_MODULES = sorted(p.stem for p in REMOTE.glob("*.py") if p.stem != "__init__")
 

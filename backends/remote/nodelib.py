@@ -1,6 +1,6 @@
 """What the node scripts share (standard library only, Python 3.9): their JSON answers, the
 runc.conf lock, files written whole, a container's tasks resumed. (How a script gets it on a
-node: backends/ssh.py `remote_script`.)
+node: backends/node_scripts.py.)
 
 CRIU reads /etc/criu/runc.conf for every dump and restore runc starts, and its settings
 override runc's own: a restore's `leave-stopped` standing in that file while a dump runs leaves
