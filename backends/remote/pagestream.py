@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import subprocess
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 from wire import (
@@ -27,25 +28,36 @@ from wire import (
     SPAN,
 )
 
+# What the target holds from the previous round (load_index): `index` {page SHA-1: (file name,
+# offset)}, `files` {file name: its SHA-1, or "pages"}, `layout` {page file name: Digests}.
+Held = namedtuple("Held", "index files layout")
+# A page file's SHA-1s, per page and per CHUNK, which the next round compares against.
+Digests = namedtuple("Digests", "pages chunks")
+# Pages as written (_flush): new data (OP_DATA), or `length` bytes the target finds at `offset`
+# of the file `src` (OP_COPY_PREV: last round's, OP_COPY_CUR: this round's); `start` is where
+# they go in this file.
+Run = namedtuple("Run", "op src offset length start")
+# A page file of this round: its (mapped) bytes, its Runs and its Digests.
+PageFile = namedtuple("PageFile", "data runs digests")
+
 
 def load_index(wd):
-    """What the target holds from the previous round: ({sha1: (name, offset)}, {name: file
-    sha1}, {pages file name: (its page digests, its 1 MiB chunk digests)})."""
+    """What the target holds from the previous round, as the work dir `wd` recorded it."""
     index, layout = {}, {}
     try:
         with open(os.path.join(wd, "index.json")) as f:
             names = json.load(f)
     except (OSError, ValueError):
-        return index, {}, layout
+        return Held(index, {}, layout)
     for name in names:
         if name.startswith("pages-"):
             with open(os.path.join(wd, "index-" + name), "rb") as f:
                 digests = f.read()
             with open(os.path.join(wd, "chunks-" + name), "rb") as f:
-                layout[name] = (digests, f.read())
+                layout[name] = Digests(digests, f.read())
             for i in range(0, len(digests), 20):
                 index.setdefault(digests[i : i + 20], (name, (i // 20) * PAGE))
-    return index, names, layout
+    return Held(index, names, layout)
 
 
 def _header(stream, **fields):
@@ -56,7 +68,7 @@ def _header(stream, **fields):
 def send_images(img_dir, wd, stream, held, trees=()):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns (state, sent) bytes.
-    `held` is load_index()'s account of what the target holds."""
+    `held` is load_index()'s Held: what the target holds."""
     index, prev_files, layout = held
     state = sent = 0
     files, pages = {}, {}
@@ -76,7 +88,8 @@ def send_images(img_dir, wd, stream, held, trees=()):
         state += len(data)
         if name.startswith("pages-"):
             files[name] = "pages"
-            pages[name] = (data, *_page_runs(name, memoryview(data), index, layout.get(name)))
+            runs, digests = _page_runs(name, memoryview(data), index, layout.get(name))
+            pages[name] = PageFile(data, runs, digests)
             continue
         files[name] = hashlib.sha1(data).hexdigest()
         if prev_files.get(name) == files[name]:
@@ -108,7 +121,7 @@ def send_images(img_dir, wd, stream, held, trees=()):
         for run in runs:
             sent += _flush(stream, view, run)
         stream.write(OP_END)
-        for kind, data_ in zip(("index-", "chunks-"), digests, strict=True):
+        for kind, data_ in (("index-", digests.pages), ("chunks-", digests.chunks)):
             with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
                 f.write(data_)
     for entry, directory in trees:
@@ -133,12 +146,11 @@ def file_trees(info):
 
 
 def _page_runs(name, view, index, prev):
-    """The file as runs [op, src name, src offset, length, start]: pages the target holds
-    (preferably at the same place), pages repeated within the file, and new data; and the
-    file's digests (per page, then per 1 MiB chunk). A chunk whose digest matches last
-    round's at the same place is taken whole, without hashing its pages one by one: a round
-    then costs about what changed (one large hash runs near memory speed, 256 small ones do
-    not)."""
+    """The file as Runs: pages the target holds (preferably at the same place), pages
+    repeated within the file, and new data; and the file's Digests (`prev`: last round's). A
+    chunk whose digest matches last round's at the same place is taken whole, without hashing
+    its pages one by one: a round then costs about what changed (one large hash runs near
+    memory speed, 256 small ones do not)."""
     prev_pages, prev_chunks = prev or (b"", b"")
     pages = bytearray()
     seen = {}
@@ -149,7 +161,7 @@ def _page_runs(name, view, index, prev):
     with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
         chunks = b"".join(pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts))
 
-    def add(op, src, off, length, pos):
+    def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
         nonlocal run
         if run and run[0] == op and (op == OP_DATA or (run[1] == src and run[2] + run[3] == off)):
             run[3] += length
@@ -181,7 +193,7 @@ def _page_runs(name, view, index, prev):
             else:
                 seen[d] = pos
                 add(OP_DATA, None, None, len(page), pos)
-    return runs, (bytes(pages), chunks)
+    return [Run._make(run) for run in runs], Digests(bytes(pages), chunks)
 
 
 def _flush(stream, view, run):
