@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import namedtuple
 
 from dockercli import docker
 from nodelib import resume_tasks
@@ -83,8 +84,6 @@ class Events:
 # How long the hand-over tries to learn the target's verdict when its commit may have reached
 # the target but no answer came back; past it the source stays frozen, never resumed on a guess.
 DECIDE_DEADLINE_S = 45.0
-
-
 # How long removing a source whose target committed is retried.
 REMOVE_DEADLINE_S = 30.0
 
@@ -151,40 +150,51 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             return resumed(sock, cid, emit, error, t_freeze)
         return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
-    stage = "commit"
+    final = FinalRound(img, dump_s, t_freeze, t_send, reply.get("restore_s"), state, sent)
     verdict, said = _commit(session, links, emit)
+    return _concluded(verdict, said, final, info, cfg, cid, links, emit)
+
+
+# What the final round measured up to the commit, for the hand-over's outcome.
+FinalRound = namedtuple("FinalRound", "img dump_s t_freeze t_send restore_s state_bytes sent_bytes")
+
+
+def _concluded(verdict, said, final, info, cfg, cid, links, emit):
+    """The outcome once the commit went (or could not): the source removed on "committed",
+    resumed on "aborted" or a commit never sent, anything else left frozen."""
+    sock = cfg["docker_socket"]
     if verdict == "committed":
         t_serving = time.monotonic()
         emit("committed")
-        shutil.rmtree(img, ignore_errors=True)
-        shutil.rmtree(img + ".work", ignore_errors=True)
+        shutil.rmtree(final.img, ignore_errors=True)
+        shutil.rmtree(final.img + ".work", ignore_errors=True)
         removed = remove_source(info, sock, cid, cfg.get("keep_source"), emit)
         return {
             "ok": True,
             "running_on": "target",
-            "downtime_s": t_serving - t_freeze,
-            "dump_s": dump_s,
-            "send_s": t_serving - t_send,
-            "restore_s": reply.get("restore_s"),
-            "state_bytes": state,
-            "sent_bytes": sent,
+            "downtime_s": t_serving - final.t_freeze,
+            "dump_s": final.dump_s,
+            "send_s": t_serving - final.t_send,
+            "restore_s": final.restore_s,
+            "state_bytes": final.state_bytes,
+            "sent_bytes": final.sent_bytes,
             "stripes": len(links),
             **({} if removed else {"source_left": True}),
         }
     if verdict == "aborted":
-        return resumed(sock, cid, emit, f"commit: {said}", t_freeze)
+        return resumed(sock, cid, emit, f"commit: {said}", final.t_freeze)
     if verdict == "unsent":
-        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {said}", t_freeze)
-    emit("failed", stage=stage, error=said)
+        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {said}", final.t_freeze)
+    emit("failed", stage="commit", error=said)
     return {
         "ok": False,
         "running_on": "unknown",
         "unsettled": True,
         "error": f"commit: {said}; the source stays frozen (paused), never resumed on a guess: "
         "`whimbrel recover` settles it once the target answers",
-        "dump_s": dump_s,
-        "state_bytes": state,
-        "sent_bytes": sent,
+        "dump_s": final.dump_s,
+        "state_bytes": final.state_bytes,
+        "sent_bytes": final.sent_bytes,
         "stripes": len(links),
     }
 
