@@ -13,8 +13,6 @@ import stat
 import tarfile
 
 STAGING = ".wb"
-
-
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -16,8 +16,6 @@ import time
 from nodelib import fail
 
 BASE = "/var/tmp/whimbrel"
-
-
 LOCKS = "/run/whimbrel-locks"
 
 
