@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import threading
+from collections import namedtuple
 
 from confined import STAGING, Dir, extract
 from decision import abort_target, decide, serve
@@ -157,7 +158,8 @@ def _file_name(name):
 
 
 def _chunks(stream):
-    """The D chunks of one file up to its E; P and C ops are handed back to the caller."""
+    """The data of one file up to its OP_END, chunk by chunk, and each copy op as its Ref:
+    (op, bytes or Ref)."""
     while True:
         op = read_exact(stream, 1)
         if op == OP_END:
@@ -188,7 +190,7 @@ def _receive_file(stream, f, prev, pages_dir, out_dir):
             _copy(prev, *item, f)
         else:
             f.flush()
-            _copy(pages_dir if item[0].startswith("pages-") else out_dir, *item, f)
+            _copy(pages_dir if item.name.startswith("pages-") else out_dir, *item, f)
     return received
 
 
@@ -202,8 +204,8 @@ def _patch_file(stream, prev, into, name):
             if op == OP_DATA:
                 f.write(item)
                 received += len(item)
-            elif op == OP_COPY_PREV and item[0] == name and item[1] == f.tell():
-                f.seek(item[2], os.SEEK_CUR)
+            elif op == OP_COPY_PREV and item.name == name and item.offset == f.tell():
+                f.seek(item.length, os.SEEK_CUR)
             else:
                 raise ValueError("not an in-place patch")
         f.truncate()
@@ -228,11 +230,15 @@ def _latest_round(staging):
     return staging.sub(name) if name else contextlib.nullcontext()
 
 
+# Where the target finds bytes a copy op asks for: `length` bytes at `offset` of file `name`.
+Ref = namedtuple("Ref", "name offset length")
+
+
 def _ref(stream):
     (n,) = NAME_LEN.unpack(read_exact(stream, 2))
     name = _file_name(read_exact(stream, n).decode())
     offset, length = SPAN.unpack(read_exact(stream, 16))
-    return name, offset, length
+    return Ref(name, offset, length)
 
 
 def _copy(src, name, offset, length, dst):
