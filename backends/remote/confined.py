@@ -3,7 +3,7 @@
 What the source sends is written as root into the target container's layer, its volumes and
 the checkpoint dir, so every name is taken relative to a directory opened once, and no link is
 ever followed: a hostile source can plant links, but never write or read through one (a link
-is the container's own business, never this script's).
+is the container's own business, never the receiver's).
 """
 
 import contextlib

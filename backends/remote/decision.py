@@ -73,7 +73,7 @@ def forget(mig):
 
 
 def settle(mig=None, sock=None, cid=None):
-    """Abort unless committed, then carry out the verdict that stands (see the module doc)."""
+    """Abort unless committed, then carry out the verdict that stands (see receiver.py)."""
     if mig is None:  # over the link: this migration's own target, from the operator's file
         t = target()
         mig, sock, cid = t["migration"], t["docker_socket"], t["container"]
