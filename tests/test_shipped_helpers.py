@@ -44,18 +44,23 @@ def test_each_script_ships_as_python_3_9_using_the_standard_library_only(name: s
     assert _imports(tree) <= set(sys.stdlib_module_names) | {"__future__"}  # node modules inline
 
 
+def _top_level_names(tree: ast.Module) -> list[str]:
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return names
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_each_node_module_a_script_uses_is_inlined_exactly_once(name: str) -> None:
-    tree = ast.parse(shipped(name))
-    defined = [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)]
+    defined = _top_level_names(ast.parse(shipped(name)))
     for module in _node_imports(name):
-        own = [
-            node.name
-            for node in ast.parse((REMOTE / f"{module}.py").read_text()).body
-            if isinstance(node, ast.FunctionDef | ast.ClassDef)
-        ]
-        for definition in own:
-            assert defined.count(definition) == 1, (name, module, definition)
+        for own in _top_level_names(ast.parse((REMOTE / f"{module}.py").read_text())):
+            assert defined.count(own) == 1, (name, module, own)
     # One namespace on the node: no two modules may define the same name.
     assert len(defined) == len(set(defined)), name
 

@@ -29,7 +29,8 @@ and the hand-over are striped streams, dealt over all of them (see receiver.py).
 Where each part lives: workdirs.py (the lock, work dirs, the sweep), pagestream.py (a round's
 images as a stream), transfer.py (the sessions to the receiver), runcdump.py (runc's dump),
 agent.py (the rounds), handover.py (the hand-over daemon), outcome.py (follow, status, settle,
-release), wire.py (the stream's format), nodelib.py (what every script shares).
+release), dockercli.py (the Docker CLI), wire.py (the stream's format), nodelib.py (what every
+script shares).
 """
 
 import json
