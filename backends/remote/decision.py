@@ -11,7 +11,7 @@ import threading
 import time
 
 from nodelib import out, resume_tasks, sync_dir
-from targetdir import CHECKPOINT, docker, target
+from targetdir import CHECKPOINT, target, target_docker
 
 DECISIONS = "/var/lib/whimbrel/decisions"
 
@@ -92,7 +92,7 @@ def abort_target(mig, sock, cid):
     verdict = decide(mig, "aborted")
     if verdict == "aborted":
         try:
-            docker("rm", "-f", cid, sock=sock)
+            target_docker("rm", "-f", cid, sock=sock)
         except RuntimeError as exc:
             if "No such container" not in str(exc):
                 raise  # still there, perhaps: the operator's cleanup or `recover` tries again
@@ -103,7 +103,7 @@ def serve(sock, cid):
     """The committed copy serves: staged page files gone (through the container's own mount,
     never in the upper dir behind overlayfs's back), then every task resumed. Safe to repeat;
     returns a warning for what could not be tidied, or None."""
-    pid = int(docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
+    pid = int(target_docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
     if pid <= 0:
         raise RuntimeError("the committed container has no process")
     warning = None
@@ -115,5 +115,5 @@ def serve(sock, cid):
         warning = f"staged pages: {exc}"
     resume_tasks(pid, cid)
     with contextlib.suppress(RuntimeError):  # once served, only space: a warning at most
-        docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
+        target_docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
     return warning

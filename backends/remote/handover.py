@@ -11,8 +11,7 @@ import subprocess
 import time
 from collections import namedtuple
 
-from dockercli import docker
-from nodelib import resume_tasks
+from nodelib import docker, resume_tasks
 from pagestream import file_trees, load_index, send_images
 from runcdump import clear_criu_lock, dump
 from transfer import Transfer, close_stripes, next_reply

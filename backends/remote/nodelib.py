@@ -1,6 +1,6 @@
 """What the node scripts share (standard library only, Python 3.9): their JSON answers, the
-runc.conf lock, files written whole, a container's tasks resumed. (How a script gets it on a
-node: backends/node_scripts.py.)
+Docker CLI, the runc.conf lock, files written whole, a container's tasks resumed. (How a script
+gets it on a node: backends/node_scripts.py.)
 
 CRIU reads /etc/criu/runc.conf for every dump and restore runc starts, and its settings
 override runc's own: a restore's `leave-stopped` standing in that file while a dump runs leaves
@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 
 CRIU_CONF = "/etc/criu/runc.conf"
@@ -28,6 +29,16 @@ def out(obj):
 def fail(message):
     out({"error": message})
     sys.exit(1)
+
+
+def docker(sock, *args, timeout=120):
+    """The Docker CLI on the socket `sock`: its output, or RuntimeError saying what failed."""
+    proc = subprocess.run(
+        ["docker", "-H", "unix://" + sock, *args], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip()
 
 
 def _criu_conf_lock():

@@ -4,7 +4,7 @@ import time
 
 from decision import abort_target
 from nodelib import criu_conf_with
-from targetdir import CHECKPOINT, docker
+from targetdir import CHECKPOINT, target_docker
 from wire import failpoint
 
 # CRIU options of a whimbrel restore: established connections closed (their peer address is
@@ -18,8 +18,8 @@ def restore(t):
     try:
         with criu_conf_with(RESTORE_OPTIONS):
             failpoint(t, "receiver.before-restore")
-            docker("start", "--checkpoint", CHECKPOINT, t["container"])
-        state = docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
+            target_docker("start", "--checkpoint", CHECKPOINT, t["container"])
+        state = target_docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
     except RuntimeError as exc:
         abort_target(t["migration"], t["docker_socket"], t["container"])
         raise RuntimeError(f"restore: {exc}") from None

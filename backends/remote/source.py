@@ -29,8 +29,7 @@ and the hand-over are striped streams, dealt over all of them (see receiver.py).
 Where each part lives: workdirs.py (the lock, work dirs, the sweep), pagestream.py (a round's
 images as a stream), transfer.py (the sessions to the receiver), runcdump.py (runc's dump),
 agent.py (the rounds), handover.py (the hand-over daemon), outcome.py (follow, status, settle,
-release), dockercli.py (the Docker CLI), wire.py (the stream's format), nodelib.py (what every
-script shares).
+release), wire.py (the stream's format), nodelib.py (what every script shares).
 """
 
 import json
@@ -41,8 +40,7 @@ import sys
 import time
 
 from agent import agent
-from dockercli import docker
-from nodelib import fail, out
+from nodelib import docker, fail, out
 from outcome import follow, release, settle, status
 from runcdump import find_runc_root
 from transfer import Transfer, run_link

@@ -5,7 +5,8 @@ checkpoint dir, so the source cannot choose where anything is written.
 
 import json
 import os
-import subprocess
+
+from nodelib import docker
 
 CHECKPOINT = "whimbrel"
 
@@ -20,13 +21,6 @@ def target():
         return json.load(f)
 
 
-def docker(*args, sock=None):
-    proc = subprocess.run(
-        ["docker", "-H", "unix://" + (sock or target()["docker_socket"]), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip()
+def target_docker(*args, sock=None):
+    """Docker on the target's socket (target.json's, unless `sock` names one)."""
+    return docker(sock or target()["docker_socket"], *args, timeout=300)
