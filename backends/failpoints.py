@@ -4,7 +4,8 @@ does), inert unless armed.
 A test arms them in the environment of the whimbrel process it runs:
     WHIMBREL_FAILPOINTS="handover.after-pause=kill,receiver.after-commit=sleep:3"
 The engine checks every name against FAILPOINTS (a typo is an error, never a silently passing
-test) and hands them to the node helpers, which act where the name says:
+test) and hands them to the node scripts, which act where the name says (backends/remote/wire.py
+`failpoint`, which reads the actions below):
     error      the step fails there (the default)
     kill       the process running the step is SIGKILLed there
     sleep:S    it waits S seconds there (a test injects a partition meanwhile)

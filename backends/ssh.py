@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import asyncssh
 
 from whimbrel.backends.config import Config, Node
 from whimbrel.backends.errors import WhimbrelError
+from whimbrel.backends.node_scripts import remote_script
 
 MAX_JUMPS = 8  # ProxyJump hops followed when checking them: a longer chain is a config's loop
 KEEPALIVE_INTERVAL_S = 5.0
@@ -75,20 +74,6 @@ class Completed:
     @property
     def text(self) -> str:
         return self.stdout.decode(errors="replace")
-
-
-# A helper's import of what the helpers share (backends/remote/nodelib.py), one line or
-# parenthesized.
-_SHARED_IMPORT = re.compile(r"^from nodelib import (?:\([^)]*\)|[^\n]*)$", re.MULTILINE)
-
-
-def remote_script(name: str) -> str:
-    """The node helper backends/remote/NAME as the one program a node runs (`python3 -c`):
-    the shared nodelib.py's text in place of its import of it."""
-    folder = resources.files("whimbrel.backends.remote")
-    text = folder.joinpath(name).read_text()
-    shared = folder.joinpath("nodelib.py").read_text()
-    return _SHARED_IMPORT.sub(lambda _: shared, text, count=1)
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:

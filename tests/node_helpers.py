@@ -1,5 +1,5 @@
-"""The node helpers (backends/remote/) as a node gets them: each one program, the shared
-nodelib.py inlined (backends/ssh.py remote_script), so tests exercise what is shipped."""
+"""The node scripts (backends/remote/) as a node gets them: each one program, the node modules
+it uses inlined (backends/node_scripts.py), so tests exercise what is shipped."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from whimbrel.backends.ssh import remote_script
+from whimbrel.backends.node_scripts import remote_script
 
 REMOTE = Path(__file__).parents[1] / "backends" / "remote"
+# A script runs as a program (the others are node modules that scripts import).
+SCRIPTS = sorted(
+    p.stem for p in REMOTE.glob("*.py") if 'if __name__ == "__main__":' in p.read_text()
+)
 
 
 def shipped(name: str) -> str:

@@ -348,15 +348,18 @@ def test_writable_regions_are_private_writable_and_shared_anonymous_memory(
         regions = helper.writable_regions(me)
         shared_at, private_at, file_at = address(shared), address(private), address(shared_file)
         maps = Path(f"/proc/{me}/maps").read_text().splitlines()
-    (shared_region,) = [r for r in regions if r[0] == shared_at]
-    assert shared_region[1] == 16 and shared_region[2][0] == "shm" and shared_region[3] == 0
+    (shared_region,) = [r for r in regions if r.address == shared_at]
+    assert shared_region.pages == 16 and shared_region.space[0] == "shm"
+    assert shared_region.first == 0
     assert any(
-        r[0] <= private_at < r[0] + r[1] * PAGE and r[2] == ("pid", me) and r[3] == r[0] // PAGE
+        r.address <= private_at < r.address + r.pages * PAGE
+        and r.space == ("pid", me)
+        and r.first == r.address // PAGE
         for r in regions
     )
-    assert file_at not in {r[0] for r in regions}  # the file holds that data, not a dump
+    assert file_at not in {r.address for r in regions}  # the file holds that data, not a dump
     unwritable = {int(line.split("-")[0], 16) for line in maps if line.split()[1][1] != "w"}
-    assert not unwritable & {r[0] for r in regions}
+    assert not unwritable & {r.address for r in regions}
 
 
 def test_previous_digests_line_up_by_page_when_a_mapping_grows_or_merges() -> None:

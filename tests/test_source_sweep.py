@@ -90,6 +90,11 @@ def test_what_still_holds_is_left_whole(
 def live_agent() -> Iterator[str]:
     mig = "m-agent-alive"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", mig])
+    # Popen returns once the exec began: the new cmdline shows a moment later.
+    deadline = time.monotonic() + 10
+    while mig.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the stand-in agent never started"
+        time.sleep(0.01)
     yield mig
     proc.kill()
     proc.wait()

@@ -43,7 +43,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from operator import ne
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/mem is read 1 MiB at a time: fewer syscalls than smaller reads, and it is hashed
@@ -100,13 +100,22 @@ def processes(root: int) -> list[int]:
     return sorted(found)
 
 
-def writable_regions(pid: int) -> list[tuple[int, int, tuple, int]]:
-    """(address, pages, space, first page's index in space) of each mapping a dump carries.
+class Region(NamedTuple):
+    """A mapping a dump carries.
 
-    A private mapping's space is its process and the index its page number; shared anonymous
-    memory is keyed by its inode and file offset instead, so a segment that several processes
-    map is one set of pages.
+    A private mapping's space is its process and `first` its first page's number; shared
+    anonymous memory is keyed by its inode and file offset instead, so a segment that several
+    processes map is one set of pages.
     """
+
+    address: int
+    pages: int
+    space: tuple  # ("pid", PID) or ("shm", DEVICE, INODE)
+    first: int  # the index of its first page in `space`
+
+
+def writable_regions(pid: int) -> list[Region]:
+    """Each mapping of PID that a dump carries."""
     regions = []
     with open(f"/proc/{pid}/maps") as maps:
         for line in maps:
@@ -122,7 +131,7 @@ def writable_regions(pid: int) -> list[tuple[int, int, tuple, int]]:
                 space, first = ("shm", fields[3], int(fields[4])), int(fields[2], 16) // PAGE
             else:
                 continue
-            regions.append((start, (end - start) // PAGE, space, first))
+            regions.append(Region(start, (end - start) // PAGE, space, first))
     return regions
 
 

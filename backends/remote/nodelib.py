@@ -1,8 +1,6 @@
-"""What the node helpers share (standard library only, Python 3.9).
-
-A helper is shipped as one program (`python3 -c TEXT`): backends/ssh.py `remote_script` puts
-this text in place of the helper's `from nodelib import ...` line. Run from a checkout, the
-import finds this file beside the helper.
+"""What the node scripts share (standard library only, Python 3.9): their JSON answers, the
+Docker CLI, the runc.conf lock, files written whole, a container's tasks resumed. (How a script
+gets it on a node: backends/node_scripts.py.)
 
 CRIU reads /etc/criu/runc.conf for every dump and restore runc starts, and its settings
 override runc's own: a restore's `leave-stopped` standing in that file while a dump runs leaves
@@ -16,25 +14,31 @@ import fcntl
 import json
 import os
 import signal
-import time
+import subprocess
+import sys
 
 CRIU_CONF = "/etc/criu/runc.conf"
 CRIU_CONF_SAVED = CRIU_CONF + ".whimbrel-saved"
 CRIU_CONF_LOCK = "/run/whimbrel/criu-conf.lock"
 
 
-def failpoint(spec, name):
-    """A failure armed by whimbrel's own tests (WHIMBREL_FAILPOINTS, carried in the helper's
-    `failpoints`; inert otherwise): see backends/failpoints.py for the names and actions."""
-    action = spec.get("failpoints", {}).get(name)
-    if action is None:
-        return
-    if action.startswith("sleep:"):
-        time.sleep(float(action.split(":", 1)[1]))
-    elif action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    else:
-        raise RuntimeError(f"failpoint {name}")
+def out(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def fail(message):
+    out({"error": message})
+    sys.exit(1)
+
+
+def docker(sock, *args, timeout=120):
+    """The Docker CLI on the socket `sock`: its output, or RuntimeError saying what failed."""
+    proc = subprocess.run(
+        ["docker", "-H", "unix://" + sock, *args], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {args[0]}: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip()
 
 
 def _criu_conf_lock():

@@ -1,0 +1,108 @@
+"""The migration's agent on the source (standard library only): the pre-copy rounds on the
+engine's word, over sessions kept open from round to round, and the hand-over daemon armed
+beside them (handover.py).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from handover import arm_handover, fire_handover
+from nodelib import fail, out
+from pagestream import file_trees, load_index, send_images
+from runcdump import dump
+from transfer import Transfer, answered
+from workdirs import prepared_info, workdir
+
+
+def agent(mig, cid, link_json, cfg_json):
+    """The migration's agent on the source, on the engine's word, a line at a time: "round N"
+    runs pre-copy round N, "handover" fires the hand-over; a JSON line answers each.
+
+    The rounds' sessions open once, while round 0 dumps, and stay open: a later round costs
+    its dump, its data and one round trip for the answer. The hand-over runs in a daemon of
+    its own, started here first: it opens the final round's sessions and waits, armed, while
+    the rounds run, so nothing is left to open between the last round and the freeze. Fired,
+    it goes on without us; if we end without firing it (EOF: the engine gave up, or is gone),
+    it stands down."""
+    wd = workdir(mig)
+    links = json.loads(link_json)
+    info = prepared_info(wd)
+    fire = arm_handover(mig, cid, wd, links, json.loads(cfg_json))
+    transfer, fired = None, False
+    try:
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["handover"] and not fired:
+                fire_handover(fire)
+                fired = True
+                out({"fired": True})
+            elif len(words) == 2 and words[0] == "round" and not fired:
+                if transfer is None:  # stop-and-copy has no rounds: no sessions for them
+                    transfer = Transfer(links, "rounds")
+                out(_round(mig, cid, wd, info, transfer, int(words[1])))
+            else:
+                raise ValueError(f"agent: unexpected {line.strip()[:80]!r}")
+        if not fired:
+            os.close(fire)  # the armed daemon stands down now, not once these sessions end
+        error = transfer.close() if transfer is not None else None
+        if error and not fired:  # once fired, how the rounds' sessions end is no matter
+            raise RuntimeError("target: " + error)
+        if transfer is not None and not fired:
+            answered(transfer.session)
+    except (RuntimeError, OSError, ValueError) as exc:
+        if transfer is not None:
+            transfer.close(timeout=10)
+        fail(str(exc))
+
+
+def _round(mig, cid, wd, info, transfer, number):
+    # File trees go with round 0, and again whole with the final round.
+    trees = file_trees(info) if number == 0 else ()
+    img, dump_s = dump(mig, cid, True, f"round-{number}")
+    held = load_index(wd)
+    t0 = time.monotonic()
+    (state, sent), _reply = transfer.send(
+        lambda stream: _faulty(
+            info,
+            f"kill-link-round-{number}",
+            lambda s: send_images(img, wd, s, held, trees),
+            stream,
+        )
+    )
+    send_s = time.monotonic() - t0
+    shutil.rmtree(img, ignore_errors=True)
+    shutil.rmtree(img + ".work", ignore_errors=True)
+    return {
+        "dump_s": dump_s,
+        "freeze_s": dump_s,
+        "send_s": send_s,
+        "state_bytes": state,
+        "sent_bytes": sent,
+        "stripes": len(transfer.stripes) + 1,
+    }
+
+
+def _faulty(info, fault, feed, stream):
+    """The failpoint that cuts the rounds' link halfway through a round's stream."""
+    if fault not in info.get("failpoints", {}):
+        return feed(stream)
+
+    class Cut:
+        def __init__(self):
+            self.n = 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 256 * 1024:
+                subprocess.run(["pkill", "-KILL", "-f", "^ssh .* rounds "], capture_output=True)
+                raise BrokenPipeError("link cut (injected)")
+            stream.write(data)
+
+        def flush(self):
+            stream.flush()
+
+    return feed(Cut())

@@ -1,0 +1,119 @@
+"""The commit point on the target (standard library only): DECISIONS/MIG/decision, written
+once, read by every party that acts (see receiver.py), and the verdict carried out on the
+target container.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+
+from nodelib import out, resume_tasks, sync_dir
+from targetdir import CHECKPOINT, target, target_docker
+
+DECISIONS = "/var/lib/whimbrel/decisions"
+
+
+def _decision_dir(mig):
+    if not (mig and mig.replace("-", "").isalnum()):
+        raise ValueError("bad migration id")
+    return os.path.join(DECISIONS, mig)
+
+
+def recorded(mig):
+    """The verdict recorded for `mig`: "committed", "aborted", None (none yet), or
+    "forgotten" (no decision dir: never expected here, or settled and dropped)."""
+    path = _decision_dir(mig)
+    try:
+        with open(os.path.join(path, "decision"), "rb") as f:
+            return json.loads(f.read())["decision"]
+    except FileNotFoundError:
+        return None if os.path.isdir(path) else "forgotten"
+
+
+def decide(mig, verdict):
+    """Record `verdict` unless one stands; return the one that stands. Written to a temp file,
+    synced, then linked into place: link() fails on an existing name, so of two parties
+    deciding at once exactly one wins, and a crash leaves either no record or a whole one."""
+    path = _decision_dir(mig)
+    if not os.path.isdir(path):
+        return "forgotten"  # nothing may be decided for a migration no longer expected
+    record = os.path.join(path, "decision")
+    temp = f"{record}.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, json.dumps({"decision": verdict, "at": time.time()}).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, record)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
+    sync_dir(path)
+    return recorded(mig)
+
+
+def expect(mig):
+    """Run by the operator before it makes the target container: the decision dir, without
+    which nothing can be decided for `mig` here."""
+    os.makedirs(DECISIONS, mode=0o700, exist_ok=True)
+    os.mkdir(_decision_dir(mig), 0o700)
+    sync_dir(DECISIONS)
+    out({"expecting": mig})
+
+
+def forget(mig):
+    shutil.rmtree(_decision_dir(mig), ignore_errors=True)
+    out({"forgotten": mig})
+
+
+def settle(mig=None, sock=None, cid=None):
+    """Abort unless committed, then carry out the verdict that stands (see receiver.py)."""
+    if mig is None:  # over the link: this migration's own target, from the operator's file
+        t = target()
+        mig, sock, cid = t["migration"], t["docker_socket"], t["container"]
+    verdict = abort_target(mig, sock, cid)
+    answer = {"decision": verdict}
+    if verdict == "committed":
+        warning = serve(sock, cid)
+        if warning:
+            answer["warning"] = warning
+    out(answer)
+
+
+def abort_target(mig, sock, cid):
+    """Record "aborted" unless a verdict stands; the target container goes only if that is the
+    verdict (never for "committed", nor for a migration no longer expected here)."""
+    verdict = decide(mig, "aborted")
+    if verdict == "aborted":
+        try:
+            target_docker("rm", "-f", cid, sock=sock)
+        except RuntimeError as exc:
+            if "No such container" not in str(exc):
+                raise  # still there, perhaps: the operator's cleanup or `recover` tries again
+    return verdict
+
+
+def serve(sock, cid):
+    """The committed copy serves: staged page files gone (through the container's own mount,
+    never in the upper dir behind overlayfs's back), then every task resumed. Safe to repeat;
+    returns a warning for what could not be tidied, or None."""
+    pid = int(target_docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
+    if pid <= 0:
+        raise RuntimeError("the committed container has no process")
+    warning = None
+    staged = f"/proc/{pid}/root/.wb"
+    try:
+        if os.path.isdir(staged):
+            shutil.rmtree(staged)
+    except OSError as exc:
+        warning = f"staged pages: {exc}"
+    resume_tasks(pid, cid)
+    with contextlib.suppress(RuntimeError):  # once served, only space: a warning at most
+        target_docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
+    return warning

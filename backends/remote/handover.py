@@ -1,0 +1,301 @@
+"""The hand-over daemon (standard library only): the final round, detached from the agent
+that starts it, to a verdict the target recorded; its events go to MIG/handover.jsonl.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import namedtuple
+
+from nodelib import docker, resume_tasks
+from pagestream import file_trees, load_index, send_images
+from runcdump import clear_criu_lock, dump
+from transfer import Transfer, close_stripes, next_reply
+from wire import failpoint
+from workdirs import prepared_info, write_json
+
+
+def arm_handover(mig, cid, wd, links, cfg):
+    """Start the hand-over daemon, armed; returns the pipe that fires it (closing it unfired
+    makes the daemon stand down)."""
+    armed, fire = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(armed)
+        os.waitpid(child, 0)
+        return fire
+    os.close(fire)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    with open(os.path.join(wd, "handover.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    with open(os.path.join(wd, "handover.cfg"), "w") as f:
+        json.dump(cfg, f)  # what `settle` needs of it if this daemon dies
+    emit = Events(wd)
+    outcome = _handover(mig, cid, wd, links, cfg, emit, armed)
+    with contextlib.suppress(OSError):  # stood down: the migration's work dir may be gone
+        write_json(os.path.join(wd, "handover.json"), outcome)
+    emit("end", **outcome)
+    os._exit(0)
+
+
+def fire_handover(fire):
+    """Tell the armed hand-over to go. A daemon already gone (it failed to arm) has said why
+    in handover.jsonl, which the engine reads next."""
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fire, b"go\n")
+    os.close(fire)
+
+
+def _fired(armed):
+    """Wait until the agent fires the hand-over (True) or ends without firing it (False)."""
+    data = os.read(armed, 16)
+    os.close(armed)
+    return data.startswith(b"go")
+
+
+class Events:
+    """handover.jsonl: the detached hand-over's log, which `follow` streams to the engine."""
+
+    def __init__(self, wd):
+        self.path = os.path.join(wd, "handover.jsonl")
+        self.t0 = time.monotonic()
+
+    def __call__(self, kind, **fields):
+        fields.update({"kind": kind, "t": time.monotonic() - self.t0, "wall": time.time()})
+        # A log that cannot be written (the work dir released under a stood-down hand-over)
+        # must not stop what the daemon does next, least of all a rollback.
+        with contextlib.suppress(OSError), open(self.path, "a") as f:
+            f.write(json.dumps(fields) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# How long the hand-over tries to learn the target's verdict when its commit may have reached
+# the target but no answer came back; past it the source stays frozen, never resumed on a guess.
+DECIDE_DEADLINE_S = 45.0
+# How long removing a source whose target committed is retried.
+REMOVE_DEADLINE_S = 30.0
+
+
+def _handover(mig, cid, wd, links, cfg, emit, armed):
+    """The final round, to a verdict: the source is resumed only when the target's record says
+    aborted or the commit provably never left here; it is removed only when the record says
+    committed; anything else leaves it frozen for `whimbrel recover`."""
+    sock = cfg["docker_socket"]
+    info = prepared_info(wd)
+    frozen = False
+    t_freeze = transfer = None
+    stage = "connect"
+    try:
+        # Every session is open and the receiver ready long before the freeze: none of their
+        # start is downtime, nor time the container dirties pages in after the last round.
+        transfer = Transfer(links, "recv final")
+        transfer.ready()
+        emit("armed")
+        if not _fired(armed):
+            transfer.close(timeout=10)
+            return {
+                "ok": False,
+                "running_on": "source",
+                "stood_down": True,
+                "error": "the hand-over was never fired: whimbrel ended the migration before",
+            }
+        emit("fired")  # from here the lock holds until the outcome is settled
+        held = load_index(wd)  # what the last round left on the target
+        stage = "freeze"
+        t_freeze = time.monotonic()
+        failpoint(info, "handover.before-pause")
+        docker(sock, "pause", cid)
+        frozen = True
+        emit("frozen")
+        failpoint(info, "handover.after-pause")
+        stage = "dump"
+        img, dump_s = dump(mig, cid, True, "final")
+        emit("dumped", dump_s=dump_s)
+        failpoint(info, "handover.after-dump")
+        stage = "send"
+        t_send = time.monotonic()
+        session = transfer.session
+        state, sent = send_images(img, wd, transfer.stream, held, file_trees(info))
+        transfer.stream.end()
+        if "drop-final-link" in info.get("failpoints", {}):
+            session.kill()
+        stripe_error = close_stripes(transfer.stripes)
+        if stripe_error:
+            raise RuntimeError(stripe_error)
+        emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
+        stage = "restore"
+        reply = next_reply(session)
+        if not reply.get("restored"):
+            raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
+        emit("restored", restore_s=reply.get("restore_s"), state_bytes=state, sent_bytes=sent)
+        failpoint(info, "handover.after-restore")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        # No commit was sent: the target cannot have committed, whatever it holds.
+        error = f"{stage}: {exc}"
+        emit("failed", stage=stage, error=error)
+        _close_transfer(transfer)
+        if not frozen:
+            return resumed(sock, cid, emit, error, t_freeze)
+        return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
+
+    final = FinalRound(img, dump_s, t_freeze, t_send, reply.get("restore_s"), state, sent)
+    verdict, said = _commit(session, links, emit)
+    return _concluded(verdict, said, final, info, cfg, cid, links, emit)
+
+
+# What the final round measured up to the commit, for the hand-over's outcome.
+FinalRound = namedtuple("FinalRound", "img dump_s t_freeze t_send restore_s state_bytes sent_bytes")
+
+
+def _concluded(verdict, said, final, info, cfg, cid, links, emit):
+    """The outcome once the commit went (or could not): the source removed on "committed",
+    resumed on "aborted" or a commit never sent, anything else left frozen."""
+    sock = cfg["docker_socket"]
+    if verdict == "committed":
+        t_serving = time.monotonic()
+        emit("committed")
+        shutil.rmtree(final.img, ignore_errors=True)
+        shutil.rmtree(final.img + ".work", ignore_errors=True)
+        removed = remove_source(info, sock, cid, cfg.get("keep_source"), emit)
+        return {
+            "ok": True,
+            "running_on": "target",
+            "downtime_s": t_serving - final.t_freeze,
+            "dump_s": final.dump_s,
+            "send_s": t_serving - final.t_send,
+            "restore_s": final.restore_s,
+            "state_bytes": final.state_bytes,
+            "sent_bytes": final.sent_bytes,
+            "stripes": len(links),
+            **({} if removed else {"source_left": True}),
+        }
+    if verdict == "aborted":
+        return resumed(sock, cid, emit, f"commit: {said}", final.t_freeze)
+    if verdict == "unsent":
+        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {said}", final.t_freeze)
+    emit("failed", stage="commit", error=said)
+    return {
+        "ok": False,
+        "running_on": "unknown",
+        "unsettled": True,
+        "error": f"commit: {said}; the source stays frozen (paused), never resumed on a guess: "
+        "`whimbrel recover` settles it once the target answers",
+        "dump_s": final.dump_s,
+        "state_bytes": final.state_bytes,
+        "sent_bytes": final.sent_bytes,
+        "stripes": len(links),
+    }
+
+
+def _commit(session, links, emit):
+    """Send the commit and learn the verdict the target recorded: (verdict, what was said)."""
+    sent = False
+    try:
+        session.stdin.write(b"commit\n")
+        session.stdin.close()  # flushes: past this line the word may have reached the target
+        sent = True
+        reply = next_reply(session)
+    except OSError as exc:
+        reply = {"error": f"link lost ({exc})"}
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        session.wait(timeout=10)
+    if reply.get("committed"):
+        return "committed", "committed"
+    if "decision" in reply:
+        return reply["decision"], reply.get("why", reply["decision"])
+    said = reply.get("error", "no answer")
+    if not sent:
+        return "unsent", f"the commit could not be sent ({said})"
+    emit("warning", text=f"commit sent, no answer ({said}): asking the target")
+    verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
+    if verdict in ("committed", "aborted"):
+        return verdict, f"the target recorded {verdict} (its answer was lost: {said})"
+    return "unknown", f"sent, and the target's verdict is unknown ({said})"
+
+
+def _settle_target(links, emit, deadline_s):
+    """The target's verdict, asked on fresh sessions until `deadline_s` (the target records
+    "aborted" if nothing stands yet): "committed", "aborted", "forgotten" or "unknown"."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            proc = subprocess.run([*links[0], "settle"], capture_output=True, timeout=15)
+            answer = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+            if "decision" in answer:
+                return answer["decision"]
+            emit("warning", text=f"target settle: {answer.get('error')}")
+        except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            return "unknown"
+        time.sleep(2)
+
+
+def remove_source(info, sock, cid, keep, emit):
+    """The target committed: the source never runs again. Its restart policy goes first (no
+    daemon restart may bring it back), then the container (or, kept, it is killed), retried
+    until REMOVE_DEADLINE_S; returns whether that was done."""
+    deadline = time.monotonic() + REMOVE_DEADLINE_S
+    while True:
+        try:
+            failpoint(info, "handover.remove-source")
+            docker(sock, "update", "--restart=no", cid)
+            docker(sock, "kill", cid) if keep else docker(sock, "rm", "-f", cid)
+            return True
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            if time.monotonic() > deadline:
+                emit("warning", text=f"source not removed yet ({exc}): `whimbrel recover` retries")
+                return False
+        time.sleep(2)
+
+
+def _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze):
+    """No commit ever left here, so the target cannot commit: its copy, fenced, has answered
+    no client. The source resumes at once; then the target is told to drop its copy (one try:
+    its receiver drops it by itself when the session ends, and the engine or `recover` settles
+    it through the operator's own connection otherwise)."""
+    outcome = resumed(sock, cid, emit, error, t_freeze)
+    verdict = _settle_target(links, emit, deadline_s=0)
+    if verdict == "committed":  # impossible without our word: say so loudly
+        emit("warning", text="the target recorded a commit that was never sent")
+    return outcome
+
+
+def _close_transfer(transfer):
+    if transfer is None:
+        return
+    transfer.close(timeout=10)
+    try:
+        transfer.session.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        transfer.session.kill()
+
+
+def resumed(sock, cid, emit, error, t_freeze):
+    """The target did not commit: the source runs again, unpaused and every task continued (a
+    no-op if never paused; a dump that went wrong can leave tasks stopped behind the pause)."""
+    try:
+        if _paused(sock, cid):
+            docker(sock, "unpause", cid)
+        resume_tasks(int(docker(sock, "inspect", "-f", "{{.State.Pid}}", cid)), cid)
+    except (RuntimeError, OSError, ValueError) as resume:
+        return {"ok": False, "running_on": "nowhere", "error": error, "resume_error": str(resume)}
+    emit("resumed")
+    clear_criu_lock()
+    down = None if t_freeze is None else time.monotonic() - t_freeze
+    return {"ok": False, "running_on": "source", "error": error, "frozen_s": down}
+
+
+def _paused(sock, cid):
+    return docker(sock, "inspect", "-f", "{{.State.Paused}}", cid) == "true"

@@ -1,0 +1,239 @@
+"""A round's CRIU images as a stream to the target (standard library only): see wire.py for
+the format.
+
+Images go as a stream of files; for CRIU's pages-*.img, page by page (4 KiB): a page whose
+SHA-1 the target already holds from the previous round is sent as a copy instruction, so each
+round sends only what changed (SHA-1 is for identity against accident here: a forged collision
+could only corrupt the forger's own memory).
+"""
+
+import hashlib
+import json
+import mmap
+import os
+import subprocess
+from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+
+from wire import (
+    CHUNK,
+    LENGTH,
+    NAME_LEN,
+    OP_COPY_CUR,
+    OP_COPY_PREV,
+    OP_DATA,
+    OP_END,
+    PAGE,
+    SIZE,
+    SPAN,
+)
+
+# What the target holds from the previous round (load_index): `index` {page SHA-1: (file name,
+# offset)}, `files` {file name: its SHA-1, or "pages"}, `layout` {page file name: Digests}.
+Held = namedtuple("Held", "index files layout")
+# A page file's SHA-1s, per page and per CHUNK, which the next round compares against.
+Digests = namedtuple("Digests", "pages chunks")
+# Pages as written (_flush): new data (OP_DATA), or `length` bytes the target finds at `offset`
+# of the file `src` (OP_COPY_PREV: last round's, OP_COPY_CUR: this round's); `start` is where
+# they go in this file.
+Run = namedtuple("Run", "op src offset length start")
+# A page file of this round: its (mapped) bytes, its Runs and its Digests.
+PageFile = namedtuple("PageFile", "data runs digests")
+
+
+def load_index(wd):
+    """What the target holds from the previous round, as the work dir `wd` recorded it."""
+    index, layout = {}, {}
+    try:
+        with open(os.path.join(wd, "index.json")) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return Held(index, {}, layout)
+    for name in names:
+        if name.startswith("pages-"):
+            with open(os.path.join(wd, "index-" + name), "rb") as f:
+                digests = f.read()
+            with open(os.path.join(wd, "chunks-" + name), "rb") as f:
+                layout[name] = Digests(digests, f.read())
+            for i in range(0, len(digests), 20):
+                index.setdefault(digests[i : i + 20], (name, (i // 20) * PAGE))
+    return Held(index, names, layout)
+
+
+def _header(stream, **fields):
+    header = json.dumps(fields).encode()
+    stream.write(LENGTH.pack(len(header)) + header)
+
+
+def send_images(img_dir, wd, stream, held, trees=()):
+    """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
+    "@layer", each named volume as "@volume:NAME") to `stream`; returns (state, sent) bytes.
+    `held` is load_index()'s Held: what the target holds."""
+    index, prev_files, layout = held
+    state = sent = 0
+    files, pages = {}, {}
+    names = [
+        n
+        for n in sorted(os.listdir(img_dir))
+        if os.path.isfile(os.path.join(img_dir, n)) and not n.endswith(".log")
+    ]
+    for name in names:
+        with open(os.path.join(img_dir, name), "rb") as f:
+            # Page files are mapped, not read: no copy of the whole state in this process.
+            size = os.fstat(f.fileno()).st_size
+            if name.startswith("pages-") and size:
+                data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            else:
+                data = f.read()
+        state += len(data)
+        if name.startswith("pages-"):
+            files[name] = "pages"
+            runs, digests = _page_runs(name, memoryview(data), index, layout.get(name))
+            pages[name] = PageFile(data, runs, digests)
+            continue
+        files[name] = hashlib.sha1(data).hexdigest()
+        if prev_files.get(name) == files[name]:
+            _header(stream, name=name)
+            stream.write(OP_COPY_PREV + _name_ref(name, 0, len(data)) + OP_END)
+        else:
+            _header(stream, name=name)
+            stream.write(OP_DATA + SIZE.pack(len(data)) + data + OP_END)
+            sent += len(data)
+    # A pages file whose kept pages all stay where they are is patched in place on the target
+    # (a round then costs what changed, not the whole state), unless another file still
+    # copies from last round's version of it.
+    borrowed = {
+        src
+        for name, (_, runs, _) in pages.items()
+        for op, src, *_ in runs
+        if op == OP_COPY_PREV and src != name
+    }
+    for name, (data, runs, digests) in pages.items():
+        inplace = (
+            name in layout
+            and name not in borrowed
+            and all(
+                op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
+            )
+        )
+        _header(stream, name=name, inplace=inplace)
+        view = memoryview(data)
+        for run in runs:
+            sent += _flush(stream, view, run)
+        stream.write(OP_END)
+        for kind, data_ in (("index-", digests.pages), ("chunks-", digests.chunks)):
+            with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
+                f.write(data_)
+    for entry, directory in trees:
+        _header(stream, name=entry)
+        sent += tar_stream(directory, stream)
+        stream.write(OP_END)
+    stream.write(LENGTH.pack(0))
+    stream.flush()
+    # What the target now holds is this round's set: it becomes the next round's index.
+    for name in pages:
+        for kind in ("index-", "chunks-"):
+            os.replace(os.path.join(wd, kind + name + ".new"), os.path.join(wd, kind + name))
+    with open(os.path.join(wd, "index.json"), "w") as f:
+        json.dump(files, f)
+    return state, sent
+
+
+def file_trees(info):
+    return [("@layer", info["upper_dir"])] + [
+        ("@volume:" + name, path) for name, path in sorted(info["volumes"].items())
+    ]
+
+
+def _page_runs(name, view, index, prev):
+    """The file as Runs: pages the target holds (preferably at the same place), pages
+    repeated within the file, and new data; and the file's Digests (`prev`: last round's). A
+    chunk whose digest matches last round's at the same place is taken whole, without hashing
+    its pages one by one: a round then costs about what changed (one large hash runs near
+    memory speed, 256 small ones do not)."""
+    prev_pages, prev_chunks = prev or (b"", b"")
+    pages = bytearray()
+    seen = {}
+    runs = []
+    run = None
+    starts = range(0, len(view), CHUNK)
+    # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 s on one).
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        chunks = b"".join(pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts))
+
+    def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
+        nonlocal run
+        if run and run[0] == op and (op == OP_DATA or (run[1] == src and run[2] + run[3] == off)):
+            run[3] += length
+        else:
+            run = [op, src, off, length, pos]
+            runs.append(run)
+
+    for number, chunk in enumerate(starts):
+        end = min(chunk + CHUNK, len(view))
+        digest = chunks[number * 20 : number * 20 + 20]
+        held = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
+        if (
+            prev_chunks[number * 20 : number * 20 + 20] == digest
+            and len(held) == (end - chunk) // PAGE * 20
+        ):
+            pages += held
+            add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
+            continue
+        for pos in range(chunk, end, PAGE):
+            page = view[pos : pos + PAGE]
+            d = hashlib.sha1(page).digest()
+            pages += d
+            if prev_pages[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
+                add(OP_COPY_PREV, name, pos, len(page), pos)
+            elif d in index:
+                add(OP_COPY_PREV, *index[d], len(page), pos)
+            elif d in seen:
+                add(OP_COPY_CUR, name, seen[d], len(page), pos)
+            else:
+                seen[d] = pos
+                add(OP_DATA, None, None, len(page), pos)
+    return [Run._make(run) for run in runs], Digests(bytes(pages), chunks)
+
+
+def _flush(stream, view, run):
+    """Write one run of pages: their data, or where the target finds them; returns bytes sent."""
+    op, src, off, length, start = run
+    if op == OP_DATA:
+        stream.write(OP_DATA + SIZE.pack(length) + view[start : start + length])
+        return length
+    stream.write(op + _name_ref(src, off, length))
+    return 0
+
+
+def _name_ref(name, offset, length):
+    raw = name.encode()
+    return NAME_LEN.pack(len(raw)) + raw + SPAN.pack(offset, length)
+
+
+def tar_stream(directory, stream):
+    """The writable layer as a tar in D frames (overlay whiteouts and opaque-dir xattrs kept)."""
+    proc = subprocess.Popen(
+        [
+            "tar",
+            "-C",
+            directory,
+            "--xattrs",
+            "--xattrs-include=trusted.*",
+            "--exclude=./.wb",
+            "-cpf",
+            "-",
+            ".",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    total = 0
+    while True:
+        chunk = proc.stdout.read(1 << 20)
+        if not chunk:
+            break
+        stream.write(OP_DATA + SIZE.pack(len(chunk)) + chunk)
+        total += len(chunk)
+    if proc.wait() != 0:
+        raise RuntimeError(f"tar of {directory} failed")
+    return total
