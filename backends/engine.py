@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing, suppress
@@ -31,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from whimbrel.backends import failpoints, model
-from whimbrel.backends.channel import LINK_TTL_MINUTES, NodeLink, open_link, revoke_link
+from whimbrel.backends.channel import LINK_TTL_MINUTES, open_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.costs import DEFAULT_COSTS, Costs
 from whimbrel.backends.docker_api import DockerAPI, DockerError
@@ -46,9 +44,11 @@ from whimbrel.backends.events import (
     RoundStarted,
     event_json,
 )
-from whimbrel.backends.history import read_records, write_record
+from whimbrel.backends.history import write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
+from whimbrel.backends.node_actions import link_json, source_action, target_action, write_target
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
+from whimbrel.backends.recovery import Recovery, recover, this_process
 from whimbrel.backends.ssh import (
     CommandFailed,
     NodeSession,
@@ -56,6 +56,18 @@ from whimbrel.backends.ssh import (
     SessionPool,
     remote_script,
 )
+
+# The engine's public names, wherever they live (the app and benchmarks import them from here).
+__all__ = [
+    "MODES",
+    "HandoverUnsettled",
+    "Migration",
+    "MigrationFailed",
+    "MigrationRequest",
+    "Mode",
+    "Recovery",
+    "recover",
+]
 
 Mode = Literal["auto", "iterative", "stop-and-copy"]
 MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
@@ -168,7 +180,7 @@ class Migration:
         self._record: dict[str, Any] = {
             "id": self.id,
             "started_at": time.time(),
-            "owner": _this_process(),
+            "owner": this_process(),
         }
         # Inert unless whimbrel's own fault tests arm them (backends/failpoints.py).
         self.failpoints = failpoints.armed()
@@ -260,7 +272,7 @@ class Migration:
         inspect = await src_api.inspect(container.id)
         refuse_unmovable(inspect)
 
-        prepared = await _helper(
+        prepared = await source_action(
             src_session, "prepare", self.id, container.id, src.docker_socket,
             json.dumps(self.failpoints),
         )  # fmt: skip
@@ -297,21 +309,21 @@ class Migration:
             "image": {"ref": image, "id": inspect["Image"]},
             "failpoints": self.failpoints,
         }
-        await _write_target(dst_session, link, where)
+        await write_target(dst_session, link, where)
         try:
             await dst_api.request("GET", f"/images/{image}/json")
         except DockerError as exc:
             if exc.status != 404:
                 raise
             yield self._log(f"target lacks image {image}: shipping it (docker save | load)")
-            shipped = await _helper(
-                src_session, "ship-image", self.id, image, _link_json(link), timeout=1800
+            shipped = await source_action(
+                src_session, "ship-image", self.id, image, link_json(link), timeout=1800
             )
             yield self._log(f"image shipped: {shipped['bytes']} bytes")
 
         # The target's decision record decides where the container lives (receiver.py);
         # dropped last, once every party has acted on it.
-        await _target_helper(dst_session, "expect", self.id)
+        await target_action(dst_session, "expect", self.id)
         stack.push_async_callback(self._forget, dst_session, outcome)
         name = container.name
         created = await dst_api.request(
@@ -331,7 +343,7 @@ class Migration:
                 m["Name"]: m["Source"] for m in target.get("Mounts") or () if m["Type"] == "volume"
             },
         }
-        await _write_target(dst_session, link, where)
+        await write_target(dst_session, link, where)
 
         rtt = await probe_rtt(self.pool, src, dst, count=5)
         link = link.for_rtt(rtt.rtt_s)
@@ -385,7 +397,7 @@ class Migration:
         # it. It stays until the migration ends.
         cfg = {"docker_socket": src.docker_socket, "keep_source": request.keep_source}
         agent = await stack.enter_async_context(src_session.conversation(
-            "source.py", ["agent", self.id, container.id, _link_json(link), json.dumps(cfg)],
+            "source.py", ["agent", self.id, container.id, link_json(link), json.dumps(cfg)],
             what="agent",
         ))  # fmt: skip
         while mode == "iterative" and index < cap:
@@ -597,7 +609,7 @@ class Migration:
         if _for_recover(outcome):
             return  # its daemon's outcome is in the work dir: `recover` needs it
         try:
-            await _helper(src, "release", self.id, cid)
+            await source_action(src, "release", self.id, cid)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
             outcome["cleanup"] = "incomplete"
@@ -610,7 +622,7 @@ class Migration:
         if outcome.get("ok") or _unsettled(outcome):
             return  # it serves, or may be about to
         try:
-            verdict = await _target_helper(session, "settle", self.id, dst.docker_socket, cid)
+            verdict = await target_action(session, "settle", self.id, dst.docker_socket, cid)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
             outcome["handover"] = "running"  # unknown: for `recover`, not for a guess
@@ -630,13 +642,13 @@ class Migration:
         target's record (aborted unless committed), or leaves it unsettled for `recover`."""
         try:
             verdict = (
-                await _target_helper(
+                await target_action(
                     self.pool.session(dst), "settle", self.id, dst.docker_socket, target_id
                 )
             )["decision"]
             if verdict not in ("committed", "aborted"):
                 return final
-            settled = (await _helper(src, "settle", self.id, cid, verdict))["outcome"]
+            settled = (await source_action(src, "settle", self.id, cid, verdict))["outcome"]
         except WhimbrelError as exc:
             return final | {"error": f"{final.get('error')}; settling it: {exc}"}
         said = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
@@ -646,7 +658,7 @@ class Migration:
         if _for_recover(outcome):
             return  # the record is what `recover` settles from
         try:
-            await _target_helper(session, "forget", self.id)
+            await target_action(session, "forget", self.id)
         except WhimbrelError as exc:
             outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
             outcome["cleanup"] = "incomplete"
@@ -685,142 +697,6 @@ class Migration:
         return replace(event, record=str(path))
 
 
-_WRITE_FILE = "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())"
-
-
-async def _write_target(session: NodeSession, link: NodeLink, where: dict[str, Any]) -> None:
-    """The receiver's target.json: what the operator, not the source, decided for it."""
-    await session.run_python(
-        _WRITE_FILE, [f"{link.dst_dir}/target.json"], input=json.dumps(where).encode()
-    )
-
-
-def _this_process(pid: int | None = None) -> dict[str, Any]:
-    """Who runs a migration: host, pid and the pid's start time (pids are reused)."""
-    pid = os.getpid() if pid is None else pid
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            started = int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        started = None
-    return {"host": socket.gethostname(), "pid": pid, "started": started}
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """One unfinished migration, as `recover` found and (if it could) settled it."""
-
-    id: str
-    container: str
-    src: str
-    dst: str
-    settled: bool
-    running_on: str | None  # None while it cannot be told
-    text: str  # for the operator
-
-
-async def recover(pool: SessionPool) -> list[Recovery]:
-    """Settle migrations whose whimbrel died, or whose hand-over ended unsettled (a pending
-    record), from the target's decision record: release the lock, revoke the link, and
-    rewrite the record. One Recovery per pending migration."""
-    found = []
-    for record in read_records():
-        if record.get("status") != "pending" or "src" not in record:
-            continue
-        if record.get("owner") == _this_process(record.get("owner", {}).get("pid")):
-            continue  # its whimbrel is alive (another console, another command): not ours
-        ident = (record["id"], record.get("container", "?"), record["src"], record["dst"])
-        try:
-            text = await _recover_one(pool, record)
-        except WhimbrelError as exc:
-            text = f"migration {record['id']} of {ident[1]}: could not be settled yet: {exc}"
-        settled = record.get("status") != "pending"
-        found.append(Recovery(*ident, settled, record.get("running_on") if settled else None, text))
-    return found
-
-
-async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
-    """One migration whimbrel left pending: settled from the target's decision record alone.
-    The target records "aborted" unless a verdict stands (its copy, fenced until a commit,
-    then goes); the source is resumed or removed as the record says."""
-    src = pool.config.node(record["src"])
-    dst = pool.config.node(record["dst"])
-    src_session, dst_session = pool.session(src), pool.session(dst)
-    name = record.get("container", "?")
-    if record.get("pending_for") == "cleanup":  # settled; only its cleanup was cut short
-        if not record.get("ok") and record.get("target_id"):
-            await _target_helper(
-                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
-            )
-        await _cleanup(pool, src, dst, record)
-        record |= {"status": "done" if record.get("ok") else "failed", "pending_for": None}
-        write_record(record)
-        return (
-            f"migration {record['id']} of {name}: its cleanup is finished; "
-            f"the container runs on {record.get('running_on')}"
-        )
-    outcome = None
-    if record.get("handover"):
-        status = await _helper(src_session, "status", record["id"])
-        outcome = status["outcome"]
-        if outcome is None and status["daemon"]:
-            return (
-                f"migration {record['id']} of {name}: the hand-over is still running on {src.name}"
-            )
-    settled = (
-        outcome is not None and not outcome.get("unsettled") and not outcome.get("source_left")
-    )
-    if record.get("target_id"):
-        # The target's record decides, even for an outcome the daemon wrote: what it undid
-        # there may not have gone (its dockerd away); either way is safe to repeat.
-        verdict = (
-            await _target_helper(
-                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
-            )
-        )["decision"]
-        if record.get("handover") and not settled:
-            if verdict == "forgotten":
-                raise WhimbrelError(f"{dst.name} holds no decision record for it: check both")
-            outcome = (
-                await _helper(
-                    src_session, "settle", record["id"], record.get("container_id", ""),
-                    "committed" if verdict == "committed" else "aborted",
-                )
-            )["outcome"]  # fmt: skip
-    await _cleanup(pool, src, dst, record)
-    ok = bool(outcome and outcome.get("ok"))
-    where = (outcome or {}).get("running_on", "source")
-    running_on = {"source": src.name, "target": dst.name}.get(where, where)
-    record |= {
-        "status": "done" if ok else "failed",
-        "ok": ok,
-        "running_on": running_on,
-        "downtime_s": (outcome or {}).get("downtime_s", record.get("downtime_s")),
-        "error": None
-        if ok
-        else (outcome or {}).get("error", "whimbrel stopped before the final round; rolled back"),
-        "recovered_at": time.time(),
-        "pending_for": None,
-        "handover_result": outcome,
-    }
-    write_record(record)
-    verdict_text = "finished" if record["ok"] else "did not finish"
-    return (
-        f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict_text} while "
-        f"whimbrel was away: the container runs on {running_on}"
-    )
-
-
-async def _cleanup(pool: SessionPool, src: Node, dst: Node, record: dict[str, Any]) -> None:
-    """What a migration leaves until it is settled, removed (each step safe to repeat)."""
-    await _helper(pool.session(src), "release", record["id"], record.get("container_id", ""))
-    link = record.get("link")
-    if link:
-        await revoke_link(pool, src, dst, link["id"], link["src_dir"], link["dst_dir"])
-    if record.get("target_id"):
-        await _target_helper(pool.session(dst), "forget", record["id"])
-
-
 def _still_falling(
     request: MigrationRequest, done: list[model.MeasuredRound], plan: model.Plan
 ) -> bool:
@@ -851,19 +727,3 @@ def _for_recover(outcome: dict[str, Any]) -> bool:
     """What `recover` still has to settle from (the source's work dir, the target's record):
     a hand-over whose end is unknown, or a committed one whose source is not removed yet."""
     return _unsettled(outcome) or outcome.get("handover") == "source left"
-
-
-def _link_json(link: NodeLink) -> str:
-    return json.dumps(link.argvs())
-
-
-async def _helper(
-    session: NodeSession, action: str, *args: str, timeout: float = 120
-) -> dict[str, Any]:
-    """Run a source.py action on the source node."""
-    return await session.run_helper("source.py", [action, *args], what=action, timeout=timeout)
-
-
-async def _target_helper(session: NodeSession, action: str, *args: str) -> dict[str, Any]:
-    """Run one of receiver.py's operator actions (the decision record) on the target node."""
-    return await session.run_helper("receiver.py", [action, *args], what=f"target {action}")
