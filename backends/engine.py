@@ -25,8 +25,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing, suppress
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from whimbrel.backends import failpoints, model
 from whimbrel.backends.channel import LINK_TTL_MINUTES, open_link
@@ -46,6 +46,7 @@ from whimbrel.backends.events import (
 )
 from whimbrel.backends.history import write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
+from whimbrel.backends.migration_request import MODES, MigrationFailed, MigrationRequest, Mode
 from whimbrel.backends.node_actions import link_json, source_action, target_action, write_target
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
 from whimbrel.backends.recovery import Recovery, recover, this_process
@@ -56,6 +57,7 @@ from whimbrel.backends.ssh import (
     SessionPool,
     remote_script,
 )
+from whimbrel.backends.stop_rules import after_round, round_cap
 
 # The engine's public names, wherever they live (the app and benchmarks import them from here).
 __all__ = [
@@ -68,46 +70,6 @@ __all__ = [
     "Recovery",
     "recover",
 ]
-
-Mode = Literal["auto", "iterative", "stop-and-copy"]
-MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
-
-
-@dataclass(frozen=True)
-class MigrationRequest:
-    container: str  # NODE/NAME, name or id prefix
-    target: str  # node name
-    mode: Mode = "auto"
-    downtime_target_s: float = 0.3
-    keep_source: bool = False
-    max_rounds: int = 8
-    probe_bytes: int = 16 * 1024 * 1024
-    # Exactly this many pre-copy rounds, whatever the model says (benchmarks compare policies
-    # this way); None lets the model choose.
-    rounds: int | None = None
-    # The model's policy for choosing rounds (benchmarks compare them); latency-aware is ours.
-    policy: model.Policy = "latency-aware"
-    # Seconds of downtime one second of pre-copy freeze is worth to the planner (0: the least
-    # downtime; 1: stop once the next round freezes the container longer than it saves).
-    brownout_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise UsageError(f"--mode: {self.mode!r} is not one of {', '.join(MODES)}")
-        if not self.downtime_target_s > 0:
-            raise UsageError("--downtime-target must be more than zero")
-        if self.policy not in model.POLICIES:
-            raise UsageError(f"--policy: {self.policy!r} is not one of {', '.join(model.POLICIES)}")
-        if not self.brownout_weight >= 0:
-            raise UsageError("--brownout-weight must be zero or more")
-        if self.rounds is not None and not 0 <= self.rounds <= model.MAX_ROUND_CAP:
-            raise UsageError(f"--rounds must be between 0 and {model.MAX_ROUND_CAP}")
-
-
-class MigrationFailed(WhimbrelError):
-    def __init__(self, message: str, running_on: str) -> None:
-        super().__init__(message)
-        self.running_on = running_on
 
 
 class HandoverUnsettled(MigrationFailed):
@@ -391,7 +353,7 @@ class Migration:
         yield self._phase(Phase.PRECOPY) if mode == "iterative" else self._log("stop-and-copy")
         rounds_from = self._t()
         index = 0
-        cap = request.max_rounds if request.rounds is None else request.rounds
+        going = mode == "iterative" and round_cap(request) > 0
         # One agent on the source runs the rounds over sessions it keeps open, and arms the
         # hand-over (its sessions open, the receiver ready) while they run; told to, it fires
         # it. It stays until the migration ends.
@@ -400,7 +362,7 @@ class Migration:
             "source.py", ["agent", self.id, container.id, link_json(link), json.dumps(cfg)],
             what="agent",
         ))  # fmt: skip
-        while mode == "iterative" and index < cap:
+        while going:
             if self._aborted.is_set():
                 raise MigrationFailed("aborted by the operator before the final round", src.name)
             forecast = current.per_round[0]
@@ -462,27 +424,11 @@ class Migration:
                 )
             )  # fmt: skip
             index += 1
-            if request.rounds is not None:
-                continue
-            if remaining == 0 and index < cap and _still_falling(request, done, current):
-                # The model puts the floor here, but the last round still took more off the
-                # residual than the floor tolerance: one more round measures where it is.
-                current = model.replan(inputs, done, request.policy, rounds=1)
-                remaining = 1
-                yield self._log("the residual is still falling: one more round")
-            if remaining == 0:
-                break
-            if (
-                request.policy == "latency-aware"
-                and index >= 2
-                and done[-1].bytes >= done[-2].bytes
-            ):
-                # The residual did not shrink at all: the rounds sit on their floor whatever
-                # the model's estimate of it; more rounds would only add brownouts. (A slow
-                # decline is left to the model: at a dirty ratio near 1 each round takes a
-                # little, and together they can take a fifth off the downtime.)
-                yield self._log("the residual stopped shrinking: stopping pre-copy here")
-                break
+            decision = after_round(request, inputs, done, current)
+            current = decision.plan
+            if decision.log:
+                yield self._log(decision.log)
+            going = not decision.stop
 
         if self._aborted.is_set():
             raise MigrationFailed("aborted by the operator before the final round", src.name)
@@ -695,20 +641,6 @@ class Migration:
         self._record["events"] = self._events
         path = write_record(self._record)
         return replace(event, record=str(path))
-
-
-def _still_falling(
-    request: MigrationRequest, done: list[model.MeasuredRound], plan: model.Plan
-) -> bool:
-    """Latency-aware with its target out of reach: did the last pre-copy round take more off
-    the residual than the floor tolerance (in downtime) the model stops within? The model's
-    floor comes from one round's timing; measured shrinkage overrules it. Round 0 sends the
-    whole state, so the first drop worth judging is between rounds 1 and 2."""
-    if request.policy != "latency-aware" or len(done) < 3 or plan.meets_target:
-        return False
-    drop = done[-2].bytes - done[-1].bytes
-    slack = plan.inputs.floor_tolerance * plan.floor_downtime_s
-    return drop / done[-1].throughput > slack
 
 
 async def _settle(task: asyncio.Task[Any]) -> None:
