@@ -48,6 +48,7 @@ from whimbrel.backends.history import write_record
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.migration_request import MODES, MigrationFailed, MigrationRequest, Mode
 from whimbrel.backends.node_actions import link_json, source_action, target_action, write_target
+from whimbrel.backends.outcome import Delivered, Outcome
 from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
 from whimbrel.backends.recovery import Recovery, recover, this_process
 from whimbrel.backends.ssh import (
@@ -168,7 +169,7 @@ class Migration:
         request = self.request
         yield self._phase(Phase.PREFLIGHT, f"{request.container} -> {request.target}")
         src_node: Node | None = None
-        outcome: dict[str, Any] = {}
+        outcome = Outcome()
         try:
             async with AsyncExitStack() as stack:
                 try:
@@ -182,28 +183,27 @@ class Migration:
                     async for event in self._run(stack, container, src_node, dst_node, outcome):
                         yield event
                 except (WhimbrelError, OSError) as exc:
-                    if _unsettled(outcome):  # the source's daemon has the last word
-                        outcome |= {"ok": False, "error": str(exc), "running_on": "unknown"}
+                    if outcome.unsettled():  # the source's daemon has the last word
+                        outcome.error, outcome.running_on = str(exc), "unknown"
                         yield self._log(str(exc), "error")  # nothing to roll back from here
                     else:
                         running_on = getattr(exc, "running_on", None) or (
                             src_node.name if src_node else "unknown"
                         )
-                        outcome |= {"ok": False, "error": str(exc), "running_on": running_on}
+                        outcome.error, outcome.running_on = str(exc), running_on
                         yield self._phase(Phase.ROLLBACK, str(exc))
         except (WhimbrelError, OSError) as exc:
             # Undoing preflight's work failed (a node went away meanwhile): the outcome stands;
             # the record stays pending, for `recover` to finish the cleanup.
-            outcome.setdefault("warnings", []).append(f"cleanup: {exc}")
-            outcome["cleanup"] = "incomplete"
+            outcome.cleanup_failed(f"cleanup: {exc}")
             yield self._log(
                 f"cleanup incomplete ({exc}): `whimbrel recover` finishes it", "warning"
             )
         # The exit stack has undone what preflight made (target container, link, lock).
-        if outcome.get("ok"):
+        if outcome.ok:
             yield self._phase(Phase.DONE, f"running on {request.target}")
         else:
-            yield self._phase(Phase.FAILED, outcome.get("error", ""))
+            yield self._phase(Phase.FAILED, outcome.error or "")
         yield self._finish(outcome)
 
     async def _resolve(self) -> ContainerInfo:
@@ -226,7 +226,7 @@ class Migration:
         container: ContainerInfo,
         src: Node,
         dst: Node,
-        outcome: dict[str, Any],
+        outcome: Outcome,
     ) -> AsyncIterator[MigrationEvent]:
         request = self.request
         src_session, dst_session = self.pool.session(src), self.pool.session(dst)
@@ -254,7 +254,7 @@ class Migration:
                 self.pool,
                 src,
                 dst,
-                keep=lambda: _unsettled(outcome),
+                keep=outcome.unsettled,
                 ttl_minutes=1 if "link.short-ttl" in self.failpoints else LINK_TTL_MINUTES,
             )
         )
@@ -437,7 +437,7 @@ class Migration:
         self._record["handover"] = True
         write_record(self._record)
         # Until its end is known, nothing here may undo anything: see _follow.
-        outcome["handover"] = "running"
+        outcome.handover = "running"
         final_plan = current.per_round[-1]
         try:
             await agent.ask("handover", timeout=60)
@@ -455,9 +455,9 @@ class Migration:
             # The source stays frozen, the target fenced or serving as its record says:
             # nothing is undone here; the record stays pending for `whimbrel recover`.
             raise MigrationFailed(final.get("error", "the hand-over is unsettled"), "unknown")
-        outcome["handover"] = "source left" if final.get("source_left") else "settled"
+        outcome.handover = "source left" if final.get("source_left") else "settled"
         if final.get("source_left"):
-            outcome.setdefault("warnings", []).append(
+            outcome.warnings.append(
                 f"the source container on {src.name} is stopped but not removed yet: "
                 "`whimbrel recover` removes it"
             )
@@ -491,19 +491,18 @@ class Migration:
                 )
             )  # fmt: skip
         yield self._phase(Phase.CLEANUP)
-        outcome |= {
-            "ok": True,
-            "running_on": dst.name,
-            "mode": mode,
-            "rounds": index,
-            "downtime_s": final.get("downtime_s"),
-            "predicted_downtime_s": first.downtime_s,
-            "predicted_total_time_s": first.total_time_s,
-            "predicted_bytes": first.bytes_sent,
-            "bytes_sent": sent_total,
-            "brownouts_s": tuple(brownouts),
-            "final": final,
-        }
+        outcome.ok, outcome.running_on = True, dst.name
+        outcome.delivered = Delivered(
+            mode=mode,
+            rounds=index,
+            downtime_s=final.get("downtime_s"),
+            predicted_downtime_s=first.downtime_s,
+            predicted_total_time_s=first.total_time_s,
+            predicted_bytes=first.bytes_sent,
+            bytes_sent=sent_total,
+            brownouts_s=tuple(brownouts),
+            handover=final,
+        )
 
     async def _follow(
         self, session: NodeSession, final: dict[str, Any]
@@ -551,34 +550,33 @@ class Migration:
             yield self._log(f"following the hand-over: {lost}; trying again", "warning")
             await asyncio.sleep(1.0)
 
-    async def _release(self, src: NodeSession, cid: str, outcome: dict[str, Any]) -> None:
-        if _for_recover(outcome):
+    async def _release(self, src: NodeSession, cid: str, outcome: Outcome) -> None:
+        if outcome.for_recover():
             return  # its daemon's outcome is in the work dir: `recover` needs it
         try:
             await source_action(src, "release", self.id, cid)
         except WhimbrelError as exc:
-            outcome.setdefault("warnings", []).append(f"release on {src.node.name}: {exc}")
-            outcome["cleanup"] = "incomplete"
+            outcome.cleanup_failed(f"release on {src.node.name}: {exc}")
 
     async def _settle_target(
-        self, session: NodeSession, dst: Node, cid: str, outcome: dict[str, Any]
+        self, session: NodeSession, dst: Node, cid: str, outcome: Outcome
     ) -> None:
         """A migration that did not commit: the target records "aborted" (unless a verdict
         stands) and its container goes; a committed record is never undone."""
-        if outcome.get("ok") or _unsettled(outcome):
+        if outcome.ok or outcome.unsettled():
             return  # it serves, or may be about to
         try:
             verdict = await target_action(session, "settle", self.id, dst.docker_socket, cid)
         except WhimbrelError as exc:
-            outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
-            outcome["handover"] = "running"  # unknown: for `recover`, not for a guess
+            outcome.warnings.append(f"target cleanup: {exc}")
+            outcome.handover = "running"  # unknown: for `recover`, not for a guess
             return
         if verdict["decision"] == "committed":  # the daemon's outcome said otherwise
-            outcome.setdefault("warnings", []).append(
+            outcome.warnings.append(
                 f"{dst.name} recorded the commit: the container runs there; "
                 "`whimbrel recover` settles the source"
             )
-            outcome |= {"handover": "running", "running_on": dst.name}
+            outcome.handover, outcome.running_on = "running", dst.name
 
     async def _settle_handover(
         self, src: NodeSession, dst: Node, cid: str, target_id: str, final: dict[str, Any]
@@ -600,42 +598,41 @@ class Migration:
         said = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
         return final | settled | {"unsettled": False, "error": said}
 
-    async def _forget(self, session: NodeSession, outcome: dict[str, Any]) -> None:
-        if _for_recover(outcome):
+    async def _forget(self, session: NodeSession, outcome: Outcome) -> None:
+        if outcome.for_recover():
             return  # the record is what `recover` settles from
         try:
             await target_action(session, "forget", self.id)
         except WhimbrelError as exc:
-            outcome.setdefault("warnings", []).append(f"target cleanup: {exc}")
-            outcome["cleanup"] = "incomplete"
+            outcome.cleanup_failed(f"target cleanup: {exc}")
 
-    def _finish(self, outcome: dict[str, Any]) -> MigrationFinished:
-        req = self.request
+    def _finish(self, outcome: Outcome) -> MigrationFinished:
+        req, delivered = self.request, outcome.delivered
         event = MigrationFinished(
-            ok=bool(outcome.get("ok")),
+            ok=outcome.ok,
             container=self._record.get("container", req.container),
             src=self._record.get("src", "?"),
             dst=req.target,
-            running_on=outcome.get("running_on", "unknown"),
-            mode=outcome.get("mode", self._record.get("mode", req.mode)),
-            rounds=outcome.get("rounds", 0),
-            downtime_s=outcome.get("downtime_s"),
-            predicted_downtime_s=outcome.get("predicted_downtime_s"),
+            running_on=outcome.running_on,
+            mode=delivered.mode if delivered else self._record.get("mode", req.mode),
+            rounds=delivered.rounds if delivered else 0,
+            downtime_s=delivered.downtime_s if delivered else None,
+            predicted_downtime_s=delivered.predicted_downtime_s if delivered else None,
             total_time_s=self._t(),
-            predicted_total_time_s=outcome.get("predicted_total_time_s"),
-            bytes_sent=outcome.get("bytes_sent", 0),
-            predicted_bytes=outcome.get("predicted_bytes"),
-            brownouts_s=tuple(outcome.get("brownouts_s", ())),
-            error=outcome.get("error"),
+            predicted_total_time_s=delivered.predicted_total_time_s if delivered else None,
+            bytes_sent=delivered.bytes_sent if delivered else 0,
+            predicted_bytes=delivered.predicted_bytes if delivered else None,
+            brownouts_s=delivered.brownouts_s if delivered else (),
+            error=outcome.error,
             t=self._t(),
         )
-        pending_for = "handover" if _for_recover(outcome) else outcome.get("cleanup") and "cleanup"
+        pending_for = outcome.pending_for()
         self._record |= event_json(event) | {
             # What is left to settle stays pending, for `recover`.
             "status": "pending" if pending_for else "done" if event.ok else "failed",
-            "pending_for": pending_for or None,
-            "warnings": outcome.get("warnings", []),
-            "handover_result": outcome.get("final"),
+            "pending_for": pending_for,
+            "warnings": outcome.warnings,
+            "handover_result": delivered.handover if delivered else None,
         }
         self._emit(event)
         self._record["events"] = self._events
@@ -648,14 +645,3 @@ async def _settle(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with suppress(asyncio.CancelledError, WhimbrelError, OSError):
         await task
-
-
-def _unsettled(outcome: dict[str, Any]) -> bool:
-    """The hand-over was fired and its end is not known: nothing may be undone meanwhile."""
-    return outcome.get("handover") == "running"
-
-
-def _for_recover(outcome: dict[str, Any]) -> bool:
-    """What `recover` still has to settle from (the source's work dir, the target's record):
-    a hand-over whose end is unknown, or a committed one whose source is not removed yet."""
-    return _unsettled(outcome) or outcome.get("handover") == "source left"
