@@ -32,7 +32,7 @@ from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase, event_json
 from whimbrel.backends.handover import HandoverUnsettled, final_round, hand_over
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
-from whimbrel.backends.migration_context import Journal, MigrationContext, Step
+from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_request import MODES, MigrationFailed, MigrationRequest, Mode
 from whimbrel.backends.outcome import Delivered, Outcome
 from whimbrel.backends.precopy import open_agent, precopy
@@ -134,7 +134,7 @@ class Migration:
     ) -> AsyncIterator[MigrationEvent]:
         """Preflight, the rounds, the hand-over; the exit stack holds what undoes preflight."""
         ctx, journal = self._ctx, self._journal
-        prepared_by = Step(preflight(ctx, stack, container, src, dst, outcome))
+        prepared_by = PhaseRun(preflight(ctx, stack, container, src, dst, outcome))
         async for event in prepared_by:
             yield event
         prepared = prepared_by.result
@@ -146,11 +146,11 @@ class Migration:
             yield journal.log("stop-and-copy")
         rounds_from = journal.t()
         agent = await stack.enter_async_context(open_agent(ctx, prepared))
-        rounds_run = Step(precopy(ctx, prepared, agent))
+        rounds_run = PhaseRun(precopy(ctx, prepared, agent))
         async for event in rounds_run:
             yield event
         rounds = rounds_run.result
-        handed_over = Step(hand_over(ctx, prepared, rounds, agent, outcome))
+        handed_over = PhaseRun(hand_over(ctx, prepared, rounds, agent, outcome))
         async for event in handed_over:
             yield event
         final = handed_over.result

@@ -13,7 +13,7 @@ from typing import Any
 
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent, Phase, RoundFinished, RoundStarted
-from whimbrel.backends.migration_context import Journal, MigrationContext, Step
+from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_request import MigrationFailed
 from whimbrel.backends.node_actions import source_action, target_action
 from whimbrel.backends.outcome import Outcome
@@ -70,7 +70,7 @@ async def hand_over(
     yield journal.emit(
         RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.t())
     )
-    followed = Step(follow(journal, src_session, ctx.id))
+    followed = PhaseRun(follow(journal, src_session, ctx.id))
     async for event in followed:
         yield event
     final = followed.result

@@ -48,6 +48,8 @@ class Journal:
 
 @dataclass(frozen=True)
 class MigrationContext:
+    """One migration, as each of its phases sees it."""
+
     id: str
     pool: SessionPool
     request: MigrationRequest
@@ -57,9 +59,9 @@ class MigrationContext:
     aborted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Step(Generic[T]):
+class PhaseRun(Generic[T]):
     """A phase run for its events, its result kept: the phase yields events, then its result
-    last. `async for event in step: yield event`, then `step.result`."""
+    last. `async for event in run: yield event`, then `run.result`."""
 
     def __init__(self, items: AsyncIterator[MigrationEvent | T]) -> None:
         self._items = items

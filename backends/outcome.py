@@ -28,6 +28,8 @@ class Delivered:
 
 @dataclass
 class Outcome:
+    """Where the container ended and what is left to settle; the cleanup steps add to it."""
+
     ok: bool = False
     error: str | None = None
     running_on: str = "unknown"

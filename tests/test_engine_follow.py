@@ -14,7 +14,7 @@ import pytest
 from whimbrel.backends import handover
 from whimbrel.backends.events import LogLine, Phase, PhaseChanged
 from whimbrel.backends.handover import HandoverUnsettled, follow
-from whimbrel.backends.migration_context import Journal, Step
+from whimbrel.backends.migration_context import Journal, PhaseRun
 from whimbrel.backends.ssh import NodeUnreachable
 
 LOG = [
@@ -41,7 +41,7 @@ class ScriptedSource:
 
 
 async def _follow(source: ScriptedSource) -> tuple[list[Any], dict[str, Any]]:
-    followed = Step(follow(Journal({"id": "m"}), source, "m"))  # type: ignore[arg-type]
+    followed = PhaseRun(follow(Journal({"id": "m"}), source, "m"))  # type: ignore[arg-type]
     events = [e async for e in followed]
     return events, followed.result
 
