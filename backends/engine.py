@@ -29,10 +29,11 @@ from whimbrel.backends import failpoints
 from whimbrel.backends.config import Node
 from whimbrel.backends.costs import DEFAULT_COSTS, Costs
 from whimbrel.backends.errors import UsageError, WhimbrelError
-from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase, event_json
+from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase
 from whimbrel.backends.handover import HandoverUnsettled, final_round, hand_over
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
+from whimbrel.backends.migration_record import Ending, MigrationRecord, Subject, Timing
 from whimbrel.backends.migration_request import MODES, MigrationFailed, MigrationRequest, Mode
 from whimbrel.backends.outcome import Delivered, Outcome
 from whimbrel.backends.precopy import open_agent, precopy
@@ -60,7 +61,7 @@ class Migration:
         self.pool = pool
         self.request = request
         self.id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        journal = Journal({"id": self.id, "started_at": time.time(), "owner": this_process()})
+        journal = Journal(MigrationRecord(self.id, time.time(), this_process()))
         # failpoints: inert unless whimbrel's own fault tests arm them (backends/failpoints.py).
         self._ctx = MigrationContext(self.id, pool, request, costs, failpoints.armed(), journal)
         self._journal = journal
@@ -80,9 +81,10 @@ class Migration:
                     container = await self._resolve()
                     src_node = self.pool.config.node(container.node)
                     dst_node = self.pool.config.node(request.target)
-                    journal.record |= {"container": container.ref, "container_id": container.id,
-                                       "src": src_node.name, "dst": dst_node.name,
-                                       "status": "pending", "mode": request.mode}  # fmt: skip
+                    journal.record.subject = Subject(
+                        container.ref, container.id, src_node.name, dst_node.name
+                    )
+                    journal.record.mode = request.mode
                     journal.save()
                     async for event in self._run(stack, container, src_node, dst_node, outcome):
                         yield event
@@ -138,8 +140,6 @@ class Migration:
         async for event in prepared_by:
             yield event
         prepared = prepared_by.result
-        # Raw per-round measurements, kept in the record for calibration (`whimbrel bench`).
-        journal.record["measured_rounds"] = []
         if prepared.mode == "iterative":
             yield journal.phase(Phase.PRECOPY)
         else:
@@ -154,12 +154,9 @@ class Migration:
         async for event in handed_over:
             yield event
         final = handed_over.result
-        # The migration proper (what the model's total time predicts) against the preflight.
-        journal.record["timing"] = {
-            "preflight_s": rounds_from,
-            "rounds_s": journal.t() - rounds_from,
-        }
-        journal.record["last_plan"] = {"rounds": rounds.count, "downtime_s": rounds.plan.downtime_s}
+        journal.record.timing = Timing(
+            rounds_from, journal.t() - rounds_from, rounds.count, rounds.plan.downtime_s
+        )
         finished = final_round(journal, prepared, rounds, final)
         if finished:
             yield journal.emit(finished)
@@ -180,33 +177,35 @@ class Migration:
 
     def _finish(self, outcome: Outcome) -> MigrationFinished:
         req, delivered = self.request, outcome.delivered
+        record, journal = self._journal.record, self._journal
         event = MigrationFinished(
             ok=outcome.ok,
-            container=self._journal.record.get("container", req.container),
-            src=self._journal.record.get("src", "?"),
+            container=record.subject.container if record.subject else req.container,
+            src=record.subject.src if record.subject else "?",
             dst=req.target,
             running_on=outcome.running_on,
-            mode=delivered.mode if delivered else self._journal.record.get("mode", req.mode),
+            mode=delivered.mode if delivered else record.mode or req.mode,
             rounds=delivered.rounds if delivered else 0,
             downtime_s=delivered.downtime_s if delivered else None,
             predicted_downtime_s=delivered.predicted_downtime_s if delivered else None,
-            total_time_s=self._journal.t(),
+            total_time_s=journal.t(),
             predicted_total_time_s=delivered.predicted_total_time_s if delivered else None,
             bytes_sent=delivered.bytes_sent if delivered else 0,
             predicted_bytes=delivered.predicted_bytes if delivered else None,
             brownouts_s=delivered.brownouts_s if delivered else (),
             error=outcome.error,
-            t=self._journal.t(),
+            t=journal.t(),
         )
+        journal.emit(event)
         pending_for = outcome.pending_for()
-        self._journal.record |= event_json(event) | {
+        record.ending = Ending(
+            finished=event,
             # What is left to settle stays pending, for `recover`.
-            "status": "pending" if pending_for else "done" if event.ok else "failed",
-            "pending_for": pending_for,
-            "warnings": outcome.warnings,
-            "handover_result": delivered.handover if delivered else None,
-        }
-        self._journal.emit(event)
-        self._journal.record["events"] = self._journal.events
-        path = self._journal.save()
+            status="pending" if pending_for else "done" if event.ok else "failed",
+            pending_for=pending_for,
+            warnings=outcome.warnings,
+            handover_result=delivered.handover if delivered else None,
+            events=journal.events,
+        )
+        path = journal.save()
         return replace(event, record=str(path))

@@ -14,6 +14,7 @@ from typing import Any
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent, Phase, RoundFinished, RoundStarted
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
+from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
 from whimbrel.backends.node_actions import source_action, target_action
 from whimbrel.backends.outcome import Outcome
@@ -57,7 +58,7 @@ async def hand_over(
     src_session = ctx.pool.session(src)
     # From here the source node's daemon carries the hand-over to its end, with or without
     # us: the final phase starts when it does.
-    journal.record["handover"] = True
+    journal.record.handover = True
     journal.save()
     # Until its end is known, nothing here may undo anything: see follow.
     outcome.handover = "running"
@@ -184,13 +185,14 @@ def final_round(
     if "downtime_s" not in final:
         return None
     restore_s = final.get("restore_s") or 0.0
-    journal.record["measured_rounds"].append({
-        "bytes": final["sent_bytes"], "transfer_s": max(final["send_s"] - restore_s, 0.0),
-        "seconds": final["downtime_s"], "throughput": prepared.bandwidth,
-        "rtt": prepared.rtt_s, "final": True, "dump_s": final["dump_s"],
-        "dumped_bytes": final["state_bytes"], "restore_s": restore_s,
-        "stripes": final.get("stripes"),
-    })  # fmt: skip
+    journal.record.measured_rounds.append(
+        RoundRecord(
+            bytes=final["sent_bytes"], transfer_s=max(final["send_s"] - restore_s, 0.0),
+            seconds=final["downtime_s"], throughput=prepared.bandwidth, rtt=prepared.rtt_s,
+            final=True, dump_s=final["dump_s"], dumped_bytes=final["state_bytes"],
+            stripes=final.get("stripes"), restore_s=restore_s,
+        )
+    )  # fmt: skip
     throughput = final["sent_bytes"] / max(final["send_s"], 1e-3)
     return RoundFinished(
         index=rounds.count, final=True, planned_bytes=rounds.plan.per_round[-1].bytes,

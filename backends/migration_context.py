@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from whimbrel.backends.costs import Costs
 from whimbrel.backends.events import LogLine, MigrationEvent, Phase, PhaseChanged, event_json
 from whimbrel.backends.history import write_record
+from whimbrel.backends.migration_record import MigrationRecord
 from whimbrel.backends.migration_request import MigrationRequest
 from whimbrel.backends.ssh import SessionPool
 
@@ -21,9 +22,9 @@ T = TypeVar("T")
 
 class Journal:
     """The events a migration yields, each kept for its record as it goes out, and the record
-    itself (a JSON object, written again at every step `recover` may need)."""
+    itself (written again at every step `recover` may need)."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(self, record: MigrationRecord) -> None:
         self.record = record
         self.events: list[dict[str, Any]] = []
         self._t0 = time.monotonic()
@@ -43,7 +44,7 @@ class Journal:
         return self.emit(LogLine(text, self.t(), level))
 
     def save(self) -> Path:
-        return write_record(self.record)
+        return write_record(self.record.to_json())
 
 
 @dataclass(frozen=True)

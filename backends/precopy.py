@@ -14,6 +14,7 @@ from typing import Any
 from whimbrel.backends import model
 from whimbrel.backends.events import MigrationEvent, RoundFinished, RoundStarted
 from whimbrel.backends.migration_context import MigrationContext
+from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
 from whimbrel.backends.node_actions import link_json
 from whimbrel.backends.preflight import Prepared
@@ -71,12 +72,14 @@ async def precopy(
         done.append(measured)
         inputs = replace(inputs, size=result["state_bytes"])
         current = model.replan(inputs, done, request.policy)
-        journal.record["measured_rounds"].append({
-            "bytes": result["sent_bytes"], "transfer_s": result["send_s"],
-            "seconds": seconds, "throughput": prepared.bandwidth, "rtt": prepared.rtt_s,
-            "final": False, "dump_s": result["freeze_s"], "dumped_bytes": result["state_bytes"],
-            "stripes": result.get("stripes"),
-        })  # fmt: skip
+        journal.record.measured_rounds.append(
+            RoundRecord(
+                bytes=result["sent_bytes"], transfer_s=result["send_s"], seconds=seconds,
+                throughput=prepared.bandwidth, rtt=prepared.rtt_s, final=False,
+                dump_s=result["freeze_s"], dumped_bytes=result["state_bytes"],
+                stripes=result.get("stripes"),
+            )
+        )  # fmt: skip
         throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
         yield journal.emit(
             RoundFinished(

@@ -23,6 +23,7 @@ from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.migration_context import MigrationContext
+from whimbrel.backends.migration_record import LinkRecord
 from whimbrel.backends.migration_request import MigrationRequest
 from whimbrel.backends.node_actions import link_json, source_action, target_action, write_target
 from whimbrel.backends.outcome import Outcome
@@ -87,7 +88,8 @@ async def preflight(
             ttl_minutes=1 if "link.short-ttl" in ctx.failpoints else LINK_TTL_MINUTES,
         )
     )
-    journal.record["link"] = {"id": link.id, "src_dir": link.src_dir, "dst_dir": link.dst_dir}
+    kept_link = LinkRecord(link.id, link.src_dir, link.dst_dir)
+    journal.record.link = kept_link
     journal.save()
     yield journal.log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
 
@@ -107,14 +109,14 @@ async def preflight(
 
     rtt = await probe_rtt(ctx.pool, src, dst, count=5)
     link = link.for_rtt(rtt.rtt_s)
-    journal.record["link"]["stripes"] = link.stripes
+    kept_link.stripes = link.stripes
     bandwidth = await measure_link_throughput(ctx.pool, link, ctx.request.probe_bytes, rtt.rtt_s)
     dirty = await sampling
     size = float(container.memory_bytes or dirty.memory_bytes)
     inputs = _model_inputs(ctx.costs, ctx.request, size, dirty.bytes_per_s, bandwidth, rtt.rtt_s)
     mode, first = choose_plan(ctx.request, inputs)
-    journal.record |= {"mode": mode, "policy": ctx.request.policy,
-                       "inputs": first.inputs.__dict__, "plan": first.to_json()}  # fmt: skip
+    journal.record.mode, journal.record.policy = mode, ctx.request.policy
+    journal.record.inputs, journal.record.plan = first.inputs, first
     yield journal.log(
         f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
         f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
@@ -196,7 +198,7 @@ async def _create_target(
         "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
     )
     target_id: str = created["Id"]
-    ctx.journal.record["target_id"] = target_id
+    ctx.journal.record.target_id = target_id
     ctx.journal.save()
     stack.push_async_callback(settle_target, ctx.id, session, dst, target_id, outcome)
     target = await api.inspect(target_id)
