@@ -64,14 +64,13 @@ class Migration:
         journal = Journal(MigrationRecord(self.id, time.time(), this_process()))
         # failpoints: inert unless whimbrel's own fault tests arm them (backends/failpoints.py).
         self._ctx = MigrationContext(self.id, pool, request, costs, failpoints.armed(), journal)
-        self._journal = journal
 
     def abort(self) -> None:
         """Roll back at the next round boundary; too late once the final round began."""
         self._ctx.aborted.set()
 
     async def events(self) -> AsyncIterator[MigrationEvent]:
-        request, journal = self.request, self._journal
+        request, journal = self.request, self._ctx.journal
         yield journal.phase(Phase.PREFLIGHT, f"{request.container} -> {request.target}")
         src_node: Node | None = None
         outcome = Outcome()
@@ -135,7 +134,8 @@ class Migration:
         outcome: Outcome,
     ) -> AsyncIterator[MigrationEvent]:
         """Preflight, the rounds, the hand-over; the exit stack holds what undoes preflight."""
-        ctx, journal = self._ctx, self._journal
+        ctx = self._ctx
+        journal = ctx.journal
         prepared_by = PhaseRun(preflight(ctx, stack, container, src, dst, outcome))
         async for event in prepared_by:
             yield event
@@ -177,7 +177,8 @@ class Migration:
 
     def _finish(self, outcome: Outcome) -> MigrationFinished:
         req, delivered = self.request, outcome.delivered
-        record, journal = self._journal.record, self._journal
+        journal = self._ctx.journal
+        record = journal.record
         event = MigrationFinished(
             ok=outcome.ok,
             container=record.subject.container if record.subject else req.container,
