@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from whimbrel.backends import engine
-from whimbrel.backends.engine import HandoverUnsettled, Migration, MigrationRequest
+from whimbrel.backends import handover
 from whimbrel.backends.events import LogLine, Phase, PhaseChanged
+from whimbrel.backends.handover import HandoverUnsettled, follow
+from whimbrel.backends.migration_context import Journal, PhaseRun
 from whimbrel.backends.ssh import NodeUnreachable
 
 LOG = [
@@ -40,10 +41,9 @@ class ScriptedSource:
 
 
 async def _follow(source: ScriptedSource) -> tuple[list[Any], dict[str, Any]]:
-    migration = Migration(None, MigrationRequest("east-1/c", "west-1"))  # type: ignore[arg-type]
-    final: dict[str, Any] = {}
-    events = [e async for e in migration._follow(source, final)]  # type: ignore[arg-type]
-    return events, final
+    followed = PhaseRun(follow(Journal({"id": "m"}), source, "m"))  # type: ignore[arg-type]
+    events = [e async for e in followed]
+    return events, followed.result
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     async def instantly(_: float) -> None:
         return None
 
-    monkeypatch.setattr(engine.asyncio, "sleep", instantly)
+    monkeypatch.setattr(handover.asyncio, "sleep", instantly)
 
 
 def test_a_connection_lost_mid_hand_over_is_made_again_and_the_log_read_on_once() -> None:
@@ -71,7 +71,7 @@ def test_a_log_that_ends_early_is_followed_again() -> None:
 def test_a_source_out_of_reach_past_the_grace_leaves_the_hand_over_unsettled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine, "FOLLOW_GRACE_S", 0.0)
+    monkeypatch.setattr(handover, "FOLLOW_GRACE_S", 0.0)
     with pytest.raises(HandoverUnsettled) as raised:
         asyncio.run(_follow(ScriptedSource((2, True), (0, True), (0, True))))
     assert raised.value.running_on == "unknown"

@@ -1,0 +1,222 @@
+"""Preflight: everything a migration makes and measures before its first round. The container
+is locked on its node, the link opened, the image shipped if the target lacks it, the target
+container created (not started), the path and the dirty rate measured, and the rounds planned.
+Each thing made is pushed on the migration's exit stack with the step that undoes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from whimbrel.backends import model
+from whimbrel.backends.channel import LINK_TTL_MINUTES, NodeLink, open_link
+from whimbrel.backends.cleanup import forget_decision, release_lock, settle_target
+from whimbrel.backends.config import Node
+from whimbrel.backends.container_spec import create_body, refuse_unmovable
+from whimbrel.backends.costs import Costs
+from whimbrel.backends.docker_api import DockerAPI, DockerError
+from whimbrel.backends.errors import WhimbrelError
+from whimbrel.backends.events import MigrationEvent
+from whimbrel.backends.inventory import ContainerInfo
+from whimbrel.backends.migration_context import MigrationContext
+from whimbrel.backends.migration_record import LinkRecord
+from whimbrel.backends.migration_request import MigrationRequest
+from whimbrel.backends.node_actions import link_json, source_action, target_action, write_target
+from whimbrel.backends.outcome import Outcome
+from whimbrel.backends.probes import measure_dirty, measure_link_throughput, probe_rtt
+from whimbrel.backends.ssh import NodeSession
+
+RunMode = Literal["iterative", "stop-and-copy"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What preflight made and measured, for the rounds and the hand-over."""
+
+    container: ContainerInfo
+    src: Node
+    dst: Node
+    link: NodeLink  # striped for the measured RTT
+    target_id: str  # the target container: created, not started
+    rtt_s: float
+    bandwidth: float  # bytes/s the link's stripes carried
+    inputs: model.ModelInputs  # the model's inputs, as measured
+    first: model.Plan  # the plan before the rounds: the outcome's predictions
+    mode: RunMode
+
+
+async def preflight(
+    ctx: MigrationContext,
+    stack: AsyncExitStack,
+    container: ContainerInfo,
+    src: Node,
+    dst: Node,
+    outcome: Outcome,
+) -> AsyncIterator[MigrationEvent | Prepared]:
+    """Preflight's events, then what it prepared."""
+    journal = ctx.journal
+    src_session, dst_session = ctx.pool.session(src), ctx.pool.session(dst)
+    dst_api = DockerAPI(dst_session)
+    inspect = await DockerAPI(src_session).inspect(container.id)
+    refuse_unmovable(inspect)
+
+    prepared = await source_action(
+        src_session, "prepare", ctx.id, container.id, src.docker_socket,
+        json.dumps(ctx.failpoints),
+    )  # fmt: skip
+    stack.push_async_callback(release_lock, ctx.id, src_session, container.id, outcome)
+    yield journal.log(
+        f"source {src.name}: CRIU {prepared['criu']}, "
+        + ("soft-dirty tracking" if prepared["soft_dirty"] else "no soft-dirty tracking")
+        + ": pre-copy rounds are full --leave-running dumps, only changed pages sent"
+    )
+
+    # The dirty rate is sampled on the source while the target is set up and the path
+    # probed (seconds of sampling the preflight would otherwise wait for on its own).
+    sampling = asyncio.create_task(measure_dirty(ctx.pool, container, seconds=2.0))
+    stack.push_async_callback(_settle, sampling)
+    link = await stack.enter_async_context(
+        open_link(
+            ctx.pool,
+            src,
+            dst,
+            keep=outcome.unsettled,
+            ttl_minutes=1 if "link.short-ttl" in ctx.failpoints else LINK_TTL_MINUTES,
+        )
+    )
+    kept_link = LinkRecord(link.id, link.src_dir, link.dst_dir)
+    journal.record.link = kept_link
+    journal.save()
+    yield journal.log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
+
+    image = inspect["Config"]["Image"]
+    # Written by the operator: the source can only send data, never choose where it goes
+    # or which image the target loads.
+    where: dict[str, Any] = {
+        "migration": ctx.id,
+        "docker_socket": dst.docker_socket,
+        "image": {"ref": image, "id": inspect["Image"]},
+        "failpoints": ctx.failpoints,
+    }
+    await write_target(dst_session, link, where)
+    async for event in _ship_image(ctx, src_session, dst_api, link, image):
+        yield event
+    target_id = await _create_target(ctx, stack, dst, link, container.name, inspect, where, outcome)
+
+    rtt = await probe_rtt(ctx.pool, src, dst, count=5)
+    link = link.for_rtt(rtt.rtt_s)
+    kept_link.stripes = link.stripes
+    bandwidth = await measure_link_throughput(ctx.pool, link, ctx.request.probe_bytes, rtt.rtt_s)
+    dirty = await sampling
+    size = float(container.memory_bytes or dirty.memory_bytes)
+    inputs = _model_inputs(ctx.costs, ctx.request, size, dirty.bytes_per_s, bandwidth, rtt.rtt_s)
+    mode, first = choose_plan(ctx.request, inputs)
+    journal.record.mode, journal.record.policy = mode, ctx.request.policy
+    journal.record.inputs, journal.record.plan = first.inputs, first
+    yield journal.log(
+        f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
+        f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
+        f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
+        f"state {size / 2**20:.0f} MiB; plan: {first.reason}"
+    )
+    yield Prepared(container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first, mode)
+
+
+def choose_plan(request: MigrationRequest, inputs: model.ModelInputs) -> tuple[RunMode, model.Plan]:
+    """The mode and the plan before the rounds: the request's fixed rounds, else its mode,
+    else the policy's verdict; an iterative plan has at least one round."""
+    first = model.plan(inputs, request.policy)
+    mode = request.mode
+    if request.rounds is not None:
+        mode = "iterative" if request.rounds else "stop-and-copy"
+        first = model.evaluate(inputs, request.rounds)
+    elif mode == "auto":
+        mode = "iterative" if first.verdict == "iterate" else "stop-and-copy"
+    if mode == "stop-and-copy":
+        return mode, model.evaluate(inputs, 0)
+    return "iterative", first if first.rounds else model.evaluate(inputs, 1)
+
+
+def _model_inputs(
+    costs: Costs,
+    request: MigrationRequest,
+    size: float,
+    dirty_rate: float,
+    bandwidth: float,
+    rtt_s: float,
+) -> model.ModelInputs:
+    inputs = costs.model_inputs(
+        size=size,
+        dirty_rate=dirty_rate,
+        bandwidth=bandwidth,
+        rtt=rtt_s,
+        downtime_target=request.downtime_target_s,
+        max_rounds=request.max_rounds,
+    )
+    return replace(inputs, brownout_weight=request.brownout_weight)
+
+
+async def _ship_image(
+    ctx: MigrationContext, src: NodeSession, dst_api: DockerAPI, link: NodeLink, image: str
+) -> AsyncIterator[MigrationEvent]:
+    """The image, node to node (`docker save | docker load`), if the target lacks it."""
+    try:
+        await dst_api.request("GET", f"/images/{image}/json")
+    except DockerError as exc:
+        if exc.status != 404:
+            raise
+        yield ctx.journal.log(f"target lacks image {image}: shipping it (docker save | load)")
+        shipped = await source_action(
+            src, "ship-image", ctx.id, image, link_json(link), timeout=1800
+        )
+        yield ctx.journal.log(f"image shipped: {shipped['bytes']} bytes")
+
+
+async def _create_target(
+    ctx: MigrationContext,
+    stack: AsyncExitStack,
+    dst: Node,
+    link: NodeLink,
+    name: str,
+    inspect: dict[str, Any],
+    where: dict[str, Any],
+    outcome: Outcome,
+) -> str:
+    """The target's decision record and its container, configured as the source's; then
+    the receiver told where the container's layer, volumes and checkpoint live."""
+    session = ctx.pool.session(dst)
+    api = DockerAPI(session)
+    # The target's decision record decides where the container lives (receiver.py);
+    # dropped last, once every party has acted on it.
+    await target_action(session, "expect", ctx.id)
+    stack.push_async_callback(forget_decision, ctx.id, session, outcome)
+    created = await api.request(
+        "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
+    )
+    target_id: str = created["Id"]
+    ctx.journal.record.target_id = target_id
+    ctx.journal.save()
+    stack.push_async_callback(settle_target, ctx.id, session, dst, target_id, outcome)
+    target = await api.inspect(target_id)
+    root = (await api.request("GET", "/info"))["DockerRootDir"]
+    where |= {
+        "container": target_id,
+        "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],
+        "checkpoint_dir": f"{root}/containers/{target_id}/checkpoints/whimbrel",
+        "volumes": {
+            m["Name"]: m["Source"] for m in target.get("Mounts") or () if m["Type"] == "volume"
+        },
+    }
+    await write_target(session, link, where)
+    return target_id
+
+
+async def _settle(task: asyncio.Task[Any]) -> None:
+    """A side task the migration no longer waits for: cancelled, its outcome collected."""
+    task.cancel()
+    with suppress(asyncio.CancelledError, WhimbrelError, OSError):
+        await task
