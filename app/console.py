@@ -1,10 +1,10 @@
 """The console: the Textual app an operator opens with `whimbrel`.
 
-The app owns the Backend, the `Live` picture of the world and the workers that feed it:
+The app owns the Backend, the `Observations` of the clusters and the workers that feed it:
 inventory per node (a slow node never holds up the others), RTT of the selected path, the
 dirty rate of the selected container. Each loop waits its interval after the previous round
 finished, so rounds never overlap; results arrive as typed messages, the app files them in
-`Live` and publishes `live_changed`, and the visible screen redraws what it shows.
+`Observations` and publishes `live_changed`, and the visible screen redraws what it shows.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.signal import Signal
 
-from whimbrel.app.backend import Backend, HistoryRecord, Live, LiveBackend, MigrationOrder
+from whimbrel.app.backend import Backend, LiveBackend
+from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
@@ -36,6 +37,8 @@ from whimbrel.app.messages import (
     RttMeasured,
     ThroughputMeasured,
 )
+from whimbrel.app.observations import Observations
+from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.palette import WhimbrelCommands
 from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
 from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
@@ -79,7 +82,7 @@ class WhimbrelApp(App[int]):
         self.imposed_read_only = read_only or self.settings.read_only
         self.read_only = self.imposed_read_only
         self.remembered = remembered or RememberedState()
-        self.live: Live | None = Live(backend.config) if backend else None
+        self.observed: Observations | None = Observations(backend.config) if backend else None
         self.live_changed: Signal[str] = Signal(self, "live-changed")
         self.selected: str | None = None  # NODE/NAME of the container being watched
         self.target: str | None = None  # node the selected container would go to
@@ -210,8 +213,8 @@ class WhimbrelApp(App[int]):
 
     @on(NodeInventoryLoaded)
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
-        assert self.live is not None
-        self.live.set_node(message.inventory)
+        assert self.observed is not None
+        self.observed.set_node(message.inventory)
         self.live_changed.publish("inventory")
         container = self.selected_container()
         if self.selected and container is None:
@@ -228,21 +231,21 @@ class WhimbrelApp(App[int]):
 
     def first_table_shown(self) -> None:
         """The main screen calls this each time it fills its table."""
-        if self.live is not None and self.live.all_answered:
+        if self.observed is not None and self.observed.all_answered:
             self._record_timing("first_full_table")
 
     # --- the watched container and path ------------------------------------------------------
 
     def select(self, ref: str | None) -> None:
         """Watch a container: its dirty rate, and the RTT to its target."""
-        if self.live is None or ref == self.selected:
+        if self.observed is None or ref == self.selected:
             return
         self.selected = ref
-        container = self.live.container(ref) if ref else None
+        container = self.observed.container(ref) if ref else None
         if container is not None and (
-            self.target is None or self.target not in self.live.targets_for(container)
+            self.target is None or self.target not in self.observed.targets_for(container)
         ):
-            self.target = self.live.default_target(container)
+            self.target = self.observed.default_target(container)
         self._restart_monitors()
         self.live_changed.publish("selection")
 
@@ -254,9 +257,9 @@ class WhimbrelApp(App[int]):
         self.live_changed.publish("selection")
 
     def selected_container(self) -> ContainerInfo | None:
-        if self.live is None or self.selected is None:
+        if self.observed is None or self.selected is None:
             return None
-        return self.live.container(self.selected)
+        return self.observed.container(self.selected)
 
     def _restart_monitors(self, dirty: bool = True) -> None:
         container = self.selected_container()
@@ -293,10 +296,10 @@ class WhimbrelApp(App[int]):
             await asyncio.sleep(self.settings.rtt_every_s)
 
     async def _dirty_loop(self, ref: str) -> None:
-        assert self.backend is not None and self.live is not None
+        assert self.backend is not None and self.observed is not None
         while True:
             # As the inventory knows it now: a restarted container has a new pid.
-            container = self.live.container(ref)
+            container = self.observed.container(ref)
             if container is None or not container.running:
                 return
             try:
@@ -315,9 +318,9 @@ class WhimbrelApp(App[int]):
         )
 
     async def _throughput_once(self, src: str, dst: str) -> None:
-        assert self.backend is not None and self.live is not None
+        assert self.backend is not None and self.observed is not None
         try:
-            rtt = self.live.rtt_last.get((src, dst))
+            rtt = self.observed.rtt_last.get((src, dst))
             if rtt is None:
                 result = await self.backend.rtt(src, dst)
                 self.post_message(RttMeasured(result))
@@ -328,15 +331,15 @@ class WhimbrelApp(App[int]):
 
     @on(RttMeasured)
     def _rtt_measured(self, message: RttMeasured) -> None:
-        assert self.live is not None
-        self.live.add_rtt(message.result)
+        assert self.observed is not None
+        self.observed.add_rtt(message.result)
         self._record_timing("first_rtt_sample")
         self.live_changed.publish("rtt")
 
     @on(ThroughputMeasured)
     def _throughput_measured(self, message: ThroughputMeasured) -> None:
-        assert self.live is not None
-        self.live.set_throughput(message.result)
+        assert self.observed is not None
+        self.observed.set_throughput(message.result)
         self.live_changed.publish("throughput")
         result = message.result
         if type(self.screen).__name__ == "MainScreen":  # the preview shows it; main does not
@@ -348,28 +351,28 @@ class WhimbrelApp(App[int]):
 
     @on(ProbeFailed)
     def _probe_failed(self, message: ProbeFailed) -> None:
-        assert self.live is not None
-        self.live.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
+        assert self.observed is not None
+        self.observed.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
         self.live_changed.publish(message.kind)
 
     @on(DirtySampled)
     def _dirty_sampled(self, message: DirtySampled) -> None:
-        assert self.live is not None
-        self.live.add_dirty(message.ref, message.sample)
+        assert self.observed is not None
+        self.observed.add_dirty(message.ref, message.sample)
         self._record_timing("first_dirty_sample")
         self.live_changed.publish("dirty")
 
     @on(DirtyFailed)
     def _dirty_failed(self, message: DirtyFailed) -> None:
-        assert self.live is not None
-        self.live.errors[f"dirty:{message.ref}"] = message.error
+        assert self.observed is not None
+        self.observed.errors[f"dirty:{message.ref}"] = message.error
         self.live_changed.publish("dirty")
 
     # --- migrations --------------------------------------------------------------------------
 
     def refusal(self, container: ContainerInfo, target: str | None) -> str | None:
         """Why this migration may not start, in words; None when it may."""
-        assert self.live is not None
+        assert self.observed is not None
         if self.read_only:
             return "the console is read-only: no migration can start"
         if self.migrating:
@@ -377,7 +380,7 @@ class WhimbrelApp(App[int]):
         if target is None:
             return f"no node in another cluster to move {container.name} to"
         for node in (container.node, target):
-            cluster = self.live.config.clusters.get(self.live.cluster_of(node))
+            cluster = self.observed.config.clusters.get(self.observed.cluster_of(node))
             if cluster is not None and cluster.read_only:
                 return f"cluster {cluster.name} is read-only in {self.config_path}"
         if not container.running:
@@ -388,7 +391,7 @@ class WhimbrelApp(App[int]):
                     f"bind mount {mount.source} -> {mount.destination}: whimbrel does not move "
                     "bind-mounted host data yet"
                 )
-        if self.live.reachable(target) is False:
+        if self.observed.reachable(target) is False:
             return f"{target} is not answering"
         return None
 
@@ -401,16 +404,16 @@ class WhimbrelApp(App[int]):
         self.push_screen(ProgressScreen(orders))
 
     def migration_started(self, order: MigrationOrder) -> None:
-        assert self.live is not None
+        assert self.observed is not None
         self.migrating = True
         self.pause_dirty_sampling()
-        self.live.busy[order.container.ref] = f"→ {order.target}"
+        self.observed.busy[order.container.ref] = f"→ {order.target}"
         self.live_changed.publish("inventory")
 
     def migrations_ended(self, follow: str | None) -> None:
-        assert self.live is not None
+        assert self.observed is not None
         self.migrating = False
-        self.live.busy.clear()
+        self.observed.busy.clear()
         self.follow = follow
         self.selected = None  # the container may have moved: select afresh
         self.refresh_inventory()

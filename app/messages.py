@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from whimbrel.app.backend import DirtyRate, HistoryRecord
+from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult

@@ -17,7 +17,6 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from whimbrel.app.backend import plan_for
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
@@ -25,6 +24,7 @@ from whimbrel.app.messages import (
     RttMeasured,
     ThroughputMeasured,
 )
+from whimbrel.app.planning import plan_for
 from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
@@ -65,19 +65,19 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         yield Footer()
 
     def _containers(self) -> list[ContainerInfo]:
-        live = self.wapp.live
-        assert live is not None
-        return [c for ref in self.refs if (c := live.container(ref)) is not None]
+        observed = self.wapp.observed
+        assert observed is not None
+        return [c for ref in self.refs if (c := observed.container(ref)) is not None]
 
     def on_mount(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         table = self.query_one(DataTable)
         table.border_title = f"Evacuate {len(self.refs)} containers, one after another"
         for key, header in COLUMNS:
             table.add_column(header, key=key)
         for c in self._containers():
-            self.targets[c.ref] = live.default_target(c)
+            self.targets[c.ref] = observed.default_target(c)
             table.add_row(*([""] * len(COLUMNS)), key=c.ref)
         self.wapp.pause_dirty_sampling()
         self.wapp.live_changed.subscribe(self, lambda _kind: self._show())
@@ -95,13 +95,13 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
 
     @work(exclusive=True, group="evacuate-measure")
     async def _measure(self) -> None:
-        app, backend, live = self.wapp, self.wapp.backend, self.wapp.live
-        assert backend is not None and live is not None
+        app, backend, observed = self.wapp, self.wapp.backend, self.wapp.observed
+        assert backend is not None and observed is not None
         containers = self._containers()
         gate = asyncio.Semaphore(CONCURRENT_SAMPLERS)
 
         async def sample(c: ContainerInfo) -> None:
-            if len(live.dirty.get(c.ref, ())) >= DIRTY_SAMPLES:
+            if len(observed.dirty.get(c.ref, ())) >= DIRTY_SAMPLES:
                 return
             async with gate:
                 try:
@@ -118,12 +118,12 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
             # One path at a time: throughput probes of several paths would share the WAN.
             for pair in sorted({(c.node, t) for c in containers if (t := self.targets[c.ref])}):
                 try:
-                    rtt = live.rtt_last.get(pair)
+                    rtt = observed.rtt_last.get(pair)
                     if rtt is None:
                         measured = await backend.rtt(*pair)
                         app.post_message(RttMeasured(measured))
                         rtt = measured.rtt_s
-                    if pair not in live.throughput:
+                    if pair not in observed.throughput:
                         result = await backend.throughput(*pair, rtt)
                         app.post_message(ThroughputMeasured(result))
                 except Exception as exc:
@@ -134,10 +134,10 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
     # --- drawing -----------------------------------------------------------------------------
 
     def _plans(self) -> dict[str, Plan | None]:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         return {
-            c.ref: plan_for(live.measurements(c, t), self.wapp.downtime_target_s)
+            c.ref: plan_for(observed.measurements(c, t), self.wapp.downtime_target_s)
             if (t := self.targets.get(c.ref))
             else None
             for c in self._containers()
@@ -146,15 +146,15 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
     def _show(self) -> None:
         if not on_view(self):
             return
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         colours = colours_of(self.app)
         table = self.query_one(DataTable)
         plans = self._plans()
         for c in self._containers():
             target, plan = self.targets.get(c.ref), plans.get(c.ref)
-            error = live.errors.get(f"dirty:{c.ref}") or (
-                live.errors.get(f"throughput:{c.node}>{target}") if target else None
+            error = observed.errors.get(f"dirty:{c.ref}") or (
+                observed.errors.get(f"throughput:{c.node}>{target}") if target else None
             )
             if plan is not None:
                 cells = [
@@ -193,11 +193,11 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     def action_next_target(self) -> None:
-        live, ref = self.wapp.live, self._row_ref()
-        container = live.container(ref) if live and ref else None
-        if live is None or container is None or ref is None:
+        observed, ref = self.wapp.observed, self._row_ref()
+        container = observed.container(ref) if observed and ref else None
+        if observed is None or container is None or ref is None:
             return
-        targets = live.targets_for(container)
+        targets = observed.targets_for(container)
         if targets:
             current = self.targets.get(ref)
             index = targets.index(current) if current in targets else -1
@@ -206,12 +206,12 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
             self._measure()
 
     def action_same_target(self) -> None:
-        live, ref = self.wapp.live, self._row_ref()
-        if live is None or ref is None or self.targets.get(ref) is None:
+        observed, ref = self.wapp.observed, self._row_ref()
+        if observed is None or ref is None or self.targets.get(ref) is None:
             return
         target = cast(str, self.targets[ref])
         for c in self._containers():
-            if target in live.targets_for(c):
+            if target in observed.targets_for(c):
                 self.targets[c.ref] = target
         self._show()
         self._measure()

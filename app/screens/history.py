@@ -14,7 +14,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from whimbrel.app.backend import HistoryRecord, name_of, rounds_began_at
+from whimbrel.app.engine_events import name_of, rounds_began_at
+from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size

@@ -90,13 +90,13 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- drawing -----------------------------------------------------------------------------
 
     def _show_nodes(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         clusters = []
-        for name, cluster in live.config.clusters.items():
+        for name, cluster in observed.config.clusters.items():
             nodes = []
-            for node in live.config.nodes_of(name):
-                inv = live.nodes.get(node.name)
+            for node in observed.config.nodes_of(name):
+                inv = observed.nodes.get(node.name)
                 nodes.append(
                     NodeStatus(
                         node.name,
@@ -111,12 +111,12 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one(NodeList).show(clusters)
 
     def _show_table(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         table = self.query_one(ContainerTable)
-        containers = live.containers()
+        containers = observed.containers()
         self.marked &= {c.ref for c in containers}
-        self._rates_shown = {c.ref for c in containers if c.ref in live.dirty}
+        self._rates_shown = {c.ref for c in containers if c.ref in observed.dirty}
         table.show(
             [
                 ContainerRow(
@@ -127,20 +127,20 @@ class MainScreen(OnWhimbrel, Screen[None]):
                     state=c.state,
                     image=c.image,
                     memory_bytes=c.memory_bytes,
-                    dirty_rate=live.dirty_rate(c.ref),
+                    dirty_rate=observed.dirty_rate(c.ref),
                     marked=c.ref in self.marked,
-                    busy=live.busy.get(c.ref),
+                    busy=observed.busy.get(c.ref),
                 )
                 for c in containers
             ]
         )
-        answered = sum(1 for n in live.nodes.values() if n is not None)
+        answered = sum(1 for n in observed.nodes.values() if n is not None)
         shown = len(table.visible_refs)
         title = f"Containers  {len(containers)}"
         if shown != len(containers):
             title = f"Containers  {shown} of {len(containers)} (filtered)"
-        if answered < len(live.nodes):
-            title += f"  ·  {answered}/{len(live.nodes)} nodes answered"
+        if answered < len(observed.nodes):
+            title += f"  ·  {answered}/{len(observed.nodes)} nodes answered"
         if self.marked:
             title += f"  ·  {len(self.marked)} marked"
         table.border_title = title
@@ -149,12 +149,12 @@ class MainScreen(OnWhimbrel, Screen[None]):
         )
         follow = self.wapp.follow
         if follow:
-            moved = live.find(follow)
+            moved = observed.find(follow)
             if moved is not None and table.move_to(moved.ref):
                 self.wapp.follow = None
         if table.current_ref != self.wapp.selected:
             self.wapp.select(table.current_ref)
-        if live.all_answered:
+        if observed.all_answered:
             self.wapp.first_table_shown()
 
     def _show_rtt(self) -> None:
@@ -184,9 +184,9 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def _current(self) -> ContainerInfo | None:
-        live = self.wapp.live
+        observed = self.wapp.observed
         ref = self.query_one(ContainerTable).current_ref
-        return live.container(ref) if live and ref else None
+        return observed.container(ref) if observed and ref else None
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -204,11 +204,11 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.notify("refreshing every node", timeout=2)
 
     def action_mark(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
-            refs = {c.ref for c in live.containers() if c.node == nodes.highlighted_node}
+            refs = {c.ref for c in observed.containers() if c.node == nodes.highlighted_node}
             # Marking a node marks all of it; again unmarks all of it.
             self.marked = self.marked - refs if refs <= self.marked else self.marked | refs
         else:
@@ -229,19 +229,23 @@ class MainScreen(OnWhimbrel, Screen[None]):
 
     def action_probe(self) -> None:
         """Measure the selected path again: RTT and throughput (the palette's "Probe")."""
-        live, container, target = self.wapp.live, self.wapp.selected_container(), self.wapp.target
-        if live is None or container is None or target is None:
+        observed, container, target = (
+            self.wapp.observed,
+            self.wapp.selected_container(),
+            self.wapp.target,
+        )
+        if observed is None or container is None or target is None:
             self.notify("select a container first", severity="warning")
             return
-        live.throughput.pop((container.node, target), None)
+        observed.throughput.pop((container.node, target), None)
         self.wapp.measure_throughput(container.node, target)
         self.notify(f"measuring {container.node} → {target}: RTT and throughput", timeout=3)
 
     def action_next_target(self) -> None:
-        live, container = self.wapp.live, self.wapp.selected_container()
-        if live is None or container is None:
+        observed, container = self.wapp.observed, self.wapp.selected_container()
+        if observed is None or container is None:
             return
-        targets = live.targets_for(container)
+        targets = observed.targets_for(container)
         if not targets:
             return
         current = self.wapp.target
@@ -259,13 +263,13 @@ class MainScreen(OnWhimbrel, Screen[None]):
     def action_evacuate(self) -> None:
         from whimbrel.app.screens.evacuate import EvacuateScreen
 
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
-            chosen = [c for c in live.containers() if c.node == nodes.highlighted_node]
+            chosen = [c for c in observed.containers() if c.node == nodes.highlighted_node]
         elif self.marked:
-            chosen = [c for c in live.containers() if c.ref in self.marked]
+            chosen = [c for c in observed.containers() if c.ref in self.marked]
         else:
             current = self._current()
             chosen = [current] if current else []

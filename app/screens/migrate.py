@@ -15,7 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
-from whimbrel.app.backend import MigrationOrder, plan_for
+from whimbrel.app.orders import MigrationOrder
+from whimbrel.app.planning import plan_for
 from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
@@ -49,15 +50,15 @@ def prediction_text(plan: Plan | None) -> Text:
 
 def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
     """Refuse with the reason, or open the modal; migrate if the operator confirms."""
-    live = app.live
-    assert live is not None
+    observed = app.observed
+    assert observed is not None
     for container, target in moves:
         reason = app.refusal(container, target)
         if reason:
             app.notify(f"{container.name}: {reason}", severity="error")
             return
         assert target is not None
-        if (container.node, target) not in live.throughput:
+        if (container.node, target) not in observed.throughput:
             app.measure_throughput(container.node, target)
 
     def started(orders: list[MigrationOrder] | None) -> None:
@@ -97,16 +98,16 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
         self._show()
 
     def _plans(self) -> list[Plan | None]:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         return [
-            plan_for(live.measurements(c, t), self.wapp.downtime_target_s) if t else None
+            plan_for(observed.measurements(c, t), self.wapp.downtime_target_s) if t else None
             for c, t in self.moves
         ]
 
     def _show(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.wapp.observed
+        assert observed is not None
         colours = colours_of(self.app)
         table = Table.grid(padding=(0, 1))
         table.add_column()
@@ -118,7 +119,7 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
                     (container.name, f"bold {colours.get('accent', '')}"),
                     f"  from {container.node} ({container.cluster})  to ",
                     (target, "bold"),
-                    f" ({live.cluster_of(target)})",
+                    f" ({observed.cluster_of(target)})",
                 )
             )
             table.add_row(Text("  ").append_text(prediction_text(plan)))

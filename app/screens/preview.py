@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from whimbrel.app.backend import plan_for
+from whimbrel.app.planning import plan_for
 from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.backends.inventory import ContainerInfo
@@ -107,20 +107,20 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         info.update(grid)
 
     def _container(self) -> ContainerInfo | None:
-        live = self.wapp.live
-        return live.container(self.ref) if live else None
+        observed = self.wapp.observed
+        return observed.container(self.ref) if observed else None
 
     def _fill_targets(self) -> None:
-        live, container = self.wapp.live, self._container()
+        observed, container = self.wapp.observed, self._container()
         targets = self.query_one("#targets", OptionList)
-        if live is None or container is None:
+        if observed is None or container is None:
             return
         options = []
-        for node in live.targets_for(container):
-            up = live.reachable(node)
-            rtt = live.rtt_last.get((container.node, node))
+        for node in observed.targets_for(container):
+            up = observed.reachable(node)
+            rtt = observed.rtt_last.get((container.node, node))
             text = Text(node)
-            text.append(f"  {live.cluster_of(node)}", style="dim")
+            text.append(f"  {observed.cluster_of(node)}", style="dim")
             if up is False:
                 text.append("  not answering", style="dim italic")
             elif rtt is not None:
@@ -148,32 +148,32 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self._replan()
 
     def _measure_path(self, again: bool = False) -> None:
-        live, container, target = self.wapp.live, self._container(), self.wapp.target
-        if live is None or container is None or target is None:
+        observed, container, target = self.wapp.observed, self._container(), self.wapp.target
+        if observed is None or container is None or target is None:
             return
         pair = (container.node, target)
         if again:
-            live.throughput.pop(pair, None)
-        elif pair in self._measured or pair in live.throughput:
+            observed.throughput.pop(pair, None)
+        elif pair in self._measured or pair in observed.throughput:
             return
         self._measured.add(pair)
         self.wapp.measure_throughput(*pair)
 
     def _replan(self) -> None:
-        live, container, target = self.wapp.live, self._container(), self.wapp.target
+        observed, container, target = self.wapp.observed, self._container(), self.wapp.target
         panel = self.query_one(PlanPanel)
         bars = self.query_one(RoundBars)
-        if live is None or container is None:
+        if observed is None or container is None:
             panel.show_plan(None, Text(f"{self.ref} is gone (moved or removed)"))
             return
         if target is None:
             panel.show_plan(None, Text("no node in another cluster"), ("a target",))
             return
         panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
-        m = live.measurements(container, target)
+        m = observed.measurements(container, target)
         self.plan = plan_for(m, self.wapp.downtime_target_s)
         errors = [
-            live.errors.get(f"{kind}:{key}")
+            observed.errors.get(f"{kind}:{key}")
             for kind, key in (
                 ("rtt", f"{container.node}>{target}"),
                 ("throughput", f"{container.node}>{target}"),

@@ -17,8 +17,10 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from whimbrel.app.backend import MigrationHandle, MigrationOrder, name_of, rounds_began_at
+from whimbrel.app.backend import MigrationHandle
+from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
+from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.screens import OnWhimbrel, colours_of
 from whimbrel.backends.events import (
     LogLine,
@@ -310,9 +312,9 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         name = name_of(r.container)
         if r.running_on and r.running_on != "unknown":
             return f"{name} is running on {r.running_on}."
-        live = self.wapp.live
-        if live is not None and live.answered_since(self._ended_at):
-            found = live.find(name)
+        observed = self.wapp.observed
+        if observed is not None and observed.answered_since(self._ended_at):
+            found = observed.find(name)
             if found is None:
                 return f"{name} is not running on any node that answers."
             if found.node == r.dst:

@@ -25,11 +25,13 @@ async def settled(pilot: Pilot, ref: str = "east-1/kv") -> None:
     from whimbrel.widgets.container_table import ContainerTable
 
     app = pilot.app
-    await until(pilot, lambda: app.live is not None and app.live.all_answered)
+    await until(pilot, lambda: app.observed is not None and app.observed.all_answered)
     app.screen.query_one(ContainerTable).move_to(ref)
     await until(pilot, lambda: app.selected == ref and app.target is not None)
     pair = (ref.split("/")[0], app.target)
-    await until(pilot, lambda: pair in app.live.rtt_last and len(app.live.dirty.get(ref, ())) >= 90)
+    await until(
+        pilot, lambda: pair in app.observed.rtt_last and len(app.observed.dirty.get(ref, ())) >= 90
+    )
 
 
 def text_of(widget: Static) -> str:
