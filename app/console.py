@@ -23,6 +23,7 @@ from typing import ClassVar
 from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.signal import Signal
 
 from whimbrel.app.backend import Backend, LiveBackend
@@ -40,17 +41,37 @@ from whimbrel.app.messages import (
 from whimbrel.app.observations import Observations
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.palette import WhimbrelCommands
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.help import HelpScreen
+from whimbrel.app.screens.history import HistoryScreen
+from whimbrel.app.screens.main import MainScreen
+from whimbrel.app.screens.migrate import MigrateModal
+from whimbrel.app.screens.preview import PreviewScreen
+from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
 from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory
 from whimbrel.backends.units import format_bandwidth, format_duration
 from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
+from whimbrel.widgets.container_table import ContainerTable
 
 EXIT_OK = 0
 DIRTY_INTERVAL_S = 1.0
 DIRTY_RETRY_S = 10.0
 TERMINAL_CHECK_S = 2.0
+# Every screen the console opens: their bindings are what `[console] keys` may remap.
+SCREENS: tuple[type[Screen], ...] = (
+    MainScreen,
+    PreviewScreen,
+    MigrateModal,
+    ProgressScreen,
+    EvacuateScreen,
+    HistoryScreen,
+    HelpScreen,
+    WelcomeScreen,
+)
 
 
 class WhimbrelApp(App[int]):
@@ -101,9 +122,6 @@ class WhimbrelApp(App[int]):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        from whimbrel.app.screens.main import MainScreen
-        from whimbrel.app.screens.welcome import WelcomeScreen
-
         self._record_timing("mounted")
         self.theme = self.remembered.theme(self.settings.theme, THEMES) or DEFAULT_THEME
         self.update_keymap(dict(self.settings.keys))
@@ -342,7 +360,7 @@ class WhimbrelApp(App[int]):
         self.observed.set_throughput(message.result)
         self.live_changed.publish("throughput")
         result = message.result
-        if type(self.screen).__name__ == "MainScreen":  # the preview shows it; main does not
+        if isinstance(self.screen, MainScreen):  # the preview shows it; main does not
             self.notify(
                 f"{result.src} → {result.dst}: {format_bandwidth(result.bytes_per_s)}, "
                 f"RTT {format_duration(result.rtt_s)}",
@@ -396,9 +414,6 @@ class WhimbrelApp(App[int]):
         return None
 
     def start_migrations(self, orders: list[MigrationOrder]) -> None:
-        from whimbrel.app.screens.main import MainScreen
-        from whimbrel.app.screens.progress import ProgressScreen
-
         while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):
             self.pop_screen()  # the progress screen closes onto the main screen
         self.push_screen(ProgressScreen(orders))
@@ -452,8 +467,6 @@ class WhimbrelApp(App[int]):
     # --- actions -----------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from whimbrel.app.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
@@ -469,11 +482,9 @@ class WhimbrelApp(App[int]):
 
 def binding_ids() -> set[str]:
     """Every binding id the console has, for validating `[console] keys`."""
-    from whimbrel.app.screens import all_screen_classes
-    from whimbrel.widgets.container_table import ContainerTable
 
     ids = set()
-    for cls in (WhimbrelApp, ContainerTable, *all_screen_classes()):
+    for cls in (WhimbrelApp, ContainerTable, *SCREENS):
         for binding in cls.__dict__.get("BINDINGS", []):
             if isinstance(binding, Binding) and binding.id:
                 ids.add(binding.id)

@@ -25,7 +25,8 @@ from whimbrel.app.messages import (
     ThroughputMeasured,
 )
 from whimbrel.app.planning import plan_for
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.migrate import confirm_migrations
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -45,7 +46,7 @@ COLUMNS = (
 )
 
 
-class EvacuateScreen(OnWhimbrel, Screen[None]):
+class EvacuateScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="evacuate.back"),
         Binding("t", "next_target", "Target", id="evacuate.target"),
@@ -65,12 +66,12 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         yield Footer()
 
     def _containers(self) -> list[ContainerInfo]:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         return [c for ref in self.refs if (c := observed.container(ref)) is not None]
 
     def on_mount(self) -> None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         table = self.query_one(DataTable)
         table.border_title = f"Evacuate {len(self.refs)} containers, one after another"
@@ -79,8 +80,8 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         for c in self._containers():
             self.targets[c.ref] = observed.default_target(c)
             table.add_row(*([""] * len(COLUMNS)), key=c.ref)
-        self.wapp.pause_dirty_sampling()
-        self.wapp.live_changed.subscribe(self, lambda _kind: self._show())
+        self.console.pause_dirty_sampling()
+        self.console.live_changed.subscribe(self, lambda _kind: self._show())
         self._show()
         self._measure()
         table.focus()
@@ -95,7 +96,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
 
     @work(exclusive=True, group="evacuate-measure")
     async def _measure(self) -> None:
-        app, backend, observed = self.wapp, self.wapp.backend, self.wapp.observed
+        app, backend, observed = self.console, self.console.backend, self.console.observed
         assert backend is not None and observed is not None
         containers = self._containers()
         gate = asyncio.Semaphore(CONCURRENT_SAMPLERS)
@@ -134,10 +135,10 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
     # --- drawing -----------------------------------------------------------------------------
 
     def _plans(self) -> dict[str, Plan | None]:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         return {
-            c.ref: plan_for(observed.measurements(c, t), self.wapp.downtime_target_s)
+            c.ref: plan_for(observed.measurements(c, t), self.console.downtime_target_s)
             if (t := self.targets.get(c.ref))
             else None
             for c in self._containers()
@@ -146,7 +147,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
     def _show(self) -> None:
         if not on_view(self):
             return
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         colours = colours_of(self.app)
         table = self.query_one(DataTable)
@@ -178,7 +179,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
                 f"{format_size(sum(p.bytes_sent for p in known))} sent, longest downtime "
                 f"{format_duration(max(p.downtime_s for p in known))}; "
                 f"{sum(1 for p in known if p.meets_target)} of {len(known)} meet the "
-                f"{format_duration(self.wapp.downtime_target_s)} target."
+                f"{format_duration(self.console.downtime_target_s)} target."
             )
         else:
             total.append(f"Measuring: {len(known)} of {len(plans)} plans ready…", style="dim")
@@ -193,7 +194,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     def action_next_target(self) -> None:
-        observed, ref = self.wapp.observed, self._row_ref()
+        observed, ref = self.console.observed, self._row_ref()
         container = observed.container(ref) if observed and ref else None
         if observed is None or container is None or ref is None:
             return
@@ -206,7 +207,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
             self._measure()
 
     def action_same_target(self) -> None:
-        observed, ref = self.wapp.observed, self._row_ref()
+        observed, ref = self.console.observed, self._row_ref()
         if observed is None or ref is None or self.targets.get(ref) is None:
             return
         target = cast(str, self.targets[ref])
@@ -218,10 +219,8 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-        self.wapp.resume_monitors()
+        self.console.resume_monitors()
 
     def action_start(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         moves = [(c, self.targets.get(c.ref)) for c in self._containers()]
-        confirm_migrations(self.wapp, moves)
+        confirm_migrations(self.console, moves)

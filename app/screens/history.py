@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.history_records import HistoryRecord
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
@@ -66,7 +66,7 @@ def record_bars(record: HistoryRecord) -> list[RoundBar]:
     return sorted(rows.values(), key=lambda r: (r.final, r.index))
 
 
-class HistoryScreen(OnWhimbrel, Screen[None]):
+class HistoryScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="history.back"),
         Binding("r", "reload", "Reload", id="history.reload"),
@@ -90,14 +90,14 @@ class HistoryScreen(OnWhimbrel, Screen[None]):
         self.query_one("#history-rounds").border_title = "Rounds: predicted against sent"
         for key, header in COLUMNS:
             table.add_column(header, key=key)
-        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self.console.live_changed.subscribe(self, self._live_changed)
         self.query_one("#history-detail", Static).update(Text("reading records…", style="dim"))
-        self.wapp.load_history()
+        self.console.load_history()
         table.focus()
 
     def _live_changed(self, kind: str) -> None:
         if kind == "history":
-            self._show(self.wapp.history_records or [], self.wapp.history_error)
+            self._show(self.console.history_records or [], self.console.history_error)
 
     def _show(self, records: list[HistoryRecord], error: str | None) -> None:
         colours = colours_of(self.app)
@@ -156,7 +156,7 @@ class HistoryScreen(OnWhimbrel, Screen[None]):
         self._show_detail()
 
     def action_reload(self) -> None:
-        self.wapp.load_history()
+        self.console.load_history()
 
     def action_back(self) -> None:
         self.app.pop_screen()

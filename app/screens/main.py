@@ -11,15 +11,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.app.screens.migrate import confirm_migrations
+from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
 from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
 
 
-class MainScreen(OnWhimbrel, Screen[None]):
+class MainScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="main.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="main.clear"),
@@ -54,7 +58,7 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one("#nodes", NodeList).border_title = "Clusters"
         self.query_one("#filter", Input).display = False
         self.query_one(ContainerTable).focus()
-        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self.console.live_changed.subscribe(self, self._live_changed)
         self._redraw()
 
     def on_screen_resume(self) -> None:
@@ -70,7 +74,7 @@ class MainScreen(OnWhimbrel, Screen[None]):
             # A container's first rate shows at once; later ones with the next inventory
             # round: redrawing the whole table every second for one cell costs more than the
             # chart does.
-            if self.wapp.selected not in self._rates_shown:
+            if self.console.selected not in self._rates_shown:
                 self._show_table()
             self._show_dirty()
         elif kind == "rtt":
@@ -90,7 +94,7 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- drawing -----------------------------------------------------------------------------
 
     def _show_nodes(self) -> None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         clusters = []
         for name, cluster in observed.config.clusters.items():
@@ -111,7 +115,7 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one(NodeList).show(clusters)
 
     def _show_table(self) -> None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         table = self.query_one(ContainerTable)
         containers = observed.containers()
@@ -147,27 +151,27 @@ class MainScreen(OnWhimbrel, Screen[None]):
         table.border_subtitle = f"sorted by {table.sort_column}" + (
             " ↓" if table.sort_reverse else ""
         )
-        follow = self.wapp.follow
+        follow = self.console.follow
         if follow:
             moved = observed.find(follow)
             if moved is not None and table.move_to(moved.ref):
-                self.wapp.follow = None
-        if table.current_ref != self.wapp.selected:
-            self.wapp.select(table.current_ref)
+                self.console.follow = None
+        if table.current_ref != self.console.selected:
+            self.console.select(table.current_ref)
         if observed.all_answered:
-            self.wapp.first_table_shown()
+            self.console.first_table_shown()
 
     def _show_rtt(self) -> None:
-        show_rtt(self.wapp, self.query_one(RttChart))
+        show_rtt(self.console, self.query_one(RttChart))
 
     def _show_dirty(self) -> None:
-        show_dirty(self.wapp, self.query_one(DirtyChart))
+        show_dirty(self.console, self.query_one(DirtyChart))
 
     # --- events ------------------------------------------------------------------------------
 
     @on(ContainerTable.CurrentChanged)
     def _current_changed(self, event: ContainerTable.CurrentChanged) -> None:
-        self.wapp.select(event.ref)
+        self.console.select(event.ref)
 
     @on(DataTable.RowSelected, "#containers")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -184,7 +188,7 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def _current(self) -> ContainerInfo | None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         ref = self.query_one(ContainerTable).current_ref
         return observed.container(ref) if observed and ref else None
 
@@ -200,11 +204,11 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one(ContainerTable).focus()
 
     def action_refresh(self) -> None:
-        self.wapp.refresh_inventory()
+        self.console.refresh_inventory()
         self.notify("refreshing every node", timeout=2)
 
     def action_mark(self) -> None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
@@ -221,8 +225,6 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self._show_table()
 
     def action_preview(self) -> None:
-        from whimbrel.app.screens.preview import PreviewScreen
-
         container = self._current()
         if container is not None:
             self.app.push_screen(PreviewScreen(container.ref))
@@ -230,40 +232,36 @@ class MainScreen(OnWhimbrel, Screen[None]):
     def action_probe(self) -> None:
         """Measure the selected path again: RTT and throughput (the palette's "Probe")."""
         observed, container, target = (
-            self.wapp.observed,
-            self.wapp.selected_container(),
-            self.wapp.target,
+            self.console.observed,
+            self.console.selected_container(),
+            self.console.target,
         )
         if observed is None or container is None or target is None:
             self.notify("select a container first", severity="warning")
             return
         observed.throughput.pop((container.node, target), None)
-        self.wapp.measure_throughput(container.node, target)
+        self.console.measure_throughput(container.node, target)
         self.notify(f"measuring {container.node} → {target}: RTT and throughput", timeout=3)
 
     def action_next_target(self) -> None:
-        observed, container = self.wapp.observed, self.wapp.selected_container()
+        observed, container = self.console.observed, self.console.selected_container()
         if observed is None or container is None:
             return
         targets = observed.targets_for(container)
         if not targets:
             return
-        current = self.wapp.target
+        current = self.console.target
         index = targets.index(current) if current in targets else -1
-        self.wapp.set_target(targets[(index + 1) % len(targets)])
+        self.console.set_target(targets[(index + 1) % len(targets)])
 
     def action_migrate(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         container = self._current()
         if container is None:
             return
-        confirm_migrations(self.wapp, [(container, self.wapp.target)])
+        confirm_migrations(self.console, [(container, self.console.target)])
 
     def action_evacuate(self) -> None:
-        from whimbrel.app.screens.evacuate import EvacuateScreen
-
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
@@ -284,12 +282,10 @@ class MainScreen(OnWhimbrel, Screen[None]):
                 severity="warning",
             )
             return
-        if self.wapp.read_only:
+        if self.console.read_only:
             self.notify("the console is read-only: no migration can start", severity="error")
             return
         self.app.push_screen(EvacuateScreen([c.ref for c in chosen]))
 
     def action_history(self) -> None:
-        from whimbrel.app.screens.history import HistoryScreen
-
         self.app.push_screen(HistoryScreen())

@@ -17,7 +17,7 @@ from textual.widgets import Button, Footer, Static
 
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import plan_for
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -68,7 +68,7 @@ def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
     app.push_screen(MigrateModal(list(moves)), started)
 
 
-class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
+class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
         Binding("left,right", "switch", "Switch button", show=False, id="modal.switch"),
@@ -94,19 +94,19 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
             else f"Migrate {self.moves[0][0].name}?"
         )
         self.query_one("#cancel", Button).focus()
-        self.wapp.live_changed.subscribe(self, lambda _kind: self._show())
+        self.console.live_changed.subscribe(self, lambda _kind: self._show())
         self._show()
 
     def _plans(self) -> list[Plan | None]:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         return [
-            plan_for(observed.measurements(c, t), self.wapp.downtime_target_s) if t else None
+            plan_for(observed.measurements(c, t), self.console.downtime_target_s) if t else None
             for c, t in self.moves
         ]
 
     def _show(self) -> None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         assert observed is not None
         colours = colours_of(self.app)
         table = Table.grid(padding=(0, 1))
@@ -158,5 +158,5 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
         orders = []
         for (container, target), plan in zip(self.moves, self._plans(), strict=True):
             assert target is not None
-            orders.append(MigrationOrder(container, target, self.wapp.downtime_target_s, plan))
+            orders.append(MigrationOrder(container, target, self.console.downtime_target_s, plan))
         self.dismiss(orders)

@@ -16,8 +16,9 @@ from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from whimbrel.app.planning import plan_for
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.app.screens.migrate import confirm_migrations
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import UnitError, format_duration, format_size, parse_duration
@@ -30,7 +31,7 @@ def plan_bars(plan: Plan) -> list[RoundBar]:
     return [RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds) for r in plan.per_round]
 
 
-class PreviewScreen(OnWhimbrel, Screen[None]):
+class PreviewScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="preview.back"),
         Binding("m", "migrate", "Migrate", id="preview.migrate"),
@@ -49,7 +50,7 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         with Horizontal(id="preview-body"):
             with Vertical(id="preview-side"):
                 yield Input(
-                    value=f"{self.wapp.downtime_target_s * 1000:g}ms",
+                    value=f"{self.console.downtime_target_s * 1000:g}ms",
                     placeholder="e.g. 300ms",
                     id="downtime",
                 )
@@ -70,9 +71,9 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self.query_one("#plan-rounds").border_title = "Per round (predicted)"
         self.query_one("#container-info").border_title = "Container"
         self.query_one("#downtime-error").display = False
-        self.wapp.select(self.ref)
+        self.console.select(self.ref)
         self._fill_targets()
-        self.wapp.live_changed.subscribe(self, self._live_changed)
+        self.console.live_changed.subscribe(self, self._live_changed)
         self._measure_path()
         self._replan()
         self._show_container()
@@ -84,8 +85,8 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self._show_charts()
 
     def _show_charts(self) -> None:
-        show_rtt(self.wapp, self.query_one(RttChart))
-        show_dirty(self.wapp, self.query_one(DirtyChart))
+        show_rtt(self.console, self.query_one(RttChart))
+        show_dirty(self.console, self.query_one(DirtyChart))
 
     def _show_container(self) -> None:
         container = self._container()
@@ -107,11 +108,11 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         info.update(grid)
 
     def _container(self) -> ContainerInfo | None:
-        observed = self.wapp.observed
+        observed = self.console.observed
         return observed.container(self.ref) if observed else None
 
     def _fill_targets(self) -> None:
-        observed, container = self.wapp.observed, self._container()
+        observed, container = self.console.observed, self._container()
         targets = self.query_one("#targets", OptionList)
         if observed is None or container is None:
             return
@@ -129,8 +130,8 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         highlighted = targets.highlighted
         targets.set_options(options)
         ids = [o.id for o in options]
-        if self.wapp.target in ids:
-            targets.highlighted = ids.index(self.wapp.target)
+        if self.console.target in ids:
+            targets.highlighted = ids.index(self.console.target)
         elif highlighted is not None and options:
             targets.highlighted = min(highlighted, len(options) - 1)
 
@@ -142,13 +143,13 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         if kind == "inventory":
             self._show_container()
         if kind in ("rtt", "selection"):
-            show_rtt(self.wapp, self.query_one(RttChart))
+            show_rtt(self.console, self.query_one(RttChart))
         if kind in ("dirty", "selection"):
-            show_dirty(self.wapp, self.query_one(DirtyChart))
+            show_dirty(self.console, self.query_one(DirtyChart))
         self._replan()
 
     def _measure_path(self, again: bool = False) -> None:
-        observed, container, target = self.wapp.observed, self._container(), self.wapp.target
+        observed, container, target = self.console.observed, self._container(), self.console.target
         if observed is None or container is None or target is None:
             return
         pair = (container.node, target)
@@ -157,10 +158,10 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         elif pair in self._measured or pair in observed.throughput:
             return
         self._measured.add(pair)
-        self.wapp.measure_throughput(*pair)
+        self.console.measure_throughput(*pair)
 
     def _replan(self) -> None:
-        observed, container, target = self.wapp.observed, self._container(), self.wapp.target
+        observed, container, target = self.console.observed, self._container(), self.console.target
         panel = self.query_one(PlanPanel)
         bars = self.query_one(RoundBars)
         if observed is None or container is None:
@@ -171,7 +172,7 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
             return
         panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
         m = observed.measurements(container, target)
-        self.plan = plan_for(m, self.wapp.downtime_target_s)
+        self.plan = plan_for(m, self.console.downtime_target_s)
         errors = [
             observed.errors.get(f"{kind}:{key}")
             for kind, key in (
@@ -186,8 +187,8 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
 
     @on(OptionList.OptionHighlighted, "#targets")
     def _target_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        if event.option.id and event.option.id != self.wapp.target:
-            self.wapp.set_target(event.option.id)
+        if event.option.id and event.option.id != self.console.target:
+            self.console.set_target(event.option.id)
             self._measure_path()
             self._replan()
 
@@ -205,7 +206,7 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
             error.display = True
             return
         error.display = False
-        self.wapp.downtime_target_s = seconds
+        self.console.downtime_target_s = seconds
         self._replan()
 
     @on(Input.Submitted, "#downtime")
@@ -221,8 +222,6 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self.notify("measuring the path again (RTT and throughput)", timeout=3)
 
     def action_migrate(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         container = self._container()
         if container is not None:
-            confirm_migrations(self.wapp, [(container, self.wapp.target)])
+            confirm_migrations(self.console, [(container, self.console.target)])

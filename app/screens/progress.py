@@ -21,7 +21,7 @@ from whimbrel.app.backend import MigrationHandle
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
 from whimbrel.app.orders import MigrationOrder
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -45,7 +45,7 @@ def _vs(measured: float | None, predicted: float | None, fmt: Callable[[float], 
     return f"{got} (predicted {fmt(predicted)})" if predicted is not None else got
 
 
-class ProgressScreen(OnWhimbrel, Screen[None]):
+class ProgressScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "abort", "Abort", id="progress.abort"),
         Binding("escape", "close", "Close", id="progress.close"),
@@ -87,11 +87,11 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
 
     @work(exclusive=True, group="migration")
     async def _run(self) -> None:
-        assert self.wapp.backend is not None
+        assert self.console.backend is not None
         for index, order in enumerate(self.orders):
             if self._aborted:
                 break
-            self._handle = self.wapp.backend.migrate(order)
+            self._handle = self.console.backend.migrate(order)
             finished = None
             try:
                 async for event in self._handle.events():
@@ -132,7 +132,7 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
             for r in order.plan.per_round:
                 key = "final" if r.final else r.index
                 self._rows[key] = RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds)
-        self.wapp.migration_started(order)
+        self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
 
@@ -239,7 +239,7 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         self._ended_at = time.monotonic()
         self.refresh_bindings()
         moved = [r for r in self.results if r.ok]
-        self.wapp.migrations_ended(name_of(moved[-1].container if moved else event.container))
+        self.console.migrations_ended(name_of(moved[-1].container if moved else event.container))
         self._show_summary()
 
     def _show_summary(self) -> None:
@@ -312,7 +312,7 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         name = name_of(r.container)
         if r.running_on and r.running_on != "unknown":
             return f"{name} is running on {r.running_on}."
-        observed = self.wapp.observed
+        observed = self.console.observed
         if observed is not None and observed.answered_since(self._ended_at):
             found = observed.find(name)
             if found is None:
@@ -326,7 +326,7 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
             return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."
         if not self._watching:  # the inventory refresh of migrations_ended will tell
             self._watching = True
-            self.wapp.live_changed.subscribe(self, lambda _k: self._show_summary())
+            self.console.live_changed.subscribe(self, lambda _k: self._show_summary())
         return f"Looking for {name} on the nodes…"
 
     # --- actions -----------------------------------------------------------------------------
