@@ -4,7 +4,8 @@ The app owns the Backend, the `Observations` of the clusters and the workers tha
 inventory per node (a slow node never holds up the others), RTT of the selected path, the
 dirty rate of the selected container. Each loop waits its interval after the previous round
 finished, so rounds never overlap; results arrive as typed messages, the app files them in
-`Observations` and publishes `live_changed`, and the visible screen redraws what it shows.
+`Observations` and tells the open screens what changed (app/changes.py), and each screen on
+view redraws what it shows.
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.signal import Signal
 
 from whimbrel.app.backend import Backend, LiveBackend
+from whimbrel.app.changes import (
+    ConsoleStateChanged,
+    DirtyChanged,
+    HistoryChanged,
+    InventoryChanged,
+    ReadOnlyChanged,
+    RttChanged,
+    SelectionChanged,
+    ThroughputChanged,
+)
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.messages import (
     DirtyFailed,
@@ -104,7 +114,6 @@ class WhimbrelApp(App[int]):
         self.read_only = self.imposed_read_only
         self.remembered = remembered or RememberedState()
         self.observed: Observations | None = Observations(backend.config) if backend else None
-        self.live_changed: Signal[str] = Signal(self, "live-changed")
         self.selected: str | None = None  # NODE/NAME of the container being watched
         self.target: str | None = None  # node the selected container would go to
         self._sampled_pid: int | None = None  # the process the dirty-rate loop samples
@@ -173,7 +182,13 @@ class WhimbrelApp(App[int]):
         self.read_only = on
         self._update_subtitle()
         self.notify("read-only: no migration can start" if on else "read-only off")
-        self.live_changed.publish("read-only")
+        self._announce(ReadOnlyChanged)
+
+    def _announce(self, change: type[ConsoleStateChanged]) -> None:
+        """Tell every open screen what changed (each once it has mounted and drawn itself)."""
+        for screen in self.screen_stack:
+            if screen.is_mounted:
+                screen.post_message(change())
 
     def _record_timing(self, name: str) -> None:
         """For benchmarks/console_cpu.py: when set, WHIMBREL_TIMINGS gets one JSON line per
@@ -233,7 +248,7 @@ class WhimbrelApp(App[int]):
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
         assert self.observed is not None
         self.observed.set_node(message.inventory)
-        self.live_changed.publish("inventory")
+        self._announce(InventoryChanged)
         container = self.selected_container()
         if self.selected and container is None:
             self.select(None)
@@ -265,14 +280,14 @@ class WhimbrelApp(App[int]):
         ):
             self.target = self.observed.default_target(container)
         self._restart_monitors()
-        self.live_changed.publish("selection")
+        self._announce(SelectionChanged)
 
     def set_target(self, node: str) -> None:
         if node == self.target:
             return
         self.target = node
         self._restart_monitors(dirty=False)
-        self.live_changed.publish("selection")
+        self._announce(SelectionChanged)
 
     def selected_container(self) -> ContainerInfo | None:
         if self.observed is None or self.selected is None:
@@ -352,13 +367,13 @@ class WhimbrelApp(App[int]):
         assert self.observed is not None
         self.observed.add_rtt(message.result)
         self._record_timing("first_rtt_sample")
-        self.live_changed.publish("rtt")
+        self._announce(RttChanged)
 
     @on(ThroughputMeasured)
     def _throughput_measured(self, message: ThroughputMeasured) -> None:
         assert self.observed is not None
         self.observed.set_throughput(message.result)
-        self.live_changed.publish("throughput")
+        self._announce(ThroughputChanged)
         result = message.result
         if isinstance(self.screen, MainScreen):  # the preview shows it; main does not
             self.notify(
@@ -371,20 +386,20 @@ class WhimbrelApp(App[int]):
     def _probe_failed(self, message: ProbeFailed) -> None:
         assert self.observed is not None
         self.observed.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
-        self.live_changed.publish(message.kind)
+        self._announce(RttChanged if message.kind == "rtt" else ThroughputChanged)
 
     @on(DirtySampled)
     def _dirty_sampled(self, message: DirtySampled) -> None:
         assert self.observed is not None
         self.observed.add_dirty(message.ref, message.sample)
         self._record_timing("first_dirty_sample")
-        self.live_changed.publish("dirty")
+        self._announce(DirtyChanged)
 
     @on(DirtyFailed)
     def _dirty_failed(self, message: DirtyFailed) -> None:
         assert self.observed is not None
         self.observed.errors[f"dirty:{message.ref}"] = message.error
-        self.live_changed.publish("dirty")
+        self._announce(DirtyChanged)
 
     # --- migrations --------------------------------------------------------------------------
 
@@ -423,7 +438,7 @@ class WhimbrelApp(App[int]):
         self.migrating = True
         self.pause_dirty_sampling()
         self.observed.busy[order.container.ref] = f"→ {order.target}"
-        self.live_changed.publish("inventory")
+        self._announce(InventoryChanged)
 
     def migrations_ended(self, follow: str | None) -> None:
         assert self.observed is not None
@@ -432,7 +447,7 @@ class WhimbrelApp(App[int]):
         self.follow = follow
         self.selected = None  # the container may have moved: select afresh
         self.refresh_inventory()
-        self.live_changed.publish("inventory")
+        self._announce(InventoryChanged)
 
     # --- history -----------------------------------------------------------------------------
 
@@ -462,7 +477,7 @@ class WhimbrelApp(App[int]):
                 severity="warning",
                 timeout=30,
             )
-        self.live_changed.publish("history")
+        self._announce(HistoryChanged)
 
     # --- actions -----------------------------------------------------------------------------
 

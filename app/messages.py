@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from textual.message import Message
 
 from whimbrel.app.history_records import HistoryRecord
@@ -9,6 +11,8 @@ from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
+
+ProbeKind = Literal["rtt", "throughput"]
 
 
 class NodeInventoryLoaded(Message):
@@ -34,7 +38,7 @@ class ThroughputMeasured(Message):
 class ProbeFailed(Message):
     """An RTT or throughput probe from src to dst failed."""
 
-    def __init__(self, kind: str, src: str, dst: str, error: str) -> None:
+    def __init__(self, kind: ProbeKind, src: str, dst: str, error: str) -> None:
         super().__init__()
         self.kind = kind
         self.src = src

@@ -11,12 +11,13 @@ import asyncio
 from typing import ClassVar, cast
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
@@ -81,10 +82,13 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
             self.targets[c.ref] = observed.default_target(c)
             table.add_row(*([""] * len(COLUMNS)), key=c.ref)
         self.console.pause_dirty_sampling()
-        self.console.live_changed.subscribe(self, lambda _kind: self._show())
         self._show()
         self._measure()
         table.focus()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        self._show()
 
     def on_screen_suspend(self) -> None:
         self.workers.cancel_group(self, "evacuate-measure")

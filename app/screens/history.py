@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from whimbrel.app.changes import HistoryChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
@@ -90,14 +91,13 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
         self.query_one("#history-rounds").border_title = "Rounds: predicted against sent"
         for key, header in COLUMNS:
             table.add_column(header, key=key)
-        self.console.live_changed.subscribe(self, self._live_changed)
         self.query_one("#history-detail", Static).update(Text("reading records…", style="dim"))
         self.console.load_history()
         table.focus()
 
-    def _live_changed(self, kind: str) -> None:
-        if kind == "history":
-            self._show(self.console.history_records or [], self.console.history_error)
+    @on(HistoryChanged)
+    def _history_changed(self) -> None:
+        self._show(self.console.history_records or [], self.console.history_error)
 
     def _show(self, records: list[HistoryRecord], error: str | None) -> None:
         colours = colours_of(self.app)

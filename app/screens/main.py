@@ -11,6 +11,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
+from whimbrel.app.changes import (
+    DirtyChanged,
+    InventoryChanged,
+    ReadOnlyChanged,
+    RttChanged,
+    SelectionChanged,
+)
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.history import HistoryScreen
@@ -58,28 +65,38 @@ class MainScreen(ConsoleScreen, Screen[None]):
         self.query_one("#nodes", NodeList).border_title = "Clusters"
         self.query_one("#filter", Input).display = False
         self.query_one(ContainerTable).focus()
-        self.console.live_changed.subscribe(self, self._live_changed)
         self._redraw()
 
     def on_screen_resume(self) -> None:
         self._redraw()
 
-    def _live_changed(self, kind: str) -> None:
-        if not on_view(self):
-            return  # redrawn in full on resume
-        if kind in ("inventory", "read-only"):
+    # Off view, a change waits: the screen redraws in full on resume.
+
+    @on(InventoryChanged)
+    @on(ReadOnlyChanged)
+    def _inventory_changed(self) -> None:
+        if on_view(self):
             self._show_nodes()
             self._show_table()
-        elif kind == "dirty":
-            # A container's first rate shows at once; later ones with the next inventory
-            # round: redrawing the whole table every second for one cell costs more than the
-            # chart does.
-            if self.console.selected not in self._rates_shown:
-                self._show_table()
-            self._show_dirty()
-        elif kind == "rtt":
+
+    @on(DirtyChanged)
+    def _dirty_changed(self) -> None:
+        if not on_view(self):
+            return
+        # A container's first rate shows at once; later ones with the next inventory round:
+        # redrawing the whole table every second for one cell costs more than the chart does.
+        if self.console.selected not in self._rates_shown:
+            self._show_table()
+        self._show_dirty()
+
+    @on(RttChanged)
+    def _rtt_changed(self) -> None:
+        if on_view(self):
             self._show_rtt()
-        elif kind == "selection":
+
+    @on(SelectionChanged)
+    def _selection_changed(self) -> None:
+        if on_view(self):
             self._show_rtt()
             self._show_dirty()
 

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
+from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import plan_for
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
@@ -94,7 +95,10 @@ class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
             else f"Migrate {self.moves[0][0].name}?"
         )
         self.query_one("#cancel", Button).focus()
-        self.console.live_changed.subscribe(self, lambda _kind: self._show())
+        self._show()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
         self._show()
 
     def _plans(self) -> list[Plan | None]:

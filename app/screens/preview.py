@@ -15,6 +15,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from whimbrel.app.changes import (
+    ConsoleStateChanged,
+    DirtyChanged,
+    InventoryChanged,
+    RttChanged,
+    SelectionChanged,
+)
 from whimbrel.app.planning import plan_for
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
@@ -73,7 +80,6 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
         self.query_one("#downtime-error").display = False
         self.console.select(self.ref)
         self._fill_targets()
-        self.console.live_changed.subscribe(self, self._live_changed)
         self._measure_path()
         self._replan()
         self._show_container()
@@ -135,18 +141,35 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
         elif highlighted is not None and options:
             targets.highlighted = min(highlighted, len(options) - 1)
 
-    def _live_changed(self, kind: str) -> None:
-        if not on_view(self):
-            return  # caught up on resume
-        if kind in ("inventory", "rtt"):
+    # Off view, a change waits: the screen catches up on resume. Textual runs the handlers of
+    # a change's own class before its base's: the plan follows what they drew.
+
+    @on(InventoryChanged)
+    def _inventory_changed(self) -> None:
+        if on_view(self):
             self._fill_targets()
-        if kind == "inventory":
             self._show_container()
-        if kind in ("rtt", "selection"):
+
+    @on(RttChanged)
+    def _rtt_changed(self) -> None:
+        if on_view(self):
+            self._fill_targets()
             show_rtt(self.console, self.query_one(RttChart))
-        if kind in ("dirty", "selection"):
+
+    @on(DirtyChanged)
+    def _dirty_changed(self) -> None:
+        if on_view(self):
             show_dirty(self.console, self.query_one(DirtyChart))
-        self._replan()
+
+    @on(SelectionChanged)
+    def _selection_changed(self) -> None:
+        if on_view(self):
+            self._show_charts()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        if on_view(self):
+            self._replan()
 
     def _measure_path(self, again: bool = False) -> None:
         observed, container, target = self.console.observed, self._container(), self.console.target

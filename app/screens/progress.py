@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from whimbrel.app.backend import MigrationHandle
+from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
 from whimbrel.app.orders import MigrationOrder
@@ -63,7 +64,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self._handle: MigrationHandle | None = None
         self._aborted = False
         self._rows: dict[object, RoundBar] = {}
-        self._watching = False
+        self._awaiting_inventory = False
         self._ended_at = 0.0
 
     def compose(self) -> ComposeResult:
@@ -324,10 +325,13 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             else:
                 where = "neither source nor target"
             return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."
-        if not self._watching:  # the inventory refresh of migrations_ended will tell
-            self._watching = True
-            self.console.live_changed.subscribe(self, lambda _k: self._show_summary())
+        self._awaiting_inventory = True  # the inventory refresh of migrations_ended will tell
         return f"Looking for {name} on the nodes…"
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        if self._awaiting_inventory:
+            self._show_summary()
 
     # --- actions -----------------------------------------------------------------------------
 
