@@ -51,6 +51,7 @@ from whimbrel.app.messages import (
 from whimbrel.app.observations import Observations
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.palette import WhimbrelCommands
+from whimbrel.app.preconditions import move_refusal, read_only_refusal
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.help import HelpScreen
 from whimbrel.app.screens.history import HistoryScreen
@@ -406,27 +407,12 @@ class WhimbrelApp(App[int]):
     def refusal(self, container: ContainerInfo, target: str | None) -> str | None:
         """Why this migration may not start, in words; None when it may."""
         assert self.observed is not None
-        if self.read_only:
-            return "the console is read-only: no migration can start"
+        if reason := read_only_refusal(self.read_only):
+            return reason
         if self.migrating:
             return "a migration is already running"
-        if target is None:
-            return f"no node in another cluster to move {container.name} to"
-        for node in (container.node, target):
-            cluster = self.observed.config.clusters.get(self.observed.cluster_of(node))
-            if cluster is not None and cluster.read_only:
-                return f"cluster {cluster.name} is read-only in {self.config_path}"
-        if not container.running:
-            return f"{container.name} is {container.state}: only a running container migrates"
-        for mount in container.mounts:
-            if mount.type == "bind":  # the engine refuses these too; say so before the modal
-                return (
-                    f"bind mount {mount.source} -> {mount.destination}: whimbrel does not move "
-                    "bind-mounted host data yet"
-                )
-        if self.observed.reachable(target) is False:
-            return f"{target} is not answering"
-        return None
+        answers = self.observed.reachable(target) if target else None
+        return move_refusal(container, target, self.observed.config, self.config_path, answers)
 
     def start_migrations(self, orders: list[MigrationOrder]) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):

@@ -18,6 +18,7 @@ from whimbrel.app.changes import (
     RttChanged,
     SelectionChanged,
 )
+from whimbrel.app.preconditions import read_only_refusal
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.history import HistoryScreen
@@ -299,8 +300,8 @@ class MainScreen(ConsoleScreen, Screen[None]):
                 severity="warning",
             )
             return
-        if self.console.read_only:
-            self.notify("the console is read-only: no migration can start", severity="error")
+        if reason := read_only_refusal(self.console.read_only):
+            self.notify(reason, severity="error")
             return
         self.app.push_screen(EvacuateScreen([c.ref for c in chosen]))
 
