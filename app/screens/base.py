@@ -5,7 +5,7 @@ the screens, so the import graph stays one-way (tests/test_architecture.py holds
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 from textual.app import App
@@ -22,6 +22,20 @@ class ConsoleScreen:
     @property
     def console(self) -> WhimbrelApp:
         return cast("WhimbrelApp", self.app)
+
+
+def against_prediction(
+    measured: float | None,
+    predicted: float | None,
+    fmt: Callable[[float], str],
+    *,
+    missing: str = "?",
+    label: str = "predicted ",
+) -> str:
+    """A measured value with the model's prediction after it: "2.1 s (predicted 2.3 s)". A
+    table whose header already says PRED passes no label."""
+    got = fmt(measured) if measured is not None else missing
+    return f"{got} ({label}{fmt(predicted)})" if predicted is not None else got
 
 
 def colours_of(app: App) -> Mapping[str, str]:

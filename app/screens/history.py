@@ -4,7 +4,7 @@ the highlighted one."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from whimbrel.app.changes import HistoryChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.history_records import HistoryRecord
-from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
 from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.round_bars import RoundBar, RoundBars
@@ -33,11 +33,6 @@ COLUMNS = (
     ("total", "ROUNDS (PRED)"),
     ("bytes", "BYTES (PRED)"),
 )
-
-
-def _pair(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
-    got = fmt(measured) if measured is not None else "-"
-    return f"{got} ({fmt(predicted)})" if predicted is not None else got
 
 
 def _rounds_time(r: HistoryRecord) -> float | None:
@@ -104,6 +99,7 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
         self.records = records
         table = self.query_one(DataTable)
         table.clear()  # a reload is rare and operator-driven: rebuilding is fine here
+        cell = partial(against_prediction, missing="-", label="")  # the headers say PRED
         for r in records:
             when = (
                 time.strftime("%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else "?"
@@ -116,9 +112,9 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
                 Text(r.status, style=colours.get(style, "")),
                 r.mode,
                 str(r.rounds),
-                _pair(r.downtime_s, r.predicted_downtime_s, format_duration),
-                _pair(_rounds_time(r), r.predicted_total_time_s, format_duration),
-                _pair(r.bytes_sent, r.predicted_bytes, format_size),
+                cell(r.downtime_s, r.predicted_downtime_s, format_duration),
+                cell(_rounds_time(r), r.predicted_total_time_s, format_duration),
+                cell(r.bytes_sent, r.predicted_bytes, format_size),
                 key=r.path,
             )
         detail = self.query_one("#history-detail", Static)

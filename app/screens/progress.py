@@ -5,7 +5,7 @@ one after another; a failure stops the rest."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import ClassVar, cast
 
 from rich.table import Table
@@ -22,7 +22,7 @@ from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
 from whimbrel.app.orders import MigrationOrder
-from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -39,11 +39,6 @@ from whimbrel.widgets.round_bars import RoundBar, RoundBars
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
 POINT_OF_NO_RETURN = {Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE}
-
-
-def _vs(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
-    got = fmt(measured) if measured is not None else "?"
-    return f"{got} (predicted {fmt(predicted)})" if predicted is not None else got
 
 
 class ProgressScreen(ConsoleScreen, Screen[None]):
@@ -267,9 +262,12 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         began = rounds_began_at(events)
         if began is None:
             return f"total {format_duration(r.total_time_s)}"
+        rounds = against_prediction(
+            r.total_time_s - began, r.predicted_total_time_s, format_duration
+        )
         return (
             f"total {format_duration(r.total_time_s)}: preflight {format_duration(began)}, "
-            f"rounds {_vs(r.total_time_s - began, r.predicted_total_time_s, format_duration)}"
+            f"rounds {rounds}"
         )
 
     def _result_text(
@@ -282,9 +280,9 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
                 f" now runs on {r.running_on}",
                 f" ({r.mode}, {r.rounds} pre-copy round{'s' if r.rounds != 1 else ''}).\n",
                 "  downtime ",
-                (_vs(r.downtime_s, r.predicted_downtime_s, format_duration), "bold"),
+                (against_prediction(r.downtime_s, r.predicted_downtime_s, format_duration), "bold"),
                 "; sent ",
-                _vs(r.bytes_sent, r.predicted_bytes, format_size),
+                against_prediction(r.bytes_sent, r.predicted_bytes, format_size),
                 f"\n  {self._times(r, events)}",
             )
             if r.brownouts_s:
