@@ -17,6 +17,7 @@ from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import DirtyRate, engine_defaults
 from whimbrel.backends.config import Config
 from whimbrel.backends.dirty import DirtySample
+from whimbrel.backends.engine import Migration, MigrationRequest, recover
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory, node_inventory
 from whimbrel.backends.probes import (
@@ -71,8 +72,6 @@ class _EngineMigration:
     """Adapts the engine's Migration to MigrationHandle."""
 
     def __init__(self, pool: SessionPool, order: MigrationOrder) -> None:
-        from whimbrel.backends.engine import Migration, MigrationRequest
-
         request = MigrationRequest(
             container=order.container.ref,
             target=order.target,
@@ -136,8 +135,6 @@ class LiveBackend:
         return read_history()
 
     async def recover(self) -> list[str]:
-        from whimbrel.backends.engine import recover
-
         return [found.text for found in await recover(self._pool)]
 
     async def close(self) -> None:

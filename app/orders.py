@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from whimbrel.backends.inventory import ContainerInfo
-
-if TYPE_CHECKING:
-    from whimbrel.backends.model import Plan
+from whimbrel.backends.model import Plan
 
 
 @dataclass(frozen=True)

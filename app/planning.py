@@ -6,13 +6,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from whimbrel.backends import costs
+from whimbrel.backends.engine import MigrationRequest
 from whimbrel.backends.inventory import ContainerInfo
-
-if TYPE_CHECKING:
-    from whimbrel.backends.engine import MigrationRequest
-    from whimbrel.backends.model import Plan
+from whimbrel.backends.model import Plan, plan
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,6 @@ def container_size(container: ContainerInfo, dirty: Sequence[DirtyRate]) -> floa
 
 def engine_defaults() -> MigrationRequest:
     """A request as the engine fills it in: its round cap, its throughput probe size."""
-    from whimbrel.backends.engine import MigrationRequest
-
     return MigrationRequest(container="-", target="-")
 
 
@@ -64,16 +60,12 @@ def mean_dirty_rate(dirty: Iterable[DirtyRate], last: int = 10) -> float | None:
 def plan_for(m: PathMeasurements, downtime_target_s: float) -> Plan | None:
     """The plan the engine would make from these measurements (its costs, its round cap), or
     None until every input has been measured."""
-    # The engine and the model (numpy) load on first use: the console opens faster.
-    from whimbrel.backends.costs import DEFAULT_COSTS
-    from whimbrel.backends.model import plan
-
     if m.missing:
         return None
     assert m.size is not None and m.dirty_rate is not None and m.rtt is not None
     assert m.bandwidth is not None and m.bandwidth > 0
     return plan(
-        DEFAULT_COSTS.model_inputs(
+        costs.DEFAULT_COSTS.model_inputs(  # looked up at each plan: tests swap the costs
             size=m.size,
             dirty_rate=m.dirty_rate,
             bandwidth=m.bandwidth,
