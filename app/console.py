@@ -1,9 +1,10 @@
 """The console: the Textual app an operator opens with `whimbrel`.
 
-The app owns the Backend, the `Observations` of the clusters and the workers that feed it:
-inventory per node (a slow node never holds up the others), RTT of the selected path, the
-dirty rate of the selected container. Each loop waits its interval after the previous round
-finished, so rounds never overlap; results arrive as typed messages, the app files them in
+The app owns the Backend, the `Observations` of the clusters and the workers that feed it
+(their loops in app/measuring.py): inventory per node (a slow node never holds up the others),
+RTT of the selected path, the dirty rate of the selected container. Each loop waits its
+interval after the previous round finished, so rounds never overlap; results arrive as typed
+messages (app/messages.py), the app files them in
 `Observations` and tells the open screens what changed (app/changes.py), and each screen on
 view redraws what it shows.
 """
@@ -38,6 +39,7 @@ from whimbrel.app.changes import (
     ThroughputChanged,
 )
 from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.measuring import keep_sampling_dirty, measure_path, poll_inventory, poll_rtt
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
@@ -63,14 +65,12 @@ from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
 from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
 from whimbrel.backends.errors import UsageError
-from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.units import format_bandwidth, format_duration
 from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
 from whimbrel.widgets.container_table import ContainerTable
 
 EXIT_OK = 0
-DIRTY_INTERVAL_S = 1.0
-DIRTY_RETRY_S = 10.0
 TERMINAL_CHECK_S = 2.0
 # Every screen the console opens: their bindings are what `[console] keys` may remap.
 SCREENS: tuple[type[Screen], ...] = (
@@ -229,21 +229,16 @@ class WhimbrelApp(App[int]):
             return
         for node in self.backend.config.nodes:
             self.run_worker(
-                partial(self._inventory_loop, node.name),
+                partial(
+                    poll_inventory,
+                    self.backend,
+                    node.name,
+                    self.settings.refresh_s,
+                    self.post_message,
+                ),
                 group=f"inventory:{node.name}",
                 exclusive=True,
             )
-
-    async def _inventory_loop(self, node: str) -> None:
-        assert self.backend is not None
-        while True:
-            try:
-                inventory = await self.backend.node_inventory(node)
-            except Exception as exc:  # one node's trouble must never take the console down
-                cluster = self.backend.config.node(node).cluster
-                inventory = NodeInventory(node, cluster, False, error=str(exc))
-            self.post_message(NodeInventoryLoaded(inventory))
-            await asyncio.sleep(self.settings.refresh_s)
 
     @on(NodeInventoryLoaded)
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
@@ -303,13 +298,33 @@ class WhimbrelApp(App[int]):
             self._sampled_pid = None
         if container is None or self.migrating:
             return
+        assert self.backend is not None and self.observed is not None
         if self.target:
             self.run_worker(
-                partial(self._rtt_loop, container.node, self.target), group="rtt", exclusive=True
+                partial(
+                    poll_rtt,
+                    self.backend,
+                    container.node,
+                    self.target,
+                    self.settings.rtt_every_s,
+                    self.post_message,
+                ),
+                group="rtt",
+                exclusive=True,
             )
         if dirty and container.running:
             self._sampled_pid = container.pid
-            self.run_worker(partial(self._dirty_loop, container.ref), group="dirty", exclusive=True)
+            self.run_worker(
+                partial(
+                    keep_sampling_dirty,
+                    self.backend,
+                    self.observed,
+                    container.ref,
+                    self.post_message,
+                ),
+                group="dirty",
+                exclusive=True,
+            )
 
     def pause_dirty_sampling(self) -> None:
         """Stop sampling before anything else clears the container's soft-dirty bits (a
@@ -320,48 +335,14 @@ class WhimbrelApp(App[int]):
     def resume_monitors(self) -> None:
         self._restart_monitors()
 
-    async def _rtt_loop(self, src: str, dst: str) -> None:
-        assert self.backend is not None
-        while True:
-            try:
-                self.post_message(RttMeasured(await self.backend.rtt(src, dst)))
-            except Exception as exc:  # shown on the chart; the loop tries again
-                self.post_message(ProbeFailed("rtt", src, dst, str(exc)))
-            await asyncio.sleep(self.settings.rtt_every_s)
-
-    async def _dirty_loop(self, ref: str) -> None:
-        assert self.backend is not None and self.observed is not None
-        while True:
-            # As the inventory knows it now: a restarted container has a new pid.
-            container = self.observed.container(ref)
-            if container is None or not container.running:
-                return
-            try:
-                async for sample in self.backend.dirty(container, DIRTY_INTERVAL_S):
-                    self.post_message(DirtySampled(ref, sample))
-            except Exception as exc:  # a container without soft-dirty support, a lost node...
-                self.post_message(DirtyFailed(ref, str(exc) or type(exc).__name__))
-                await asyncio.sleep(DIRTY_RETRY_S)
-
     def measure_throughput(self, src: str, dst: str) -> None:
         """Once per preview of a path: it moves tens of MiB, so never on a timer."""
+        assert self.backend is not None and self.observed is not None
         self.run_worker(
-            partial(self._throughput_once, src, dst),
+            partial(measure_path, self.backend, self.observed, src, dst, self.post_message),
             group=f"throughput:{src}>{dst}",
             exclusive=True,
         )
-
-    async def _throughput_once(self, src: str, dst: str) -> None:
-        assert self.backend is not None and self.observed is not None
-        try:
-            rtt = self.observed.rtt_last.get((src, dst))
-            if rtt is None:
-                result = await self.backend.rtt(src, dst)
-                self.post_message(RttMeasured(result))
-                rtt = result.rtt_s
-            self.post_message(ThroughputMeasured(await self.backend.throughput(src, dst, rtt)))
-        except Exception as exc:
-            self.post_message(ProbeFailed("throughput", src, dst, str(exc)))
 
     @on(RttMeasured)
     def _rtt_measured(self, message: RttMeasured) -> None:

@@ -18,13 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from whimbrel.app.changes import ConsoleStateChanged
-from whimbrel.app.messages import (
-    DirtyFailed,
-    DirtySampled,
-    ProbeFailed,
-    RttMeasured,
-    ThroughputMeasured,
-)
+from whimbrel.app.measuring import measure_path, sample_dirty
 from whimbrel.app.planning import plan_for
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.migrate import confirm_migrations
@@ -100,39 +94,21 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
 
     @work(exclusive=True, group="evacuate-measure")
     async def _measure(self) -> None:
-        app, backend, observed = self.console, self.console.backend, self.console.observed
+        console, backend, observed = self.console, self.console.backend, self.console.observed
         assert backend is not None and observed is not None
         containers = self._containers()
         gate = asyncio.Semaphore(CONCURRENT_SAMPLERS)
 
         async def sample(c: ContainerInfo) -> None:
-            if len(observed.dirty.get(c.ref, ())) >= DIRTY_SAMPLES:
-                return
-            async with gate:
-                try:
-                    taken = 0
-                    async for s in backend.dirty(c, 1.0):
-                        app.post_message(DirtySampled(c.ref, s))
-                        taken += 1
-                        if taken >= DIRTY_SAMPLES:
-                            break
-                except Exception as exc:  # shown in the row; the others go on
-                    app.post_message(DirtyFailed(c.ref, str(exc) or type(exc).__name__))
+            if len(observed.dirty.get(c.ref, ())) < DIRTY_SAMPLES:
+                async with gate:  # a failure is shown in its row; the others go on
+                    await sample_dirty(backend, c, console.post_message, DIRTY_SAMPLES)
 
         async def paths() -> None:
             # One path at a time: throughput probes of several paths would share the WAN.
             for pair in sorted({(c.node, t) for c in containers if (t := self.targets[c.ref])}):
-                try:
-                    rtt = observed.rtt_last.get(pair)
-                    if rtt is None:
-                        measured = await backend.rtt(*pair)
-                        app.post_message(RttMeasured(measured))
-                        rtt = measured.rtt_s
-                    if pair not in observed.throughput:
-                        result = await backend.throughput(*pair, rtt)
-                        app.post_message(ThroughputMeasured(result))
-                except Exception as exc:
-                    app.post_message(ProbeFailed("throughput", *pair, str(exc)))
+                if pair not in observed.throughput:
+                    await measure_path(backend, observed, *pair, console.post_message)
 
         await asyncio.gather(paths(), *(sample(c) for c in containers))
 
