@@ -11,7 +11,6 @@ view redraws what it shows.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -27,7 +26,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from whimbrel.app.backend import Backend, LiveBackend
+from whimbrel.app.backend import Backend
 from whimbrel.app.changes import (
     ConsoleStateChanged,
     DirtyChanged,
@@ -62,9 +61,7 @@ from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
 from whimbrel.app.screens.welcome import WelcomeScreen
-from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
-from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
-from whimbrel.backends.errors import UsageError
+from whimbrel.app.settings import ConsoleSettings, RememberedState
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.units import format_bandwidth, format_duration
 from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
@@ -471,32 +468,3 @@ def binding_ids() -> set[str]:
             if isinstance(binding, Binding) and binding.id:
                 ids.add(binding.id)
     return ids
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """`whimbrel` with no subcommand."""
-    return run_console(resolve_config_path(args.config), read_only=args.read_only)
-
-
-def run_console(config_path: Path, read_only: bool) -> int:
-    """Open the console on the config at `config_path` (a missing file shows how to start)."""
-    config: Config | None
-    try:
-        config = load_config(config_path)
-    except ConfigError:
-        if config_path.exists():
-            raise
-        config = None  # no config yet: the console says how to start
-    settings = console_settings(config, THEMES, binding_ids())
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("the console needs a terminal; scripts can use `whimbrel ls --json`")
-    timings = os.environ.get("WHIMBREL_TIMINGS")
-    app = WhimbrelApp(
-        LiveBackend(config) if config else None,
-        config_path=config_path,
-        settings=settings,
-        read_only=read_only,
-        watch_terminal=True,
-        timings=Path(timings) if timings else None,
-    )
-    return app.run() or EXIT_OK

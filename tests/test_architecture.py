@@ -113,7 +113,7 @@ def _within(graph: Graph, prefix: str) -> Graph:
 def test_the_graph_finds_the_edges_it_should() -> None:
     graph = import_graph(type_checking=False)
     assert "whimbrel.app.screens.main" in graph["whimbrel.app.console"]  # at the top
-    assert "whimbrel.app.console" in graph["whimbrel.app.cli"]  # inside main()
+    assert "whimbrel.app.launch" in graph["whimbrel.app.cli"]  # inside main()
     assert "whimbrel.app.screens" in graph["whimbrel.app.screens.main"]  # its package
     assert "textual" in graph["whimbrel.widgets.charts"]
     assert "asyncssh" in graph["whimbrel.backends.ssh"]
