@@ -364,7 +364,7 @@ class WhimbrelApp(App[int]):
     @on(ProbeFailed)
     def _probe_failed(self, message: ProbeFailed) -> None:
         assert self.observed is not None
-        self.observed.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
+        self.observed.probe_failed(message.kind, (message.src, message.dst), message.error)
         self._announce(RttChanged if message.kind == "rtt" else ThroughputChanged)
 
     @on(DirtySampled)
@@ -377,7 +377,7 @@ class WhimbrelApp(App[int]):
     @on(DirtyFailed)
     def _dirty_failed(self, message: DirtyFailed) -> None:
         assert self.observed is not None
-        self.observed.errors[f"dirty:{message.ref}"] = message.error
+        self.observed.dirty_errors[message.ref] = message.error
         self._announce(DirtyChanged)
 
     # --- migrations --------------------------------------------------------------------------

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from textual.message import Message
 
 from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.observations import ProbeKind
 from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
-
-ProbeKind = Literal["rtt", "throughput"]
 
 
 class NodeInventoryLoaded(Message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Literal
 
 from whimbrel.app.planning import DirtyRate, PathMeasurements, container_size, mean_dirty_rate
 from whimbrel.backends.config import Config
@@ -15,6 +16,7 @@ RTT_POINTS = 600  # three samples a probe, a probe every 2 s: ten minutes, more 
 DIRTY_POINTS = 300  # one sample a second: five minutes
 
 Pair = tuple[str, str]
+ProbeKind = Literal["rtt", "throughput"]
 
 
 class Observations:
@@ -30,7 +32,10 @@ class Observations:
         self.rtt_last: dict[Pair, float] = {}
         self.throughput: dict[Pair, ThroughputResult] = {}
         self.dirty: dict[str, deque[DirtyRate]] = {}
-        self.errors: dict[str, str] = {}  # "rtt:SRC>DST", "throughput:SRC>DST", "dirty:REF"
+        # Why the last probe or sampling failed, until the next one succeeds.
+        self.rtt_errors: dict[Pair, str] = {}
+        self.throughput_errors: dict[Pair, str] = {}
+        self.dirty_errors: dict[str, str] = {}  # by container ref
         self.busy: dict[str, str] = {}  # ref -> what is happening to it, e.g. "migrating"
 
     @property
@@ -76,15 +81,18 @@ class Observations:
         series = self.rtt.setdefault(pair, deque(maxlen=RTT_POINTS))
         series.extend((s.t, s.rtt_s * 1000) for s in result.samples)
         self.rtt_last[pair] = result.rtt_s
-        self.errors.pop(f"rtt:{result.src}>{result.dst}", None)
+        self.rtt_errors.pop(pair, None)
 
     def add_dirty(self, ref: str, sample: DirtyRate) -> None:
         self.dirty.setdefault(ref, deque(maxlen=DIRTY_POINTS)).append(sample)
-        self.errors.pop(f"dirty:{ref}", None)
+        self.dirty_errors.pop(ref, None)
 
     def set_throughput(self, result: ThroughputResult) -> None:
         self.throughput[(result.src, result.dst)] = result
-        self.errors.pop(f"throughput:{result.src}>{result.dst}", None)
+        self.throughput_errors.pop((result.src, result.dst), None)
+
+    def probe_failed(self, kind: ProbeKind, pair: Pair, error: str) -> None:
+        (self.rtt_errors if kind == "rtt" else self.throughput_errors)[pair] = error
 
     def dirty_rate(self, ref: str) -> float | None:
         return mean_dirty_rate(self.dirty.get(ref, ()))

@@ -57,19 +57,21 @@ def mean_dirty_rate(dirty: Iterable[DirtyRate], last: int = 10) -> float | None:
     return statistics.fmean(rates) if rates else None
 
 
-def plan_for(m: PathMeasurements, downtime_target_s: float) -> Plan | None:
+def plan_for(measured: PathMeasurements, downtime_target_s: float) -> Plan | None:
     """The plan the engine would make from these measurements (its costs, its round cap), or
     None until every input has been measured."""
-    if m.missing:
+    if measured.missing:
         return None
-    assert m.size is not None and m.dirty_rate is not None and m.rtt is not None
-    assert m.bandwidth is not None and m.bandwidth > 0
+    assert (
+        measured.size is not None and measured.dirty_rate is not None and measured.rtt is not None
+    )
+    assert measured.bandwidth is not None and measured.bandwidth > 0
     return plan(
         costs.DEFAULT_COSTS.model_inputs(  # looked up at each plan: tests swap the costs
-            size=m.size,
-            dirty_rate=m.dirty_rate,
-            bandwidth=m.bandwidth,
-            rtt=m.rtt,
+            size=measured.size,
+            dirty_rate=measured.dirty_rate,
+            bandwidth=measured.bandwidth,
+            rtt=measured.rtt,
             downtime_target=downtime_target_s,
             max_rounds=engine_defaults().max_rounds,
         )

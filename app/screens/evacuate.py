@@ -134,8 +134,8 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
         plans = self._plans()
         for c in self._containers():
             target, plan = self.targets.get(c.ref), plans.get(c.ref)
-            error = observed.errors.get(f"dirty:{c.ref}") or (
-                observed.errors.get(f"throughput:{c.node}>{target}") if target else None
+            error = observed.dirty_errors.get(c.ref) or (
+                observed.throughput_errors.get((c.node, target)) if target else None
             )
             if plan is not None:
                 cells = [

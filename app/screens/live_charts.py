@@ -24,7 +24,7 @@ def show_rtt(app: WhimbrelApp, chart: RttChart) -> None:
     if last is not None:
         title += f"  now {format_duration(last)}"
     chart.show_series(title, observed.rtt.get(pair, ()))
-    error = observed.errors.get(f"rtt:{container.node}>{target}")
+    error = observed.rtt_errors.get(pair)
     chart.border_subtitle = f"probe failed: {error}" if error else ""
     chart.set_class(bool(error), "-error")
 
@@ -42,7 +42,7 @@ def show_dirty(app: WhimbrelApp, chart: DirtyChart) -> None:
     if rate is not None:
         title += f"  {format_size(rate)}/s"
     chart.show_series(title, [(s.t, s.pages_per_s) for s in samples])
-    error = observed.errors.get(f"dirty:{container.ref}")
+    error = observed.dirty_errors.get(container.ref)
     if app.migrating:
         chart.border_subtitle = "paused while migrating"
     elif not container.running:

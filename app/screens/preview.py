@@ -194,18 +194,20 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
             panel.show_plan(None, Text("no node in another cluster"), ("a target",))
             return
         panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
-        m = observed.measurements(container, target)
-        self.plan = plan_for(m, self.console.downtime_target_s)
-        errors = [
-            observed.errors.get(f"{kind}:{key}")
-            for kind, key in (
-                ("rtt", f"{container.node}>{target}"),
-                ("throughput", f"{container.node}>{target}"),
-                ("dirty", container.ref),
-            )
-        ]
-        waiting = list(m.missing) + [f"({e})" for e in errors if e]
-        panel.show_plan(self.plan, measured_line(m.size, m.dirty_rate, m.rtt, m.bandwidth), waiting)
+        measured = observed.measurements(container, target)
+        self.plan = plan_for(measured, self.console.downtime_target_s)
+        pair = (container.node, target)
+        errors = (
+            observed.rtt_errors.get(pair),
+            observed.throughput_errors.get(pair),
+            observed.dirty_errors.get(container.ref),
+        )
+        waiting = list(measured.missing) + [f"({e})" for e in errors if e]
+        panel.show_plan(
+            self.plan,
+            measured_line(measured.size, measured.dirty_rate, measured.rtt, measured.bandwidth),
+            waiting,
+        )
         bars.show_rounds(plan_bars(self.plan) if self.plan else [], show_actual=False)
 
     @on(OptionList.OptionHighlighted, "#targets")
