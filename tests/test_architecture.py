@@ -3,7 +3,7 @@
 1. app/ has no import cycle, counting imports inside functions too: the console imports its
    screens, the screens import a shared base and each other, never the console at run time.
 2. A lower layer never imports a higher one: backends import neither app, widgets nor Textual;
-   widgets never import app.
+   widgets never import app, nor anything that leads to an SSH connection.
 
 Imports under `if TYPE_CHECKING:` never run: they are left out of the run-time graph (1), and
 counted for the layers (2), where even a type-only import of a higher layer is a wrong turn.
@@ -154,6 +154,25 @@ def test_backends_never_import_app_widgets_or_textual() -> None:
 def test_widgets_never_import_app() -> None:
     graph = import_graph(type_checking=True)
     assert _wrong_turns(graph, "whimbrel.widgets", ("whimbrel.app",)) == []
+
+
+def reachable(graph: Graph, start: str) -> set[str]:
+    """Every module `start` loads, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_widgets_never_lead_to_a_connection() -> None:
+    graph = import_graph(type_checking=True)
+    assert "asyncssh" in reachable(graph, "whimbrel.app.backend")  # the check can see one
+    widgets = [m for m in graph if m.startswith("whimbrel.widgets.")]
+    assert len(widgets) >= 5
+    assert [w for w in widgets if "asyncssh" in reachable(graph, w)] == []
 
 
 def test_a_wrong_turn_is_seen() -> None:
