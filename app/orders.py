@@ -16,7 +16,3 @@ class MigrationOrder:
     target: str  # node name
     downtime_target_s: float
     plan: Plan | None = None  # the prediction shown when it was confirmed
-
-    @property
-    def label(self) -> str:
-        return f"{self.container.name}: {self.container.node} → {self.target}"
