@@ -17,10 +17,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 from whimbrel.app.changes import HistoryChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.rounds import RoundRows
 from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
-from whimbrel.backends.events import RoundFinished, RoundStarted
 from whimbrel.backends.units import format_duration, format_size
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
+from whimbrel.widgets.round_bars import RoundBars
 
 COLUMNS = (
     ("when", "WHEN"),
@@ -41,25 +41,6 @@ def _rounds_time(r: HistoryRecord) -> float | None:
     if r.total_time_s is None or began is None:
         return r.total_time_s
     return r.total_time_s - began
-
-
-def record_bars(record: HistoryRecord) -> list[RoundBar]:
-    rows: dict[object, RoundBar] = {}
-    for e in record.events:
-        key = "final" if getattr(e, "final", False) else getattr(e, "index", None)
-        if isinstance(e, RoundStarted):
-            rows[key] = RoundBar(e.index, e.final, e.planned_bytes, predicted_s=e.predicted_seconds)
-        elif isinstance(e, RoundFinished):
-            before = rows.get(key)
-            rows[key] = RoundBar(
-                e.index,
-                e.final,
-                e.planned_bytes,
-                e.sent_bytes,
-                before.predicted_s if before else None,
-                e.seconds,
-            )
-    return sorted(rows.values(), key=lambda r: (r.final, r.index))
 
 
 class HistoryScreen(ConsoleScreen, Screen[None]):
@@ -145,7 +126,10 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
                 f"{format_duration(max(record.brownouts_s))}"
             )
         self.query_one("#history-detail", Static).update(text)
-        self.query_one(RoundBars).show_rounds(record_bars(record), show_actual=True)
+        rounds = RoundRows()
+        for event in record.events:
+            rounds.add(event)
+        self.query_one(RoundBars).show_rounds(rounds.bars(), show_actual=True)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -23,6 +23,7 @@ from whimbrel.app.changes import (
     SelectionChanged,
 )
 from whimbrel.app.planning import plan_for
+from whimbrel.app.rounds import RoundRows
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.app.screens.migrate import confirm_migrations
@@ -31,11 +32,7 @@ from whimbrel.backends.model import Plan
 from whimbrel.backends.units import UnitError, format_duration, format_size, parse_duration
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.plan_panel import PlanPanel, measured_line
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
-
-
-def plan_bars(plan: Plan) -> list[RoundBar]:
-    return [RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds) for r in plan.per_round]
+from whimbrel.widgets.round_bars import RoundBars
 
 
 class PreviewScreen(ConsoleScreen, Screen[None]):
@@ -208,7 +205,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
             measured_line(measured.size, measured.dirty_rate, measured.rtt, measured.bandwidth),
             waiting,
         )
-        bars.show_rounds(plan_bars(self.plan) if self.plan else [], show_actual=False)
+        bars.show_rounds(RoundRows(self.plan).bars(), show_actual=False)
 
     @on(OptionList.OptionHighlighted, "#targets")
     def _target_highlighted(self, event: OptionList.OptionHighlighted) -> None:

@@ -22,6 +22,7 @@ from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
 from whimbrel.app.orders import MigrationOrder
+from whimbrel.app.rounds import RoundRows
 from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
 from whimbrel.backends.events import (
     LogLine,
@@ -34,7 +35,7 @@ from whimbrel.backends.events import (
 )
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
 from whimbrel.widgets.event_log import EventLog
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
+from whimbrel.widgets.round_bars import RoundBars
 
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
@@ -58,7 +59,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.done = False
         self._handle: MigrationHandle | None = None
         self._aborted = False
-        self._rows: dict[object, RoundBar] = {}
+        self._rounds = RoundRows()  # of the current migration
         self._awaiting_inventory = False
         self._ended_at = 0.0
 
@@ -123,11 +124,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         """Reset the view for the index-th order and fill in its predicted rounds."""
         self.index, self.phase, self.events = index, None, []
         order = self.orders[index]
-        self._rows = {}
-        if order.plan is not None:
-            for r in order.plan.per_round:
-                key = "final" if r.final else r.index
-                self._rows[key] = RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds)
+        self._rounds = RoundRows(order.plan, live=True)
         self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
@@ -162,8 +159,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.query_one("#progress-head", Static).update(head)
 
     def _show_rounds(self) -> None:
-        rows = sorted(self._rows.values(), key=lambda r: (r.final, r.index))
-        self.query_one(RoundBars).show_rounds(rows, show_actual=True)
+        self.query_one(RoundBars).show_rounds(self._rounds.bars(), show_actual=True)
 
     @on(MigrationProgress)
     def _progress(self, message: MigrationProgress) -> None:
@@ -180,27 +176,10 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             )
             self._show_head()
         elif isinstance(event, RoundStarted):
-            key = "final" if event.final else event.index
-            if event.final:  # the engine stopped iterating: rounds it no longer plans go
-                self._rows = {k: r for k, r in self._rows.items() if r.actual_bytes is not None}
-            self._rows[key] = RoundBar(
-                event.index,
-                event.final,
-                event.planned_bytes,
-                predicted_s=event.predicted_seconds,
-                running=True,
-            )
+            self._rounds.add(event)
             self._show_rounds()
         elif isinstance(event, RoundFinished):
-            key = "final" if event.final else event.index
-            self._rows[key] = RoundBar(
-                event.index,
-                event.final,
-                event.planned_bytes,
-                event.sent_bytes,
-                self._rows[key].predicted_s if key in self._rows else None,
-                event.seconds,
-            )
+            self._rounds.add(event)
             log.add(event.t, self._round_line(event))
             self._show_rounds()
         elif isinstance(event, LogLine):
