@@ -1,12 +1,11 @@
 """The console: the Textual app an operator opens with `whimbrel`.
 
-The app owns the Backend, the `Observations` of the clusters and the workers that feed it
+The app owns the Backend, the `Observations` of the clusters and the workers that feed them
 (their loops in app/measuring.py): inventory per node (a slow node never holds up the others),
 RTT of the selected path, the dirty rate of the selected container. Each loop waits its
-interval after the previous round finished, so rounds never overlap; results arrive as typed
-messages (app/messages.py), the app files them in
-`Observations` and tells the open screens what changed (app/changes.py), and each screen on
-view redraws what it shows.
+interval after the previous round finished, so rounds never overlap. Results arrive as typed
+messages (app/messages.py); the app files them in `Observations` and tells the open screens
+what changed (app/changes.py); each screen on view redraws what it shows.
 """
 
 from __future__ import annotations
