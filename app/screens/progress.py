@@ -5,7 +5,8 @@ one after another; a failure stops the rest."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, cast
 
 from rich.table import Table
@@ -42,6 +43,14 @@ STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEAN
 POINT_OF_NO_RETURN = {Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE}
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One migration of the run as it ended, with the events that led there."""
+
+    finished: MigrationFinished
+    events: tuple[MigrationEvent, ...]
+
+
 class ProgressScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "abort", "Abort", id="progress.abort"),
@@ -54,8 +63,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.index = 0
         self.phase: Phase | None = None
         self.events: list[MigrationEvent] = []  # of the current migration, in arrival order
-        self.results: list[MigrationFinished] = []
-        self.result_events: list[list[MigrationEvent]] = []  # each result's events
+        self.results: list[Outcome] = []
         self.done = False
         self._handle: MigrationHandle | None = None
         self._aborted = False
@@ -205,15 +213,14 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         return text
 
     def _finished(self, event: MigrationFinished) -> None:
-        self.results.append(event)
-        self.result_events.append(list(self.events))
+        self.results.append(Outcome(event, tuple(self.events)))
         last = self.index == len(self.orders) - 1
         if event.ok and not last and not self._aborted:
             return  # the next order's first event resets the view
         self.done = True
         self._ended_at = time.monotonic()
         self.refresh_bindings()
-        moved = [r for r in self.results if r.ok]
+        moved = [o.finished for o in self.results if o.finished.ok]
         self.console.migrations_ended(name_of(moved[-1].container if moved else event.container))
         self._show_summary()
 
@@ -222,20 +229,20 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         summary = self.query_one("#progress-summary", Static)
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
-        for r, events in zip(self.results, self.result_events, strict=True):
-            grid.add_row(self._result_text(r, events, colours))
+        for outcome in self.results:
+            grid.add_row(self._result_text(outcome.finished, outcome.events, colours))
         left = len(self.orders) - len(self.results)
         if left:
             grid.add_row(Text(f"{left} more not started.", style=colours.get("warning", "")))
         grid.add_row(Text("esc closes this screen.", style="dim"))
         summary.update(grid)
         summary.display = True
-        ok = all(r.ok for r in self.results) and not left
+        ok = all(o.finished.ok for o in self.results) and not left
         summary.set_class(not ok, "-failed")
         summary.border_title = "Done" if ok else "Stopped"
 
     @staticmethod
-    def _times(r: MigrationFinished, events: list[MigrationEvent]) -> str:
+    def _times(r: MigrationFinished, events: Sequence[MigrationEvent]) -> str:
         """The model predicts the rounds, not the preflight before them: compare like with
         like."""
         began = rounds_began_at(events)
@@ -250,7 +257,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         )
 
     def _result_text(
-        self, r: MigrationFinished, events: list[MigrationEvent], c: Mapping[str, str]
+        self, r: MigrationFinished, events: Sequence[MigrationEvent], c: Mapping[str, str]
     ) -> Text:
         if r.ok:
             text = Text.assemble(
