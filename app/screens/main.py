@@ -156,16 +156,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
                 for c in containers
             ]
         )
-        answered = sum(1 for n in observed.nodes.values() if n is not None)
-        shown = len(table.visible_refs)
-        title = f"Containers  {len(containers)}"
-        if shown != len(containers):
-            title = f"Containers  {shown} of {len(containers)} (filtered)"
-        if answered < len(observed.nodes):
-            title += f"  ·  {answered}/{len(observed.nodes)} nodes answered"
-        if self.marked:
-            title += f"  ·  {len(self.marked)} marked"
-        table.border_title = title
+        table.border_title = self._table_title(len(table.visible_refs), len(containers))
         table.border_subtitle = f"sorted by {table.sort_column}" + (
             " ↓" if table.sort_reverse else ""
         )
@@ -178,6 +169,19 @@ class MainScreen(ConsoleScreen, Screen[None]):
             self.console.select(table.current_ref)
         if observed.all_answered:
             self.console.first_table_shown()
+
+    def _table_title(self, shown: int, total: int) -> str:
+        observed = self.console.observed
+        assert observed is not None
+        answered = sum(1 for n in observed.nodes.values() if n is not None)
+        title = f"Containers  {total}"
+        if shown != total:
+            title = f"Containers  {shown} of {total} (filtered)"
+        if answered < len(observed.nodes):
+            title += f"  ·  {answered}/{len(observed.nodes)} nodes answered"
+        if self.marked:
+            title += f"  ·  {len(self.marked)} marked"
+        return title
 
     def _show_rtt(self) -> None:
         show_rtt(self.console, self.query_one(RttChart))
