@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         # No subcommand: the console. Imported here, so headless commands never load Textual.
-        from whimbrel.app.console import run_from_args
+        from whimbrel.app.launch import run_from_args
 
         args.func = run_from_args
     try:

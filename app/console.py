@@ -1,15 +1,15 @@
 """The console: the Textual app an operator opens with `whimbrel`.
 
-The app owns the Backend, the `Live` picture of the world and the workers that feed it:
-inventory per node (a slow node never holds up the others), RTT of the selected path, the
-dirty rate of the selected container. Each loop waits its interval after the previous round
-finished, so rounds never overlap; results arrive as typed messages, the app files them in
-`Live` and publishes `live_changed`, and the visible screen redraws what it shows.
+The app owns the Backend, the `Observations` of the clusters and the workers that feed them
+(their loops in app/measuring.py): inventory per node (a slow node never holds up the others),
+RTT of the selected path, the dirty rate of the selected container. Each loop waits its
+interval after the previous round finished, so rounds never overlap. Results arrive as typed
+messages (app/messages.py); the app files them in `Observations` and tells the open screens
+what changed (app/changes.py); each screen on view redraws what it shows.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -23,9 +23,21 @@ from typing import ClassVar
 from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.signal import Signal
+from textual.screen import Screen
 
-from whimbrel.app.backend import Backend, HistoryRecord, Live, LiveBackend, MigrationOrder
+from whimbrel.app.backend import Backend
+from whimbrel.app.changes import (
+    ConsoleStateChanged,
+    DirtyChanged,
+    HistoryChanged,
+    InventoryChanged,
+    ReadOnlyChanged,
+    RttChanged,
+    SelectionChanged,
+    ThroughputChanged,
+)
+from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.measuring import keep_sampling_dirty, measure_path, poll_inventory, poll_rtt
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
@@ -36,18 +48,37 @@ from whimbrel.app.messages import (
     RttMeasured,
     ThroughputMeasured,
 )
+from whimbrel.app.observations import Observations
+from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.palette import WhimbrelCommands
-from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
-from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
-from whimbrel.backends.errors import UsageError
-from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.app.preconditions import move_refusal, read_only_refusal
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.help import HelpScreen
+from whimbrel.app.screens.history import HistoryScreen
+from whimbrel.app.screens.main import MainScreen
+from whimbrel.app.screens.migrate import MigrateModal
+from whimbrel.app.screens.preview import PreviewScreen
+from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.app.screens.welcome import WelcomeScreen
+from whimbrel.app.settings import ConsoleSettings, RememberedState
+from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.units import format_bandwidth, format_duration
 from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
+from whimbrel.widgets.container_table import ContainerTable
 
 EXIT_OK = 0
-DIRTY_INTERVAL_S = 1.0
-DIRTY_RETRY_S = 10.0
 TERMINAL_CHECK_S = 2.0
+# Every screen the console opens: their bindings are what `[console] keys` may remap.
+SCREENS: tuple[type[Screen], ...] = (
+    MainScreen,
+    PreviewScreen,
+    MigrateModal,
+    ProgressScreen,
+    EvacuateScreen,
+    HistoryScreen,
+    HelpScreen,
+    WelcomeScreen,
+)
 
 
 class WhimbrelApp(App[int]):
@@ -79,8 +110,7 @@ class WhimbrelApp(App[int]):
         self.imposed_read_only = read_only or self.settings.read_only
         self.read_only = self.imposed_read_only
         self.remembered = remembered or RememberedState()
-        self.live: Live | None = Live(backend.config) if backend else None
-        self.live_changed: Signal[str] = Signal(self, "live-changed")
+        self.observed: Observations | None = Observations(backend.config) if backend else None
         self.selected: str | None = None  # NODE/NAME of the container being watched
         self.target: str | None = None  # node the selected container would go to
         self._sampled_pid: int | None = None  # the process the dirty-rate loop samples
@@ -98,9 +128,6 @@ class WhimbrelApp(App[int]):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        from whimbrel.app.screens.main import MainScreen
-        from whimbrel.app.screens.welcome import WelcomeScreen
-
         self._record_timing("mounted")
         self.theme = self.remembered.theme(self.settings.theme, THEMES) or DEFAULT_THEME
         self.update_keymap(dict(self.settings.keys))
@@ -152,7 +179,13 @@ class WhimbrelApp(App[int]):
         self.read_only = on
         self._update_subtitle()
         self.notify("read-only: no migration can start" if on else "read-only off")
-        self.live_changed.publish("read-only")
+        self._announce(ReadOnlyChanged)
+
+    def _announce(self, change: type[ConsoleStateChanged]) -> None:
+        """Tell every open screen what changed (each once it has mounted and drawn itself)."""
+        for screen in self.screen_stack:
+            if screen.is_mounted:
+                screen.post_message(change())
 
     def _record_timing(self, name: str) -> None:
         """For benchmarks/console_cpu.py: when set, WHIMBREL_TIMINGS gets one JSON line per
@@ -192,27 +225,22 @@ class WhimbrelApp(App[int]):
             return
         for node in self.backend.config.nodes:
             self.run_worker(
-                partial(self._inventory_loop, node.name),
+                partial(
+                    poll_inventory,
+                    self.backend,
+                    node.name,
+                    self.settings.refresh_s,
+                    self.post_message,
+                ),
                 group=f"inventory:{node.name}",
                 exclusive=True,
             )
 
-    async def _inventory_loop(self, node: str) -> None:
-        assert self.backend is not None
-        while True:
-            try:
-                inventory = await self.backend.node_inventory(node)
-            except Exception as exc:  # one node's trouble must never take the console down
-                cluster = self.backend.config.node(node).cluster
-                inventory = NodeInventory(node, cluster, False, error=str(exc))
-            self.post_message(NodeInventoryLoaded(inventory))
-            await asyncio.sleep(self.settings.refresh_s)
-
     @on(NodeInventoryLoaded)
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
-        assert self.live is not None
-        self.live.set_node(message.inventory)
-        self.live_changed.publish("inventory")
+        assert self.observed is not None
+        self.observed.set_node(message.inventory)
+        self._announce(InventoryChanged)
         container = self.selected_container()
         if self.selected and container is None:
             self.select(None)
@@ -228,35 +256,35 @@ class WhimbrelApp(App[int]):
 
     def first_table_shown(self) -> None:
         """The main screen calls this each time it fills its table."""
-        if self.live is not None and self.live.all_answered:
+        if self.observed is not None and self.observed.all_answered:
             self._record_timing("first_full_table")
 
     # --- the watched container and path ------------------------------------------------------
 
     def select(self, ref: str | None) -> None:
         """Watch a container: its dirty rate, and the RTT to its target."""
-        if self.live is None or ref == self.selected:
+        if self.observed is None or ref == self.selected:
             return
         self.selected = ref
-        container = self.live.container(ref) if ref else None
+        container = self.observed.container(ref) if ref else None
         if container is not None and (
-            self.target is None or self.target not in self.live.targets_for(container)
+            self.target is None or self.target not in self.observed.targets_for(container)
         ):
-            self.target = self.live.default_target(container)
+            self.target = self.observed.default_target(container)
         self._restart_monitors()
-        self.live_changed.publish("selection")
+        self._announce(SelectionChanged)
 
     def set_target(self, node: str) -> None:
         if node == self.target:
             return
         self.target = node
         self._restart_monitors(dirty=False)
-        self.live_changed.publish("selection")
+        self._announce(SelectionChanged)
 
     def selected_container(self) -> ContainerInfo | None:
-        if self.live is None or self.selected is None:
+        if self.observed is None or self.selected is None:
             return None
-        return self.live.container(self.selected)
+        return self.observed.container(self.selected)
 
     def _restart_monitors(self, dirty: bool = True) -> None:
         container = self.selected_container()
@@ -266,13 +294,33 @@ class WhimbrelApp(App[int]):
             self._sampled_pid = None
         if container is None or self.migrating:
             return
+        assert self.backend is not None and self.observed is not None
         if self.target:
             self.run_worker(
-                partial(self._rtt_loop, container.node, self.target), group="rtt", exclusive=True
+                partial(
+                    poll_rtt,
+                    self.backend,
+                    container.node,
+                    self.target,
+                    self.settings.rtt_every_s,
+                    self.post_message,
+                ),
+                group="rtt",
+                exclusive=True,
             )
         if dirty and container.running:
             self._sampled_pid = container.pid
-            self.run_worker(partial(self._dirty_loop, container.ref), group="dirty", exclusive=True)
+            self.run_worker(
+                partial(
+                    keep_sampling_dirty,
+                    self.backend,
+                    self.observed,
+                    container.ref,
+                    self.post_message,
+                ),
+                group="dirty",
+                exclusive=True,
+            )
 
     def pause_dirty_sampling(self) -> None:
         """Stop sampling before anything else clears the container's soft-dirty bits (a
@@ -283,63 +331,29 @@ class WhimbrelApp(App[int]):
     def resume_monitors(self) -> None:
         self._restart_monitors()
 
-    async def _rtt_loop(self, src: str, dst: str) -> None:
-        assert self.backend is not None
-        while True:
-            try:
-                self.post_message(RttMeasured(await self.backend.rtt(src, dst)))
-            except Exception as exc:  # shown on the chart; the loop tries again
-                self.post_message(ProbeFailed("rtt", src, dst, str(exc)))
-            await asyncio.sleep(self.settings.rtt_every_s)
-
-    async def _dirty_loop(self, ref: str) -> None:
-        assert self.backend is not None and self.live is not None
-        while True:
-            # As the inventory knows it now: a restarted container has a new pid.
-            container = self.live.container(ref)
-            if container is None or not container.running:
-                return
-            try:
-                async for sample in self.backend.dirty(container, DIRTY_INTERVAL_S):
-                    self.post_message(DirtySampled(ref, sample))
-            except Exception as exc:  # a container without soft-dirty support, a lost node...
-                self.post_message(DirtyFailed(ref, str(exc) or type(exc).__name__))
-                await asyncio.sleep(DIRTY_RETRY_S)
-
     def measure_throughput(self, src: str, dst: str) -> None:
         """Once per preview of a path: it moves tens of MiB, so never on a timer."""
+        assert self.backend is not None and self.observed is not None
         self.run_worker(
-            partial(self._throughput_once, src, dst),
+            partial(measure_path, self.backend, self.observed, src, dst, self.post_message),
             group=f"throughput:{src}>{dst}",
             exclusive=True,
         )
 
-    async def _throughput_once(self, src: str, dst: str) -> None:
-        assert self.backend is not None and self.live is not None
-        try:
-            rtt = self.live.rtt_last.get((src, dst))
-            if rtt is None:
-                result = await self.backend.rtt(src, dst)
-                self.post_message(RttMeasured(result))
-                rtt = result.rtt_s
-            self.post_message(ThroughputMeasured(await self.backend.throughput(src, dst, rtt)))
-        except Exception as exc:
-            self.post_message(ProbeFailed("throughput", src, dst, str(exc)))
-
     @on(RttMeasured)
     def _rtt_measured(self, message: RttMeasured) -> None:
-        assert self.live is not None
-        self.live.add_rtt(message.result)
+        assert self.observed is not None
+        self.observed.add_rtt(message.result)
         self._record_timing("first_rtt_sample")
-        self.live_changed.publish("rtt")
+        self._announce(RttChanged)
 
     @on(ThroughputMeasured)
     def _throughput_measured(self, message: ThroughputMeasured) -> None:
-        assert self.live is not None
-        self.live.set_throughput(message.result)
-        self.live_changed.publish("throughput")
+        assert self.observed is not None
+        self.observed.set_throughput(message.result)
+        self._announce(ThroughputChanged)
         result = message.result
-        if type(self.screen).__name__ == "MainScreen":  # the preview shows it; main does not
+        if isinstance(self.screen, MainScreen):  # the preview shows it; main does not
             self.notify(
                 f"{result.src} → {result.dst}: {format_bandwidth(result.bytes_per_s)}, "
                 f"RTT {format_duration(result.rtt_s)}",
@@ -348,73 +362,55 @@ class WhimbrelApp(App[int]):
 
     @on(ProbeFailed)
     def _probe_failed(self, message: ProbeFailed) -> None:
-        assert self.live is not None
-        self.live.errors[f"{message.kind}:{message.src}>{message.dst}"] = message.error
-        self.live_changed.publish(message.kind)
+        assert self.observed is not None
+        self.observed.probe_failed(message.kind, (message.src, message.dst), message.error)
+        self._announce(RttChanged if message.kind == "rtt" else ThroughputChanged)
 
     @on(DirtySampled)
     def _dirty_sampled(self, message: DirtySampled) -> None:
-        assert self.live is not None
-        self.live.add_dirty(message.ref, message.sample)
+        assert self.observed is not None
+        self.observed.add_dirty(message.ref, message.sample)
         self._record_timing("first_dirty_sample")
-        self.live_changed.publish("dirty")
+        self._announce(DirtyChanged)
 
     @on(DirtyFailed)
     def _dirty_failed(self, message: DirtyFailed) -> None:
-        assert self.live is not None
-        self.live.errors[f"dirty:{message.ref}"] = message.error
-        self.live_changed.publish("dirty")
+        assert self.observed is not None
+        self.observed.dirty_errors[message.ref] = message.error
+        self._announce(DirtyChanged)
 
     # --- migrations --------------------------------------------------------------------------
 
     def refusal(self, container: ContainerInfo, target: str | None) -> str | None:
         """Why this migration may not start, in words; None when it may."""
-        assert self.live is not None
-        if self.read_only:
-            return "the console is read-only: no migration can start"
+        assert self.observed is not None
+        if reason := read_only_refusal(self.read_only):
+            return reason
         if self.migrating:
             return "a migration is already running"
-        if target is None:
-            return f"no node in another cluster to move {container.name} to"
-        for node in (container.node, target):
-            cluster = self.live.config.clusters.get(self.live.cluster_of(node))
-            if cluster is not None and cluster.read_only:
-                return f"cluster {cluster.name} is read-only in {self.config_path}"
-        if not container.running:
-            return f"{container.name} is {container.state}: only a running container migrates"
-        for mount in container.mounts:
-            if mount.type == "bind":  # the engine refuses these too; say so before the modal
-                return (
-                    f"bind mount {mount.source} -> {mount.destination}: whimbrel does not move "
-                    "bind-mounted host data yet"
-                )
-        if self.live.reachable(target) is False:
-            return f"{target} is not answering"
-        return None
+        answers = self.observed.reachable(target) if target else None
+        return move_refusal(container, target, self.observed.config, self.config_path, answers)
 
     def start_migrations(self, orders: list[MigrationOrder]) -> None:
-        from whimbrel.app.screens.main import MainScreen
-        from whimbrel.app.screens.progress import ProgressScreen
-
         while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):
             self.pop_screen()  # the progress screen closes onto the main screen
         self.push_screen(ProgressScreen(orders))
 
     def migration_started(self, order: MigrationOrder) -> None:
-        assert self.live is not None
+        assert self.observed is not None
         self.migrating = True
         self.pause_dirty_sampling()
-        self.live.busy[order.container.ref] = f"→ {order.target}"
-        self.live_changed.publish("inventory")
+        self.observed.busy[order.container.ref] = f"→ {order.target}"
+        self._announce(InventoryChanged)
 
     def migrations_ended(self, follow: str | None) -> None:
-        assert self.live is not None
+        assert self.observed is not None
         self.migrating = False
-        self.live.busy.clear()
+        self.observed.busy.clear()
         self.follow = follow
         self.selected = None  # the container may have moved: select afresh
         self.refresh_inventory()
-        self.live_changed.publish("inventory")
+        self._announce(InventoryChanged)
 
     # --- history -----------------------------------------------------------------------------
 
@@ -444,13 +440,11 @@ class WhimbrelApp(App[int]):
                 severity="warning",
                 timeout=30,
             )
-        self.live_changed.publish("history")
+        self._announce(HistoryChanged)
 
     # --- actions -----------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from whimbrel.app.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
@@ -466,41 +460,10 @@ class WhimbrelApp(App[int]):
 
 def binding_ids() -> set[str]:
     """Every binding id the console has, for validating `[console] keys`."""
-    from whimbrel.app.screens import all_screen_classes
-    from whimbrel.widgets.container_table import ContainerTable
 
     ids = set()
-    for cls in (WhimbrelApp, ContainerTable, *all_screen_classes()):
+    for cls in (WhimbrelApp, ContainerTable, *SCREENS):
         for binding in cls.__dict__.get("BINDINGS", []):
             if isinstance(binding, Binding) and binding.id:
                 ids.add(binding.id)
     return ids
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """`whimbrel` with no subcommand."""
-    return run_console(resolve_config_path(args.config), read_only=args.read_only)
-
-
-def run_console(config_path: Path, read_only: bool) -> int:
-    """Open the console on the config at `config_path` (a missing file shows how to start)."""
-    config: Config | None
-    try:
-        config = load_config(config_path)
-    except ConfigError:
-        if config_path.exists():
-            raise
-        config = None  # no config yet: the console says how to start
-    settings = console_settings(config, THEMES, binding_ids())
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("the console needs a terminal; scripts can use `whimbrel ls --json`")
-    timings = os.environ.get("WHIMBREL_TIMINGS")
-    app = WhimbrelApp(
-        LiveBackend(config) if config else None,
-        config_path=config_path,
-        settings=settings,
-        read_only=read_only,
-        watch_terminal=True,
-        timings=Path(timings) if timings else None,
-    )
-    return app.run() or EXIT_OK

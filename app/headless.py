@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from whimbrel.backends.config import Config, load_config, resolve_config_path
+from whimbrel.backends.engine import recover
 from whimbrel.backends.ssh import SessionPool
 
 T = TypeVar("T")
@@ -32,8 +33,6 @@ def with_pool(
     async def main() -> T:
         async with SessionPool(config) as pool:
             if settle:
-                from whimbrel.backends.engine import recover
-
                 for found in await recover(pool):
                     print(f"whimbrel: {found.text}", file=sys.stderr)
             return await work(pool)

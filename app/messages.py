@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from whimbrel.app.backend import DirtyRate, HistoryRecord
+from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.observations import ProbeKind
+from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
@@ -33,7 +35,7 @@ class ThroughputMeasured(Message):
 class ProbeFailed(Message):
     """An RTT or throughput probe from src to dst failed."""
 
-    def __init__(self, kind: str, src: str, dst: str, error: str) -> None:
+    def __init__(self, kind: ProbeKind, src: str, dst: str, error: str) -> None:
         super().__init__()
         self.kind = kind
         self.src = src

@@ -17,55 +17,55 @@ if TYPE_CHECKING:
 Command = tuple[str, str, Callable[[], object]]
 
 
+# Actions of the screen the palette was opened from, offered when that screen has them.
+SCREEN_COMMANDS = (
+    ("migrate", "Migrate", "migrate the selected container to its target"),
+    ("evacuate", "Evacuate", "migrate the marked containers, one after another"),
+    ("preview", "Plan preview", "the model's plan for the selected container"),
+    ("probe", "Probe", "measure the selected path again: RTT and throughput"),
+    ("history", "History", "past migrations, predicted against measured"),
+)
+
+
 class WhimbrelCommands(Provider):
     def _commands(self) -> list[Command]:
         app = cast("WhimbrelApp", self.app)
-        screen = self.screen
-        commands: list[Command] = []
-
-        def screen_action(name: str) -> Callable[[], object] | None:
-            method = getattr(screen, f"action_{name}", None)
-            return method if callable(method) else None
-
-        if app.backend is not None:
-            for name, title, help_text in (
-                ("migrate", "Migrate", "migrate the selected container to its target"),
-                ("evacuate", "Evacuate", "migrate the marked containers, one after another"),
-                ("preview", "Plan preview", "the model's plan for the selected container"),
-                ("probe", "Probe", "measure the selected path again: RTT and throughput"),
-                ("history", "History", "past migrations, predicted against measured"),
-            ):
-                action = screen_action(name)
-                if action is not None:
-                    commands.append((title, help_text, action))
-            commands.append(
-                ("Refresh", "ask every node for its containers now", app.refresh_inventory)
-            )
-            commands.append(
-                (
-                    "Settle unfinished migrations",
-                    "finish or undo what a whimbrel that died left pending",
-                    app.settle_unfinished,
-                )
-            )
-            if app.read_only:
-                commands.append(
-                    ("Read-only: off", "allow migrations again", partial(app.set_read_only, False))
-                )
-            else:
-                commands.append(
-                    (
-                        "Read-only: on",
-                        "no migration can start from this console",
-                        partial(app.set_read_only, True),
-                    )
-                )
+        commands = self._cluster_commands(app) if app.backend is not None else []
         for name in THEMES:
             commands.append(
                 (
                     f"Theme: {name}",
                     "switch theme (remembered)",
                     partial(setattr, app, "theme", name),
+                )
+            )
+        return commands
+
+    def _cluster_commands(self, app: WhimbrelApp) -> list[Command]:
+        """What needs clusters: the screen's actions, refresh, settle, read-only."""
+        commands: list[Command] = []
+        for name, title, help_text in SCREEN_COMMANDS:
+            action = getattr(self.screen, f"action_{name}", None)
+            if callable(action):
+                commands.append((title, help_text, action))
+        commands.append(("Refresh", "ask every node for its containers now", app.refresh_inventory))
+        commands.append(
+            (
+                "Settle unfinished migrations",
+                "finish or undo what a whimbrel that died left pending",
+                app.settle_unfinished,
+            )
+        )
+        if app.read_only:
+            commands.append(
+                ("Read-only: off", "allow migrations again", partial(app.set_read_only, False))
+            )
+        else:
+            commands.append(
+                (
+                    "Read-only: on",
+                    "no migration can start from this console",
+                    partial(app.set_read_only, True),
                 )
             )
         return commands

@@ -44,8 +44,9 @@ def console_settings(
     config: Config | None, themes: Collection[str], binding_ids: Collection[str]
 ) -> ConsoleSettings:
     """The `[console]` table as settings; ConfigError naming the field when it is wrong."""
+    defaults = ConsoleSettings()
     if config is None:
-        return ConsoleSettings()
+        return defaults
     table = config.console
     where = f"{config.path}: console"
     allowed = {"theme", "read_only", "refresh", "rtt_every", "downtime_target", "keys"}
@@ -62,19 +63,36 @@ def console_settings(
     read_only = table.get("read_only", False)
     if not isinstance(read_only, bool):
         raise ConfigError(f"{where}.read_only: expected true or false, got {read_only!r}")
+    keys = _keys(table, where, binding_ids)  # its errors come before the intervals'
+    return ConsoleSettings(
+        theme=theme,
+        read_only=read_only,
+        refresh_s=_interval(table, where, "refresh", defaults.refresh_s, MIN_INTERVAL_S),
+        rtt_every_s=_interval(table, where, "rtt_every", defaults.rtt_every_s, MIN_INTERVAL_S),
+        downtime_target_s=_interval(
+            table, where, "downtime_target", defaults.downtime_target_s, 0.0
+        ),
+        keys=keys,
+    )
 
-    def interval(key: str, default: float, floor: float) -> float:
-        value = table.get(key)
-        if value is None:
-            return default
-        try:
-            seconds = parse_duration(str(value), f"{where}.{key}", allow_zero=False)
-        except UnitError as exc:
-            raise ConfigError(str(exc)) from None
-        if seconds < floor:
-            raise ConfigError(f"{where}.{key}: at least {floor:g} s, got {value!r}")
-        return seconds
 
+def _interval(
+    table: Mapping[str, Any], where: str, key: str, default: float, floor: float
+) -> float:
+    value = table.get(key)
+    if value is None:
+        return default
+    try:
+        seconds = parse_duration(str(value), f"{where}.{key}", allow_zero=False)
+    except UnitError as exc:
+        raise ConfigError(str(exc)) from None
+    if seconds < floor:
+        raise ConfigError(f"{where}.{key}: at least {floor:g} s, got {value!r}")
+    return seconds
+
+
+def _keys(table: Mapping[str, Any], where: str, binding_ids: Collection[str]) -> dict[str, str]:
+    """`keys`, each binding id known and each value key names, as Textual's keymap wants."""
     keys = table.get("keys", {})
     if not isinstance(keys, Mapping):
         raise ConfigError(f'{where}.keys: expected a table such as {{ "app.quit" = "ctrl+q" }}')
@@ -88,14 +106,7 @@ def console_settings(
                 f'{where}.keys.{binding_id}: expected key names such as "m", "ctrl+q" or '
                 f'"f5,ctrl+r", got {value!r}'
             )
-    return ConsoleSettings(
-        theme=theme,
-        read_only=read_only,
-        refresh_s=interval("refresh", 5.0, MIN_INTERVAL_S),
-        rtt_every_s=interval("rtt_every", 2.0, MIN_INTERVAL_S),
-        downtime_target_s=interval("downtime_target", 0.3, 0.0),
-        keys={k: ",".join(p.strip() for p in v.split(",")) for k, v in keys.items()},
-    )
+    return {k: ",".join(p.strip() for p in v.split(",")) for k, v in keys.items()}
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -32,6 +32,11 @@ def test_each_subcommand_module_does_not_import_textual(name: str) -> None:
     assert not _imports_textual(f"whimbrel.app.commands.{name}")
 
 
+def test_the_migration_preconditions_do_not_import_textual() -> None:
+    # `whimbrel migrate` asks them, and the engine is to own them.
+    assert not _imports_textual("whimbrel.app.preconditions")
+
+
 def test_building_the_parser_and_asking_for_help_does_not_import_textual() -> None:
     code = (
         "import sys, contextlib, io\n"

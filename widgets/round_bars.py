@@ -89,26 +89,20 @@ class RoundBars(Widget):
             if r.predicted_bytes is None:
                 cells += [Text(""), Text("re-planned", style="dim")]
             else:
-                cells += [
-                    Text(bar(r.predicted_bytes, scale, width), style=predicted_style),
-                    Text(
-                        f"{format_size(r.predicted_bytes)}"
-                        + (
-                            f"  {format_duration(r.predicted_s)}"
-                            if r.predicted_s is not None
-                            else ""
-                        )
-                    ),
-                ]
+                cells += _bar_cells(r.predicted_bytes, r.predicted_s, scale, width, predicted_style)
             if self._show_actual:
                 if r.actual_bytes is not None:
-                    seconds = f"  {format_duration(r.actual_s)}" if r.actual_s is not None else ""
-                    cells += [
-                        Text(bar(r.actual_bytes, scale, width), style=actual_style),
-                        Text(f"{format_size(r.actual_bytes)}{seconds}"),
-                    ]
+                    cells += _bar_cells(r.actual_bytes, r.actual_s, scale, width, actual_style)
                 else:
                     note = "running…" if r.running else ""
                     cells += [Text(note, style="italic dim"), Text("")]
             table.add_row(*cells)
         return table
+
+
+def _bar_cells(
+    n_bytes: float, seconds: float | None, scale: float, width: int, style: str
+) -> list[Text]:
+    """A round's bar and its numbers: the bytes, and the time they took or were predicted to."""
+    took = f"  {format_duration(seconds)}" if seconds is not None else ""
+    return [Text(bar(n_bytes, scale, width), style=style), Text(f"{format_size(n_bytes)}{took}")]

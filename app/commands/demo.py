@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         )
         print("demo: the lab is not up; bringing it up (a minute or two)", flush=True)
         state = lab.up(build_topology(DEFAULT_NODES), wan, lambda line: print(f"lab: {line}"))
-    from whimbrel.app.console import run_console
+    from whimbrel.app.launch import run_console
 
     return run_console(Path(state["config"]), read_only=args.read_only)

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from whimbrel.app.headless import with_pool
+from whimbrel.app.preconditions import read_only_refusal
 from whimbrel.backends.engine import MODES, Migration, MigrationRequest
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.events import (
@@ -104,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy,
         brownout_weight=args.brownout_weight,
     )
-    if args.read_only:
-        raise UsageError("read-only (--read-only): no migration can start")
+    if reason := read_only_refusal(args.read_only, headless=True):
+        raise UsageError(reason)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("migrate: not a terminal to confirm on; pass --yes")

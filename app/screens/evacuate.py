@@ -11,21 +11,17 @@ import asyncio
 from typing import ClassVar, cast
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from whimbrel.app.backend import plan_for
-from whimbrel.app.messages import (
-    DirtyFailed,
-    DirtySampled,
-    ProbeFailed,
-    RttMeasured,
-    ThroughputMeasured,
-)
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.changes import ConsoleStateChanged
+from whimbrel.app.measuring import measure_path, sample_dirty
+from whimbrel.app.planning import plan_for
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.migrate import confirm_migrations
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -45,7 +41,7 @@ COLUMNS = (
 )
 
 
-class EvacuateScreen(OnWhimbrel, Screen[None]):
+class EvacuateScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="evacuate.back"),
         Binding("t", "next_target", "Target", id="evacuate.target"),
@@ -65,25 +61,28 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         yield Footer()
 
     def _containers(self) -> list[ContainerInfo]:
-        live = self.wapp.live
-        assert live is not None
-        return [c for ref in self.refs if (c := live.container(ref)) is not None]
+        observed = self.console.observed
+        assert observed is not None
+        return [c for ref in self.refs if (c := observed.container(ref)) is not None]
 
     def on_mount(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         table = self.query_one(DataTable)
         table.border_title = f"Evacuate {len(self.refs)} containers, one after another"
         for key, header in COLUMNS:
             table.add_column(header, key=key)
         for c in self._containers():
-            self.targets[c.ref] = live.default_target(c)
+            self.targets[c.ref] = observed.default_target(c)
             table.add_row(*([""] * len(COLUMNS)), key=c.ref)
-        self.wapp.pause_dirty_sampling()
-        self.wapp.live_changed.subscribe(self, lambda _kind: self._show())
+        self.console.pause_dirty_sampling()
         self._show()
         self._measure()
         table.focus()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        self._show()
 
     def on_screen_suspend(self) -> None:
         self.workers.cancel_group(self, "evacuate-measure")
@@ -95,49 +94,31 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
 
     @work(exclusive=True, group="evacuate-measure")
     async def _measure(self) -> None:
-        app, backend, live = self.wapp, self.wapp.backend, self.wapp.live
-        assert backend is not None and live is not None
+        console, backend, observed = self.console, self.console.backend, self.console.observed
+        assert backend is not None and observed is not None
         containers = self._containers()
         gate = asyncio.Semaphore(CONCURRENT_SAMPLERS)
 
         async def sample(c: ContainerInfo) -> None:
-            if len(live.dirty.get(c.ref, ())) >= DIRTY_SAMPLES:
-                return
-            async with gate:
-                try:
-                    taken = 0
-                    async for s in backend.dirty(c, 1.0):
-                        app.post_message(DirtySampled(c.ref, s))
-                        taken += 1
-                        if taken >= DIRTY_SAMPLES:
-                            break
-                except Exception as exc:  # shown in the row; the others go on
-                    app.post_message(DirtyFailed(c.ref, str(exc) or type(exc).__name__))
+            if len(observed.dirty.get(c.ref, ())) < DIRTY_SAMPLES:
+                async with gate:  # a failure is shown in its row; the others go on
+                    await sample_dirty(backend, c, console.post_message, DIRTY_SAMPLES)
 
         async def paths() -> None:
             # One path at a time: throughput probes of several paths would share the WAN.
             for pair in sorted({(c.node, t) for c in containers if (t := self.targets[c.ref])}):
-                try:
-                    rtt = live.rtt_last.get(pair)
-                    if rtt is None:
-                        measured = await backend.rtt(*pair)
-                        app.post_message(RttMeasured(measured))
-                        rtt = measured.rtt_s
-                    if pair not in live.throughput:
-                        result = await backend.throughput(*pair, rtt)
-                        app.post_message(ThroughputMeasured(result))
-                except Exception as exc:
-                    app.post_message(ProbeFailed("throughput", *pair, str(exc)))
+                if pair not in observed.throughput:
+                    await measure_path(backend, observed, *pair, console.post_message)
 
         await asyncio.gather(paths(), *(sample(c) for c in containers))
 
     # --- drawing -----------------------------------------------------------------------------
 
     def _plans(self) -> dict[str, Plan | None]:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         return {
-            c.ref: plan_for(live.measurements(c, t), self.wapp.downtime_target_s)
+            c.ref: plan_for(observed.measurements(c, t), self.console.downtime_target_s)
             if (t := self.targets.get(c.ref))
             else None
             for c in self._containers()
@@ -146,15 +127,15 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
     def _show(self) -> None:
         if not on_view(self):
             return
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         colours = colours_of(self.app)
         table = self.query_one(DataTable)
         plans = self._plans()
         for c in self._containers():
             target, plan = self.targets.get(c.ref), plans.get(c.ref)
-            error = live.errors.get(f"dirty:{c.ref}") or (
-                live.errors.get(f"throughput:{c.node}>{target}") if target else None
+            error = observed.dirty_errors.get(c.ref) or (
+                observed.throughput_errors.get((c.node, target)) if target else None
             )
             if plan is not None:
                 cells = [
@@ -178,7 +159,7 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
                 f"{format_size(sum(p.bytes_sent for p in known))} sent, longest downtime "
                 f"{format_duration(max(p.downtime_s for p in known))}; "
                 f"{sum(1 for p in known if p.meets_target)} of {len(known)} meet the "
-                f"{format_duration(self.wapp.downtime_target_s)} target."
+                f"{format_duration(self.console.downtime_target_s)} target."
             )
         else:
             total.append(f"Measuring: {len(known)} of {len(plans)} plans ready…", style="dim")
@@ -193,11 +174,11 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
         return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     def action_next_target(self) -> None:
-        live, ref = self.wapp.live, self._row_ref()
-        container = live.container(ref) if live and ref else None
-        if live is None or container is None or ref is None:
+        observed, ref = self.console.observed, self._row_ref()
+        container = observed.container(ref) if observed and ref else None
+        if observed is None or container is None or ref is None:
             return
-        targets = live.targets_for(container)
+        targets = observed.targets_for(container)
         if targets:
             current = self.targets.get(ref)
             index = targets.index(current) if current in targets else -1
@@ -206,22 +187,20 @@ class EvacuateScreen(OnWhimbrel, Screen[None]):
             self._measure()
 
     def action_same_target(self) -> None:
-        live, ref = self.wapp.live, self._row_ref()
-        if live is None or ref is None or self.targets.get(ref) is None:
+        observed, ref = self.console.observed, self._row_ref()
+        if observed is None or ref is None or self.targets.get(ref) is None:
             return
         target = cast(str, self.targets[ref])
         for c in self._containers():
-            if target in live.targets_for(c):
+            if target in observed.targets_for(c):
                 self.targets[c.ref] = target
         self._show()
         self._measure()
 
     def action_back(self) -> None:
         self.app.pop_screen()
-        self.wapp.resume_monitors()
+        self.console.resume_monitors()
 
     def action_start(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         moves = [(c, self.targets.get(c.ref)) for c in self._containers()]
-        confirm_migrations(self.wapp, moves)
+        confirm_migrations(self.console, moves)

@@ -4,7 +4,7 @@ the highlighted one."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,11 +14,13 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from whimbrel.app.backend import HistoryRecord, name_of, rounds_began_at
-from whimbrel.app.screens import OnWhimbrel, colours_of
-from whimbrel.backends.events import RoundFinished, RoundStarted
+from whimbrel.app.changes import HistoryChanged
+from whimbrel.app.engine_events import name_of, rounds_began_at
+from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.rounds import RoundRows
+from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
 from whimbrel.backends.units import format_duration, format_size
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
+from whimbrel.widgets.round_bars import RoundBars
 
 COLUMNS = (
     ("when", "WHEN"),
@@ -33,11 +35,6 @@ COLUMNS = (
 )
 
 
-def _pair(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
-    got = fmt(measured) if measured is not None else "-"
-    return f"{got} ({fmt(predicted)})" if predicted is not None else got
-
-
 def _rounds_time(r: HistoryRecord) -> float | None:
     """The time from the first round on: what the model's total covers (not preflight)."""
     began = rounds_began_at(r.events)
@@ -46,26 +43,7 @@ def _rounds_time(r: HistoryRecord) -> float | None:
     return r.total_time_s - began
 
 
-def record_bars(record: HistoryRecord) -> list[RoundBar]:
-    rows: dict[object, RoundBar] = {}
-    for e in record.events:
-        key = "final" if getattr(e, "final", False) else getattr(e, "index", None)
-        if isinstance(e, RoundStarted):
-            rows[key] = RoundBar(e.index, e.final, e.planned_bytes, predicted_s=e.predicted_seconds)
-        elif isinstance(e, RoundFinished):
-            before = rows.get(key)
-            rows[key] = RoundBar(
-                e.index,
-                e.final,
-                e.planned_bytes,
-                e.sent_bytes,
-                before.predicted_s if before else None,
-                e.seconds,
-            )
-    return sorted(rows.values(), key=lambda r: (r.final, r.index))
-
-
-class HistoryScreen(OnWhimbrel, Screen[None]):
+class HistoryScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="history.back"),
         Binding("r", "reload", "Reload", id="history.reload"),
@@ -89,20 +67,20 @@ class HistoryScreen(OnWhimbrel, Screen[None]):
         self.query_one("#history-rounds").border_title = "Rounds: predicted against sent"
         for key, header in COLUMNS:
             table.add_column(header, key=key)
-        self.wapp.live_changed.subscribe(self, self._live_changed)
         self.query_one("#history-detail", Static).update(Text("reading records…", style="dim"))
-        self.wapp.load_history()
+        self.console.load_history()
         table.focus()
 
-    def _live_changed(self, kind: str) -> None:
-        if kind == "history":
-            self._show(self.wapp.history_records or [], self.wapp.history_error)
+    @on(HistoryChanged)
+    def _history_changed(self) -> None:
+        self._show(self.console.history_records or [], self.console.history_error)
 
     def _show(self, records: list[HistoryRecord], error: str | None) -> None:
         colours = colours_of(self.app)
         self.records = records
         table = self.query_one(DataTable)
         table.clear()  # a reload is rare and operator-driven: rebuilding is fine here
+        cell = partial(against_prediction, missing="-", label="")  # the headers say PRED
         for r in records:
             when = (
                 time.strftime("%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else "?"
@@ -115,9 +93,9 @@ class HistoryScreen(OnWhimbrel, Screen[None]):
                 Text(r.status, style=colours.get(style, "")),
                 r.mode,
                 str(r.rounds),
-                _pair(r.downtime_s, r.predicted_downtime_s, format_duration),
-                _pair(_rounds_time(r), r.predicted_total_time_s, format_duration),
-                _pair(r.bytes_sent, r.predicted_bytes, format_size),
+                cell(r.downtime_s, r.predicted_downtime_s, format_duration),
+                cell(_rounds_time(r), r.predicted_total_time_s, format_duration),
+                cell(r.bytes_sent, r.predicted_bytes, format_size),
                 key=r.path,
             )
         detail = self.query_one("#history-detail", Static)
@@ -148,14 +126,17 @@ class HistoryScreen(OnWhimbrel, Screen[None]):
                 f"{format_duration(max(record.brownouts_s))}"
             )
         self.query_one("#history-detail", Static).update(text)
-        self.query_one(RoundBars).show_rounds(record_bars(record), show_actual=True)
+        rounds = RoundRows()
+        for event in record.events:
+            rounds.add(event)
+        self.query_one(RoundBars).show_rounds(rounds.bars(), show_actual=True)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
         self._show_detail()
 
     def action_reload(self) -> None:
-        self.wapp.load_history()
+        self.console.load_history()
 
     def action_back(self) -> None:
         self.app.pop_screen()

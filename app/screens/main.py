@@ -11,15 +11,27 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.changes import (
+    DirtyChanged,
+    InventoryChanged,
+    ReadOnlyChanged,
+    RttChanged,
+    SelectionChanged,
+)
+from whimbrel.app.preconditions import read_only_refusal
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.app.screens.migrate import confirm_migrations
+from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
 from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
 
 
-class MainScreen(OnWhimbrel, Screen[None]):
+class MainScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="main.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="main.clear"),
@@ -54,28 +66,38 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one("#nodes", NodeList).border_title = "Clusters"
         self.query_one("#filter", Input).display = False
         self.query_one(ContainerTable).focus()
-        self.wapp.live_changed.subscribe(self, self._live_changed)
         self._redraw()
 
     def on_screen_resume(self) -> None:
         self._redraw()
 
-    def _live_changed(self, kind: str) -> None:
-        if not on_view(self):
-            return  # redrawn in full on resume
-        if kind in ("inventory", "read-only"):
+    # Off view, a change waits: the screen redraws in full on resume.
+
+    @on(InventoryChanged)
+    @on(ReadOnlyChanged)
+    def _inventory_changed(self) -> None:
+        if on_view(self):
             self._show_nodes()
             self._show_table()
-        elif kind == "dirty":
-            # A container's first rate shows at once; later ones with the next inventory
-            # round: redrawing the whole table every second for one cell costs more than the
-            # chart does.
-            if self.wapp.selected not in self._rates_shown:
-                self._show_table()
-            self._show_dirty()
-        elif kind == "rtt":
+
+    @on(DirtyChanged)
+    def _dirty_changed(self) -> None:
+        if not on_view(self):
+            return
+        # A container's first rate shows at once; later ones with the next inventory round:
+        # redrawing the whole table every second for one cell costs more than the chart does.
+        if self.console.selected not in self._rates_shown:
+            self._show_table()
+        self._show_dirty()
+
+    @on(RttChanged)
+    def _rtt_changed(self) -> None:
+        if on_view(self):
             self._show_rtt()
-        elif kind == "selection":
+
+    @on(SelectionChanged)
+    def _selection_changed(self) -> None:
+        if on_view(self):
             self._show_rtt()
             self._show_dirty()
 
@@ -90,13 +112,13 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- drawing -----------------------------------------------------------------------------
 
     def _show_nodes(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         clusters = []
-        for name, cluster in live.config.clusters.items():
+        for name, cluster in observed.config.clusters.items():
             nodes = []
-            for node in live.config.nodes_of(name):
-                inv = live.nodes.get(node.name)
+            for node in observed.config.nodes_of(name):
+                inv = observed.nodes.get(node.name)
                 nodes.append(
                     NodeStatus(
                         node.name,
@@ -111,12 +133,12 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one(NodeList).show(clusters)
 
     def _show_table(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         table = self.query_one(ContainerTable)
-        containers = live.containers()
+        containers = observed.containers()
         self.marked &= {c.ref for c in containers}
-        self._rates_shown = {c.ref for c in containers if c.ref in live.dirty}
+        self._rates_shown = {c.ref for c in containers if c.ref in observed.dirty}
         table.show(
             [
                 ContainerRow(
@@ -127,47 +149,51 @@ class MainScreen(OnWhimbrel, Screen[None]):
                     state=c.state,
                     image=c.image,
                     memory_bytes=c.memory_bytes,
-                    dirty_rate=live.dirty_rate(c.ref),
+                    dirty_rate=observed.dirty_rate(c.ref),
                     marked=c.ref in self.marked,
-                    busy=live.busy.get(c.ref),
+                    busy=observed.busy.get(c.ref),
                 )
                 for c in containers
             ]
         )
-        answered = sum(1 for n in live.nodes.values() if n is not None)
-        shown = len(table.visible_refs)
-        title = f"Containers  {len(containers)}"
-        if shown != len(containers):
-            title = f"Containers  {shown} of {len(containers)} (filtered)"
-        if answered < len(live.nodes):
-            title += f"  ·  {answered}/{len(live.nodes)} nodes answered"
-        if self.marked:
-            title += f"  ·  {len(self.marked)} marked"
-        table.border_title = title
+        table.border_title = self._table_title(len(table.visible_refs), len(containers))
         table.border_subtitle = f"sorted by {table.sort_column}" + (
             " ↓" if table.sort_reverse else ""
         )
-        follow = self.wapp.follow
+        follow = self.console.follow
         if follow:
-            moved = live.find(follow)
+            moved = observed.find(follow)
             if moved is not None and table.move_to(moved.ref):
-                self.wapp.follow = None
-        if table.current_ref != self.wapp.selected:
-            self.wapp.select(table.current_ref)
-        if live.all_answered:
-            self.wapp.first_table_shown()
+                self.console.follow = None
+        if table.current_ref != self.console.selected:
+            self.console.select(table.current_ref)
+        if observed.all_answered:
+            self.console.first_table_shown()
+
+    def _table_title(self, shown: int, total: int) -> str:
+        observed = self.console.observed
+        assert observed is not None
+        answered = sum(1 for n in observed.nodes.values() if n is not None)
+        title = f"Containers  {total}"
+        if shown != total:
+            title = f"Containers  {shown} of {total} (filtered)"
+        if answered < len(observed.nodes):
+            title += f"  ·  {answered}/{len(observed.nodes)} nodes answered"
+        if self.marked:
+            title += f"  ·  {len(self.marked)} marked"
+        return title
 
     def _show_rtt(self) -> None:
-        show_rtt(self.wapp, self.query_one(RttChart))
+        show_rtt(self.console, self.query_one(RttChart))
 
     def _show_dirty(self) -> None:
-        show_dirty(self.wapp, self.query_one(DirtyChart))
+        show_dirty(self.console, self.query_one(DirtyChart))
 
     # --- events ------------------------------------------------------------------------------
 
     @on(ContainerTable.CurrentChanged)
     def _current_changed(self, event: ContainerTable.CurrentChanged) -> None:
-        self.wapp.select(event.ref)
+        self.console.select(event.ref)
 
     @on(DataTable.RowSelected, "#containers")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -184,9 +210,9 @@ class MainScreen(OnWhimbrel, Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def _current(self) -> ContainerInfo | None:
-        live = self.wapp.live
+        observed = self.console.observed
         ref = self.query_one(ContainerTable).current_ref
-        return live.container(ref) if live and ref else None
+        return observed.container(ref) if observed and ref else None
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -200,15 +226,15 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self.query_one(ContainerTable).focus()
 
     def action_refresh(self) -> None:
-        self.wapp.refresh_inventory()
+        self.console.refresh_inventory()
         self.notify("refreshing every node", timeout=2)
 
     def action_mark(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
-            refs = {c.ref for c in live.containers() if c.node == nodes.highlighted_node}
+            refs = {c.ref for c in observed.containers() if c.node == nodes.highlighted_node}
             # Marking a node marks all of it; again unmarks all of it.
             self.marked = self.marked - refs if refs <= self.marked else self.marked | refs
         else:
@@ -221,51 +247,49 @@ class MainScreen(OnWhimbrel, Screen[None]):
         self._show_table()
 
     def action_preview(self) -> None:
-        from whimbrel.app.screens.preview import PreviewScreen
-
         container = self._current()
         if container is not None:
             self.app.push_screen(PreviewScreen(container.ref))
 
     def action_probe(self) -> None:
         """Measure the selected path again: RTT and throughput (the palette's "Probe")."""
-        live, container, target = self.wapp.live, self.wapp.selected_container(), self.wapp.target
-        if live is None or container is None or target is None:
+        observed, container, target = (
+            self.console.observed,
+            self.console.selected_container(),
+            self.console.target,
+        )
+        if observed is None or container is None or target is None:
             self.notify("select a container first", severity="warning")
             return
-        live.throughput.pop((container.node, target), None)
-        self.wapp.measure_throughput(container.node, target)
+        observed.throughput.pop((container.node, target), None)
+        self.console.measure_throughput(container.node, target)
         self.notify(f"measuring {container.node} → {target}: RTT and throughput", timeout=3)
 
     def action_next_target(self) -> None:
-        live, container = self.wapp.live, self.wapp.selected_container()
-        if live is None or container is None:
+        observed, container = self.console.observed, self.console.selected_container()
+        if observed is None or container is None:
             return
-        targets = live.targets_for(container)
+        targets = observed.targets_for(container)
         if not targets:
             return
-        current = self.wapp.target
+        current = self.console.target
         index = targets.index(current) if current in targets else -1
-        self.wapp.set_target(targets[(index + 1) % len(targets)])
+        self.console.set_target(targets[(index + 1) % len(targets)])
 
     def action_migrate(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         container = self._current()
         if container is None:
             return
-        confirm_migrations(self.wapp, [(container, self.wapp.target)])
+        confirm_migrations(self.console, [(container, self.console.target)])
 
     def action_evacuate(self) -> None:
-        from whimbrel.app.screens.evacuate import EvacuateScreen
-
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         nodes = self.query_one(NodeList)
         if nodes.has_focus and nodes.highlighted_node:
-            chosen = [c for c in live.containers() if c.node == nodes.highlighted_node]
+            chosen = [c for c in observed.containers() if c.node == nodes.highlighted_node]
         elif self.marked:
-            chosen = [c for c in live.containers() if c.ref in self.marked]
+            chosen = [c for c in observed.containers() if c.ref in self.marked]
         else:
             current = self._current()
             chosen = [current] if current else []
@@ -280,12 +304,10 @@ class MainScreen(OnWhimbrel, Screen[None]):
                 severity="warning",
             )
             return
-        if self.wapp.read_only:
-            self.notify("the console is read-only: no migration can start", severity="error")
+        if reason := read_only_refusal(self.console.read_only):
+            self.notify(reason, severity="error")
             return
         self.app.push_screen(EvacuateScreen([c.ref for c in chosen]))
 
     def action_history(self) -> None:
-        from whimbrel.app.screens.history import HistoryScreen
-
         self.app.push_screen(HistoryScreen())

@@ -15,8 +15,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
-from whimbrel.app.backend import MigrationOrder, plan_for
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.changes import ConsoleStateChanged
+from whimbrel.app.orders import MigrationOrder
+from whimbrel.app.planning import plan_for
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -49,15 +51,15 @@ def prediction_text(plan: Plan | None) -> Text:
 
 def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
     """Refuse with the reason, or open the modal; migrate if the operator confirms."""
-    live = app.live
-    assert live is not None
+    observed = app.observed
+    assert observed is not None
     for container, target in moves:
         reason = app.refusal(container, target)
         if reason:
             app.notify(f"{container.name}: {reason}", severity="error")
             return
         assert target is not None
-        if (container.node, target) not in live.throughput:
+        if (container.node, target) not in observed.throughput:
             app.measure_throughput(container.node, target)
 
     def started(orders: list[MigrationOrder] | None) -> None:
@@ -67,7 +69,7 @@ def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
     app.push_screen(MigrateModal(list(moves)), started)
 
 
-class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
+class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
         Binding("left,right", "switch", "Switch button", show=False, id="modal.switch"),
@@ -93,20 +95,23 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
             else f"Migrate {self.moves[0][0].name}?"
         )
         self.query_one("#cancel", Button).focus()
-        self.wapp.live_changed.subscribe(self, lambda _kind: self._show())
+        self._show()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
         self._show()
 
     def _plans(self) -> list[Plan | None]:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         return [
-            plan_for(live.measurements(c, t), self.wapp.downtime_target_s) if t else None
+            plan_for(observed.measurements(c, t), self.console.downtime_target_s) if t else None
             for c, t in self.moves
         ]
 
     def _show(self) -> None:
-        live = self.wapp.live
-        assert live is not None
+        observed = self.console.observed
+        assert observed is not None
         colours = colours_of(self.app)
         table = Table.grid(padding=(0, 1))
         table.add_column()
@@ -118,7 +123,7 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
                     (container.name, f"bold {colours.get('accent', '')}"),
                     f"  from {container.node} ({container.cluster})  to ",
                     (target, "bold"),
-                    f" ({live.cluster_of(target)})",
+                    f" ({observed.cluster_of(target)})",
                 )
             )
             table.add_row(Text("  ").append_text(prediction_text(plan)))
@@ -157,5 +162,5 @@ class MigrateModal(OnWhimbrel, ModalScreen[list[MigrationOrder] | None]):
         orders = []
         for (container, target), plan in zip(self.moves, self._plans(), strict=True):
             assert target is not None
-            orders.append(MigrationOrder(container, target, self.wapp.downtime_target_s, plan))
+            orders.append(MigrationOrder(container, target, self.console.downtime_target_s, plan))
         self.dismiss(orders)

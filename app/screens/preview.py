@@ -15,22 +15,27 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from whimbrel.app.backend import plan_for
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.changes import (
+    ConsoleStateChanged,
+    DirtyChanged,
+    InventoryChanged,
+    RttChanged,
+    SelectionChanged,
+)
+from whimbrel.app.planning import plan_for
+from whimbrel.app.rounds import RoundRows
+from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
+from whimbrel.app.screens.migrate import confirm_migrations
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import UnitError, format_duration, format_size, parse_duration
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.plan_panel import PlanPanel, measured_line
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
+from whimbrel.widgets.round_bars import RoundBars
 
 
-def plan_bars(plan: Plan) -> list[RoundBar]:
-    return [RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds) for r in plan.per_round]
-
-
-class PreviewScreen(OnWhimbrel, Screen[None]):
+class PreviewScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="preview.back"),
         Binding("m", "migrate", "Migrate", id="preview.migrate"),
@@ -49,7 +54,7 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         with Horizontal(id="preview-body"):
             with Vertical(id="preview-side"):
                 yield Input(
-                    value=f"{self.wapp.downtime_target_s * 1000:g}ms",
+                    value=f"{self.console.downtime_target_s * 1000:g}ms",
                     placeholder="e.g. 300ms",
                     id="downtime",
                 )
@@ -70,9 +75,8 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self.query_one("#plan-rounds").border_title = "Per round (predicted)"
         self.query_one("#container-info").border_title = "Container"
         self.query_one("#downtime-error").display = False
-        self.wapp.select(self.ref)
+        self.console.select(self.ref)
         self._fill_targets()
-        self.wapp.live_changed.subscribe(self, self._live_changed)
         self._measure_path()
         self._replan()
         self._show_container()
@@ -84,8 +88,8 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self._show_charts()
 
     def _show_charts(self) -> None:
-        show_rtt(self.wapp, self.query_one(RttChart))
-        show_dirty(self.wapp, self.query_one(DirtyChart))
+        show_rtt(self.console, self.query_one(RttChart))
+        show_dirty(self.console, self.query_one(DirtyChart))
 
     def _show_container(self) -> None:
         container = self._container()
@@ -107,20 +111,20 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         info.update(grid)
 
     def _container(self) -> ContainerInfo | None:
-        live = self.wapp.live
-        return live.container(self.ref) if live else None
+        observed = self.console.observed
+        return observed.container(self.ref) if observed else None
 
     def _fill_targets(self) -> None:
-        live, container = self.wapp.live, self._container()
+        observed, container = self.console.observed, self._container()
         targets = self.query_one("#targets", OptionList)
-        if live is None or container is None:
+        if observed is None or container is None:
             return
         options = []
-        for node in live.targets_for(container):
-            up = live.reachable(node)
-            rtt = live.rtt_last.get((container.node, node))
+        for node in observed.targets_for(container):
+            up = observed.reachable(node)
+            rtt = observed.rtt_last.get((container.node, node))
             text = Text(node)
-            text.append(f"  {live.cluster_of(node)}", style="dim")
+            text.append(f"  {observed.cluster_of(node)}", style="dim")
             if up is False:
                 text.append("  not answering", style="dim italic")
             elif rtt is not None:
@@ -129,65 +133,84 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         highlighted = targets.highlighted
         targets.set_options(options)
         ids = [o.id for o in options]
-        if self.wapp.target in ids:
-            targets.highlighted = ids.index(self.wapp.target)
+        if self.console.target in ids:
+            targets.highlighted = ids.index(self.console.target)
         elif highlighted is not None and options:
             targets.highlighted = min(highlighted, len(options) - 1)
 
-    def _live_changed(self, kind: str) -> None:
-        if not on_view(self):
-            return  # caught up on resume
-        if kind in ("inventory", "rtt"):
+    # Off view, a change waits: the screen catches up on resume. Textual runs the handlers of
+    # a change's own class before its base's: the plan follows what they drew.
+
+    @on(InventoryChanged)
+    def _inventory_changed(self) -> None:
+        if on_view(self):
             self._fill_targets()
-        if kind == "inventory":
             self._show_container()
-        if kind in ("rtt", "selection"):
-            show_rtt(self.wapp, self.query_one(RttChart))
-        if kind in ("dirty", "selection"):
-            show_dirty(self.wapp, self.query_one(DirtyChart))
-        self._replan()
+
+    @on(RttChanged)
+    def _rtt_changed(self) -> None:
+        if on_view(self):
+            self._fill_targets()
+            show_rtt(self.console, self.query_one(RttChart))
+
+    @on(DirtyChanged)
+    def _dirty_changed(self) -> None:
+        if on_view(self):
+            show_dirty(self.console, self.query_one(DirtyChart))
+
+    @on(SelectionChanged)
+    def _selection_changed(self) -> None:
+        if on_view(self):
+            self._show_charts()
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        if on_view(self):
+            self._replan()
 
     def _measure_path(self, again: bool = False) -> None:
-        live, container, target = self.wapp.live, self._container(), self.wapp.target
-        if live is None or container is None or target is None:
+        observed, container, target = self.console.observed, self._container(), self.console.target
+        if observed is None or container is None or target is None:
             return
         pair = (container.node, target)
         if again:
-            live.throughput.pop(pair, None)
-        elif pair in self._measured or pair in live.throughput:
+            observed.throughput.pop(pair, None)
+        elif pair in self._measured or pair in observed.throughput:
             return
         self._measured.add(pair)
-        self.wapp.measure_throughput(*pair)
+        self.console.measure_throughput(*pair)
 
     def _replan(self) -> None:
-        live, container, target = self.wapp.live, self._container(), self.wapp.target
+        observed, container, target = self.console.observed, self._container(), self.console.target
         panel = self.query_one(PlanPanel)
         bars = self.query_one(RoundBars)
-        if live is None or container is None:
+        if observed is None or container is None:
             panel.show_plan(None, Text(f"{self.ref} is gone (moved or removed)"))
             return
         if target is None:
             panel.show_plan(None, Text("no node in another cluster"), ("a target",))
             return
         panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
-        m = live.measurements(container, target)
-        self.plan = plan_for(m, self.wapp.downtime_target_s)
-        errors = [
-            live.errors.get(f"{kind}:{key}")
-            for kind, key in (
-                ("rtt", f"{container.node}>{target}"),
-                ("throughput", f"{container.node}>{target}"),
-                ("dirty", container.ref),
-            )
-        ]
-        waiting = list(m.missing) + [f"({e})" for e in errors if e]
-        panel.show_plan(self.plan, measured_line(m.size, m.dirty_rate, m.rtt, m.bandwidth), waiting)
-        bars.show_rounds(plan_bars(self.plan) if self.plan else [], show_actual=False)
+        measured = observed.measurements(container, target)
+        self.plan = plan_for(measured, self.console.downtime_target_s)
+        pair = (container.node, target)
+        errors = (
+            observed.rtt_errors.get(pair),
+            observed.throughput_errors.get(pair),
+            observed.dirty_errors.get(container.ref),
+        )
+        waiting = list(measured.missing) + [f"({e})" for e in errors if e]
+        panel.show_plan(
+            self.plan,
+            measured_line(measured.size, measured.dirty_rate, measured.rtt, measured.bandwidth),
+            waiting,
+        )
+        bars.show_rounds(RoundRows(self.plan).bars(), show_actual=False)
 
     @on(OptionList.OptionHighlighted, "#targets")
     def _target_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        if event.option.id and event.option.id != self.wapp.target:
-            self.wapp.set_target(event.option.id)
+        if event.option.id and event.option.id != self.console.target:
+            self.console.set_target(event.option.id)
             self._measure_path()
             self._replan()
 
@@ -205,7 +228,7 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
             error.display = True
             return
         error.display = False
-        self.wapp.downtime_target_s = seconds
+        self.console.downtime_target_s = seconds
         self._replan()
 
     @on(Input.Submitted, "#downtime")
@@ -221,8 +244,6 @@ class PreviewScreen(OnWhimbrel, Screen[None]):
         self.notify("measuring the path again (RTT and throughput)", timeout=3)
 
     def action_migrate(self) -> None:
-        from whimbrel.app.screens.migrate import confirm_migrations
-
         container = self._container()
         if container is not None:
-            confirm_migrations(self.wapp, [(container, self.wapp.target)])
+            confirm_migrations(self.console, [(container, self.console.target)])

@@ -5,7 +5,8 @@ one after another; a failure stops the rest."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, cast
 
 from rich.table import Table
@@ -17,9 +18,13 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from whimbrel.app.backend import MigrationHandle, MigrationOrder, name_of, rounds_began_at
+from whimbrel.app.backend import MigrationHandle
+from whimbrel.app.changes import ConsoleStateChanged
+from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
-from whimbrel.app.screens import OnWhimbrel, colours_of
+from whimbrel.app.orders import MigrationOrder
+from whimbrel.app.rounds import RoundRows
+from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -31,19 +36,22 @@ from whimbrel.backends.events import (
 )
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
 from whimbrel.widgets.event_log import EventLog
-from whimbrel.widgets.round_bars import RoundBar, RoundBars
+from whimbrel.widgets.round_bars import RoundBars
 
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
 POINT_OF_NO_RETURN = {Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE}
 
 
-def _vs(measured: float | None, predicted: float | None, fmt: Callable[[float], str]) -> str:
-    got = fmt(measured) if measured is not None else "?"
-    return f"{got} (predicted {fmt(predicted)})" if predicted is not None else got
+@dataclass(frozen=True)
+class Outcome:
+    """One migration of the run as it ended, with the events that led there."""
+
+    finished: MigrationFinished
+    events: tuple[MigrationEvent, ...]
 
 
-class ProgressScreen(OnWhimbrel, Screen[None]):
+class ProgressScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "abort", "Abort", id="progress.abort"),
         Binding("escape", "close", "Close", id="progress.close"),
@@ -55,13 +63,12 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         self.index = 0
         self.phase: Phase | None = None
         self.events: list[MigrationEvent] = []  # of the current migration, in arrival order
-        self.results: list[MigrationFinished] = []
-        self.result_events: list[list[MigrationEvent]] = []  # each result's events
+        self.results: list[Outcome] = []
         self.done = False
         self._handle: MigrationHandle | None = None
         self._aborted = False
-        self._rows: dict[object, RoundBar] = {}
-        self._watching = False
+        self._rounds = RoundRows()  # of the current migration
+        self._awaiting_inventory = False
         self._ended_at = 0.0
 
     def compose(self) -> ComposeResult:
@@ -85,11 +92,11 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
 
     @work(exclusive=True, group="migration")
     async def _run(self) -> None:
-        assert self.wapp.backend is not None
+        assert self.console.backend is not None
         for index, order in enumerate(self.orders):
             if self._aborted:
                 break
-            self._handle = self.wapp.backend.migrate(order)
+            self._handle = self.console.backend.migrate(order)
             finished = None
             try:
                 async for event in self._handle.events():
@@ -125,12 +132,8 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         """Reset the view for the index-th order and fill in its predicted rounds."""
         self.index, self.phase, self.events = index, None, []
         order = self.orders[index]
-        self._rows = {}
-        if order.plan is not None:
-            for r in order.plan.per_round:
-                key = "final" if r.final else r.index
-                self._rows[key] = RoundBar(r.index, r.final, r.bytes, predicted_s=r.seconds)
-        self.wapp.migration_started(order)
+        self._rounds = RoundRows(order.plan, live=True)
+        self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
 
@@ -164,8 +167,7 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         self.query_one("#progress-head", Static).update(head)
 
     def _show_rounds(self) -> None:
-        rows = sorted(self._rows.values(), key=lambda r: (r.final, r.index))
-        self.query_one(RoundBars).show_rounds(rows, show_actual=True)
+        self.query_one(RoundBars).show_rounds(self._rounds.bars(), show_actual=True)
 
     @on(MigrationProgress)
     def _progress(self, message: MigrationProgress) -> None:
@@ -182,27 +184,10 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
             )
             self._show_head()
         elif isinstance(event, RoundStarted):
-            key = "final" if event.final else event.index
-            if event.final:  # the engine stopped iterating: rounds it no longer plans go
-                self._rows = {k: r for k, r in self._rows.items() if r.actual_bytes is not None}
-            self._rows[key] = RoundBar(
-                event.index,
-                event.final,
-                event.planned_bytes,
-                predicted_s=event.predicted_seconds,
-                running=True,
-            )
+            self._rounds.add(event)
             self._show_rounds()
         elif isinstance(event, RoundFinished):
-            key = "final" if event.final else event.index
-            self._rows[key] = RoundBar(
-                event.index,
-                event.final,
-                event.planned_bytes,
-                event.sent_bytes,
-                self._rows[key].predicted_s if key in self._rows else None,
-                event.seconds,
-            )
+            self._rounds.add(event)
             log.add(event.t, self._round_line(event))
             self._show_rounds()
         elif isinstance(event, LogLine):
@@ -228,16 +213,15 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         return text
 
     def _finished(self, event: MigrationFinished) -> None:
-        self.results.append(event)
-        self.result_events.append(list(self.events))
+        self.results.append(Outcome(event, tuple(self.events)))
         last = self.index == len(self.orders) - 1
         if event.ok and not last and not self._aborted:
             return  # the next order's first event resets the view
         self.done = True
         self._ended_at = time.monotonic()
         self.refresh_bindings()
-        moved = [r for r in self.results if r.ok]
-        self.wapp.migrations_ended(name_of(moved[-1].container if moved else event.container))
+        moved = [o.finished for o in self.results if o.finished.ok]
+        self.console.migrations_ended(name_of(moved[-1].container if moved else event.container))
         self._show_summary()
 
     def _show_summary(self) -> None:
@@ -245,32 +229,35 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         summary = self.query_one("#progress-summary", Static)
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
-        for r, events in zip(self.results, self.result_events, strict=True):
-            grid.add_row(self._result_text(r, events, colours))
+        for outcome in self.results:
+            grid.add_row(self._result_text(outcome.finished, outcome.events, colours))
         left = len(self.orders) - len(self.results)
         if left:
             grid.add_row(Text(f"{left} more not started.", style=colours.get("warning", "")))
         grid.add_row(Text("esc closes this screen.", style="dim"))
         summary.update(grid)
         summary.display = True
-        ok = all(r.ok for r in self.results) and not left
+        ok = all(o.finished.ok for o in self.results) and not left
         summary.set_class(not ok, "-failed")
         summary.border_title = "Done" if ok else "Stopped"
 
     @staticmethod
-    def _times(r: MigrationFinished, events: list[MigrationEvent]) -> str:
+    def _times(r: MigrationFinished, events: Sequence[MigrationEvent]) -> str:
         """The model predicts the rounds, not the preflight before them: compare like with
         like."""
         began = rounds_began_at(events)
         if began is None:
             return f"total {format_duration(r.total_time_s)}"
+        rounds = against_prediction(
+            r.total_time_s - began, r.predicted_total_time_s, format_duration
+        )
         return (
             f"total {format_duration(r.total_time_s)}: preflight {format_duration(began)}, "
-            f"rounds {_vs(r.total_time_s - began, r.predicted_total_time_s, format_duration)}"
+            f"rounds {rounds}"
         )
 
     def _result_text(
-        self, r: MigrationFinished, events: list[MigrationEvent], c: Mapping[str, str]
+        self, r: MigrationFinished, events: Sequence[MigrationEvent], c: Mapping[str, str]
     ) -> Text:
         if r.ok:
             text = Text.assemble(
@@ -279,9 +266,9 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
                 f" now runs on {r.running_on}",
                 f" ({r.mode}, {r.rounds} pre-copy round{'s' if r.rounds != 1 else ''}).\n",
                 "  downtime ",
-                (_vs(r.downtime_s, r.predicted_downtime_s, format_duration), "bold"),
+                (against_prediction(r.downtime_s, r.predicted_downtime_s, format_duration), "bold"),
                 "; sent ",
-                _vs(r.bytes_sent, r.predicted_bytes, format_size),
+                against_prediction(r.bytes_sent, r.predicted_bytes, format_size),
                 f"\n  {self._times(r, events)}",
             )
             if r.brownouts_s:
@@ -310,9 +297,9 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
         name = name_of(r.container)
         if r.running_on and r.running_on != "unknown":
             return f"{name} is running on {r.running_on}."
-        live = self.wapp.live
-        if live is not None and live.answered_since(self._ended_at):
-            found = live.find(name)
+        observed = self.console.observed
+        if observed is not None and observed.answered_since(self._ended_at):
+            found = observed.find(name)
             if found is None:
                 return f"{name} is not running on any node that answers."
             if found.node == r.dst:
@@ -322,10 +309,13 @@ class ProgressScreen(OnWhimbrel, Screen[None]):
             else:
                 where = "neither source nor target"
             return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."
-        if not self._watching:  # the inventory refresh of migrations_ended will tell
-            self._watching = True
-            self.wapp.live_changed.subscribe(self, lambda _k: self._show_summary())
+        self._awaiting_inventory = True  # the inventory refresh of migrations_ended will tell
         return f"Looking for {name} on the nodes…"
+
+    @on(ConsoleStateChanged)
+    def _state_changed(self) -> None:
+        if self._awaiting_inventory:
+            self._show_summary()
 
     # --- actions -----------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from whimbrel.app.backend import DirtyRate, HistoryRecord, MigrationOrder
+from whimbrel.app.history_records import HistoryRecord
+from whimbrel.app.orders import MigrationOrder
+from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.config import Config, parse_config
 from whimbrel.backends.events import (
     LogLine,

@@ -9,6 +9,8 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from whimbrel.widgets.container_table import ContainerTable
+
 
 async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
     waited = 0.0
@@ -22,14 +24,14 @@ async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.
 
 async def settled(pilot: Pilot, ref: str = "east-1/kv") -> None:
     """Every node answered, `ref` is under the cursor, its charts have their data."""
-    from whimbrel.widgets.container_table import ContainerTable
-
     app = pilot.app
-    await until(pilot, lambda: app.live is not None and app.live.all_answered)
+    await until(pilot, lambda: app.observed is not None and app.observed.all_answered)
     app.screen.query_one(ContainerTable).move_to(ref)
     await until(pilot, lambda: app.selected == ref and app.target is not None)
     pair = (ref.split("/")[0], app.target)
-    await until(pilot, lambda: pair in app.live.rtt_last and len(app.live.dirty.get(ref, ())) >= 90)
+    await until(
+        pilot, lambda: pair in app.observed.rtt_last and len(app.observed.dirty.get(ref, ())) >= 90
+    )
 
 
 def text_of(widget: Static) -> str:

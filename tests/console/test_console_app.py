@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 from tests.console.conftest import SIZE
 from tests.console.fake_backend import CONFIG_PATH, FakeBackend, default_history, fake_config
 from tests.console.helpers import settled, text_of, until
-from whimbrel.app.console import WhimbrelApp, binding_ids
+from whimbrel.app.console import SCREENS, WhimbrelApp, binding_ids
 from whimbrel.app.screens.help import HelpScreen
 from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.main import MainScreen
@@ -20,6 +20,7 @@ from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
 from whimbrel.backends.config import ConfigError
 from whimbrel.themes import THEMES
+from whimbrel.widgets.container_table import ContainerTable
 
 
 async def test_without_a_config_the_console_says_where_it_looked_and_how_to_start(
@@ -74,10 +75,7 @@ async def test_bindings_are_overridable_from_the_config(make_app) -> None:
 
 
 def test_every_binding_has_an_id() -> None:
-    from whimbrel.app.screens import all_screen_classes
-    from whimbrel.widgets.container_table import ContainerTable
-
-    for cls in (WhimbrelApp, ContainerTable, *all_screen_classes()):
+    for cls in (WhimbrelApp, ContainerTable, *SCREENS):
         for binding in cls.__dict__.get("BINDINGS", []):  # ours, not Textual's inherited ones
             assert binding.id, f"{cls.__name__}: {binding.key} has no id"
     assert {"app.quit", "app.help", "main.filter", "main.migrate"} <= binding_ids()

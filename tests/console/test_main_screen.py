@@ -163,8 +163,8 @@ async def test_selected_container_is_watched_and_others_are_not(make_app) -> Non
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, "east-1/hot")
-        assert set(app.live.dirty) <= {"east-1/hot", "east-1/kv", "east-2/batch"}
-        assert len(app.live.dirty["east-1/hot"]) == 90
+        assert set(app.observed.dirty) <= {"east-1/hot", "east-1/kv", "east-2/batch"}
+        assert len(app.observed.dirty["east-1/hot"]) == 90
         dirty_workers = [w for w in app.workers if w.group == "dirty" and w.is_running]
         assert len(dirty_workers) == 1
 
@@ -176,13 +176,13 @@ async def test_sampling_starts_when_the_selected_container_starts_running(make_a
     ]
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.live.all_answered)
+        await until(pilot, lambda: app.observed.all_answered)
         _table(app).move_to("east-1/kv")
         await until(pilot, lambda: app.selected == "east-1/kv")
-        assert "east-1/kv" not in app.live.dirty  # nothing to sample yet
+        assert "east-1/kv" not in app.observed.dirty  # nothing to sample yet
         backend.containers = [
             replace(c, state="running", pid=4243) if c.name == "kv" else c
             for c in backend.containers
         ]
         await pilot.press("r")
-        await until(pilot, lambda: len(app.live.dirty.get("east-1/kv", ())) > 0)
+        await until(pilot, lambda: len(app.observed.dirty.get("east-1/kv", ())) > 0)

@@ -29,7 +29,7 @@ async def test_preview_measures_the_path_and_shows_a_plan(make_app) -> None:
         screen = await _preview(pilot)
         assert isinstance(screen, PreviewScreen)
         assert screen.plan is not None and screen.plan.per_round
-        assert ("east-1", "west-1") in app.live.throughput
+        assert ("east-1", "west-1") in app.observed.throughput
 
 
 async def test_the_plan_follows_each_keystroke_of_the_downtime_target(make_app) -> None:

@@ -1,0 +1,108 @@
+"""What the console has seen and measured of the clusters, fed by workers' messages, read by
+the screens."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Literal
+
+from whimbrel.app.planning import DirtyRate, PathMeasurements, container_size, mean_dirty_rate
+from whimbrel.backends.config import Config
+from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.backends.probes import RttResult, ThroughputResult
+
+RTT_POINTS = 600  # three samples a probe, a probe every 2 s: ten minutes, more than a chart shows
+DIRTY_POINTS = 300  # one sample a second: five minutes
+
+Pair = tuple[str, str]
+ProbeKind = Literal["rtt", "throughput"]
+
+
+class Observations:
+    """The console's picture of the clusters: every node's answer, the series the charts draw,
+    the probes' errors. Every series is a bounded deque, so a console left open for a week stays
+    the same size."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.nodes: dict[str, NodeInventory | None] = {n.name: None for n in config.nodes}
+        self.answered_at: dict[str, float] = {}  # node -> monotonic time of its last answer
+        self.rtt: dict[Pair, deque[tuple[float, float]]] = {}
+        self.rtt_last: dict[Pair, float] = {}
+        self.throughput: dict[Pair, ThroughputResult] = {}
+        self.dirty: dict[str, deque[DirtyRate]] = {}
+        # Why the last probe or sampling failed, until the next one succeeds.
+        self.rtt_errors: dict[Pair, str] = {}
+        self.throughput_errors: dict[Pair, str] = {}
+        self.dirty_errors: dict[str, str] = {}  # by container ref
+        self.busy: dict[str, str] = {}  # ref -> what is happening to it, e.g. "migrating"
+
+    @property
+    def all_answered(self) -> bool:
+        return all(n is not None for n in self.nodes.values())
+
+    def answered_since(self, moment: float) -> bool:
+        """Every node has answered (or been found unreachable) after `moment` (monotonic)."""
+        return all(self.answered_at.get(n, 0.0) > moment for n in self.nodes)
+
+    def set_node(self, inventory: NodeInventory) -> None:
+        self.nodes[inventory.node] = inventory
+        self.answered_at[inventory.node] = time.monotonic()
+
+    def containers(self) -> list[ContainerInfo]:
+        return [c for inv in self.nodes.values() if inv is not None for c in inv.containers]
+
+    def container(self, ref: str) -> ContainerInfo | None:
+        return next((c for c in self.containers() if c.ref == ref), None)
+
+    def find(self, name: str) -> ContainerInfo | None:
+        """A container by name, wherever it runs now."""
+        return next((c for c in self.containers() if c.name == name), None)
+
+    def reachable(self, node: str) -> bool | None:
+        inv = self.nodes.get(node)
+        return None if inv is None else inv.reachable
+
+    def cluster_of(self, node: str) -> str:
+        return self.config.node(node).cluster
+
+    def targets_for(self, container: ContainerInfo) -> list[str]:
+        """Nodes of the other clusters, in config order: where a migration can go."""
+        return [n.name for n in self.config.nodes if n.cluster != container.cluster]
+
+    def default_target(self, container: ContainerInfo) -> str | None:
+        targets = self.targets_for(container)
+        answering = [t for t in targets if self.reachable(t) is not False]
+        return (answering or targets or [None])[0]
+
+    def add_rtt(self, result: RttResult) -> None:
+        pair = (result.src, result.dst)
+        series = self.rtt.setdefault(pair, deque(maxlen=RTT_POINTS))
+        series.extend((s.t, s.rtt_s * 1000) for s in result.samples)
+        self.rtt_last[pair] = result.rtt_s
+        self.rtt_errors.pop(pair, None)
+
+    def add_dirty(self, ref: str, sample: DirtyRate) -> None:
+        self.dirty.setdefault(ref, deque(maxlen=DIRTY_POINTS)).append(sample)
+        self.dirty_errors.pop(ref, None)
+
+    def set_throughput(self, result: ThroughputResult) -> None:
+        self.throughput[(result.src, result.dst)] = result
+        self.throughput_errors.pop((result.src, result.dst), None)
+
+    def probe_failed(self, kind: ProbeKind, pair: Pair, error: str) -> None:
+        (self.rtt_errors if kind == "rtt" else self.throughput_errors)[pair] = error
+
+    def dirty_rate(self, ref: str) -> float | None:
+        return mean_dirty_rate(self.dirty.get(ref, ()))
+
+    def measurements(self, container: ContainerInfo, target: str) -> PathMeasurements:
+        pair = (container.node, target)
+        through = self.throughput.get(pair)
+        return PathMeasurements(
+            size=container_size(container, self.dirty.get(container.ref, ())),
+            dirty_rate=self.dirty_rate(container.ref),
+            rtt=self.rtt_last.get(pair),
+            bandwidth=through.bytes_per_s if through else None,
+        )
