@@ -240,12 +240,12 @@ def start_dockerd(node: LabNode, data_root: Path | None = None) -> None:
     wait_for(lambda: _docker_answers(node), f"dockerd on {node.name}", timeout=60)
 
 
-def stop_dockerd(node: LabNode) -> None:
-    """Stop the node's dockerd as its service manager would: SIGTERM, on which it stops its
-    containers and its containerd and unmounts what it mounted."""
+def stop_dockerd(node: LabNode, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the node's dockerd as its service manager would (SIGTERM: it stops its containers
+    and its containerd and unmounts what it mounted), or kill it (SIGKILL: all that stays)."""
     pid = read_pid(node.run_dir / "dockerd.pid")
     if pid is not None:
-        kill_and_wait([pid], timeout=60, sig=signal.SIGTERM)
+        kill_and_wait([pid], timeout=60, sig=sig)
 
 
 def _docker_answers(node: LabNode) -> bool:

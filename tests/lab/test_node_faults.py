@@ -64,13 +64,14 @@ def _fill(directory: Path, leave: int) -> None:
             free -= chunk
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_the_targets_dockerd_stopping_in_the_restore_leaves_the_source_running(
-    lab: dict, redis: str
+    lab: dict, redis: str, sig: signal.Signals
 ) -> None:
     node = build_topology().node("west-1")
     with Ledgers() as ledgers:
         try:
-            watcher = when(daemon_logged("sent"), lambda: lab_module.stop_dockerd(node))
+            watcher = when(daemon_logged("sent"), lambda: lab_module.stop_dockerd(node, sig))
             code, events = events_of(
                 migrate_process(
                     lab["config"],
