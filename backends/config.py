@@ -35,7 +35,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,12 +138,28 @@ def load_config(path: Path) -> Config:
 def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     reader = _Reader(path)
     reader.only_keys(data, "", {"ssh", "clusters", "nodes", "console"})
+    known_hosts, timeout = _parse_ssh(reader, data)
+    clusters = _parse_clusters(reader, data)
+    nodes = _parse_nodes(reader, data, clusters)
+    return Config(
+        path=path,
+        clusters=clusters,
+        nodes=nodes,
+        known_hosts=known_hosts,
+        connect_timeout_s=timeout,
+        console=reader.table(data, "console", required=False),
+    )
 
+
+def _parse_ssh(reader: _Reader, data: Mapping[str, Any]) -> tuple[Path | None, float]:
+    """The [ssh] table: the known_hosts file and the connect timeout."""
     ssh = reader.table(data, "ssh", required=False)
     reader.only_keys(ssh, "ssh", {"known_hosts", "connect_timeout"})
     known_hosts = reader.optional_path(ssh, "ssh", "known_hosts")
-    timeout = reader.duration(ssh, "ssh", "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
+    return known_hosts, reader.duration(ssh, "ssh", "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
 
+
+def _parse_clusters(reader: _Reader, data: Mapping[str, Any]) -> dict[str, Cluster]:
     clusters: dict[str, Cluster] = {}
     for name, body in reader.table(data, "clusters", required=True).items():
         where = f"clusters.{name}"
@@ -152,13 +168,33 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
             reader.fail(where, "a table, e.g. [clusters.east]", body)
         reader.only_keys(body, where, {"read_only"})
         clusters[name] = Cluster(name, reader.boolean(body, where, "read_only", False))
+    return clusters
 
+
+_NODE_FIELDS = frozenset(
+    {
+        "name",
+        "cluster",
+        "address",
+        "wan_address",
+        "ssh_user",
+        "identity_file",
+        "docker_socket",
+        "authorized_keys",
+        "link_from",
+    }
+)
+
+
+def _parse_nodes(
+    reader: _Reader, data: Mapping[str, Any], clusters: Mapping[str, Cluster]
+) -> tuple[Node, ...]:
+    """The [[nodes]] array: each entry named once, in a declared cluster."""
     raw_nodes = data.get("nodes")
     if raw_nodes is None:
         reader.fail("nodes", "at least one [[nodes]] entry", None)
     if not isinstance(raw_nodes, list) or not raw_nodes:
         reader.fail("nodes", "a non-empty array of tables ([[nodes]])", raw_nodes)
-
     nodes: list[Node] = []
     seen: dict[str, str] = {}
     for index, body in enumerate(raw_nodes):
@@ -167,64 +203,52 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
             reader.fail(where, "a table ([[nodes]])", body)
         name = reader.string(body, where, "name")
         reader.check_name(name, f"{where}.name")
-        where = f"{where} ({name})"
-        reader.only_keys(
-            body,
-            where,
-            {
-                "name",
-                "cluster",
-                "address",
-                "wan_address",
-                "ssh_user",
-                "identity_file",
-                "docker_socket",
-                "authorized_keys",
-                "link_from",
-            },
-        )
+        named = f"{where} ({name})"
+        reader.only_keys(body, named, _NODE_FIELDS)
         if name in seen:
-            raise ConfigError(f"{path}: {where}.name: duplicate node name, also {seen[name]}")
-        seen[name] = f"nodes[{index}]"
-        cluster = reader.string(body, where, "cluster")
-        if cluster not in clusters:
-            known = ", ".join(clusters) or "none"
             raise ConfigError(
-                f"{path}: {where}.cluster: unknown cluster {cluster!r} (declared: {known})"
+                f"{reader.path}: {named}.name: duplicate node name, also {seen[name]}"
             )
-        host, port = reader.host_port(body, where, "address")
-        wan = reader.string(body, where, "wan_address", default=host)
-        if not wan or any(c.isspace() for c in wan):
-            reader.fail(f"{where}.wan_address", "a host name or address", wan)
-        socket = reader.string(body, where, "docker_socket", default=DEFAULT_DOCKER_SOCKET)
-        if not socket.startswith("/"):
-            reader.fail(f"{where}.docker_socket", "an absolute path on the node", socket)
-        authorized_keys = reader.string(
-            body, where, "authorized_keys", default=DEFAULT_AUTHORIZED_KEYS
+        seen[name] = where
+        nodes.append(_parse_node(reader, body, named, name, clusters))
+    return tuple(nodes)
+
+
+def _parse_node(
+    reader: _Reader,
+    body: Mapping[str, Any],
+    where: str,
+    name: str,
+    clusters: Mapping[str, Cluster],
+) -> Node:
+    """One [[nodes]] entry, its name already read and checked."""
+    cluster = reader.string(body, where, "cluster")
+    if cluster not in clusters:
+        known = ", ".join(clusters) or "none"
+        raise ConfigError(
+            f"{reader.path}: {where}.cluster: unknown cluster {cluster!r} (declared: {known})"
         )
-        if not authorized_keys.startswith(("/", "~/")):
-            reader.fail(f"{where}.authorized_keys", "a path starting with / or ~/", authorized_keys)
-        nodes.append(
-            Node(
-                name=name,
-                cluster=cluster,
-                host=host,
-                port=port,
-                wan_address=wan,
-                ssh_user=reader.string(body, where, "ssh_user", default=None),
-                identity_file=reader.optional_path(body, where, "identity_file"),
-                docker_socket=socket,
-                authorized_keys=authorized_keys,
-                link_from=reader.link_from(body, where),
-            )
-        )
-    return Config(
-        path=path,
-        clusters=clusters,
-        nodes=tuple(nodes),
-        known_hosts=known_hosts,
-        connect_timeout_s=timeout,
-        console=reader.table(data, "console", required=False),
+    host, port = reader.host_port(body, where, "address")
+    wan = reader.string(body, where, "wan_address", default=host)
+    if not wan or any(c.isspace() for c in wan):
+        reader.fail(f"{where}.wan_address", "a host name or address", wan)
+    socket = reader.string(body, where, "docker_socket", default=DEFAULT_DOCKER_SOCKET)
+    if not socket.startswith("/"):
+        reader.fail(f"{where}.docker_socket", "an absolute path on the node", socket)
+    authorized_keys = reader.string(body, where, "authorized_keys", default=DEFAULT_AUTHORIZED_KEYS)
+    if not authorized_keys.startswith(("/", "~/")):
+        reader.fail(f"{where}.authorized_keys", "a path starting with / or ~/", authorized_keys)
+    return Node(
+        name=name,
+        cluster=cluster,
+        host=host,
+        port=port,
+        wan_address=wan,
+        ssh_user=reader.string(body, where, "ssh_user", default=None),
+        identity_file=reader.optional_path(body, where, "identity_file"),
+        docker_socket=socket,
+        authorized_keys=authorized_keys,
+        link_from=reader.link_from(body, where),
     )
 
 
@@ -264,7 +288,7 @@ class _Reader:
             shown = shown[:57] + "..."
         raise ConfigError(f"{self.path}: {where}: expected {expected}, got {shown}")
 
-    def only_keys(self, body: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    def only_keys(self, body: Mapping[str, Any], where: str, allowed: Set[str]) -> None:
         for key in body:
             if key not in allowed:
                 place = f"{where}.{key}" if where else key
