@@ -276,8 +276,9 @@ def test_working_set_worked_example() -> None:
     # 100 MB over 100 MB/s at no RTT, dirtying 50 MB/s over a 50 MB working set: round 0 runs
     # 1 s and dirties 50 MB x (1 - e^-1) = 31.606 MB; round 1 runs 0.31606 s and dirties
     # 50 MB x (1 - e^-0.31606) = 13.549 MB (the linear model: 50 MB, then 25 MB).
-    inputs = ModelInputs(size=100 * MB, dirty_rate=50 * MB, bandwidth=100 * MB, rtt=0.0,
-                         working_set=50 * MB)  # fmt: skip
+    inputs = ModelInputs(
+        size=100 * MB, dirty_rate=50 * MB, bandwidth=100 * MB, rtt=0.0, working_set=50 * MB
+    )
     assert volumes(inputs, 2) == pytest.approx([100 * MB, 31.606028 * MB, 13.549225 * MB])
     assert [r.seconds for r in evaluate(inputs, 2).per_round] == pytest.approx(
         [1.0, 0.31606028, 0.13549225]
@@ -391,14 +392,19 @@ def test_grid_refuses_the_working_set_model_it_has_no_closed_form_for() -> None:
 
 
 def test_a_replan_after_a_round_may_stop_at_once_when_another_round_costs_more_than_it_saves():
-    from whimbrel.backends.model import MeasuredRound, ModelInputs, plan, replan
-
     inputs = ModelInputs(
-        size=21e6, dirty_rate=115e3, bandwidth=25e6, rtt=0.04, round_trips=3,
-        dump_time=0.15, dump_rate=500e6, restore_time=0.9, max_rounds=8,
-    )  # fmt: skip
+        size=21e6,
+        dirty_rate=115e3,
+        bandwidth=25e6,
+        rtt=0.04,
+        round_trips=3,
+        dump_time=0.15,
+        dump_rate=500e6,
+        restore_time=0.9,
+        max_rounds=8,
+    )
     assert plan(inputs).rounds >= 1  # a first plan iterates at least once
-    after = replan(inputs, [MeasuredRound(bytes=20.8e6, seconds=1.5, dirty_rate=115e3,
-                                          throughput=25e6)])  # fmt: skip
+    done = [MeasuredRound(bytes=20.8e6, seconds=1.5, dirty_rate=115e3, throughput=25e6)]
+    after = replan(inputs, done)
     assert after.rounds == 0 and after.first_round == 1
     assert after.per_round[-1].final and "0 more rounds" in after.reason
