@@ -62,6 +62,7 @@ def _no_iteration(t: Track) -> Choice | None:
 
 
 def _latency_aware(t: Track) -> Choice:
+    """The model's own start and stop conditions (docs/model.md)."""
     if (refused := _no_iteration(t)) is not None:
         return refused
     i, v, dt = t.inputs, t.volumes, t.downtimes
