@@ -30,7 +30,7 @@ from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 LINK_TTL_MINUTES = 120
 
 
-# OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip (LAB-FACTS.md):
+# OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip:
 # 160 Mbit/s at 100 ms whatever the link. Rounds go over enough stripes, each its own connection,
 # that the window is not what limits a path of up to STRIPE_TARGET_BPS (a stripe per 37 ms of
 # round trip); past MAX_STRIPES the connections cost more than they bring (and sshd's

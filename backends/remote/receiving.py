@@ -46,7 +46,7 @@ def _staging(t):
     are staged there (CRIU opens them from inside the container), and the rounds' (round-N/)
     too, so the final round takes the last round's page files by a rename. From a round kept
     in this script's dir (another mount, even where it is the same file system, as beside
-    Docker's data root in the lab) that was a copy of the whole state inside the downtime:
+    Docker's data root in the lab) it would be a copy of the whole state inside the downtime:
     1.5 s at 1 GiB. Made root's alone: the images are the container's memory, and the
     container's own users see its root file system. The source's layer may not touch it."""
     with Dir(t["upper_dir"]) as upper:

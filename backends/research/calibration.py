@@ -140,8 +140,8 @@ def fit_stream(records: Sequence[RoundRecord]) -> Estimate | None:
     """The stream's own per-byte work, as a rate C, from the transfers alone: transfer_s =
     t0 + k*RTT + bytes/B + bytes/C, B the probed throughput (the probe's few MiB do not show
     the cipher and the receiver's writes that a whole round pays beyond the wire). Left out of
-    the round and hand-over fits, it was put down to the state: a 1 GiB stop-and-copy's 2 s
-    beyond bytes/B fitted as restore work that every small final round then paid."""
+    the round and hand-over fits, it would be put down to the state: a 1 GiB stop-and-copy's
+    2 s beyond bytes/B would fit as restore work that every small final round then pays."""
     rows = [r for r in records if r.bytes > 0]
     if len(rows) < 3:
         return None
@@ -161,8 +161,8 @@ def fit_round_work(
     c0 + k*RTT + M/scan_rate. Keys: fixed (c0), and where the records determine
     them, rtt (k) and state (1/scan_rate); where they do not, a given scan_rate is held.
     Round 0 is left out: it costs ~9 round trips more (fit_first_round), and fitted with the
-    rest it made k 2.8 where the later rounds take 1, so the floor looked twice as high at
-    200 ms and latency-aware stopped iterating early."""
+    rest it pushes k to ~2.8 where the later rounds take 1, so the floor looks twice as high
+    at 200 ms and latency-aware stops iterating early."""
     rows = [r for r in records if not r.final and r.seconds is not None and r.index != 0]
     if not rows:
         return None
