@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from whimbrel.backends.costs import Costs, load_costs, save_costs
+from whimbrel.backends.dirty import DirtySample
 from whimbrel.backends.model import plan
 from whimbrel.backends.research.calibration import (
     Calibration,
-    DirtySample,
     Estimate,
     RoundRecord,
     calibrate,
@@ -27,6 +27,18 @@ from whimbrel.backends.research.constants import write_costs
 from whimbrel.backends.research.runs import records
 
 MiB = 2**20
+
+
+def sample_over(interval_s: float, dirty_bytes: float) -> DirtySample:
+    """A dirty-rate sample over `interval_s` with only what the dirty-set fit reads filled in."""
+    return DirtySample(
+        t=interval_s,
+        interval_s=interval_s,
+        dirty_pages=round(dirty_bytes) // 4096,
+        dirty_bytes=round(dirty_bytes),
+        pages=0,
+        cpu_s=0.0,
+    )
 
 
 def synthetic_rounds(
@@ -189,7 +201,7 @@ def test_dirty_samples_that_bend_fit_the_working_set() -> None:
     intervals = np.array([0.25, 0.5, 1, 2, 4, 8, 16, 32])
     dirtied = working_set * -np.expm1(-rate * intervals / working_set)
     samples = [
-        DirtySample(t, y * (1 + 0.01 * rng.standard_normal()))
+        sample_over(t, y * (1 + 0.01 * rng.standard_normal()))
         for t, y in zip(intervals, dirtied, strict=True)
     ]
     fitted = fit_dirty_set(samples)
@@ -202,7 +214,7 @@ def test_dirty_samples_that_bend_fit_the_working_set() -> None:
 
 
 def test_dirty_samples_on_a_straight_line_fit_a_rate_and_no_working_set() -> None:
-    samples = [DirtySample(t, 3 * MiB * t) for t in (0.5, 1, 2, 4, 8)]
+    samples = [sample_over(t, 3 * MiB * t) for t in (0.5, 1, 2, 4, 8)]
     fitted = fit_dirty_set(samples)
     assert fitted is not None
     d, w = fitted

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.dirty import DirtySample
 
 __all__ = [
     "Calibration",
-    "DirtySample",
     "Estimate",
     "RoundRecord",
     "calibrate",
@@ -54,14 +54,6 @@ class RoundRecord:
     restore_s: float | None = None  # the final round's restore on the target
     seconds: float | None = None  # the whole round, freeze included; the final's: the downtime
     index: int | None = None  # the round's number in its migration; None: not known
-
-
-@dataclass(frozen=True)
-class DirtySample:
-    """Distinct bytes a container dirtied over an interval (soft-dirty bits cleared, then read)."""
-
-    interval_s: float
-    dirtied_bytes: float
 
 
 def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -224,9 +216,10 @@ def _mean(y: np.ndarray) -> Estimate:
 
 def fit_dirty_set(samples: Sequence[DirtySample]) -> tuple[Estimate, Estimate | None] | None:
     """(D, W) of the saturating dirty set Y = W * (1 - exp(-D*T/W)), by Levenberg-Marquardt on
-    (ln D, ln W). W is None where the samples show no saturation; D is then the linear slope."""
+    (ln D, ln W), from samples over intervals T of different lengths (Y: each one's distinct
+    dirty bytes). W is None where the samples show no saturation; D is then the linear slope."""
     t = np.array([s.interval_s for s in samples], dtype=float)
-    y = np.array([s.dirtied_bytes for s in samples], dtype=float)
+    y = np.array([s.dirty_bytes for s in samples], dtype=float)
     if not (t > 0).any():
         return None
     coef, stderr, spread = _least_squares(t.reshape(-1, 1), y)
