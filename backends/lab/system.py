@@ -50,6 +50,19 @@ def run(
     return proc
 
 
+def docker(
+    docker_host: str,
+    *args: str,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """The Docker CLI against the node engine at `docker_host` (a unix:// URL)."""
+    return run(
+        ["/usr/bin/docker", "-H", docker_host, *args], input=input, check=check, timeout=timeout
+    )
+
+
 def spawn(
     argv: Sequence[str | os.PathLike[str]], *, log: Path, netns: str | None = None
 ) -> subprocess.Popen[bytes]:

@@ -21,7 +21,7 @@ from whimbrel.backends.engine import Migration, MigrationRequest
 from whimbrel.backends.events import MigrationFinished
 from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
-from whimbrel.backends.lab.system import run
+from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import (
     Redis,
@@ -48,8 +48,7 @@ NODES = ("east-1", "west-1")
 
 
 def _docker(node_name: str, *args: str, check: bool = True) -> None:
-    node = build_topology().node(node_name)
-    run(["/usr/bin/docker", "-H", node.docker_host, *args], check=check, timeout=120)
+    docker(build_topology().node(node_name).docker_host, *args, check=check)
 
 
 def _start(point: Point, node_name: str) -> None:
