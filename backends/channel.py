@@ -125,9 +125,15 @@ async def open_link(
     receiver = base64.b64encode(remote_script("receiver.py").encode()).decode()
 
     granted = await _trust(
-        dst_session, "grant", dst.authorized_keys, ident, str(ttl_minutes),
-        f"{public[0]} {public[1]}", receiver, *([src.link_from] if src.link_from else []),
-    )  # fmt: skip
+        dst_session,
+        "grant",
+        dst.authorized_keys,
+        ident,
+        str(ttl_minutes),
+        f"{public[0]} {public[1]}",
+        receiver,
+        *([src.link_from] if src.link_from else []),
+    )
     src_dir = None
     try:
         made = await _trust(

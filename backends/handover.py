@@ -187,19 +187,31 @@ def final_round(
     restore_s = final.get("restore_s") or 0.0
     journal.record.measured_rounds.append(
         RoundRecord(
-            bytes=final["sent_bytes"], transfer_s=max(final["send_s"] - restore_s, 0.0),
-            seconds=final["downtime_s"], throughput=prepared.bandwidth, rtt=prepared.rtt_s,
-            final=True, dump_s=final["dump_s"], dumped_bytes=final["state_bytes"],
-            stripes=final.get("stripes"), restore_s=restore_s,
+            bytes=final["sent_bytes"],
+            transfer_s=max(final["send_s"] - restore_s, 0.0),
+            seconds=final["downtime_s"],
+            throughput=prepared.bandwidth,
+            rtt=prepared.rtt_s,
+            final=True,
+            dump_s=final["dump_s"],
+            dumped_bytes=final["state_bytes"],
+            stripes=final.get("stripes"),
+            restore_s=restore_s,
         )
-    )  # fmt: skip
+    )
     throughput = final["sent_bytes"] / max(final["send_s"], 1e-3)
     return RoundFinished(
-        index=rounds.count, final=True, planned_bytes=rounds.plan.per_round[-1].bytes,
-        sent_bytes=final["sent_bytes"], state_bytes=final["state_bytes"],
-        seconds=final["downtime_s"], freeze_s=final["downtime_s"],
+        index=rounds.count,
+        final=True,
+        planned_bytes=rounds.plan.per_round[-1].bytes,
+        sent_bytes=final["sent_bytes"],
+        state_bytes=final["state_bytes"],
+        seconds=final["downtime_s"],
+        freeze_s=final["downtime_s"],
         dirty_rate=rounds.done[-1].dirty_rate if rounds.done else rounds.inputs.dirty_rate,
-        throughput=throughput, link_utilisation=throughput / prepared.bandwidth,
-        predicted_remaining_rounds=0, predicted_downtime_s=rounds.plan.downtime_s,
+        throughput=throughput,
+        link_utilisation=throughput / prepared.bandwidth,
+        predicted_remaining_rounds=0,
+        predicted_downtime_s=rounds.plan.downtime_s,
         t=journal.t(),
-    )  # fmt: skip
+    )

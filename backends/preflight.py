@@ -65,9 +65,13 @@ async def preflight(
     refuse_unmovable(inspect)
 
     prepared = await source_action(
-        src_session, "prepare", ctx.id, container.id, src.docker_socket,
+        src_session,
+        "prepare",
+        ctx.id,
+        container.id,
+        src.docker_socket,
         json.dumps(ctx.failpoints),
-    )  # fmt: skip
+    )
     stack.push_async_callback(release_lock, ctx.id, src_session, container.id, outcome)
     yield journal.log(
         f"source {src.name}: CRIU {prepared['criu']}, "

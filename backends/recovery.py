@@ -106,10 +106,13 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
                 raise WhimbrelError(f"{dst.name} holds no decision record for it: check both")
             outcome = (
                 await source_action(
-                    src_session, "settle", record["id"], record.get("container_id", ""),
+                    src_session,
+                    "settle",
+                    record["id"],
+                    record.get("container_id", ""),
                     "committed" if verdict == "committed" else "aborted",
                 )
-            )["outcome"]  # fmt: skip
+            )["outcome"]
     await _cleanup(pool, src, dst, record)
     ok = bool(outcome and outcome.get("ok"))
     where = (outcome or {}).get("running_on", "source")

@@ -24,9 +24,26 @@ BUSYBOX = Path("/bin/busybox")
 REDIS_SERVER = Path("/usr/bin/redis-server")
 REDIS_CONF = "/etc/redis.conf"
 BUSYBOX_APPLETS = (
-    "sh", "ls", "cat", "mkdir", "rm", "ln", "cp", "mv", "sleep", "ps", "du", "df", "head", "dd",
-    "sha256sum", "echo", "touch", "sync", "wc",
-)  # fmt: skip
+    "sh",
+    "ls",
+    "cat",
+    "mkdir",
+    "rm",
+    "ln",
+    "cp",
+    "mv",
+    "sleep",
+    "ps",
+    "du",
+    "df",
+    "head",
+    "dd",
+    "sha256sum",
+    "echo",
+    "touch",
+    "sync",
+    "wc",
+)
 
 
 @dataclass(frozen=True)

@@ -66,21 +66,28 @@ def follow(mig):
         except FileNotFoundError:
             pass
         if not alive:
-            out({
-                "kind": "end", "ok": False, "running_on": "unknown", "unsettled": True,
-                "error": f"the hand-over daemon died (its last step: {last})",
-            })  # fmt: skip
+            out(
+                {
+                    "kind": "end",
+                    "ok": False,
+                    "running_on": "unknown",
+                    "unsettled": True,
+                    "error": f"the hand-over daemon died (its last step: {last})",
+                }
+            )
             return
         time.sleep(0.05)
 
 
 def status(mig):
     wd = workdir(mig)
-    out({
-        "outcome": read_json(os.path.join(wd, "handover.json"), None),
-        "workdir": os.path.isdir(wd),
-        "daemon": daemon_alive(mig),
-    })  # fmt: skip
+    out(
+        {
+            "outcome": read_json(os.path.join(wd, "handover.json"), None),
+            "workdir": os.path.isdir(wd),
+            "daemon": daemon_alive(mig),
+        }
+    )
 
 
 def release(mig, cid):

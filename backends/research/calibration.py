@@ -114,10 +114,12 @@ def _beyond_dump_and_bytes(
     throughput, and the stream's own `stream_rate` on top), and what that may scale with: the
     RTT and the whole state (every round scans, hashes and rebuilds all of it)."""
     per_byte = 1 / stream_rate if stream_rate else 0.0
-    y = np.array([
-        (r.seconds or 0.0) - (r.dump_s or 0.0) - r.bytes * (1 / r.throughput + per_byte)
-        for r in rows
-    ])  # fmt: skip
+    y = np.array(
+        [
+            (r.seconds or 0.0) - (r.dump_s or 0.0) - r.bytes * (1 / r.throughput + per_byte)
+            for r in rows
+        ]
+    )
     return y, {
         "rtt": np.array([r.rtt for r in rows]),
         "state": np.array([r.dumped_bytes or 0.0 for r in rows]),
@@ -138,9 +140,9 @@ def fit_stream(records: Sequence[RoundRecord]) -> Estimate | None:
     if len(rows) < 3:
         return None
     y = np.array([r.transfer_s - r.bytes / r.throughput for r in rows])
-    fitted = _fit_affine(y, {
-        "rtt": np.array([r.rtt for r in rows]), "bytes": np.array([r.bytes for r in rows])
-    })  # fmt: skip
+    fitted = _fit_affine(
+        y, {"rtt": np.array([r.rtt for r in rows]), "bytes": np.array([r.bytes for r in rows])}
+    )
     return _rate(fitted.get("bytes"))
 
 
@@ -305,11 +307,14 @@ class Calibration:
     def costs(self, base: Costs | None = None) -> Costs:
         """`base` (default: Costs()) with every fitted term replaced, times clipped at zero."""
         times = {
-            "round_trips": "round_trips", "round_fixed_s": "round_fixed",
-            "first_round_s": "first_round_fixed", "first_round_trips": "first_round_trips",
-            "dump_time_s": "dump_time", "restore_time_s": "restore_time",
+            "round_trips": "round_trips",
+            "round_fixed_s": "round_fixed",
+            "first_round_s": "first_round_fixed",
+            "first_round_trips": "first_round_trips",
+            "dump_time_s": "dump_time",
+            "restore_time_s": "restore_time",
             "final_round_trips": "final_round_trips",
-        }  # fmt: skip
+        }
         changes: dict[str, float] = {}
         for field, name in times.items():
             estimate: Estimate | None = getattr(self, name)

@@ -45,8 +45,10 @@ def constants_section(calibration: Calibration) -> list[str]:
     for name, (what, _, unit) in CONSTANTS.items():
         e: Estimate | None = getattr(calibration, name)
         if e is not None:
-            out.append(f"| {what} | {e.value:.4g} {unit} | {e.stderr:.3g} | "
-                       f"{e.residual_std:.3g} s | {e.samples} |")  # fmt: skip
+            out.append(
+                f"| {what} | {e.value:.4g} {unit} | {e.stderr:.3g} | "
+                f"{e.residual_std:.3g} s | {e.samples} |"
+            )
         else:
             out.append(f"| {what} | (not determined: default kept) | | | |")
     return [*out, ""]
