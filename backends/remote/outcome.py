@@ -18,8 +18,8 @@ def settle(mig, cid, verdict):
     """Carry out the target's verdict on the source container, for a hand-over its daemon left
     unsettled (or a daemon that died); the outcome is written as the daemon would have."""
     wd = workdir(mig)
-    info = prepared_info(wd)
-    sock = info["docker_socket"]
+    prepared = prepared_info(wd)
+    sock = prepared["docker_socket"]
     emit = Events(wd)
     if verdict == "committed":
         keep = read_json(os.path.join(wd, "handover.cfg"), {}).get("keep_source")
