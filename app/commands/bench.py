@@ -78,8 +78,8 @@ def _costs(args: argparse.Namespace, results: Path) -> int:
     if args.costs is None:
         raise UsageError("bench costs: --costs FILE names the costs file to write")
     rows = _recorded(results)
-    held = write_costs(rows, args.costs, f"whimbrel bench costs: {results}")
-    print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(held)}" if held else ""))
+    kept = write_costs(rows, args.costs, f"whimbrel bench costs: {results}")
+    print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(kept)}" if kept else ""))
     return 0
 
 

@@ -72,20 +72,20 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _fit_affine(
-    y: np.ndarray, columns: dict[str, np.ndarray], held: dict[str, float] | None = None
+    y: np.ndarray, columns: dict[str, np.ndarray], held_slopes: dict[str, float] | None = None
 ) -> dict[str, Estimate]:
     """y ~ fixed + sum of coef * column, least squares. A column that does not vary (it cannot
     be told from the constant) or comes out negative (no physical meaning: a time cannot shrink
     as bytes or round trips grow) is left out, and the rest refitted. A column left out for not
-    varying that `held` has a coefficient for (an earlier fit's) keeps that one instead: the
-    constant must not absorb its part (one state size measured says nothing of the per-byte
-    term, but does not make it zero)."""
+    varying that `held_slopes` has a coefficient for (an earlier fit's) keeps that one
+    instead: the constant must not absorb its part (one state size measured says nothing of
+    the per-byte term, but does not make it zero)."""
     names = [
         n for n, x in columns.items() if np.ptp(x) > 0.05 * max(float(np.abs(x).mean()), 1e-300)
     ]
     for n, x in columns.items():
-        if n not in names and (held or {}).get(n):
-            y = y - (held or {})[n] * x
+        if n not in names and (held_slopes or {}).get(n):
+            y = y - (held_slopes or {})[n] * x
     while True:
         x = np.column_stack([np.ones_like(y), *(columns[n] for n in names)])
         coef, stderr, spread = _least_squares(x, y)
@@ -330,18 +330,18 @@ class Calibration:
 def calibrate(
     records: Sequence[RoundRecord],
     dirty_samples: Sequence[DirtySample] = (),
-    held: Costs | None = None,
+    in_use: Costs | None = None,
 ) -> Calibration:
-    """Every term the records determine. With `held` (the costs in use), a per-byte rate the
-    records cannot determine (one state size) stays at its held value in the fits of the
-    rest, and is left None here (Calibration.costs(held) keeps it)."""
-    dump = fit_dump(records, held.dump_rate if held else None)
+    """Every term the records determine. With `in_use` (the costs in use), a per-byte rate the
+    records cannot determine (one state size) is held at its value there in the fits of the
+    rest, and is left None here (Calibration.costs(in_use) keeps it)."""
+    dump = fit_dump(records, in_use.dump_rate if in_use else None)
     stream = fit_stream(records)
-    stream_rate = stream.value if stream else (held.stream_rate if held else None)
-    scan_rate = held.scan_rate if held else None
+    stream_rate = stream.value if stream else (in_use.stream_rate if in_use else None)
+    scan_rate = in_use.scan_rate if in_use else None
     work = fit_round_work(records, scan_rate, stream_rate) or {}
     first = fit_first_round(records, work, scan_rate, stream_rate) or {}
-    handover = fit_handover(records, held.restore_rate if held else None, stream_rate) or {}
+    handover = fit_handover(records, in_use.restore_rate if in_use else None, stream_rate) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),
