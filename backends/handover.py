@@ -173,8 +173,8 @@ async def _settle(
         )["outcome"]
     except WhimbrelError as exc:
         return final | {"error": f"{final.get('error')}; settling it: {exc}"}
-    said = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
-    return final | settled | {"unsettled": False, "error": said}
+    errors = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
+    return final | settled | {"unsettled": False, "error": errors}
 
 
 def final_round(

@@ -45,8 +45,8 @@ def run(
     except subprocess.TimeoutExpired:
         raise LabError(f"{' '.join(full)}: no answer after {timeout:.0f} s") from None
     if check and proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        raise LabError(f"{' '.join(full)}: exit {proc.returncode}: {' / '.join(said[-3:])}")
+        lines = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        raise LabError(f"{' '.join(full)}: exit {proc.returncode}: {' / '.join(lines[-3:])}")
     return proc
 
 
