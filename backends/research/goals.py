@@ -32,11 +32,15 @@ def glance_section(points: list[PointSummary]) -> list[str]:
             break
         wins = sum(s.best == policy for s in complete)
         near = sum(s.within_five_percent(policy) for s in complete)
-        dt = median_of([s.downtime(policy) / s.downtime(s.best) for s in complete])
+        downtime_ratio = median_of([s.downtime(policy) / s.downtime(s.best) for s in complete])
         fastest = [min(s.total(p) for p in POLICIES) for s in complete]
-        tt = median_of([s.total(policy) / f for s, f in zip(complete, fastest, strict=True)])
+        time_ratio = median_of(
+            [s.total(policy) / f for s, f in zip(complete, fastest, strict=True)]
+        )
         rounds = median_of([s.median(policy, "rounds") for s in complete])
-        out.append(f"| {policy} | {wins} | {near} | {dt:.2f} | {tt:.2f} | {rounds:g} |")
+        out.append(
+            f"| {policy} | {wins} | {near} | {downtime_ratio:.2f} | {time_ratio:.2f} | {rounds:g} |"
+        )
     return [*out, ""]
 
 
