@@ -69,7 +69,7 @@ async def hand_over(
         yield journal.log(f"firing the hand-over: {exc}", "warning")
     yield journal.phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
     yield journal.emit(
-        RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.t())
+        RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.elapsed_s())
     )
     followed = PhaseRun(follow(journal, src_session, ctx.id))
     async for event in followed:
@@ -213,5 +213,5 @@ def final_round(
         link_utilisation=throughput / prepared.bandwidth,
         predicted_remaining_rounds=0,
         predicted_downtime_s=rounds.plan.downtime_s,
-        t=journal.t(),
+        t=journal.elapsed_s(),
     )

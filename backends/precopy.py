@@ -60,7 +60,7 @@ async def precopy(
         _unless_aborted(ctx, prepared)
         forecast = current.per_round[0]
         yield journal.emit(
-            RoundStarted(index, False, forecast.bytes, forecast.seconds, journal.t())
+            RoundStarted(index, False, forecast.bytes, forecast.seconds, journal.elapsed_s())
         )
         started = time.monotonic()
         result = await agent.ask(f"round {index}", timeout=3600)
@@ -100,7 +100,7 @@ async def precopy(
                 link_utilisation=throughput / prepared.bandwidth if prepared.bandwidth else 0.0,
                 predicted_remaining_rounds=current.rounds,
                 predicted_downtime_s=current.downtime_s,
-                t=journal.t(),
+                t=journal.elapsed_s(),
             )
         )
         index += 1
