@@ -132,7 +132,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         """Reset the view for the index-th order and fill in its predicted rounds."""
         self.index, self.phase, self.events = index, None, []
         order = self.orders[index]
-        self._rounds = RoundRows(order.plan, live=True)
+        self._rounds = RoundRows(order.plan, migration_running=True)
         self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
