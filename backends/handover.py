@@ -16,7 +16,7 @@ from whimbrel.backends.events import MigrationEvent, Phase, RoundFinished, Round
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
-from whimbrel.backends.node_actions import source_action, target_action
+from whimbrel.backends.node_actions import settle_on_source, settle_on_target
 from whimbrel.backends.outcome import Outcome
 from whimbrel.backends.precopy import Rounds
 from whimbrel.backends.preflight import Prepared
@@ -159,18 +159,14 @@ async def _settle(
     target's record (aborted unless committed), or leaves it unsettled for `recover`."""
     dst = prepared.dst
     try:
-        verdict = (
-            await target_action(
-                ctx.pool.session(dst), "settle", ctx.id, dst.docker_socket, prepared.target_id
-            )
-        )["decision"]
+        verdict = await settle_on_target(
+            ctx.pool.session(dst), ctx.id, dst.docker_socket, prepared.target_id
+        )
         if verdict not in ("committed", "aborted"):
             return final
-        settled = (
-            await source_action(
-                ctx.pool.session(prepared.src), "settle", ctx.id, prepared.container.id, verdict
-            )
-        )["outcome"]
+        settled = await settle_on_source(
+            ctx.pool.session(prepared.src), ctx.id, prepared.container.id, verdict
+        )
     except WhimbrelError as exc:
         return final | {"error": f"{final.get('error')}; settling it: {exc}"}
     errors = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
