@@ -161,15 +161,15 @@ class Migration:
         if finished:
             yield journal.emit(finished)
         yield journal.phase(Phase.CLEANUP)
-        first = prepared.first
+        first_plan = prepared.first_plan
         outcome.ok, outcome.running_on = True, dst.name
         outcome.delivered = Delivered(
             mode=prepared.mode,
             rounds=rounds.count,
             downtime_s=final.get("downtime_s"),
-            predicted_downtime_s=first.downtime_s,
-            predicted_total_time_s=first.total_time_s,
-            predicted_bytes=first.bytes_sent,
+            predicted_downtime_s=first_plan.downtime_s,
+            predicted_total_time_s=first_plan.total_time_s,
+            predicted_bytes=first_plan.bytes_sent,
             bytes_sent=rounds.sent_bytes + final.get("sent_bytes", 0),
             brownouts_s=rounds.brownouts_s,
             handover=final,

@@ -50,7 +50,7 @@ async def precopy(
 ) -> AsyncIterator[MigrationEvent | Rounds]:
     """The rounds' events (none for stop-and-copy), then what they left."""
     request, journal = ctx.request, ctx.journal
-    inputs, current = prepared.inputs, prepared.first
+    inputs, current = prepared.inputs, prepared.first_plan
     done: list[model.MeasuredRound] = []
     brownouts: list[float] = []
     sent_total = 0
