@@ -340,8 +340,8 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             return
         self._aborted = True
         self._handle.abort()
-        t = self.events[-1].t if self.events else 0.0
-        self.query_one(EventLog).add(t, "abort requested: rolling back", "warning")
+        elapsed_s = self.events[-1].t if self.events else 0.0
+        self.query_one(EventLog).add(elapsed_s, "abort requested: rolling back", "warning")
 
     def action_close(self) -> None:
         if not self.done:
