@@ -1,6 +1,6 @@
 """The console's view of the world: what it asks of the clusters, as one small Protocol.
 
-The app depends on `Backend` only; `LiveBackend` implements it over one SessionPool and the
+The app depends on `Backend` only; `SSHBackend` implements it over one SessionPool and the
 backends (inventory, probes, dirty-rate sampling, the migration engine, its history records).
 All network work happens here, never in widgets. tests/console/fake_backend.py is the only
 other implementation, for deterministic snapshots.
@@ -86,7 +86,7 @@ class _EngineMigration:
         self._migration.abort()
 
 
-class LiveBackend:
+class SSHBackend:
     """The Backend over SSH: one SessionPool for the console's whole life."""
 
     def __init__(self, config: Config) -> None:

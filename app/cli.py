@@ -15,9 +15,18 @@ from whimbrel.backends.errors import UsageError, WhimbrelError
 
 # Subcommand modules under whimbrel.app.commands, in the order `--help` lists them.
 COMMANDS = (
-    "ls", "migrate", "recover", "history", "probe", "dirty", "model", "bench", "config", "lab",
+    "ls",
+    "migrate",
+    "recover",
+    "history",
+    "probe",
+    "dirty",
+    "model",
+    "bench",
+    "config",
+    "lab",
     "demo",
-)  # fmt: skip
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

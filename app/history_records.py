@@ -37,16 +37,17 @@ class HistoryRecord:
     events: tuple[MigrationEvent, ...] = field(default=(), compare=False)
 
 
-def _num(value: Any) -> float | None:
+def _finite_number(value: Any) -> float | None:
+    """A record's number as a float; None for a missing, non-numeric or non-finite value."""
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def record_from_json(path: Path, data: dict[str, Any]) -> HistoryRecord:
     events = tuple(e for e in map(event_from_json, data.get("events") or ()) if e is not None)
-    bytes_sent = _num(data.get("bytes_sent"))
+    bytes_sent = _finite_number(data.get("bytes_sent"))
     return HistoryRecord(
         path=str(path),
-        started_at=_num(data.get("started_at")),
+        started_at=_finite_number(data.get("started_at")),
         container=str(data.get("container", "?")),
         src=str(data.get("src", "?")),
         dst=str(data.get("dst", "?")),
@@ -55,12 +56,12 @@ def record_from_json(path: Path, data: dict[str, Any]) -> HistoryRecord:
         running_on=str(data.get("running_on", "?")),
         mode=str(data.get("mode", "?")),
         rounds=int(data.get("rounds") or 0),
-        downtime_s=_num(data.get("downtime_s")),
-        predicted_downtime_s=_num(data.get("predicted_downtime_s")),
-        total_time_s=_num(data.get("total_time_s")),
-        predicted_total_time_s=_num(data.get("predicted_total_time_s")),
+        downtime_s=_finite_number(data.get("downtime_s")),
+        predicted_downtime_s=_finite_number(data.get("predicted_downtime_s")),
+        total_time_s=_finite_number(data.get("total_time_s")),
+        predicted_total_time_s=_finite_number(data.get("predicted_total_time_s")),
         bytes_sent=int(bytes_sent) if bytes_sent is not None else None,
-        predicted_bytes=_num(data.get("predicted_bytes")),
+        predicted_bytes=_finite_number(data.get("predicted_bytes")),
         brownouts_s=tuple(float(b) for b in data.get("brownouts_s") or ()),
         error=data.get("error"),
         events=events,

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from whimbrel.app.backend import LiveBackend
+from whimbrel.app.backend import SSHBackend
 from whimbrel.app.console import EXIT_OK, WhimbrelApp, binding_ids
 from whimbrel.app.settings import console_settings
 from whimbrel.backends.config import Config, ConfigError, load_config, resolve_config_path
@@ -36,7 +36,7 @@ def run_console(config_path: Path, read_only: bool) -> int:
         raise UsageError("the console needs a terminal; scripts can use `whimbrel ls --json`")
     timings = os.environ.get("WHIMBREL_TIMINGS")
     app = WhimbrelApp(
-        LiveBackend(config) if config else None,
+        SSHBackend(config) if config else None,
         config_path=config_path,
         settings=settings,
         read_only=read_only,

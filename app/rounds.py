@@ -16,9 +16,10 @@ RoundKey = int | Literal["final"]
 
 
 class RoundRows:
-    def __init__(self, plan: Plan | None = None, *, live: bool = False) -> None:
-        """`live`: a round started and not finished yet is running (in a record, it died)."""
-        self._live = live
+    def __init__(self, plan: Plan | None = None, *, migration_running: bool = False) -> None:
+        """`migration_running`: a round started and not finished yet is running (in a record,
+        it died)."""
+        self._migration_running = migration_running
         self._rows: dict[RoundKey, RoundBar] = {}
         for r in plan.per_round if plan is not None else ():
             self._rows[_key(r.final, r.index)] = RoundBar(
@@ -35,7 +36,7 @@ class RoundRows:
                 event.final,
                 event.planned_bytes,
                 predicted_s=event.predicted_seconds,
-                running=self._live,
+                running=self._migration_running,
             )
         elif isinstance(event, RoundFinished):
             key = _key(event.final, event.index)

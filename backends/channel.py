@@ -30,7 +30,7 @@ from whimbrel.backends.ssh import NodeSession, SessionPool, remote_script
 LINK_TTL_MINUTES = 120
 
 
-# OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip (LAB-FACTS.md):
+# OpenSSH's channel window (about 2 MiB) caps one stream at 2 MiB per round trip:
 # 160 Mbit/s at 100 ms whatever the link. Rounds go over enough stripes, each its own connection,
 # that the window is not what limits a path of up to STRIPE_TARGET_BPS (a stripe per 37 ms of
 # round trip); past MAX_STRIPES the connections cost more than they bring (and sshd's
@@ -125,9 +125,15 @@ async def open_link(
     receiver = base64.b64encode(remote_script("receiver.py").encode()).decode()
 
     granted = await _trust(
-        dst_session, "grant", dst.authorized_keys, ident, str(ttl_minutes),
-        f"{public[0]} {public[1]}", receiver, *([src.link_from] if src.link_from else []),
-    )  # fmt: skip
+        dst_session,
+        "grant",
+        dst.authorized_keys,
+        ident,
+        str(ttl_minutes),
+        f"{public[0]} {public[1]}",
+        receiver,
+        *([src.link_from] if src.link_from else []),
+    )
     src_dir = None
     try:
         made = await _trust(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from whimbrel.backends.config import Node
 from whimbrel.backends.errors import WhimbrelError
-from whimbrel.backends.node_actions import source_action, target_action
+from whimbrel.backends.node_actions import settle_on_target, source_action, target_action
 from whimbrel.backends.outcome import Outcome
 from whimbrel.backends.ssh import NodeSession
 
@@ -28,12 +28,12 @@ async def settle_target(
     if outcome.ok or outcome.unsettled():
         return  # it serves, or may be about to
     try:
-        verdict = await target_action(session, "settle", migration, dst.docker_socket, cid)
+        verdict = await settle_on_target(session, migration, dst.docker_socket, cid)
     except WhimbrelError as exc:
         outcome.warnings.append(f"target cleanup: {exc}")
         outcome.handover = "running"  # unknown: for `recover`, not for a guess
         return
-    if verdict["decision"] == "committed":  # the daemon's outcome said otherwise
+    if verdict == "committed":  # the daemon's outcome said otherwise
         outcome.warnings.append(
             f"{dst.name} recorded the commit: the container runs there; "
             "`whimbrel recover` settles the source"

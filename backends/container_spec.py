@@ -8,17 +8,54 @@ from whimbrel.backends.errors import UsageError
 
 # Docker create fields reproduced on the target, from `docker inspect` of the source.
 _CONFIG_KEYS = (
-    "Hostname", "Domainname", "User", "Env", "Cmd", "Entrypoint", "WorkingDir", "Labels",
-    "ExposedPorts", "StopSignal", "StopTimeout", "Tty", "OpenStdin", "StdinOnce", "Volumes",
+    "Hostname",
+    "Domainname",
+    "User",
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "Labels",
+    "ExposedPorts",
+    "StopSignal",
+    "StopTimeout",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Volumes",
     "Healthcheck",
-)  # fmt: skip
+)
 _HOST_KEYS = (
-    "Binds", "NetworkMode", "RestartPolicy", "Memory", "MemorySwap", "MemoryReservation",
-    "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "CpusetCpus", "PidsLimit", "CapAdd",
-    "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize", "PortBindings", "ExtraHosts", "Ulimits",
-    "LogConfig", "Init", "ReadonlyRootfs", "Mounts", "Dns", "DnsSearch", "DnsOptions",
-    "Sysctls", "Privileged",
-)  # fmt: skip
+    "Binds",
+    "NetworkMode",
+    "RestartPolicy",
+    "Memory",
+    "MemorySwap",
+    "MemoryReservation",
+    "NanoCpus",
+    "CpuShares",
+    "CpuQuota",
+    "CpuPeriod",
+    "CpusetCpus",
+    "PidsLimit",
+    "CapAdd",
+    "CapDrop",
+    "SecurityOpt",
+    "Tmpfs",
+    "ShmSize",
+    "PortBindings",
+    "ExtraHosts",
+    "Ulimits",
+    "LogConfig",
+    "Init",
+    "ReadonlyRootfs",
+    "Mounts",
+    "Dns",
+    "DnsSearch",
+    "DnsOptions",
+    "Sysctls",
+    "Privileged",
+)
 
 
 def create_body(inspect: dict[str, Any]) -> dict[str, Any]:

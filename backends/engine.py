@@ -144,7 +144,7 @@ class Migration:
             yield journal.phase(Phase.PRECOPY)
         else:
             yield journal.log("stop-and-copy")
-        rounds_from = journal.t()
+        rounds_from = journal.elapsed_s()
         agent = await stack.enter_async_context(open_agent(ctx, prepared))
         rounds_run = PhaseRun(precopy(ctx, prepared, agent))
         async for event in rounds_run:
@@ -155,21 +155,21 @@ class Migration:
             yield event
         final = handed_over.result
         journal.record.timing = Timing(
-            rounds_from, journal.t() - rounds_from, rounds.count, rounds.plan.downtime_s
+            rounds_from, journal.elapsed_s() - rounds_from, rounds.count, rounds.plan.downtime_s
         )
         finished = final_round(journal, prepared, rounds, final)
         if finished:
             yield journal.emit(finished)
         yield journal.phase(Phase.CLEANUP)
-        first = prepared.first
+        first_plan = prepared.first_plan
         outcome.ok, outcome.running_on = True, dst.name
         outcome.delivered = Delivered(
             mode=prepared.mode,
             rounds=rounds.count,
             downtime_s=final.get("downtime_s"),
-            predicted_downtime_s=first.downtime_s,
-            predicted_total_time_s=first.total_time_s,
-            predicted_bytes=first.bytes_sent,
+            predicted_downtime_s=first_plan.downtime_s,
+            predicted_total_time_s=first_plan.total_time_s,
+            predicted_bytes=first_plan.bytes_sent,
             bytes_sent=rounds.sent_bytes + final.get("sent_bytes", 0),
             brownouts_s=rounds.brownouts_s,
             handover=final,
@@ -189,13 +189,13 @@ class Migration:
             rounds=delivered.rounds if delivered else 0,
             downtime_s=delivered.downtime_s if delivered else None,
             predicted_downtime_s=delivered.predicted_downtime_s if delivered else None,
-            total_time_s=journal.t(),
+            total_time_s=journal.elapsed_s(),
             predicted_total_time_s=delivered.predicted_total_time_s if delivered else None,
             bytes_sent=delivered.bytes_sent if delivered else 0,
             predicted_bytes=delivered.predicted_bytes if delivered else None,
             brownouts_s=delivered.brownouts_s if delivered else (),
             error=outcome.error,
-            t=journal.t(),
+            t=journal.elapsed_s(),
         )
         journal.emit(event)
         pending_for = outcome.pending_for()

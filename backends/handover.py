@@ -16,7 +16,7 @@ from whimbrel.backends.events import MigrationEvent, Phase, RoundFinished, Round
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
-from whimbrel.backends.node_actions import source_action, target_action
+from whimbrel.backends.node_actions import settle_on_source, settle_on_target
 from whimbrel.backends.outcome import Outcome
 from whimbrel.backends.precopy import Rounds
 from whimbrel.backends.preflight import Prepared
@@ -69,7 +69,7 @@ async def hand_over(
         yield journal.log(f"firing the hand-over: {exc}", "warning")
     yield journal.phase(Phase.FINAL, "freeze, dump, send, restore (run by the source node)")
     yield journal.emit(
-        RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.t())
+        RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.elapsed_s())
     )
     followed = PhaseRun(follow(journal, src_session, ctx.id))
     async for event in followed:
@@ -159,22 +159,18 @@ async def _settle(
     target's record (aborted unless committed), or leaves it unsettled for `recover`."""
     dst = prepared.dst
     try:
-        verdict = (
-            await target_action(
-                ctx.pool.session(dst), "settle", ctx.id, dst.docker_socket, prepared.target_id
-            )
-        )["decision"]
+        verdict = await settle_on_target(
+            ctx.pool.session(dst), ctx.id, dst.docker_socket, prepared.target_id
+        )
         if verdict not in ("committed", "aborted"):
             return final
-        settled = (
-            await source_action(
-                ctx.pool.session(prepared.src), "settle", ctx.id, prepared.container.id, verdict
-            )
-        )["outcome"]
+        settled = await settle_on_source(
+            ctx.pool.session(prepared.src), ctx.id, prepared.container.id, verdict
+        )
     except WhimbrelError as exc:
         return final | {"error": f"{final.get('error')}; settling it: {exc}"}
-    said = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
-    return final | settled | {"unsettled": False, "error": said}
+    errors = "; ".join(filter(None, (final.get("error"), settled.get("error"))))
+    return final | settled | {"unsettled": False, "error": errors}
 
 
 def final_round(
@@ -187,19 +183,31 @@ def final_round(
     restore_s = final.get("restore_s") or 0.0
     journal.record.measured_rounds.append(
         RoundRecord(
-            bytes=final["sent_bytes"], transfer_s=max(final["send_s"] - restore_s, 0.0),
-            seconds=final["downtime_s"], throughput=prepared.bandwidth, rtt=prepared.rtt_s,
-            final=True, dump_s=final["dump_s"], dumped_bytes=final["state_bytes"],
-            stripes=final.get("stripes"), restore_s=restore_s,
+            bytes=final["sent_bytes"],
+            transfer_s=max(final["send_s"] - restore_s, 0.0),
+            seconds=final["downtime_s"],
+            throughput=prepared.bandwidth,
+            rtt=prepared.rtt_s,
+            final=True,
+            dump_s=final["dump_s"],
+            dumped_bytes=final["state_bytes"],
+            stripes=final.get("stripes"),
+            restore_s=restore_s,
         )
-    )  # fmt: skip
+    )
     throughput = final["sent_bytes"] / max(final["send_s"], 1e-3)
     return RoundFinished(
-        index=rounds.count, final=True, planned_bytes=rounds.plan.per_round[-1].bytes,
-        sent_bytes=final["sent_bytes"], state_bytes=final["state_bytes"],
-        seconds=final["downtime_s"], freeze_s=final["downtime_s"],
+        index=rounds.count,
+        final=True,
+        planned_bytes=rounds.plan.per_round[-1].bytes,
+        sent_bytes=final["sent_bytes"],
+        state_bytes=final["state_bytes"],
+        seconds=final["downtime_s"],
+        freeze_s=final["downtime_s"],
         dirty_rate=rounds.done[-1].dirty_rate if rounds.done else rounds.inputs.dirty_rate,
-        throughput=throughput, link_utilisation=throughput / prepared.bandwidth,
-        predicted_remaining_rounds=0, predicted_downtime_s=rounds.plan.downtime_s,
-        t=journal.t(),
-    )  # fmt: skip
+        throughput=throughput,
+        link_utilisation=throughput / prepared.bandwidth,
+        predicted_remaining_rounds=0,
+        predicted_downtime_s=rounds.plan.downtime_s,
+        t=journal.elapsed_s(),
+    )

@@ -29,7 +29,7 @@ class Journal:
         self.events: list[dict[str, Any]] = []
         self._t0 = time.monotonic()
 
-    def t(self) -> float:
+    def elapsed_s(self) -> float:
         """Seconds since the migration started."""
         return time.monotonic() - self._t0
 
@@ -38,10 +38,10 @@ class Journal:
         return event
 
     def phase(self, phase: Phase, message: str = "") -> MigrationEvent:
-        return self.emit(PhaseChanged(phase, self.t(), message))
+        return self.emit(PhaseChanged(phase, self.elapsed_s(), message))
 
     def log(self, text: str, level: str = "info") -> MigrationEvent:
-        return self.emit(LogLine(text, self.t(), level))
+        return self.emit(LogLine(text, self.elapsed_s(), level))
 
     def save(self) -> Path:
         return write_record(self.record.to_json())

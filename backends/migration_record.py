@@ -55,10 +55,15 @@ class RoundRecord:
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "bytes": self.bytes, "transfer_s": self.transfer_s, "seconds": self.seconds,
-            "throughput": self.throughput, "rtt": self.rtt, "final": self.final,
-            "dump_s": self.dump_s, "dumped_bytes": self.dumped_bytes,
-        }  # fmt: skip
+            "bytes": self.bytes,
+            "transfer_s": self.transfer_s,
+            "seconds": self.seconds,
+            "throughput": self.throughput,
+            "rtt": self.rtt,
+            "final": self.final,
+            "dump_s": self.dump_s,
+            "dumped_bytes": self.dumped_bytes,
+        }
         if self.restore_s is not None:
             out["restore_s"] = self.restore_s
         return out | {"stripes": self.stripes}
@@ -115,16 +120,26 @@ class MigrationRecord:
         out: dict[str, Any] = {"id": self.id, "started_at": self.started_at, "owner": self.owner}
         if self.subject:
             s = self.subject
-            out |= {"container": s.container, "container_id": s.container_id, "src": s.src,
-                    "dst": s.dst, "status": "pending", "mode": self.mode}  # fmt: skip
+            out |= {
+                "container": s.container,
+                "container_id": s.container_id,
+                "src": s.src,
+                "dst": s.dst,
+                "status": "pending",
+                "mode": self.mode,
+            }
         if self.link:
             out["link"] = self.link.to_json()
         if self.target_id:
             out["target_id"] = self.target_id
         if self.plan and self.inputs:
-            out |= {"mode": self.mode, "policy": self.policy, "inputs": self.inputs.__dict__,
-                    "plan": self.plan.to_json(),
-                    "measured_rounds": [r.to_json() for r in self.measured_rounds]}  # fmt: skip
+            out |= {
+                "mode": self.mode,
+                "policy": self.policy,
+                "inputs": self.inputs.__dict__,
+                "plan": self.plan.to_json(),
+                "measured_rounds": [r.to_json() for r in self.measured_rounds],
+            }
         if self.handover:
             out["handover"] = True
         if self.timing:
@@ -132,7 +147,10 @@ class MigrationRecord:
         if self.ending:
             e = self.ending
             out |= event_json(e.finished) | {
-                "status": e.status, "pending_for": e.pending_for, "warnings": e.warnings,
-                "handover_result": e.handover_result, "events": e.events,
-            }  # fmt: skip
+                "status": e.status,
+                "pending_for": e.pending_for,
+                "warnings": e.warnings,
+                "handover_result": e.handover_result,
+                "events": e.events,
+            }
         return out

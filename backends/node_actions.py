@@ -24,6 +24,24 @@ async def target_action(session: NodeSession, action: str, *args: str) -> dict[s
     return await session.run_helper("receiver.py", [action, *args], what=f"target {action}")
 
 
+async def settle_on_target(
+    session: NodeSession, migration: str, docker_socket: str, target_id: str
+) -> str:
+    """The verdict that stands on the target for `migration`, carried out there: "aborted"
+    is recorded unless a verdict stands (its container then goes), "committed" serves, and
+    "forgotten" means the target no longer expects the migration."""
+    answer = await target_action(session, "settle", migration, docker_socket, target_id)
+    return answer["decision"]
+
+
+async def settle_on_source(
+    session: NodeSession, migration: str, cid: str, verdict: str
+) -> dict[str, Any]:
+    """The source carries out the target's verdict on its container: the outcome it wrote."""
+    answer = await source_action(session, "settle", migration, cid, verdict)
+    return answer["outcome"]
+
+
 async def write_target(session: NodeSession, link: NodeLink, where: dict[str, Any]) -> None:
     """The receiver's target.json: what the operator, not the source, decided for it."""
     await session.run_python(

@@ -50,7 +50,7 @@ async def precopy(
 ) -> AsyncIterator[MigrationEvent | Rounds]:
     """The rounds' events (none for stop-and-copy), then what they left."""
     request, journal = ctx.request, ctx.journal
-    inputs, current = prepared.inputs, prepared.first
+    inputs, current = prepared.inputs, prepared.first_plan
     done: list[model.MeasuredRound] = []
     brownouts: list[float] = []
     sent_total = 0
@@ -60,7 +60,7 @@ async def precopy(
         _unless_aborted(ctx, prepared)
         forecast = current.per_round[0]
         yield journal.emit(
-            RoundStarted(index, False, forecast.bytes, forecast.seconds, journal.t())
+            RoundStarted(index, False, forecast.bytes, forecast.seconds, journal.elapsed_s())
         )
         started = time.monotonic()
         result = await agent.ask(f"round {index}", timeout=3600)
@@ -74,24 +74,35 @@ async def precopy(
         current = model.replan(inputs, done, request.policy)
         journal.record.measured_rounds.append(
             RoundRecord(
-                bytes=result["sent_bytes"], transfer_s=result["send_s"], seconds=seconds,
-                throughput=prepared.bandwidth, rtt=prepared.rtt_s, final=False,
-                dump_s=result["freeze_s"], dumped_bytes=result["state_bytes"],
+                bytes=result["sent_bytes"],
+                transfer_s=result["send_s"],
+                seconds=seconds,
+                throughput=prepared.bandwidth,
+                rtt=prepared.rtt_s,
+                final=False,
+                dump_s=result["freeze_s"],
+                dumped_bytes=result["state_bytes"],
                 stripes=result.get("stripes"),
             )
-        )  # fmt: skip
+        )
         throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)
         yield journal.emit(
             RoundFinished(
-                index=index, final=False, planned_bytes=forecast.bytes,
-                sent_bytes=result["sent_bytes"], state_bytes=result["state_bytes"],
-                seconds=seconds, freeze_s=result["freeze_s"], dirty_rate=measured.dirty_rate,
+                index=index,
+                final=False,
+                planned_bytes=forecast.bytes,
+                sent_bytes=result["sent_bytes"],
+                state_bytes=result["state_bytes"],
+                seconds=seconds,
+                freeze_s=result["freeze_s"],
+                dirty_rate=measured.dirty_rate,
                 throughput=throughput,
                 link_utilisation=throughput / prepared.bandwidth if prepared.bandwidth else 0.0,
                 predicted_remaining_rounds=current.rounds,
-                predicted_downtime_s=current.downtime_s, t=journal.t(),
+                predicted_downtime_s=current.downtime_s,
+                t=journal.elapsed_s(),
             )
-        )  # fmt: skip
+        )
         index += 1
         decision = after_round(request, inputs, done, current)
         current = decision.plan

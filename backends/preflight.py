@@ -45,7 +45,7 @@ class Prepared:
     rtt_s: float
     bandwidth: float  # bytes/s the link's stripes carried
     inputs: model.ModelInputs  # the model's inputs, as measured
-    first: model.Plan  # the plan before the rounds: the outcome's predictions
+    first_plan: model.Plan  # the plan before the rounds: the outcome's predictions
     mode: RunMode
 
 
@@ -65,9 +65,13 @@ async def preflight(
     refuse_unmovable(inspect)
 
     prepared = await source_action(
-        src_session, "prepare", ctx.id, container.id, src.docker_socket,
+        src_session,
+        "prepare",
+        ctx.id,
+        container.id,
+        src.docker_socket,
         json.dumps(ctx.failpoints),
-    )  # fmt: skip
+    )
     stack.push_async_callback(release_lock, ctx.id, src_session, container.id, outcome)
     yield journal.log(
         f"source {src.name}: CRIU {prepared['criu']}, "
@@ -114,31 +118,33 @@ async def preflight(
     dirty = await sampling
     size = float(container.memory_bytes or dirty.memory_bytes)
     inputs = _model_inputs(ctx.costs, ctx.request, size, dirty.bytes_per_s, bandwidth, rtt.rtt_s)
-    mode, first = choose_plan(ctx.request, inputs)
+    mode, first_plan = choose_plan(ctx.request, inputs)
     journal.record.mode, journal.record.policy = mode, ctx.request.policy
-    journal.record.inputs, journal.record.plan = first.inputs, first
+    journal.record.inputs, journal.record.plan = first_plan.inputs, first_plan
     yield journal.log(
         f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
         f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
         f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
-        f"state {size / 2**20:.0f} MiB; plan: {first.reason}"
+        f"state {size / 2**20:.0f} MiB; plan: {first_plan.reason}"
     )
-    yield Prepared(container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first, mode)
+    yield Prepared(
+        container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first_plan, mode
+    )
 
 
 def choose_plan(request: MigrationRequest, inputs: model.ModelInputs) -> tuple[RunMode, model.Plan]:
     """The mode and the plan before the rounds: the request's fixed rounds, else its mode,
     else the policy's verdict; an iterative plan has at least one round."""
-    first = model.plan(inputs, request.policy)
+    first_plan = model.plan(inputs, request.policy)
     mode = request.mode
     if request.rounds is not None:
         mode = "iterative" if request.rounds else "stop-and-copy"
-        first = model.evaluate(inputs, request.rounds)
+        first_plan = model.evaluate(inputs, request.rounds)
     elif mode == "auto":
-        mode = "iterative" if first.verdict == "iterate" else "stop-and-copy"
+        mode = "iterative" if first_plan.verdict == "iterate" else "stop-and-copy"
     if mode == "stop-and-copy":
         return mode, model.evaluate(inputs, 0)
-    return "iterative", first if first.rounds else model.evaluate(inputs, 1)
+    return "iterative", first_plan if first_plan.rounds else model.evaluate(inputs, 1)
 
 
 def _model_inputs(

@@ -14,7 +14,12 @@ from whimbrel.backends.channel import revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.history import read_records, write_record
-from whimbrel.backends.node_actions import source_action, target_action
+from whimbrel.backends.node_actions import (
+    settle_on_source,
+    settle_on_target,
+    source_action,
+    target_action,
+)
 from whimbrel.backends.ssh import SessionPool
 
 
@@ -72,8 +77,8 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     name = record.get("container", "?")
     if record.get("pending_for") == "cleanup":  # settled; only its cleanup was cut short
         if not record.get("ok") and record.get("target_id"):
-            await target_action(
-                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
+            await settle_on_target(
+                dst_session, record["id"], dst.docker_socket, record["target_id"]
             )
         await _cleanup(pool, src, dst, record)
         record |= {"status": "done" if record.get("ok") else "failed", "pending_for": None}
@@ -96,20 +101,18 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     if record.get("target_id"):
         # The target's record decides, even for an outcome the daemon wrote: what it undid
         # there may not have gone (its dockerd away); either way is safe to repeat.
-        verdict = (
-            await target_action(
-                dst_session, "settle", record["id"], dst.docker_socket, record["target_id"]
-            )
-        )["decision"]
+        verdict = await settle_on_target(
+            dst_session, record["id"], dst.docker_socket, record["target_id"]
+        )
         if record.get("handover") and not settled:
             if verdict == "forgotten":
                 raise WhimbrelError(f"{dst.name} holds no decision record for it: check both")
-            outcome = (
-                await source_action(
-                    src_session, "settle", record["id"], record.get("container_id", ""),
-                    "committed" if verdict == "committed" else "aborted",
-                )
-            )["outcome"]  # fmt: skip
+            outcome = await settle_on_source(
+                src_session,
+                record["id"],
+                record.get("container_id", ""),
+                "committed" if verdict == "committed" else "aborted",
+            )
     await _cleanup(pool, src, dst, record)
     ok = bool(outcome and outcome.get("ok"))
     where = (outcome or {}).get("running_on", "source")

@@ -58,8 +58,8 @@ class HostKeyRefused(NodeUnreachable):
 
 class CommandFailed(WhimbrelError):
     def __init__(self, node: str, argv: Sequence[str], code: int | None, stderr: str) -> None:
-        said = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
-        super().__init__(f"{node}: {argv[0]} exited {code}: {said}")
+        last_line = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+        super().__init__(f"{node}: {argv[0]} exited {code}: {last_line}")
         self.node = node
         self.code = code
         self.stderr = stderr
@@ -335,10 +335,10 @@ class NodeSession:
                 except TimeoutError:
                     raise NodeUnreachable(self.node.name, f"{what} did not end") from None
                 if process.exit_status:
-                    said = (await process.stdout.read()).strip().splitlines()
+                    lines = (await process.stdout.read()).strip().splitlines()
                     raise WhimbrelError(
                         f"{self.node.name}: {what}: "
-                        + (said[-1][:300] if said else f"exit {process.exit_status}")
+                        + (lines[-1][:300] if lines else f"exit {process.exit_status}")
                     )
             finally:
                 process.close()

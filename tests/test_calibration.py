@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from whimbrel.backends.costs import Costs, load_costs, save_costs
+from whimbrel.backends.dirty import DirtySample
 from whimbrel.backends.model import plan
 from whimbrel.backends.research.calibration import (
     Calibration,
-    DirtySample,
     Estimate,
     RoundRecord,
     calibrate,
@@ -27,6 +27,18 @@ from whimbrel.backends.research.constants import write_costs
 from whimbrel.backends.research.runs import records
 
 MiB = 2**20
+
+
+def sample_over(interval_s: float, dirty_bytes: float) -> DirtySample:
+    """A dirty-rate sample over `interval_s` with only what the dirty-set fit reads filled in."""
+    return DirtySample(
+        t=interval_s,
+        interval_s=interval_s,
+        dirty_pages=round(dirty_bytes) // 4096,
+        dirty_bytes=round(dirty_bytes),
+        pages=0,
+        cpu_s=0.0,
+    )
 
 
 def synthetic_rounds(
@@ -131,7 +143,7 @@ def test_one_state_size_holds_the_rates_in_use_and_fits_the_rest_around_them() -
     rounds = synthetic_rounds(rng, 30, 0.0) + synthetic_rounds(rng, 30, 0.0, final=True)
     one_size = [_at_one_size(r, 256 * MiB) for r in rounds]
     in_use = Costs(scan_rate=1e9, dump_rate=4e8, restore_rate=8e8)
-    fitted = calibrate(one_size, held=in_use)
+    fitted = calibrate(one_size, in_use=in_use)
     assert fitted.scan_rate is None and fitted.restore_rate is None and fitted.dump_rate is None
     assert fitted.round_fixed is not None and fitted.round_fixed.value == pytest.approx(0.2)
     assert fitted.restore_time is not None and fitted.restore_time.value == pytest.approx(0.4)
@@ -143,7 +155,7 @@ def test_one_state_size_holds_the_rates_in_use_and_fits_the_rest_around_them() -
     # Round 0's excess is fitted net of the held scan too (the plan adds it to c0 + M/scan).
     first = [replace(_at_one_size(r, 256 * MiB), index=0) for r in synthetic_rounds(rng, 12, 0.0)]
     slow_start = [replace(r, seconds=(r.seconds or 0.0) + 0.5 + 9 * r.rtt) for r in first]
-    extra = calibrate(one_size + slow_start, held=in_use)
+    extra = calibrate(one_size + slow_start, in_use=in_use)
     assert extra.first_round_fixed is not None
     assert extra.first_round_fixed.value == pytest.approx(0.5)
 
@@ -189,7 +201,7 @@ def test_dirty_samples_that_bend_fit_the_working_set() -> None:
     intervals = np.array([0.25, 0.5, 1, 2, 4, 8, 16, 32])
     dirtied = working_set * -np.expm1(-rate * intervals / working_set)
     samples = [
-        DirtySample(t, y * (1 + 0.01 * rng.standard_normal()))
+        sample_over(t, y * (1 + 0.01 * rng.standard_normal()))
         for t, y in zip(intervals, dirtied, strict=True)
     ]
     fitted = fit_dirty_set(samples)
@@ -202,7 +214,7 @@ def test_dirty_samples_that_bend_fit_the_working_set() -> None:
 
 
 def test_dirty_samples_on_a_straight_line_fit_a_rate_and_no_working_set() -> None:
-    samples = [DirtySample(t, 3 * MiB * t) for t in (0.5, 1, 2, 4, 8)]
+    samples = [sample_over(t, 3 * MiB * t) for t in (0.5, 1, 2, 4, 8)]
     fitted = fit_dirty_set(samples)
     assert fitted is not None
     d, w = fitted
@@ -311,7 +323,7 @@ def test_fitted_costs_go_to_the_named_file_keeping_what_the_runs_cannot_determin
     held = write_costs(rows, path, "these runs")
     # The runs sent at the probed rate: no stream rate of their own, so the file's stays.
     assert held == ["stream_rate"]
-    fitted = calibrate(records(rows[:1]), held=on_file).costs(on_file)
+    fitted = calibrate(records(rows[:1]), in_use=on_file).costs(on_file)
     assert load_costs(path) == fitted and fitted.stream_rate == 5e8
     assert fitted.round_trips != 7.0
     doc = json.loads(path.read_text())

@@ -178,9 +178,9 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
             pages[number * source.PAGE] ^= 0xFF  # a page dirtied between rounds
             (img / "pages-1.img").write_bytes(pages)
             (img / "inventory.img").write_bytes(b"inventory %d" % number)
-            held = source.load_index(str(wd))
+            on_target = source.load_index(str(wd))
             (_, n_sent), reply = transfer.send(
-                lambda s: source.send_images(str(img), str(wd), s, held)  # noqa: B023
+                lambda s: source.send_images(str(img), str(wd), s, on_target)  # noqa: B023
             )
             sent.append(n_sent)
             assert reply["round"] == number

@@ -17,7 +17,8 @@ class EventLog(RichLog):
         super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
         self._colours = colours
 
-    def add(self, t: float, text: str, level: str = "info") -> None:
+    def add(self, elapsed_s: float, text: str, level: str = "info") -> None:
+        """A line of the migration's log, stamped with its seconds since the start."""
         colours = self._colours()
         style = {"warning": colours.get("warning", ""), "error": colours.get("error", "")}.get(
             level, ""
@@ -25,5 +26,5 @@ class EventLog(RichLog):
         line = Table.grid(padding=(0, 1))
         line.add_column(width=8, justify="right", style="dim")
         line.add_column()  # wrapped lines hang under the text, not under the time
-        line.add_row(f"{t:.2f}s", Text(text, style=style))
+        line.add_row(f"{elapsed_s:.2f}s", Text(text, style=style))
         self.write(line)

@@ -29,9 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", type=Path, default=None, help=f"JSON lines ({RESULTS})")
     parser.add_argument("--report", type=Path, default=None, help=f"markdown ({REPORT})")
     parser.add_argument(
-        "--earlier", action="append", default=[], metavar="FILE=TITLE",
+        "--earlier",
+        action="append",
+        default=[],
+        metavar="FILE=TITLE",
         help="report: runs of the same grid on another data path, compared point by point",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--costs", type=Path, default=None, metavar="FILE", help="costs: the file to write"
     )
@@ -75,8 +78,8 @@ def _costs(args: argparse.Namespace, results: Path) -> int:
     if args.costs is None:
         raise UsageError("bench costs: --costs FILE names the costs file to write")
     rows = _recorded(results)
-    held = write_costs(rows, args.costs, f"whimbrel bench costs: {results}")
-    print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(held)}" if held else ""))
+    kept = write_costs(rows, args.costs, f"whimbrel bench costs: {results}")
+    print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(kept)}" if kept else ""))
     return 0
 
 
@@ -89,6 +92,11 @@ def _run_grid(args: argparse.Namespace, results: Path) -> int:
     repeats = 1 if args.quick else max(1, args.repeats)
     made = run_grid(points, policies, repeats, results, lambda line: print(line, flush=True))
     rows = list(read_rows(results))
-    print(json.dumps({"results": str(results), "runs_made": made, "runs_recorded": len(rows),
-                      "failed": sum(not r["ok"] for r in rows)}))  # fmt: skip
+    summary = {
+        "results": str(results),
+        "runs_made": made,
+        "runs_recorded": len(rows),
+        "failed": sum(not r["ok"] for r in rows),
+    }
+    print(json.dumps(summary))
     return 0 if all(r["ok"] for r in rows) else 1

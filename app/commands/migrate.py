@@ -124,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
         for signum in ABORT_SIGNALS:
             loop.add_signal_handler(signum, _abort, migration, signum)
         ok = False
-        said = True
+        printing = True
         async for event in migration.events():
-            if said:
-                said = _say(
+            if printing:
+                printing = _say(
                     json.dumps(event_json(event), default=str) if args.json else describe(event)
                 )
             if isinstance(event, MigrationFinished):

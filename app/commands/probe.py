@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  rtt         {result['rtt_ms']:.2f} ms (median of {len(result['rtt_samples_ms'])})")
     if result["throughput_mbit"] is not None:
         streams = result["throughput_stripes"]
-        print(f"  throughput  {result['throughput_mbit']:.1f} Mbit/s over SSH, node to node"
-              + (f" ({streams} streams)" if streams > 1 else ""))  # fmt: skip
+        print(
+            f"  throughput  {result['throughput_mbit']:.1f} Mbit/s over SSH, node to node"
+            + (f" ({streams} streams)" if streams > 1 else "")
+        )
     for name, ms in result["operator_rtt_ms"].items():
         print(f"  operator -> {name}: {ms:.2f} ms")
     return 0

@@ -132,7 +132,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         """Reset the view for the index-th order and fill in its predicted rounds."""
         self.index, self.phase, self.events = index, None, []
         order = self.orders[index]
-        self._rounds = RoundRows(order.plan, live=True)
+        self._rounds = RoundRows(order.plan, migration_running=True)
         self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
@@ -340,8 +340,8 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             return
         self._aborted = True
         self._handle.abort()
-        t = self.events[-1].t if self.events else 0.0
-        self.query_one(EventLog).add(t, "abort requested: rolling back", "warning")
+        elapsed_s = self.events[-1].t if self.events else 0.0
+        self.query_one(EventLog).add(elapsed_s, "abort requested: rolling back", "warning")
 
     def action_close(self) -> None:
         if not self.done:

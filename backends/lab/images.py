@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from whimbrel.backends.lab.system import LabError, run
+from whimbrel.backends.lab.system import LabError, docker, run
 
 REDIS_IMAGE = "whimbrel-lab/redis:7"
 MEMWRITER_IMAGE = "whimbrel-lab/memwriter:1"
@@ -24,9 +24,26 @@ BUSYBOX = Path("/bin/busybox")
 REDIS_SERVER = Path("/usr/bin/redis-server")
 REDIS_CONF = "/etc/redis.conf"
 BUSYBOX_APPLETS = (
-    "sh", "ls", "cat", "mkdir", "rm", "ln", "cp", "mv", "sleep", "ps", "du", "df", "head", "dd",
-    "sha256sum", "echo", "touch", "sync", "wc",
-)  # fmt: skip
+    "sh",
+    "ls",
+    "cat",
+    "mkdir",
+    "rm",
+    "ln",
+    "cp",
+    "mv",
+    "sleep",
+    "ps",
+    "du",
+    "df",
+    "head",
+    "dd",
+    "sha256sum",
+    "echo",
+    "touch",
+    "sync",
+    "wc",
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +139,5 @@ def memwriter_image(build_dir: Path) -> ImageSpec:
 
 
 def import_image(docker_host: str, image: ImageSpec) -> None:
-    argv = ["/usr/bin/docker", "-H", docker_host, "import"]
-    for change in image.changes:
-        argv += ["--change", change]
-    run([*argv, "-", image.tag], input=image.tar, timeout=120)
+    changes = [arg for change in image.changes for arg in ("--change", change)]
+    docker(docker_host, "import", *changes, "-", image.tag, input=image.tar)

@@ -45,9 +45,22 @@ def run(
     except subprocess.TimeoutExpired:
         raise LabError(f"{' '.join(full)}: no answer after {timeout:.0f} s") from None
     if check and proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        raise LabError(f"{' '.join(full)}: exit {proc.returncode}: {' / '.join(said[-3:])}")
+        lines = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        raise LabError(f"{' '.join(full)}: exit {proc.returncode}: {' / '.join(lines[-3:])}")
     return proc
+
+
+def docker(
+    docker_host: str,
+    *args: str,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """The Docker CLI against the node engine at `docker_host` (a unix:// URL)."""
+    return run(
+        ["/usr/bin/docker", "-H", docker_host, *args], input=input, check=check, timeout=timeout
+    )
 
 
 def spawn(

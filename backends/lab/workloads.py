@@ -87,9 +87,13 @@ WRITE_PREFIX = "w:"  # WriteLoad's keys: w:0, w:1, ..., from w:0 again for every
 
 
 def load_redis(
-    host: str, port: int, n_keys: int, value_size: int = VALUE_SIZE, batch: int = 2000,
+    host: str,
+    port: int,
+    n_keys: int,
+    value_size: int = VALUE_SIZE,
+    batch: int = 2000,
     prefix: str = "key:",
-) -> int:  # fmt: skip
+) -> int:
     """SET {prefix}0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
     with Redis(host, port) as r:
         for start in range(0, n_keys, batch):

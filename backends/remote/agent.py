@@ -30,7 +30,7 @@ def agent(mig, cid, link_json, cfg_json):
     it stands down."""
     wd = workdir(mig)
     links = json.loads(link_json)
-    info = prepared_info(wd)
+    prepared = prepared_info(wd)
     fire = arm_handover(mig, cid, wd, links, json.loads(cfg_json))
     transfer, fired = None, False
     try:
@@ -43,7 +43,7 @@ def agent(mig, cid, link_json, cfg_json):
             elif len(words) == 2 and words[0] == "round" and not fired:
                 if transfer is None:  # stop-and-copy has no rounds: no sessions for them
                     transfer = Transfer(links, "rounds")
-                out(_round(mig, cid, wd, info, transfer, int(words[1])))
+                out(_round(mig, cid, wd, prepared, transfer, int(words[1])))
             else:
                 raise ValueError(f"agent: unexpected {line.strip()[:80]!r}")
         if not fired:
@@ -59,17 +59,17 @@ def agent(mig, cid, link_json, cfg_json):
         fail(str(exc))
 
 
-def _round(mig, cid, wd, info, transfer, number):
+def _round(mig, cid, wd, prepared, transfer, number):
     # File trees go with round 0, and again whole with the final round.
-    trees = file_trees(info) if number == 0 else ()
+    trees = file_trees(prepared) if number == 0 else ()
     img, dump_s = dump(mig, cid, True, f"round-{number}")
-    held = load_index(wd)
+    on_target = load_index(wd)
     t0 = time.monotonic()
     (state, sent), _reply = transfer.send(
         lambda stream: _faulty(
-            info,
+            prepared,
             f"kill-link-round-{number}",
-            lambda s: send_images(img, wd, s, held, trees),
+            lambda s: send_images(img, wd, s, on_target, trees),
             stream,
         )
     )
@@ -86,9 +86,9 @@ def _round(mig, cid, wd, info, transfer, number):
     }
 
 
-def _faulty(info, fault, feed, stream):
+def _faulty(prepared, fault, feed, stream):
     """The failpoint that cuts the rounds' link halfway through a round's stream."""
-    if fault not in info.get("failpoints", {}):
+    if fault not in prepared.get("failpoints", {}):
         return feed(stream)
 
     class Cut:

@@ -11,7 +11,7 @@ import threading
 import time
 
 from nodelib import out, resume_tasks, sync_dir
-from targetdir import CHECKPOINT, target, target_docker
+from targetdir import CHECKPOINT, read_target, target_docker
 
 DECISIONS = "/var/lib/whimbrel/decisions"
 
@@ -75,8 +75,8 @@ def forget(mig):
 def settle(mig=None, sock=None, cid=None):
     """Abort unless committed, then carry out the verdict that stands (see receiver.py)."""
     if mig is None:  # over the link: this migration's own target, from the operator's file
-        t = target()
-        mig, sock, cid = t["migration"], t["docker_socket"], t["container"]
+        target = read_target()
+        mig, sock, cid = target["migration"], target["docker_socket"], target["container"]
     verdict = abort_target(mig, sock, cid)
     answer = {"decision": verdict}
     if verdict == "committed":

@@ -92,7 +92,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
     aborted or the commit provably never left here; it is removed only when the record says
     committed; anything else leaves it frozen for `whimbrel recover`."""
     sock = cfg["docker_socket"]
-    info = prepared_info(wd)
+    prepared = prepared_info(wd)
     frozen = False
     t_freeze = transfer = None
     stage = "connect"
@@ -111,24 +111,24 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
                 "error": "the hand-over was never fired: whimbrel ended the migration before",
             }
         emit("fired")  # from here the lock holds until the outcome is settled
-        held = load_index(wd)  # what the last round left on the target
+        on_target = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
-        failpoint(info, "handover.before-pause")
+        failpoint(prepared, "handover.before-pause")
         docker(sock, "pause", cid)
         frozen = True
         emit("frozen")
-        failpoint(info, "handover.after-pause")
+        failpoint(prepared, "handover.after-pause")
         stage = "dump"
         img, dump_s = dump(mig, cid, True, "final")
         emit("dumped", dump_s=dump_s)
-        failpoint(info, "handover.after-dump")
+        failpoint(prepared, "handover.after-dump")
         stage = "send"
         t_send = time.monotonic()
         session = transfer.session
-        state, sent = send_images(img, wd, transfer.stream, held, file_trees(info))
+        state, sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared))
         transfer.stream.end()
-        if "drop-final-link" in info.get("failpoints", {}):
+        if "drop-final-link" in prepared.get("failpoints", {}):
             session.kill()
         stripe_error = close_stripes(transfer.stripes)
         if stripe_error:
@@ -139,7 +139,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         if not reply.get("restored"):
             raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
         emit("restored", restore_s=reply.get("restore_s"), state_bytes=state, sent_bytes=sent)
-        failpoint(info, "handover.after-restore")
+        failpoint(prepared, "handover.after-restore")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         # No commit was sent: the target cannot have committed, whatever it holds.
         error = f"{stage}: {exc}"
@@ -150,15 +150,15 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
     final = FinalRound(img, dump_s, t_freeze, t_send, reply.get("restore_s"), state, sent)
-    verdict, said = _commit(session, links, emit)
-    return _concluded(verdict, said, final, info, cfg, cid, links, emit)
+    verdict, why = _commit(session, links, emit)
+    return _concluded(verdict, why, final, prepared, cfg, cid, links, emit)
 
 
 # What the final round measured up to the commit, for the hand-over's outcome.
 FinalRound = namedtuple("FinalRound", "img dump_s t_freeze t_send restore_s state_bytes sent_bytes")
 
 
-def _concluded(verdict, said, final, info, cfg, cid, links, emit):
+def _concluded(verdict, why, final, prepared, cfg, cid, links, emit):
     """The outcome once the commit went (or could not): the source removed on "committed",
     resumed on "aborted" or a commit never sent, anything else left frozen."""
     sock = cfg["docker_socket"]
@@ -167,7 +167,7 @@ def _concluded(verdict, said, final, info, cfg, cid, links, emit):
         emit("committed")
         shutil.rmtree(final.img, ignore_errors=True)
         shutil.rmtree(final.img + ".work", ignore_errors=True)
-        removed = remove_source(info, sock, cid, cfg.get("keep_source"), emit)
+        removed = remove_source(prepared, sock, cid, cfg.get("keep_source"), emit)
         return {
             "ok": True,
             "running_on": "target",
@@ -181,15 +181,15 @@ def _concluded(verdict, said, final, info, cfg, cid, links, emit):
             **({} if removed else {"source_left": True}),
         }
     if verdict == "aborted":
-        return resumed(sock, cid, emit, f"commit: {said}", final.t_freeze)
+        return resumed(sock, cid, emit, f"commit: {why}", final.t_freeze)
     if verdict == "unsent":
-        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {said}", final.t_freeze)
-    emit("failed", stage="commit", error=said)
+        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {why}", final.t_freeze)
+    emit("failed", stage="commit", error=why)
     return {
         "ok": False,
         "running_on": "unknown",
         "unsettled": True,
-        "error": f"commit: {said}; the source stays frozen (paused), never resumed on a guess: "
+        "error": f"commit: {why}; the source stays frozen (paused), never resumed on a guess: "
         "`whimbrel recover` settles it once the target answers",
         "dump_s": final.dump_s,
         "state_bytes": final.state_bytes,
@@ -199,7 +199,7 @@ def _concluded(verdict, said, final, info, cfg, cid, links, emit):
 
 
 def _commit(session, links, emit):
-    """Send the commit and learn the verdict the target recorded: (verdict, what was said)."""
+    """Send the commit and learn the verdict the target recorded: (verdict, why)."""
     sent = False
     try:
         session.stdin.write(b"commit\n")
@@ -214,14 +214,14 @@ def _commit(session, links, emit):
         return "committed", "committed"
     if "decision" in reply:
         return reply["decision"], reply.get("why", reply["decision"])
-    said = reply.get("error", "no answer")
+    why = reply.get("error", "no answer")
     if not sent:
-        return "unsent", f"the commit could not be sent ({said})"
-    emit("warning", text=f"commit sent, no answer ({said}): asking the target")
+        return "unsent", f"the commit could not be sent ({why})"
+    emit("warning", text=f"commit sent, no answer ({why}): asking the target")
     verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
     if verdict in ("committed", "aborted"):
-        return verdict, f"the target recorded {verdict} (its answer was lost: {said})"
-    return "unknown", f"sent, and the target's verdict is unknown ({said})"
+        return verdict, f"the target recorded {verdict} (its answer was lost: {why})"
+    return "unknown", f"sent, and the target's verdict is unknown ({why})"
 
 
 def _settle_target(links, emit, deadline_s):
@@ -242,14 +242,14 @@ def _settle_target(links, emit, deadline_s):
         time.sleep(2)
 
 
-def remove_source(info, sock, cid, keep, emit):
+def remove_source(prepared, sock, cid, keep, emit):
     """The target committed: the source never runs again. Its restart policy goes first (no
     daemon restart may bring it back), then the container (or, kept, it is killed), retried
     until REMOVE_DEADLINE_S; returns whether that was done."""
     deadline = time.monotonic() + REMOVE_DEADLINE_S
     while True:
         try:
-            failpoint(info, "handover.remove-source")
+            failpoint(prepared, "handover.remove-source")
             docker(sock, "update", "--restart=no", cid)
             docker(sock, "kill", cid) if keep else docker(sock, "rm", "-f", cid)
             return True

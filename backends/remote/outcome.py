@@ -18,8 +18,8 @@ def settle(mig, cid, verdict):
     """Carry out the target's verdict on the source container, for a hand-over its daemon left
     unsettled (or a daemon that died); the outcome is written as the daemon would have."""
     wd = workdir(mig)
-    info = prepared_info(wd)
-    sock = info["docker_socket"]
+    prepared = prepared_info(wd)
+    sock = prepared["docker_socket"]
     emit = Events(wd)
     if verdict == "committed":
         keep = read_json(os.path.join(wd, "handover.cfg"), {}).get("keep_source")
@@ -66,21 +66,28 @@ def follow(mig):
         except FileNotFoundError:
             pass
         if not alive:
-            out({
-                "kind": "end", "ok": False, "running_on": "unknown", "unsettled": True,
-                "error": f"the hand-over daemon died (its last step: {last})",
-            })  # fmt: skip
+            out(
+                {
+                    "kind": "end",
+                    "ok": False,
+                    "running_on": "unknown",
+                    "unsettled": True,
+                    "error": f"the hand-over daemon died (its last step: {last})",
+                }
+            )
             return
         time.sleep(0.05)
 
 
 def status(mig):
     wd = workdir(mig)
-    out({
-        "outcome": read_json(os.path.join(wd, "handover.json"), None),
-        "workdir": os.path.isdir(wd),
-        "daemon": daemon_alive(mig),
-    })  # fmt: skip
+    out(
+        {
+            "outcome": read_json(os.path.join(wd, "handover.json"), None),
+            "workdir": os.path.isdir(wd),
+            "daemon": daemon_alive(mig),
+        }
+    )
 
 
 def release(mig, cid):

@@ -30,7 +30,7 @@ from wire import (
 
 # What the target holds from the previous round (load_index): `index` {page SHA-1: (file name,
 # offset)}, `files` {file name: its SHA-1, or "pages"}, `layout` {page file name: Digests}.
-Held = namedtuple("Held", "index files layout")
+OnTarget = namedtuple("OnTarget", "index files layout")
 # A page file's SHA-1s, per page and per CHUNK, which the next round compares against.
 Digests = namedtuple("Digests", "pages chunks")
 # Pages as written (_flush): new data (OP_DATA), or `length` bytes the target finds at `offset`
@@ -48,7 +48,7 @@ def load_index(wd):
         with open(os.path.join(wd, "index.json")) as f:
             names = json.load(f)
     except (OSError, ValueError):
-        return Held(index, {}, layout)
+        return OnTarget(index, {}, layout)
     for name in names:
         if name.startswith("pages-"):
             with open(os.path.join(wd, "index-" + name), "rb") as f:
@@ -57,7 +57,7 @@ def load_index(wd):
                 layout[name] = Digests(digests, f.read())
             for i in range(0, len(digests), 20):
                 index.setdefault(digests[i : i + 20], (name, (i // 20) * PAGE))
-    return Held(index, names, layout)
+    return OnTarget(index, names, layout)
 
 
 def _header(stream, **fields):
@@ -65,11 +65,11 @@ def _header(stream, **fields):
     stream.write(LENGTH.pack(len(header)) + header)
 
 
-def send_images(img_dir, wd, stream, held, trees=()):
+def send_images(img_dir, wd, stream, on_target, trees=()):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns (state, sent) bytes.
-    `held` is load_index()'s Held: what the target holds."""
-    index, prev_files, layout = held
+    `on_target` is load_index()'s OnTarget."""
+    index, prev_files, layout = on_target
     state = sent = 0
     files, pages = {}, {}
     names = [
@@ -139,9 +139,9 @@ def send_images(img_dir, wd, stream, held, trees=()):
     return state, sent
 
 
-def file_trees(info):
-    return [("@layer", info["upper_dir"])] + [
-        ("@volume:" + name, path) for name, path in sorted(info["volumes"].items())
+def file_trees(prepared):
+    return [("@layer", prepared["upper_dir"])] + [
+        ("@volume:" + name, path) for name, path in sorted(prepared["volumes"].items())
     ]
 
 
@@ -172,12 +172,12 @@ def _page_runs(name, view, index, prev):
     for number, chunk in enumerate(starts):
         end = min(chunk + CHUNK, len(view))
         digest = chunks[number * 20 : number * 20 + 20]
-        held = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
+        prev_chunk_pages = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
         if (
             prev_chunks[number * 20 : number * 20 + 20] == digest
-            and len(held) == (end - chunk) // PAGE * 20
+            and len(prev_chunk_pages) == (end - chunk) // PAGE * 20
         ):
-            pages += held
+            pages += prev_chunk_pages
             add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
             continue
         for pos in range(chunk, end, PAGE):

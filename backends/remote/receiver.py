@@ -66,22 +66,22 @@ from decision import expect, forget, settle
 from nodelib import fail, out
 from receiving import recv, rounds
 from stripes import sink, stripe
-from targetdir import here, target
+from targetdir import here, read_target
 
 
 def load_image():
     """`docker load` of the image the operator named, and of nothing else: the archive is kept
     aside and loaded only if its manifest holds that one image (by ID) under no other name
     than the operator's (a hostile source could otherwise retag any image on this node)."""
-    t = target()
-    image = t["image"]
+    target = read_target()
+    image = target["image"]
     spool = os.path.join(here(), "image.tar")
     try:
         with open(spool, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
         check_image_archive(spool, image["id"], image["ref"])
         proc = subprocess.run(
-            ["docker", "-H", "unix://" + t["docker_socket"], "load", "-i", spool],
+            ["docker", "-H", "unix://" + target["docker_socket"], "load", "-i", spool],
             capture_output=True,
         )
     finally:

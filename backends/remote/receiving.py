@@ -17,7 +17,7 @@ from decision import abort_target, decide, serve
 from nodelib import out, read_text
 from restoring import restore
 from stripes import joined, read_exact
-from targetdir import here, target
+from targetdir import here, read_target
 from wire import LENGTH, NAME_LEN, OP_COPY_CUR, OP_COPY_PREV, OP_DATA, OP_END, SIZE, SPAN, failpoint
 
 # How long a restored, fenced copy waits for the source's "commit" before it records "aborted"
@@ -28,28 +28,28 @@ COMMIT_WAIT_S = 30.0
 def rounds(k, token):
     """The pre-copy rounds, one stream each over the same sessions, answered one by one: the
     sessions and this script start once for all the rounds, not once a round."""
-    t = target()
+    target = read_target()
     stream = joined(k, token)
     number = 0
-    with _staging(t) as staging:
+    with _staging(target) as staging:
         while stream.more():
             name = f"round-{number}"
             with staging.sub(name, create=True) as out_dir, _latest_round(staging) as prev:
-                received, files = _receive(stream, t, prev, out_dir, out_dir, final=False)
+                received, files = _receive(stream, target, prev, out_dir, out_dir, final=False)
             _latest(staging, name)
             out({"round": number, "received_bytes": received, "files": files})
             number += 1
 
 
-def _staging(t):
+def _staging(target):
     """/.wb in the target container's root file system: the page files of the final round
     are staged there (CRIU opens them from inside the container), and the rounds' (round-N/)
     too, so the final round takes the last round's page files by a rename. From a round kept
     in this script's dir (another mount, even where it is the same file system, as beside
-    Docker's data root in the lab) that was a copy of the whole state inside the downtime:
+    Docker's data root in the lab) it would be a copy of the whole state inside the downtime:
     1.5 s at 1 GiB. Made root's alone: the images are the container's memory, and the
     container's own users see its root file system. The source's layer may not touch it."""
-    with Dir(t["upper_dir"]) as upper:
+    with Dir(target["upper_dir"]) as upper:
         return upper.sub(STAGING, create=True)
 
 
@@ -69,37 +69,37 @@ def recv(which, k, token):
     lost source (EOF) undoes it."""
     if which != "final":
         raise ValueError(f"recv {which!r}: pre-copy rounds go over `rounds`")
-    t = target()
-    shutil.rmtree(t["checkpoint_dir"], ignore_errors=True)
-    os.makedirs(t["checkpoint_dir"], mode=0o700)
+    target = read_target()
+    shutil.rmtree(target["checkpoint_dir"], ignore_errors=True)
+    os.makedirs(target["checkpoint_dir"], mode=0o700)
     stream = joined(k, token)
     # The source opens this session armed, while the pre-copy rounds still run: the round to
     # build on is the last one, known once the final round's data begins.
     if not stream.more():
         out({"stood_down": True})
         return
-    with contextlib.ExitStack() as held:  # (not parenthesised withs: nodes may run 3.9)
-        out_dir = held.enter_context(Dir(t["checkpoint_dir"]))
-        staging = held.enter_context(_staging(t))
-        prev = held.enter_context(_latest_round(staging))
-        received, files = _receive(stream, t, prev, out_dir, staging, final=True)
-    if "corrupt-image" in t.get("failpoints", {}):
+    with contextlib.ExitStack() as opened:  # (not parenthesised withs: nodes may run 3.9)
+        out_dir = opened.enter_context(Dir(target["checkpoint_dir"]))
+        staging = opened.enter_context(_staging(target))
+        prev = opened.enter_context(_latest_round(staging))
+        received, files = _receive(stream, target, prev, out_dir, staging, final=True)
+    if "corrupt-image" in target.get("failpoints", {}):
         with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
             f.write(b"\xff" * 16)
-    restored = restore(t)
+    restored = restore(target)
     out(dict(restored, received_bytes=received, files=files))
     word = _line_within(COMMIT_WAIT_S)
-    failpoint(t, "receiver.before-commit-record")
+    failpoint(target, "receiver.before-commit-record")
     if word == b"commit":
-        verdict = decide(t["migration"], "committed")
+        verdict = decide(target["migration"], "committed")
     else:
-        verdict = abort_target(t["migration"], t["docker_socket"], t["container"])
+        verdict = abort_target(target["migration"], target["docker_socket"], target["container"])
     if verdict != "committed":
         why = "recorded before the commit came" if word == b"commit" else "no commit in time"
         out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
         return
-    warning = serve(t["docker_socket"], t["container"])
-    failpoint(t, "receiver.after-commit")
+    warning = serve(target["docker_socket"], target["container"])
+    failpoint(target, "receiver.after-commit")
     out({"committed": True, **({"warning": warning} if warning else {})})
 
 
@@ -115,7 +115,7 @@ def _line_within(seconds):
     return box[0] if box else None
 
 
-def _receive(stream, t, prev, out_dir, pages_dir, final):
+def _receive(stream, target, prev, out_dir, pages_dir, final):
     """One round's stream into out_dir (page files into pages_dir), built on round `prev`
     (each a Dir; prev may be None); returns (bytes received, files)."""
     received = files = 0
@@ -126,13 +126,13 @@ def _receive(stream, t, prev, out_dir, pages_dir, final):
         header = json.loads(read_exact(stream, n))
         name = header["name"]
         if name == "@layer":
-            received += _receive_tree(stream, t["upper_dir"], reserved=STAGING)
+            received += _receive_tree(stream, target["upper_dir"], reserved=STAGING)
             continue
         if name.startswith("@volume:"):
             volume = name.split(":", 1)[1]
-            if volume not in t["volumes"]:
+            if volume not in target["volumes"]:
                 raise ValueError(f"volume {volume!r} is not the target container's")
-            received += _receive_tree(stream, t["volumes"][volume])
+            received += _receive_tree(stream, target["volumes"][volume])
             continue
         _file_name(name)
         is_pages = name.startswith("pages-")

@@ -12,18 +12,20 @@ from wire import failpoint
 RESTORE_OPTIONS = ("tcp-close", "leave-stopped")
 
 
-def restore(t):
+def restore(target):
     """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit."""
     t0 = time.monotonic()
     try:
         with criu_conf_with(RESTORE_OPTIONS):
-            failpoint(t, "receiver.before-restore")
-            target_docker("start", "--checkpoint", CHECKPOINT, t["container"])
-        state = target_docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", t["container"])
+            failpoint(target, "receiver.before-restore")
+            target_docker("start", "--checkpoint", CHECKPOINT, target["container"])
+        state = target_docker(
+            "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", target["container"]
+        )
     except RuntimeError as exc:
-        abort_target(t["migration"], t["docker_socket"], t["container"])
+        abort_target(target["migration"], target["docker_socket"], target["container"])
         raise RuntimeError(f"restore: {exc}") from None
     if not state.startswith("running"):
-        abort_target(t["migration"], t["docker_socket"], t["container"])
+        abort_target(target["migration"], target["docker_socket"], target["container"])
         raise RuntimeError(f"restored container is {state}")
     return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}

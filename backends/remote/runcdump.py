@@ -30,7 +30,7 @@ def find_runc_root(cid):
 
 def dump(mig, cid, leave_running, dirname):
     wd = workdir(mig)
-    info = prepared_info(wd)
+    prepared = prepared_info(wd)
     img = os.path.join(wd, dirname)
     work = img + ".work"
     shutil.rmtree(img, ignore_errors=True)
@@ -38,7 +38,7 @@ def dump(mig, cid, leave_running, dirname):
     argv = [
         RUNC,
         "--root",
-        info["runc_root"],
+        prepared["runc_root"],
         "checkpoint",
         "--tcp-established",
         "--image-path",
@@ -48,7 +48,7 @@ def dump(mig, cid, leave_running, dirname):
     ]
     if leave_running:
         argv.append("--leave-running")
-    if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in info["failpoints"]:
+    if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in prepared["failpoints"]:
         # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
         argv += ["--page-server", "127.0.0.1:9"]
     with criu_conf_as_found():  # never with a restore's options, which would stop the source

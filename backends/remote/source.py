@@ -72,7 +72,7 @@ def prepare(mig, cid, sock, failpoints="{}"):
             ).returncode
             == 0
         )
-        info = {
+        prepared = {
             "runc_root": runc_root,
             "upper_dir": upper,
             "volumes": volumes,
@@ -83,14 +83,14 @@ def prepare(mig, cid, sock, failpoints="{}"):
             "free_bytes": _free(BASE),
         }
         with open(os.path.join(wd, "prepare.json"), "w") as f:
-            json.dump(info, f)
+            json.dump(prepared, f)
     except (RuntimeError, OSError, SystemExit) as exc:  # SystemExit: lock() refused, said why
         unlock(cid, mig)
         shutil.rmtree(wd, ignore_errors=True)
         if isinstance(exc, SystemExit):
             raise
         fail(str(exc))
-    out(info)
+    out(prepared)
 
 
 def _free(path):

@@ -16,11 +16,11 @@ def here():
     return os.path.dirname(os.path.abspath(__file__))
 
 
-def target():
+def read_target():
     with open(os.path.join(here(), "target.json")) as f:
         return json.load(f)
 
 
 def target_docker(*args, sock=None):
     """Docker on the target's socket (target.json's, unless `sock` names one)."""
-    return docker(sock or target()["docker_socket"], *args, timeout=300)
+    return docker(sock or read_target()["docker_socket"], *args, timeout=300)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.dirty import DirtySample
 
 __all__ = [
     "Calibration",
-    "DirtySample",
     "Estimate",
     "RoundRecord",
     "calibrate",
@@ -56,14 +56,6 @@ class RoundRecord:
     index: int | None = None  # the round's number in its migration; None: not known
 
 
-@dataclass(frozen=True)
-class DirtySample:
-    """Distinct bytes a container dirtied over an interval (soft-dirty bits cleared, then read)."""
-
-    interval_s: float
-    dirtied_bytes: float
-
-
 def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Coefficients, their standard errors and the residual std of y ~ x @ coef."""
     scale = np.linalg.norm(x, axis=0)  # columns in bytes and in ones differ by ~1e8
@@ -80,20 +72,20 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _fit_affine(
-    y: np.ndarray, columns: dict[str, np.ndarray], held: dict[str, float] | None = None
+    y: np.ndarray, columns: dict[str, np.ndarray], held_slopes: dict[str, float] | None = None
 ) -> dict[str, Estimate]:
     """y ~ fixed + sum of coef * column, least squares. A column that does not vary (it cannot
     be told from the constant) or comes out negative (no physical meaning: a time cannot shrink
     as bytes or round trips grow) is left out, and the rest refitted. A column left out for not
-    varying that `held` has a coefficient for (an earlier fit's) keeps that one instead: the
-    constant must not absorb its part (one state size measured says nothing of the per-byte
-    term, but does not make it zero)."""
+    varying that `held_slopes` has a coefficient for (an earlier fit's) keeps that one
+    instead: the constant must not absorb its part (one state size measured says nothing of
+    the per-byte term, but does not make it zero)."""
     names = [
         n for n, x in columns.items() if np.ptp(x) > 0.05 * max(float(np.abs(x).mean()), 1e-300)
     ]
     for n, x in columns.items():
-        if n not in names and (held or {}).get(n):
-            y = y - (held or {})[n] * x
+        if n not in names and (held_slopes or {}).get(n):
+            y = y - (held_slopes or {})[n] * x
     while True:
         x = np.column_stack([np.ones_like(y), *(columns[n] for n in names)])
         coef, stderr, spread = _least_squares(x, y)
@@ -122,10 +114,12 @@ def _beyond_dump_and_bytes(
     throughput, and the stream's own `stream_rate` on top), and what that may scale with: the
     RTT and the whole state (every round scans, hashes and rebuilds all of it)."""
     per_byte = 1 / stream_rate if stream_rate else 0.0
-    y = np.array([
-        (r.seconds or 0.0) - (r.dump_s or 0.0) - r.bytes * (1 / r.throughput + per_byte)
-        for r in rows
-    ])  # fmt: skip
+    y = np.array(
+        [
+            (r.seconds or 0.0) - (r.dump_s or 0.0) - r.bytes * (1 / r.throughput + per_byte)
+            for r in rows
+        ]
+    )
     return y, {
         "rtt": np.array([r.rtt for r in rows]),
         "state": np.array([r.dumped_bytes or 0.0 for r in rows]),
@@ -140,15 +134,15 @@ def fit_stream(records: Sequence[RoundRecord]) -> Estimate | None:
     """The stream's own per-byte work, as a rate C, from the transfers alone: transfer_s =
     t0 + k*RTT + bytes/B + bytes/C, B the probed throughput (the probe's few MiB do not show
     the cipher and the receiver's writes that a whole round pays beyond the wire). Left out of
-    the round and hand-over fits, it was put down to the state: a 1 GiB stop-and-copy's 2 s
-    beyond bytes/B fitted as restore work that every small final round then paid."""
+    the round and hand-over fits, it would be put down to the state: a 1 GiB stop-and-copy's
+    2 s beyond bytes/B would fit as restore work that every small final round then pays."""
     rows = [r for r in records if r.bytes > 0]
     if len(rows) < 3:
         return None
     y = np.array([r.transfer_s - r.bytes / r.throughput for r in rows])
-    fitted = _fit_affine(y, {
-        "rtt": np.array([r.rtt for r in rows]), "bytes": np.array([r.bytes for r in rows])
-    })  # fmt: skip
+    fitted = _fit_affine(
+        y, {"rtt": np.array([r.rtt for r in rows]), "bytes": np.array([r.bytes for r in rows])}
+    )
     return _rate(fitted.get("bytes"))
 
 
@@ -161,8 +155,8 @@ def fit_round_work(
     c0 + k*RTT + M/scan_rate. Keys: fixed (c0), and where the records determine
     them, rtt (k) and state (1/scan_rate); where they do not, a given scan_rate is held.
     Round 0 is left out: it costs ~9 round trips more (fit_first_round), and fitted with the
-    rest it made k 2.8 where the later rounds take 1, so the floor looked twice as high at
-    200 ms and latency-aware stopped iterating early."""
+    rest it pushes k to ~2.8 where the later rounds take 1, so the floor looks twice as high
+    at 200 ms and latency-aware stops iterating early."""
     rows = [r for r in records if not r.final and r.seconds is not None and r.index != 0]
     if not rows:
         return None
@@ -224,9 +218,10 @@ def _mean(y: np.ndarray) -> Estimate:
 
 def fit_dirty_set(samples: Sequence[DirtySample]) -> tuple[Estimate, Estimate | None] | None:
     """(D, W) of the saturating dirty set Y = W * (1 - exp(-D*T/W)), by Levenberg-Marquardt on
-    (ln D, ln W). W is None where the samples show no saturation; D is then the linear slope."""
+    (ln D, ln W), from samples over intervals T of different lengths (Y: each one's distinct
+    dirty bytes). W is None where the samples show no saturation; D is then the linear slope."""
     t = np.array([s.interval_s for s in samples], dtype=float)
-    y = np.array([s.dirtied_bytes for s in samples], dtype=float)
+    y = np.array([s.dirty_bytes for s in samples], dtype=float)
     if not (t > 0).any():
         return None
     coef, stderr, spread = _least_squares(t.reshape(-1, 1), y)
@@ -312,11 +307,14 @@ class Calibration:
     def costs(self, base: Costs | None = None) -> Costs:
         """`base` (default: Costs()) with every fitted term replaced, times clipped at zero."""
         times = {
-            "round_trips": "round_trips", "round_fixed_s": "round_fixed",
-            "first_round_s": "first_round_fixed", "first_round_trips": "first_round_trips",
-            "dump_time_s": "dump_time", "restore_time_s": "restore_time",
+            "round_trips": "round_trips",
+            "round_fixed_s": "round_fixed",
+            "first_round_s": "first_round_fixed",
+            "first_round_trips": "first_round_trips",
+            "dump_time_s": "dump_time",
+            "restore_time_s": "restore_time",
             "final_round_trips": "final_round_trips",
-        }  # fmt: skip
+        }
         changes: dict[str, float] = {}
         for field, name in times.items():
             estimate: Estimate | None = getattr(self, name)
@@ -332,18 +330,18 @@ class Calibration:
 def calibrate(
     records: Sequence[RoundRecord],
     dirty_samples: Sequence[DirtySample] = (),
-    held: Costs | None = None,
+    in_use: Costs | None = None,
 ) -> Calibration:
-    """Every term the records determine. With `held` (the costs in use), a per-byte rate the
-    records cannot determine (one state size) stays at its held value in the fits of the
-    rest, and is left None here (Calibration.costs(held) keeps it)."""
-    dump = fit_dump(records, held.dump_rate if held else None)
+    """Every term the records determine. With `in_use` (the costs in use), a per-byte rate the
+    records cannot determine (one state size) is held at its value there in the fits of the
+    rest, and is left None here (Calibration.costs(in_use) keeps it)."""
+    dump = fit_dump(records, in_use.dump_rate if in_use else None)
     stream = fit_stream(records)
-    stream_rate = stream.value if stream else (held.stream_rate if held else None)
-    scan_rate = held.scan_rate if held else None
+    stream_rate = stream.value if stream else (in_use.stream_rate if in_use else None)
+    scan_rate = in_use.scan_rate if in_use else None
     work = fit_round_work(records, scan_rate, stream_rate) or {}
     first = fit_first_round(records, work, scan_rate, stream_rate) or {}
-    handover = fit_handover(records, held.restore_rate if held else None, stream_rate) or {}
+    handover = fit_handover(records, in_use.restore_rate if in_use else None, stream_rate) or {}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),

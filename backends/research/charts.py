@@ -64,10 +64,13 @@ def charts_section(points: list[PointSummary]) -> list[str]:
 def tables_section(points: list[PointSummary]) -> list[str]:
     out = ["## Every grid point", ""]
     for s in points:
-        out += [f"### `{s.key}`", "",
-                "| policy | downtime (median, spread) | predicted | total | rounds | final round "
-                "| sent | brownout max | client gap |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        out += [
+            f"### `{s.key}`",
+            "",
+            "| policy | downtime (median, spread) | predicted | total | rounds | final round "
+            "| sent | brownout max | client gap |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for policy in POLICIES:
             rs = s.runs.get(policy)
             if not rs:

@@ -45,8 +45,10 @@ def constants_section(calibration: Calibration) -> list[str]:
     for name, (what, _, unit) in CONSTANTS.items():
         e: Estimate | None = getattr(calibration, name)
         if e is not None:
-            out.append(f"| {what} | {e.value:.4g} {unit} | {e.stderr:.3g} | "
-                       f"{e.residual_std:.3g} s | {e.samples} |")  # fmt: skip
+            out.append(
+                f"| {what} | {e.value:.4g} {unit} | {e.stderr:.3g} | "
+                f"{e.residual_std:.3g} s | {e.samples} |"
+            )
         else:
             out.append(f"| {what} | (not determined: default kept) | | | |")
     return [*out, ""]
@@ -65,12 +67,12 @@ def write_costs(rows: Iterable[Row], path: Path, source: str) -> list[str]:
     """Fit the costs to the runs in `rows` that succeeded and write them to `path`, with each
     value's spread and `source`. What the runs cannot determine (a rate, from one state size)
     keeps the value `path` already holds, if any, and the file says so; returns those names."""
-    held, held_spread = load_costs(path), _spread_in(path)
-    calibration = calibrate(records(r for r in rows if r["ok"]), held=held)
+    in_use, in_use_spread = load_costs(path), _spread_in(path)
+    calibration = calibrate(records(r for r in rows if r["ok"]), in_use=in_use)
     spread = spread_record(calibration)
-    kept = sorted(set(held_spread) - set(spread))
+    kept = sorted(set(in_use_spread) - set(spread))
     note = f"; held: {', '.join(kept)}" if kept else ""
-    save_costs(calibration.costs(held), held_spread | spread, source + note, path)
+    save_costs(calibration.costs(in_use), in_use_spread | spread, source + note, path)
     return kept
 
 

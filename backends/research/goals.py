@@ -32,11 +32,15 @@ def glance_section(points: list[PointSummary]) -> list[str]:
             break
         wins = sum(s.best == policy for s in complete)
         near = sum(s.within_five_percent(policy) for s in complete)
-        dt = median_of([s.downtime(policy) / s.downtime(s.best) for s in complete])
+        downtime_ratio = median_of([s.downtime(policy) / s.downtime(s.best) for s in complete])
         fastest = [min(s.total(p) for p in POLICIES) for s in complete]
-        tt = median_of([s.total(policy) / f for s, f in zip(complete, fastest, strict=True)])
+        time_ratio = median_of(
+            [s.total(policy) / f for s, f in zip(complete, fastest, strict=True)]
+        )
         rounds = median_of([s.median(policy, "rounds") for s in complete])
-        out.append(f"| {policy} | {wins} | {near} | {dt:.2f} | {tt:.2f} | {rounds:g} |")
+        out.append(
+            f"| {policy} | {wins} | {near} | {downtime_ratio:.2f} | {time_ratio:.2f} | {rounds:g} |"
+        )
     return [*out, ""]
 
 
@@ -71,11 +75,14 @@ def claim_section(points: list[PointSummary]) -> list[str]:
     if far:
         down = median_of([s.downtime(LA) / s.downtime(LB) for s in far])
         total = median_of([s.total(LA) / s.total(LB) for s in far])
-        out += ["", (
-            f"At RTT >= 100 ms ({len(far)} points) latency-aware's downtime is {down:.0%} of "
-            f"latency-blind's ({compared(down)}) and its migration time {total:.0%} "
-            f"({compared(total)})."
-        )]  # fmt: skip
+        out += [
+            "",
+            (
+                f"At RTT >= 100 ms ({len(far)} points) latency-aware's downtime is {down:.0%} of "
+                f"latency-blind's ({compared(down)}) and its migration time {total:.0%} "
+                f"({compared(total)})."
+            ),
+        ]
     return [*out, ""]
 
 
@@ -149,9 +156,11 @@ def _measured_floor(s: PointSummary) -> float:
     so it is a lower bound, not a run."""
     finals = [
         (hand_over(r), r["measured_rounds"][-1]["transfer_s"])
-        for p, runs in s.runs.items() if p != SC
-        for r in runs if r.get("measured_rounds")
-    ]  # fmt: skip
+        for p, runs in s.runs.items()
+        if p != SC
+        for r in runs
+        if r.get("measured_rounds")
+    ]
     if not finals:
         return float("nan")
     return min(h for h, _ in finals) + min(t for _, t in finals)
@@ -175,9 +184,10 @@ def versus_blind_section(points: list[PointSummary], costs: Costs) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     rows = [
-        s for s in points
+        s
+        for s in points
         if {LA, LB} <= set(s.runs) and s.first["rtt_ms"] >= 100 and s.first.get("dirty") == "high"
-    ]  # fmt: skip
+    ]
     for s in rows:
         la, lb = s.downtime(LA), s.downtime(LB)
         model_floor = median_of(

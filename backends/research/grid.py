@@ -23,8 +23,10 @@ class Point:
 
     @property
     def key(self) -> str:
-        return f"{self.workload}/{self.size_mib}MiB/{self.dirty or '-'}@{self.rtt_ms:g}ms/" \
-               f"{self.bandwidth_mbit:g}Mbit"  # fmt: skip
+        return (
+            f"{self.workload}/{self.size_mib}MiB/{self.dirty or '-'}@{self.rtt_ms:g}ms/"
+            f"{self.bandwidth_mbit:g}Mbit"
+        )
 
     @property
     def dirty_rate(self) -> float:
@@ -36,9 +38,11 @@ def full_grid() -> list[Point]:
     then 1 GiB (a round 0 of 1 GiB alone takes 86 s at 100 Mbit/s)."""
     memwriter = [
         Point(rtt, bw, "memwriter", size, dirty)
-        for size in (64, 256, 1024) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
+        for size in (64, 256, 1024)
+        for bw in (400, 100)
+        for rtt in (5, 20, 50, 100, 200)
         for dirty in DIRTY_SHARES
-    ]  # fmt: skip
+    ]
     redis = [
         Point(rtt, bw, "redis", REDIS_MIB) for bw in (400, 100) for rtt in (5, 20, 50, 100, 200)
     ]

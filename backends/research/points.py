@@ -60,10 +60,13 @@ class PointSummary:
         """Policies better in downtime and no worse in total time (the Pareto test)."""
         d, t = self.downtime(policy), self.total(policy)
         return [
-            p for p in self.runs
-            if p != policy and self.downtime(p) < d and self.total(p) <= t
+            p
+            for p in self.runs
+            if p != policy
+            and self.downtime(p) < d
+            and self.total(p) <= t
             and (self.downtime(p), self.total(p)) != (d, t)
-        ]  # fmt: skip
+        ]
 
     def dominating_beyond_spread(self, policy: str) -> list[str]:
         """The dominating policies whose downtime is lower by more than the run-to-run spread
@@ -78,10 +81,14 @@ class PointSummary:
         d = self.downtime(policy)
         gaps = {p: d - self.downtime(p) for p in self.runs if p != policy}
         return sorted(
-            (p for p, gap in gaps.items()
-             if gap > NEAR * self.downtime(p) and gap > self.spread(policy, p)),
-            key=gaps.__getitem__, reverse=True,
-        )  # fmt: skip
+            (
+                p
+                for p, gap in gaps.items()
+                if gap > NEAR * self.downtime(p) and gap > self.spread(policy, p)
+            ),
+            key=gaps.__getitem__,
+            reverse=True,
+        )
 
     def within(self, policy: str) -> bool:
         """Within 5% of the best policy's downtime, or behind others only by the noise."""
@@ -135,9 +142,12 @@ def hand_over_ratios(s: PointSummary) -> list[tuple[Row, float]]:
     so a ratio off 1 is the run's draw, its place in the sequence, or its policy. (Stop-and-copy
     is left out: its dump is the whole state.)"""
     runs = [
-        r for p, rs in s.runs.items() if p != SC
-        for r in rs if r.get("measured_rounds") and r.get("position") is not None
-    ]  # fmt: skip
+        r
+        for p, rs in s.runs.items()
+        if p != SC
+        for r in rs
+        if r.get("measured_rounds") and r.get("position") is not None
+    ]
     if not s.complete or len(runs) < 3:
         return []
     median = median_of([hand_over(r) for r in runs])
@@ -170,11 +180,18 @@ def summaries(rows: list[Row]) -> list[PointSummary]:
     by_point: dict[str, dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_point[r["point"]][r["policy"]].append(r)
-    found = [PointSummary(key, next(iter(runs.values()))[0], dict(runs))
-             for key, runs in by_point.items()]  # fmt: skip
+    found = [
+        PointSummary(key, next(iter(runs.values()))[0], dict(runs))
+        for key, runs in by_point.items()
+    ]
     return sorted(found, key=lambda s: _order(s.first))
 
 
 def _order(row: Row) -> tuple:
-    return (row["workload"], row["size_mib"], row["bandwidth_mbit"],
-            ["low", "medium", "high", None].index(row.get("dirty")), row["rtt_ms"])  # fmt: skip
+    return (
+        row["workload"],
+        row["size_mib"],
+        row["bandwidth_mbit"],
+        ["low", "medium", "high", None].index(row.get("dirty")),
+        row["rtt_ms"],
+    )

@@ -43,9 +43,10 @@ def prediction_section(ok: list[Row]) -> list[str]:
         out.append(f"| {name} | " + " | ".join(map(str, cells)) + " |")
     for policy in (LA, None):
         diffs = [
-            abs(r["predicted_rounds"] - r["rounds"]) for r in ok
+            abs(r["predicted_rounds"] - r["rounds"])
+            for r in ok
             if r.get("predicted_rounds") is not None and policy in (None, r["policy"])
-        ]  # fmt: skip
+        ]
         who = policy or "every policy"
         out.append(
             f"| rounds, first plan against made ({who}; absolute) | {quantile_cell(diffs, 50)} | "

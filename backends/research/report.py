@@ -32,9 +32,12 @@ class EarlierRuns:
 
 
 def report(
-    rows: list[Row], command: str, data: str | None = None, grid: int | None = None,
+    rows: list[Row],
+    command: str,
+    data: str | None = None,
+    grid: int | None = None,
     earlier: Sequence[EarlierRuns] = (),
-) -> str:  # fmt: skip
+) -> str:
     """The markdown report of `rows` (read from `data`, when named) made by `command`; `grid`
     is how many points the whole grid has, when known; `earlier` runs on other data paths,
     each compared with these."""
@@ -63,8 +66,14 @@ def report(
     return "\n".join(out)
 
 
-def _header(rows: list[Row], failed: list[Row], points: list[PointSummary], command: str,
-            data: str, grid: int | None) -> list[str]:  # fmt: skip
+def _header(
+    rows: list[Row],
+    failed: list[Row],
+    points: list[PointSummary],
+    command: str,
+    data: str,
+    grid: int | None,
+) -> list[str]:
     complete = [s for s in points if s.complete]
     repeats = sorted({s.repeats for s in complete})
     return [

@@ -34,8 +34,10 @@ def run_order_section(points: list[PointSummary], hand_overs: HandOvers) -> list
     if not by_position:
         out += ["Not yet measurable: each policy ran at one position per point.", ""]
     else:
-        out += ["| position | runs | downtime / policy's median (median) | p10 | p90 |",
-                "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        out += [
+            "| position | runs | downtime / policy's median (median) | p10 | p90 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for position, ratios in sorted(by_position.items()):
             cells = [position, len(ratios)] + [
                 f"{x:.2f}" for x in (median_of(ratios), *np.percentile(ratios, [10, 90]))

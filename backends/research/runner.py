@@ -21,7 +21,7 @@ from whimbrel.backends.engine import Migration, MigrationRequest
 from whimbrel.backends.events import MigrationFinished
 from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
-from whimbrel.backends.lab.system import run
+from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import (
     Redis,
@@ -48,21 +48,26 @@ NODES = ("east-1", "west-1")
 
 
 def _docker(node_name: str, *args: str, check: bool = True) -> None:
-    node = build_topology().node(node_name)
-    run(["/usr/bin/docker", "-H", node.docker_host, *args], check=check, timeout=120)
+    docker(build_topology().node(node_name).docker_host, *args, check=check)
 
 
 def _start(point: Point, node_name: str) -> None:
     """The point's workload on `node_name`, loaded and answering."""
     node = build_topology().node(node_name)
     if point.workload == "memwriter":
-        _docker(node_name, "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
-                "memwriter", "--size", f"{point.size_mib}MiB", "--hot", f"{point.size_mib}MiB",
-                "--rate", str(int(point.dirty_rate)), "--port", str(MEMWRITER_PORT))  # fmt: skip
+        _docker(
+            node_name,
+            "run", "-d", "--name", NAME, "--network", "host", MEMWRITER_IMAGE,
+            "memwriter", "--size", f"{point.size_mib}MiB", "--hot", f"{point.size_mib}MiB",
+            "--rate", str(int(point.dirty_rate)), "--port", str(MEMWRITER_PORT),
+        )  # fmt: skip
         _wait(lambda: memwriter_status(node.lan_address, MEMWRITER_PORT))
         return
-    _docker(node_name, "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
-            "redis-server", REDIS_CONF, "--port", str(REDIS_PORT))  # fmt: skip
+    _docker(
+        node_name,
+        "run", "-d", "--name", NAME, "--network", "host", REDIS_IMAGE,
+        "redis-server", REDIS_CONF, "--port", str(REDIS_PORT),
+    )  # fmt: skip
     keys = point.size_mib * 1024  # 1 KiB values
     _wait(lambda: load_redis(node.lan_address, REDIS_PORT, keys, value_size=1024))
     preload_writes(node.lan_address, REDIS_PORT, REDIS_WRITES_PER_S * WRITES_AHEAD_S)
@@ -121,16 +126,24 @@ async def _migrate(config_path: Path, src: str, dst: str, policy: str) -> Migrat
 
 
 def _row(
-    point: Point, attempt: tuple[str, int, int, str, str], finished: MigrationFinished,
-    load: WriteLoad | None, serving: bool,
-) -> dict[str, Any]:  # fmt: skip
+    point: Point,
+    attempt: tuple[str, int, int, str, str],
+    finished: MigrationFinished,
+    load: WriteLoad | None,
+    serving: bool,
+) -> dict[str, Any]:
     policy, repeat, position, src, dst = attempt
     record = json.loads(Path(finished.record).read_text()) if finished.record else {}
     timing = record.get("timing") or {}
     return {
-        "point": point.key, **asdict(point), "policy": policy, "repeat": repeat,
+        "point": point.key,
+        **asdict(point),
+        "policy": policy,
+        "repeat": repeat,
         "position": position,  # migrations the container had made before this one
-        "src": src, "dst": dst, "ok": finished.ok and serving,
+        "src": src,
+        "dst": dst,
+        "ok": finished.ok and serving,
         "error": finished.error or (None if serving else f"not serving on {dst} afterwards"),
         "downtime_s": finished.downtime_s,
         "predicted_downtime_s": finished.predicted_downtime_s,
@@ -139,15 +152,17 @@ def _row(
         "predicted_rounds": (record.get("plan") or {}).get("rounds"),
         "brownouts_s": list(finished.brownouts_s),
         "total_time_s": finished.total_time_s,
-        "migration_s": timing.get("rounds_s"), "preflight_s": timing.get("preflight_s"),
+        "migration_s": timing.get("rounds_s"),
+        "preflight_s": timing.get("preflight_s"),
         "predicted_total_time_s": finished.predicted_total_time_s,
-        "bytes_sent": finished.bytes_sent, "predicted_bytes": finished.predicted_bytes,
+        "bytes_sent": finished.bytes_sent,
+        "predicted_bytes": finished.predicted_bytes,
         "client_longest_gap_s": load.longest_gap_s if load is not None else None,
         "stripes": (record.get("link") or {}).get("stripes"),
         "inputs": record.get("inputs"),
         "measured_rounds": record.get("measured_rounds", []),
         "at": time.time(),
-    }  # fmt: skip
+    }
 
 
 def run_grid(
@@ -184,8 +199,14 @@ def run_grid(
     return made
 
 
-def _run_point(point: Point, policies: list[str], repeat: int, config: Path, results: Path,
-               say: Callable[[str], None]) -> int:  # fmt: skip
+def _run_point(
+    point: Point,
+    policies: list[str],
+    repeat: int,
+    config: Path,
+    results: Path,
+    say: Callable[[str], None],
+) -> int:
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
     _clean()
     src, dst = NODES if repeat % 2 == 0 else NODES[::-1]
@@ -202,10 +223,15 @@ def _run_point(point: Point, policies: list[str], repeat: int, config: Path, res
         row = _row(point, (policy, repeat, position, src, dst), finished, load, serving)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        say(f"{point.key} {policy} #{repeat} {src}->{dst}: "
-            + (f"downtime {row['downtime_s']:.2f} s (predicted "
-               f"{row['predicted_downtime_s']:.2f}), {row['rounds']} rounds"
-               if row["ok"] else f"FAILED: {row['error']}"))  # fmt: skip
+        say(
+            f"{point.key} {policy} #{repeat} {src}->{dst}: "
+            + (
+                f"downtime {row['downtime_s']:.2f} s (predicted "
+                f"{row['predicted_downtime_s']:.2f}), {row['rounds']} rounds"
+                if row["ok"]
+                else f"FAILED: {row['error']}"
+            )
+        )
         if not serving:  # lost it: start afresh for the next policy
             _clean()
             _start(point, where)

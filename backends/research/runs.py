@@ -59,10 +59,13 @@ def predict(row: Row, costs: Costs, rounds: int | None = None) -> Plan | None:
         return None
     n = row["rounds"] if rounds is None else rounds
     model_inputs = costs.model_inputs(
-        size=inputs["size"], dirty_rate=inputs["dirty_rate"], bandwidth=probed_bandwidth(row),
-        rtt=inputs["rtt"], downtime_target=inputs["downtime_target"],
+        size=inputs["size"],
+        dirty_rate=inputs["dirty_rate"],
+        bandwidth=probed_bandwidth(row),
+        rtt=inputs["rtt"],
+        downtime_target=inputs["downtime_target"],
         max_rounds=max(inputs["max_rounds"], n),
-    )  # fmt: skip
+    )
     return evaluate(model_inputs, n)
 
 

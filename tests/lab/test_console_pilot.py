@@ -12,7 +12,7 @@ from textual.widgets import OptionList
 
 from tests.console.helpers import until
 from tests.lab.migration_tools import running_on
-from whimbrel.app.backend import LiveBackend
+from whimbrel.app.backend import SSHBackend
 from whimbrel.app.console import WhimbrelApp
 from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
@@ -88,7 +88,7 @@ async def migrate_with_the_console(pilot: Pilot, ref: str, target: str) -> list[
 async def test_the_console_migrates_kv_to_west_1_and_back(lab: dict, tmp_path: Path) -> None:
     assert running_on("kv") == ["east-1"], "the lab's kv should start on east-1"
     app = WhimbrelApp(
-        LiveBackend(load_config(Path(lab["config"]))),
+        SSHBackend(load_config(Path(lab["config"]))),
         config_path=Path(lab["config"]),
         settings=ConsoleSettings(refresh_s=2.0, rtt_every_s=2.0),
         remembered=RememberedState(tmp_path / "console.json"),
