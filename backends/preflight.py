@@ -98,14 +98,7 @@ async def preflight(
     yield journal.log(f"link {src.name} -> {dst.name} ({dst.wan_address}): ephemeral key")
 
     image = inspect["Config"]["Image"]
-    # Written by the operator: the source can only send data, never choose where it goes
-    # or which image the target loads.
-    where: dict[str, Any] = {
-        "migration": ctx.id,
-        "docker_socket": dst.docker_socket,
-        "image": {"ref": image, "id": inspect["Image"]},
-        "failpoints": ctx.failpoints,
-    }
+    where = _target_spec(ctx, dst, inspect)
     await write_target(dst_session, link, where)
     async for event in _ship_image(ctx, src_session, dst_api, link, image):
         yield event
@@ -130,6 +123,17 @@ async def preflight(
     yield Prepared(
         container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first_plan, mode
     )
+
+
+def _target_spec(ctx: MigrationContext, dst: Node, inspect: dict[str, Any]) -> dict[str, Any]:
+    """What the target's receiver is told, written by the operator: the source can only send
+    data, never choose where it goes or which image the target loads."""
+    return {
+        "migration": ctx.id,
+        "docker_socket": dst.docker_socket,
+        "image": {"ref": inspect["Config"]["Image"], "id": inspect["Image"]},
+        "failpoints": ctx.failpoints,
+    }
 
 
 def choose_plan(request: MigrationRequest, inputs: model.ModelInputs) -> tuple[RunMode, model.Plan]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whimbrel.backends.errors import UsageError
-from whimbrel.backends.lab import images
+from whimbrel.backends.lab import daemons, images
 from whimbrel.backends.lab.memory import (
     back_free_memory,
     hold_freed_memory,
@@ -106,7 +106,7 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
 
     progress(f"nodes: sshd and dockerd on {len(topology.nodes)} nodes")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_start_node, topology.nodes))
+        list(pool.map(daemons.start_node, topology.nodes))
         build = LAB_DIR / "build"
         build.mkdir(exist_ok=True)
         specs = [images.redis_image(), images.memwriter_image(build)]
@@ -167,91 +167,6 @@ def _make_network(topology: Topology) -> None:
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "route", "add", WAN_NET, "via", node.gateway])
             run(["ip", "addr", "add", f"{node.wan_address}/32", "dev", WAN_BRIDGE])
-
-
-def _sshd_config(node: LabNode) -> str:
-    return "\n".join(
-        [
-            f"ListenAddress {node.lan_address}:{SSH_PORT}",
-            f"ListenAddress 127.0.0.1:{SSH_PORT}",
-            f"HostKey {node.state_dir / 'ssh_host_ed25519_key'}",
-            f"PidFile {node.run_dir / 'sshd.pid'}",
-            # The lab's key, and this node's own file for whimbrel's short-lived keys (the
-            # nodes share one file system, so ~/.ssh would be shared by all of them).
-            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} {node.authorized_keys}",
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "PrintMotd no",
-            "UseDNS no",
-            # The node's docker CLI talks to the node's own engine, and its temp files stay
-            # on the node's own directory (tests fill it to see a full disk handled).
-            f"SetEnv DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}",
-            "Subsystem sftp internal-sftp",
-            "",
-        ]
-    )
-
-
-def _start_node(node: LabNode) -> None:
-    node.state_dir.mkdir(parents=True, exist_ok=True)
-    node.run_dir.mkdir(parents=True, exist_ok=True)
-    key = node.state_dir / "ssh_host_ed25519_key"
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", key])
-    node.tmp_dir.mkdir(mode=0o1777, exist_ok=True)
-    (node.state_dir / "sshd_config").write_text(_sshd_config(node))
-    start_sshd(node)
-    (node.state_dir / "daemon.json").write_text("{}\n")
-    start_dockerd(node)
-
-
-def start_sshd(node: LabNode) -> None:
-    """Start the node's sshd (it daemonizes itself); tests use it after stopping one."""
-    run(["/usr/sbin/sshd", "-f", node.state_dir / "sshd_config"], netns=node.netns)
-
-
-def stop_sshd(node: LabNode) -> None:
-    pid = read_pid(node.run_dir / "sshd.pid")
-    if pid is not None:
-        kill_and_wait([pid])
-
-
-def start_dockerd(node: LabNode, data_root: Path | None = None) -> None:
-    """Start the node's dockerd, answering when this returns; tests restart one on another
-    data root (`data_root`)."""
-    spawn(
-        [
-            "/usr/sbin/dockerd",
-            "--experimental",
-            f"--config-file={node.state_dir / 'daemon.json'}",
-            f"--data-root={data_root or node.state_dir / 'docker'}",
-            f"--exec-root={node.run_dir / 'dx'}",
-            f"--pidfile={node.run_dir / 'dockerd.pid'}",
-            f"--host={node.docker_host}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--storage-driver=overlay2",
-        ],
-        log=node.run_dir / "dockerd.log",
-        netns=node.netns,
-    )
-    wait_for(lambda: _docker_answers(node), f"dockerd on {node.name}", timeout=60)
-
-
-def stop_dockerd(node: LabNode, sig: signal.Signals = signal.SIGTERM) -> None:
-    """Stop the node's dockerd as its service manager would (SIGTERM: it stops its containers
-    and its containerd and unmounts what it mounted), or kill it (SIGKILL: all that stays)."""
-    pid = read_pid(node.run_dir / "dockerd.pid")
-    if pid is not None:
-        kill_and_wait([pid], timeout=60, sig=sig)
-
-
-def _docker_answers(node: LabNode) -> bool:
-    if not node.docker_socket.exists():
-        return False
-    return run(["/usr/bin/docker", "-H", node.docker_host, "version"], check=False).returncode == 0
 
 
 def _write_state(topology: Topology, wan: WanSettings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Button, Input, Static
 
 from tests.console.conftest import SIZE
@@ -28,8 +29,20 @@ async def test_preview_measures_the_path_and_shows_a_plan(make_app) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await _preview(pilot)
         assert isinstance(screen, PreviewScreen)
-        assert screen.plan is not None and screen.plan.per_round
+        plan = screen.plan
+        assert plan is not None
         assert ("east-1", "west-1") in app.observed.throughput
+        # Planned from what the fake backend measured: its RTT (40 ms + 1), its throughput,
+        # the container's size and a dirty rate within its samples' +-15% wobble.
+        container = app.selected_container()
+        assert container is not None and container.memory_bytes
+        assert plan.inputs.rtt == pytest.approx(0.041)
+        assert plan.inputs.bandwidth == pytest.approx(24.4e6)
+        assert plan.inputs.size == container.memory_bytes
+        rate = 4 * 2**20 if container.name == "hot" else 300 * 1024
+        assert 0.85 * rate <= plan.inputs.dirty_rate <= 1.15 * rate
+        # Its rounds: the pre-copy ones, then exactly one final round, last.
+        assert [r.final for r in plan.per_round] == [False] * plan.rounds + [True]
 
 
 async def test_the_plan_follows_each_keystroke_of_the_downtime_target(make_app) -> None:

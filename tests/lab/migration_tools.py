@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.labtools import ssh
-from whimbrel.backends.lab import images
-from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab import daemons, images
 from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
@@ -159,17 +158,17 @@ def docker_root_on_tmpfs(node: str, size: str) -> Iterator[Path]:
     lab_node = build_topology().node(node)
     small = lab_node.state_dir / "docker-small"
     small.mkdir(exist_ok=True)
-    lab_module.stop_dockerd(lab_node)
+    daemons.stop_dockerd(lab_node)
     try:
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0711",
                         "whimbrel-test-disk", small], check=True)  # fmt: skip
-        lab_module.start_dockerd(lab_node, data_root=small)
+        daemons.start_dockerd(lab_node, data_root=small)
         images.import_image(lab_node.docker_host, images.redis_image())
         yield small
     finally:
-        lab_module.stop_dockerd(lab_node)
+        daemons.stop_dockerd(lab_node)
         subprocess.run(["umount", "--recursive", small], check=False)
-        lab_module.start_dockerd(lab_node)
+        daemons.start_dockerd(lab_node)
 
 
 def interrupted(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.labtools import ssh
+from whimbrel.backends.lab import daemons
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
 
@@ -49,11 +50,11 @@ def test_ls_lists_every_container_with_its_node_and_cluster(lab: dict) -> None:
 @pytest.fixture
 def west2_sshd_stopped(lab: dict) -> Iterator[None]:
     node = build_topology().node("west-2")
-    lab_module.stop_sshd(node)
+    daemons.stop_sshd(node)
     try:
         yield
     finally:
-        lab_module.start_sshd(node)
+        daemons.start_sshd(node)
 
 
 def test_ls_marks_a_node_without_sshd_unreachable_and_lists_the_others(

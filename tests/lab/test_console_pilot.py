@@ -28,6 +28,8 @@ from whimbrel.backends.events import (
     RoundFinished,
     RoundStarted,
 )
+from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.model import ModelInputs
 from whimbrel.widgets.container_table import ContainerTable
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -72,7 +74,7 @@ async def migrate_with_the_console(pilot: Pilot, ref: str, target: str) -> list[
     await until(pilot, lambda: app.target == target)
     # RTT, throughput (16 MiB over the WAN) and a few dirty-rate samples come in.
     await until(pilot, lambda: app.screen.plan is not None, timeout=90)
-    assert app.screen.plan.per_round, "the preview shows a plan with its rounds"
+    _planned_from_the_lab(app.screen.plan.inputs, lab_module.status())
     await pilot.press("m")
     await until(pilot, lambda: isinstance(app.screen, MigrateModal))
     assert app.focused is not None and app.focused.id == "cancel"
@@ -83,6 +85,15 @@ async def migrate_with_the_console(pilot: Pilot, ref: str, target: str) -> list[
     events = list(progress.events)
     await pilot.press("escape")
     return events
+
+
+def _planned_from_the_lab(inputs: ModelInputs, lab: dict) -> None:
+    """The preview planned from the path as the lab shapes it: an RTT near the WAN's (the
+    relay adds it; the grid's 1500 probes fell within 3 ms of it) and a throughput under the
+    WAN's cap."""
+    assert abs(inputs.rtt - lab["rtt_ms"] / 1e3) <= 0.005 + 0.25 * lab["rtt_ms"] / 1e3
+    assert 0 < inputs.bandwidth <= 1.05 * lab["bandwidth_mbit"] * 1e6 / 8
+    assert inputs.size > 0 and inputs.dirty_rate >= 0
 
 
 async def test_the_console_migrates_kv_to_west_1_and_back(lab: dict, tmp_path: Path) -> None:

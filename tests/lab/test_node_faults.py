@@ -36,7 +36,7 @@ from tests.lab.migration_tools import (
     wait_until,
     when,
 )
-from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab import daemons
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import load_redis
 
@@ -71,7 +71,7 @@ def test_the_targets_dockerd_stopping_in_the_restore_leaves_the_source_running(
     node = build_topology().node("west-1")
     with Ledgers() as ledgers:
         try:
-            watcher = when(daemon_logged("sent"), lambda: lab_module.stop_dockerd(node, sig))
+            watcher = when(daemon_logged("sent"), lambda: daemons.stop_dockerd(node, sig))
             code, events = events_of(
                 migrate_process(
                     lab["config"],
@@ -82,7 +82,7 @@ def test_the_targets_dockerd_stopping_in_the_restore_leaves_the_source_running(
             )
             watcher.join()
         finally:
-            lab_module.start_dockerd(node)
+            daemons.start_dockerd(node)
         done = finished(events)
         assert code == 1 and done["running_on"] == "east-1", done
         assert "restore" in done["error"], done["error"]
@@ -171,7 +171,7 @@ def test_the_target_out_of_reach_during_cleanup_is_cleaned_up_by_recover(
     node = build_topology().node("west-1")
 
     def lose_target() -> None:
-        lab_module.stop_sshd(node)
+        daemons.stop_sshd(node)
         drop_ssh_connections("wb-west-1")
 
     with Ledgers() as ledgers:
@@ -180,7 +180,7 @@ def test_the_target_out_of_reach_during_cleanup_is_cleaned_up_by_recover(
             code, events = events_of(migrate_process(lab["config"], "--rounds", "1"))
             watcher.join()
         finally:
-            lab_module.start_sshd(node)
+            daemons.start_sshd(node)
         done = finished(events)
         assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
         texts = [e.get("text", "") for e in events if e["event"] == "LogLine"]

@@ -1,0 +1,96 @@
+"""A lab node's daemons: its sshd and its dockerd, each started in the node's namespace on the
+node's own directories, and stopped the way tests need (a service stop, or a kill)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from whimbrel.backends.lab.system import docker, kill_and_wait, read_pid, run, spawn, wait_for
+from whimbrel.backends.lab.topology import LAB_DIR, SSH_PORT, LabNode
+
+
+def _sshd_config(node: LabNode) -> str:
+    return "\n".join(
+        [
+            f"ListenAddress {node.lan_address}:{SSH_PORT}",
+            f"ListenAddress 127.0.0.1:{SSH_PORT}",
+            f"HostKey {node.state_dir / 'ssh_host_ed25519_key'}",
+            f"PidFile {node.run_dir / 'sshd.pid'}",
+            # The lab's key, and this node's own file for whimbrel's short-lived keys (the
+            # nodes share one file system, so ~/.ssh would be shared by all of them).
+            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} {node.authorized_keys}",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "PrintMotd no",
+            "UseDNS no",
+            # The node's docker CLI talks to the node's own engine, and its temp files stay
+            # on the node's own directory (tests fill it to see a full disk handled).
+            f"SetEnv DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}",
+            "Subsystem sftp internal-sftp",
+            "",
+        ]
+    )
+
+
+def start_node(node: LabNode) -> None:
+    """Give the node its host key and config, then start its sshd and its dockerd."""
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    node.run_dir.mkdir(parents=True, exist_ok=True)
+    key = node.state_dir / "ssh_host_ed25519_key"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", key])
+    node.tmp_dir.mkdir(mode=0o1777, exist_ok=True)
+    (node.state_dir / "sshd_config").write_text(_sshd_config(node))
+    start_sshd(node)
+    (node.state_dir / "daemon.json").write_text("{}\n")
+    start_dockerd(node)
+
+
+def start_sshd(node: LabNode) -> None:
+    """Start the node's sshd (it daemonizes itself); tests use it after stopping one."""
+    run(["/usr/sbin/sshd", "-f", node.state_dir / "sshd_config"], netns=node.netns)
+
+
+def stop_sshd(node: LabNode) -> None:
+    pid = read_pid(node.run_dir / "sshd.pid")
+    if pid is not None:
+        kill_and_wait([pid])
+
+
+def start_dockerd(node: LabNode, data_root: Path | None = None) -> None:
+    """Start the node's dockerd, answering when this returns; tests restart one on another
+    data root (`data_root`)."""
+    spawn(
+        [
+            "/usr/sbin/dockerd",
+            "--experimental",
+            f"--config-file={node.state_dir / 'daemon.json'}",
+            f"--data-root={data_root or node.state_dir / 'docker'}",
+            f"--exec-root={node.run_dir / 'dx'}",
+            f"--pidfile={node.run_dir / 'dockerd.pid'}",
+            f"--host={node.docker_host}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--storage-driver=overlay2",
+        ],
+        log=node.run_dir / "dockerd.log",
+        netns=node.netns,
+    )
+    wait_for(lambda: _docker_answers(node), f"dockerd on {node.name}", timeout=60)
+
+
+def stop_dockerd(node: LabNode, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop the node's dockerd as its service manager would (SIGTERM: it stops its containers
+    and its containerd and unmounts what it mounted), or kill it (SIGKILL: all that stays)."""
+    pid = read_pid(node.run_dir / "dockerd.pid")
+    if pid is not None:
+        kill_and_wait([pid], timeout=60, sig=sig)
+
+
+def _docker_answers(node: LabNode) -> bool:
+    if not node.docker_socket.exists():
+        return False
+    return docker(node.docker_host, "version", check=False).returncode == 0
