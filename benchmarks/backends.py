@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from whimbrel.backends.config import load_config
 from whimbrel.backends.inventory import fetch_inventory
 from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE
+from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.probes import measure_dirty
 from whimbrel.backends.ssh import SessionPool
@@ -27,21 +27,15 @@ PER_NODE = 50
 OUT = Path(__file__).resolve().parents[1] / "bench-results" / "backends.json"
 
 
-def _docker(node, *args: str) -> None:
-    subprocess.run(["/usr/bin/docker", "-H", node.docker_host, *args], check=True,
-                   capture_output=True)  # fmt: skip
-
-
 def _fill(node) -> None:
     for i in range(PER_NODE):
-        _docker(node, "run", "-d", "--name", f"bench-{i}", "--network", "none",
+        docker(node.docker_host, "run", "-d", "--name", f"bench-{i}", "--network", "none",
                 MEMWRITER_IMAGE, "memwriter", "--size", "1MiB", "--rate", "0")  # fmt: skip
 
 
 def _empty(node) -> None:
     names = [f"bench-{i}" for i in range(PER_NODE)]
-    subprocess.run(["/usr/bin/docker", "-H", node.docker_host, "rm", "-f", *names],
-                   capture_output=True)  # fmt: skip
+    docker(node.docker_host, "rm", "-f", *names, check=False)
 
 
 async def measure(config_path: Path) -> dict:

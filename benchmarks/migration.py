@@ -17,27 +17,22 @@ from pathlib import Path
 
 from whimbrel.backends.lab import lab
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import WriteLoad, load_redis
 
 OUT = Path(__file__).resolve().parents[1] / "bench-results" / "migration.json"
 EAST1, WEST1 = build_topology().node("east-1"), build_topology().node("west-1")
-
-
-def docker(node, *args: str) -> None:
-    subprocess.run(["/usr/bin/docker", "-H", node.docker_host, *args], check=True,
-                   capture_output=True)  # fmt: skip
+BENCH = ("run", "-d", "--name", "bench", "--network", "host")
 
 
 def start(workload: str) -> WriteLoad | None:
     if workload == "memwriter":
-        docker(EAST1, "run", "-d", "--name", "bench", "--network", "host", MEMWRITER_IMAGE,
-               "memwriter", "--size", "256MiB", "--hot", "128MiB", "--rate", "8MiB/s",
-               "--port", "7272")  # fmt: skip
+        docker(EAST1.docker_host, *BENCH, MEMWRITER_IMAGE, "memwriter", "--size", "256MiB",
+               "--hot", "128MiB", "--rate", "8MiB/s", "--port", "7272")  # fmt: skip
         time.sleep(2)
         return None
-    docker(EAST1, "run", "-d", "--name", "bench", "--network", "host", REDIS_IMAGE,
-           "redis-server", REDIS_CONF, "--port", "6381")  # fmt: skip
+    docker(EAST1.docker_host, *BENCH, REDIS_IMAGE, "redis-server", REDIS_CONF, "--port", "6381")
     for _ in range(100):
         try:
             load_redis(EAST1.lan_address, 6381, 300_000, value_size=1000)
@@ -61,8 +56,7 @@ def run(config: str, workload: str, mode: str) -> dict:
         if load:
             load.stop()
         for node in (EAST1, WEST1):
-            subprocess.run(["/usr/bin/docker", "-H", node.docker_host, "rm", "-f", "bench"],
-                           capture_output=True)  # fmt: skip
+            docker(node.docker_host, "rm", "-f", "bench", check=False)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     done = events[-1]
     rounds = [e for e in events if e["event"] == "RoundFinished"]

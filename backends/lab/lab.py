@@ -30,6 +30,7 @@ from whimbrel.backends.lab.memory import (
 )
 from whimbrel.backends.lab.system import (
     LabError,
+    docker,
     kill_and_wait,
     read_pid,
     run,
@@ -282,21 +283,10 @@ def _write_config(topology: Topology) -> None:
 
 
 def _start_samples(node: LabNode) -> None:
-    docker = ["/usr/bin/docker", "-H", node.docker_host]
-    run([*docker, "run", "-d", "--name", "kv", "--network", "host", images.REDIS_IMAGE])
-    run(
-        [
-            *docker,
-            "run",
-            "-d",
-            "--name",
-            "hot",
-            "--network",
-            "host",
-            images.MEMWRITER_IMAGE,
-            "memwriter",
-            *HOT_ARGS,
-        ]
+    sample = ("run", "-d", "--network", "host")
+    docker(node.docker_host, *sample, "--name", "kv", images.REDIS_IMAGE)
+    docker(
+        node.docker_host, *sample, "--name", "hot", images.MEMWRITER_IMAGE, "memwriter", *HOT_ARGS
     )
     wait_for(lambda: _tcp_open(node.lan_address, 6379), "redis `kv`", timeout=15)
     load_redis(node.lan_address, 6379, KV_KEYS)

@@ -17,6 +17,7 @@ from pathlib import Path
 from tests.labtools import ssh
 from whimbrel.backends.lab import daemons, images
 from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
 from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
 
@@ -256,10 +257,7 @@ def _in_node(node: str, argv: list[str]) -> str:
 
 
 def _docker(node: str, *args: str) -> str:
-    return subprocess.run(
-        ["docker", "-H", f"unix:///run/wblab/{node}/docker.sock", *args],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    return docker(build_topology().node(node).docker_host, *args).stdout.decode()
 
 
 def _staging_containers(node: str) -> list[str]:
