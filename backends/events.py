@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
+from whimbrel.backends.downtime import DowntimeParts
+
 
 class Phase(StrEnum):
     PREFLIGHT = "preflight"  # checks on both nodes, image shipped if missing
@@ -78,6 +80,10 @@ class MigrationFinished:
     bytes_sent: int
     predicted_bytes: float | None
     brownouts_s: tuple[float, ...] = ()
+    # The downtime in the hand-over's parts, measured (None where no clock saw the commit)
+    # and as the plan the final round ran under predicted it.
+    downtime_parts: DowntimeParts | None = None
+    predicted_downtime_parts: DowntimeParts | None = None
     error: str | None = None
     record: str | None = None  # path of the JSON history record
     t: float = 0.0

@@ -6,7 +6,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.model.inputs import ModelInputs
+from whimbrel.backends.model.physics import downtime_parts
 
 Verdict = Literal["iterate", "stop-and-copy"]
 Policy = Literal["latency-aware", "stop-and-copy", "latency-blind", "phaul", "qemu"]
@@ -64,6 +66,11 @@ class Plan:
     def final_round(self) -> RoundForecast:
         return self.per_round[-1]
 
+    @property
+    def downtime_parts(self) -> DowntimeParts:
+        """The predicted downtime in the hand-over's parts (they add up to downtime_s)."""
+        return downtime_parts(self.inputs, self.final_round.bytes)
+
     def to_json(self) -> dict[str, Any]:
         def num(x: float) -> float | None:  # JSON has no infinity
             return float(x) if math.isfinite(x) else None
@@ -82,6 +89,7 @@ class Plan:
             "claimed_downtime_s": self.claimed_downtime_s,
             "meets_target": self.meets_target,
             "brownouts_s": list(self.brownouts_s),
+            "downtime_parts": asdict(self.downtime_parts),
             "per_round": [
                 {
                     "round": r.index,

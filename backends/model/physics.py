@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.model.inputs import ModelInputs
 
 
@@ -32,6 +33,16 @@ def round_costs(i: ModelInputs) -> RoundCosts:
 def downtime_fixed(i: ModelInputs, c: RoundCosts) -> float:
     """The downtime beyond the final round's bytes: dump, restore and j*RTT of hand-over."""
     return c.down_fixed + i.final_round_trips * i.rtt
+
+
+def downtime_parts(i: ModelInputs, final_bytes: float) -> DowntimeParts:
+    """The downtime of a final round sending `final_bytes`, in the hand-over's parts: they add
+    up to downtime_fixed + down_per_byte * V."""
+    c = round_costs(i)
+    send = final_bytes / i.bandwidth
+    dump = c.down_fixed - i.restore_time + c.down_per_byte * final_bytes - send
+    commit = i.final_round_trips * i.rtt
+    return DowntimeParts(0.0, dump, 0.0, send, i.restore_time, commit, 0.0)
 
 
 def round_fixed(i: ModelInputs) -> float:

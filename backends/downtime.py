@@ -1,0 +1,46 @@
+"""The downtime split into the hand-over's steps: what the source's hand-over daemon measured,
+and what the model predicts, in the same parts so that one can be drawn against the other."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DowntimeParts:
+    """Seconds each, in the order they happen; measured, they add up to the downtime (the
+    source's clock from `docker pause` to the target's "committed"). The model does not
+    predict the pause, the diff or the resume on their own: its fitted dump, send and commit
+    terms hold them, so its parts have 0 there."""
+
+    freeze_s: float  # `docker pause` of the source
+    dump_s: float  # CRIU's final dump
+    diff_s: float  # the dump's pages hashed against what the target holds
+    send_s: float  # the residual and the files over the link, to the last byte
+    restore_s: float  # the target's restore, as the source waited for its answer
+    commit_s: float  # "commit" to the target, recorded there, and its answer back
+    resume_s: float  # on the target: staged pages removed, the fenced tasks resumed
+
+    @property
+    def total_s(self) -> float:
+        return sum(seconds for _, seconds in self.named())
+
+    def named(self) -> tuple[tuple[str, float], ...]:
+        """(part, seconds) in order, the part named without its unit: freeze, dump, ..."""
+        return tuple((f.name.removesuffix("_s"), getattr(self, f.name)) for f in fields(self))
+
+    @classmethod
+    def from_json(cls, data: Any) -> DowntimeParts | None:
+        """Parts as a record or the node's outcome holds them; None unless every part is a
+        finite, non-negative number (a record from before parts were kept has none)."""
+        if not isinstance(data, dict):
+            return None
+        values = [data.get(f.name) for f in fields(cls)]
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in values
+        ):
+            return None
+        return cls(*(float(v) for v in values))
