@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -35,6 +36,8 @@ def event_from_json(data: dict[str, Any]) -> MigrationEvent | None:
         fields["phase"] = Phase(fields["phase"])
     if kind is MigrationFinished:
         fields["brownouts_s"] = tuple(fields.get("brownouts_s") or ())
+        for parts in ("downtime_parts", "predicted_downtime_parts"):
+            fields[parts] = DowntimeParts.from_json(fields.get(parts))
     try:
         return kind(**fields)
     except TypeError:

@@ -31,6 +31,11 @@ class DowntimeParts:
         """(part, seconds) in order, the part named without its unit: freeze, dump, ..."""
         return tuple((f.name.removesuffix("_s"), getattr(self, f.name)) for f in fields(self))
 
+    def summary(self) -> str:
+        """One line: the total, then each part that took any time."""
+        parts = ", ".join(f"{name} {s * 1e3:.0f} ms" for name, s in self.named() if s > 0)
+        return f"{self.total_s:.2f} s: {parts}"
+
     @classmethod
     def from_json(cls, data: Any) -> DowntimeParts | None:
         """Parts as a record or the node's outcome holds them; None unless every part is a

@@ -28,6 +28,7 @@ from dataclasses import replace
 from whimbrel.backends import failpoints
 from whimbrel.backends.config import Node
 from whimbrel.backends.costs import DEFAULT_COSTS, Costs
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase
 from whimbrel.backends.handover import HandoverUnsettled, final_round, hand_over
@@ -160,6 +161,9 @@ class Migration:
         finished = final_round(journal, prepared, rounds, final)
         if finished:
             yield journal.emit(finished)
+        parts = DowntimeParts.from_json(final.get("parts"))
+        if parts:
+            yield journal.log(f"downtime {parts.summary()}")
         yield journal.phase(Phase.CLEANUP)
         first_plan = prepared.first_plan
         outcome.ok, outcome.running_on = True, dst.name
@@ -167,7 +171,9 @@ class Migration:
             mode=prepared.mode,
             rounds=rounds.count,
             downtime_s=final.get("downtime_s"),
+            downtime_parts=parts,
             predicted_downtime_s=first_plan.downtime_s,
+            predicted_downtime_parts=first_plan.downtime_parts,
             predicted_total_time_s=first_plan.total_time_s,
             predicted_bytes=first_plan.bytes_sent,
             bytes_sent=rounds.sent_bytes + final.get("sent_bytes", 0),
@@ -194,6 +200,8 @@ class Migration:
             bytes_sent=delivered.bytes_sent if delivered else 0,
             predicted_bytes=delivered.predicted_bytes if delivered else None,
             brownouts_s=delivered.brownouts_s if delivered else (),
+            downtime_parts=delivered.downtime_parts if delivered else None,
+            predicted_downtime_parts=delivered.predicted_downtime_parts if delivered else None,
             error=outcome.error,
             t=journal.elapsed_s(),
         )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from whimbrel.backends.downtime import DowntimeParts
+
 # Where the hand-over stands: fired with its end unknown, ended, or ended with the committed
 # source container not removed yet.
 Handover = Literal["running", "settled", "source left"]
@@ -18,7 +20,9 @@ class Delivered:
     mode: str
     rounds: int  # pre-copy rounds run
     downtime_s: float | None  # None when the commit's answer was lost: no clock saw it
+    downtime_parts: DowntimeParts | None  # the daemon's split of downtime_s
     predicted_downtime_s: float
+    predicted_downtime_parts: DowntimeParts
     predicted_total_time_s: float
     predicted_bytes: float
     bytes_sent: int

@@ -408,3 +408,28 @@ def test_a_replan_after_a_round_may_stop_at_once_when_another_round_costs_more_t
     after = replan(inputs, done)
     assert after.rounds == 0 and after.first_round == 1
     assert after.per_round[-1].final and "0 more rounds" in after.reason
+
+
+def test_the_worked_examples_downtime_splits_into_dump_send_restore_and_commit() -> None:
+    # The worked example's final round: 0.5 dump + 2.1 MB / 100 MB/s + 0.25 restore + RTT/2.
+    inputs = ModelInputs(
+        size=100 * MB, dirty_rate=10 * MB, bandwidth=100 * MB, rtt=0.1,
+        dump_time=0.5, restore_time=0.25, downtime_target=0.83,
+    )  # fmt: skip
+    parts = plan(inputs).downtime_parts
+    assert (parts.dump_s, parts.send_s, parts.restore_s, parts.commit_s) == pytest.approx(
+        (0.5, 0.021, 0.25, 0.05)
+    )
+    assert (parts.freeze_s, parts.diff_s, parts.resume_s) == (0.0, 0.0, 0.0)
+
+
+def test_a_dump_that_writes_the_whole_state_is_the_dump_part_not_the_send() -> None:
+    # Full dumps at 1 GB/s: the final dump writes all 100 MB (0.1 s) whatever the residual.
+    inputs = ModelInputs(
+        size=100 * MB, dirty_rate=10 * MB, bandwidth=100 * MB, rtt=0.1,
+        dump_time=0.5, dump_rate=1e9, restore_time=0.25,
+    )  # fmt: skip
+    p = plan(inputs, "stop-and-copy")
+    assert p.downtime_parts.dump_s == pytest.approx(0.6)
+    assert p.downtime_parts.send_s == pytest.approx(1.0)
+    assert p.downtime_parts.total_s == pytest.approx(p.downtime_s)

@@ -179,10 +179,11 @@ def test_rounds_share_one_set_of_sessions_and_each_arrives_whole(
             (img / "pages-1.img").write_bytes(pages)
             (img / "inventory.img").write_bytes(b"inventory %d" % number)
             on_target = source.load_index(str(wd))
-            (_, n_sent), reply = transfer.send(
+            images, reply = transfer.send(
                 lambda s: source.send_images(str(img), str(wd), s, on_target)  # noqa: B023
             )
-            sent.append(n_sent)
+            sent.append(images.sent_bytes)
+            assert 0 <= images.diff_s < 5  # the page hashing's own clock, inside the round
             assert reply["round"] == number
             # Received where the restore reads the page files: the container's /.wb.
             staged = tmp_path / "upper" / ".wb"

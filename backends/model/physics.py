@@ -39,8 +39,10 @@ def downtime_parts(i: ModelInputs, final_bytes: float) -> DowntimeParts:
     """The downtime of a final round sending `final_bytes`, in the hand-over's parts: they add
     up to downtime_fixed + down_per_byte * V."""
     c = round_costs(i)
+    # A dump's per-byte time (incremental dumps write what the round sends), the rest is the
+    # link's; taken apart per byte, not as a difference of products that may be huge.
+    dump = c.down_fixed - i.restore_time + (c.down_per_byte - 1 / i.bandwidth) * final_bytes
     send = final_bytes / i.bandwidth
-    dump = c.down_fixed - i.restore_time + c.down_per_byte * final_bytes - send
     commit = i.final_round_trips * i.rtt
     return DowntimeParts(0.0, dump, 0.0, send, i.restore_time, commit, 0.0)
 

@@ -65,7 +65,7 @@ def _round(mig, cid, wd, prepared, transfer, number):
     img, dump_s = dump(mig, cid, True, f"round-{number}")
     on_target = load_index(wd)
     t0 = time.monotonic()
-    (state, sent), _reply = transfer.send(
+    (state, sent, _diff_s), _reply = transfer.send(
         lambda stream: _faulty(
             prepared,
             f"kill-link-round-{number}",

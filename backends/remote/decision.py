@@ -84,6 +84,8 @@ def settle(mig=None, sock=None, cid=None):
         if warning:
             answer["warning"] = warning
     out(answer)
+    if verdict == "committed":
+        drop_checkpoint(sock, cid)
 
 
 def abort_target(mig, sock, cid):
@@ -99,11 +101,13 @@ def abort_target(mig, sock, cid):
     return verdict
 
 
-def serve(sock, cid):
+def serve(sock, cid, pid=None):
     """The committed copy serves: staged page files gone (through the container's own mount,
     never in the upper dir behind overlayfs's back), then every task resumed. Safe to repeat;
-    returns a warning for what could not be tidied, or None."""
-    pid = int(target_docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
+    returns a warning for what could not be tidied, or None. `pid`: the restored container's,
+    when the restore just said it (no Docker round trip inside the downtime)."""
+    if pid is None:
+        pid = int(target_docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
     if pid <= 0:
         raise RuntimeError("the committed container has no process")
     warning = None
@@ -114,6 +118,10 @@ def serve(sock, cid):
     except OSError as exc:
         warning = f"staged pages: {exc}"
     resume_tasks(pid, cid)
-    with contextlib.suppress(RuntimeError):  # once served, only space: a warning at most
-        target_docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)
     return warning
+
+
+def drop_checkpoint(sock, cid):
+    """The checkpoint the copy was restored from, once it serves (only space: no error)."""
+    with contextlib.suppress(RuntimeError):
+        target_docker("checkpoint", "rm", cid, CHECKPOINT, sock=sock)

@@ -114,31 +114,45 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         on_target = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
+        marks = {"freeze": t_freeze}  # when each step of the downtime ended: its parts
         failpoint(prepared, "handover.before-pause")
         docker(sock, "pause", cid)
         frozen = True
+        marks["frozen"] = time.monotonic()
         emit("frozen")
         failpoint(prepared, "handover.after-pause")
         stage = "dump"
         img, dump_s = dump(mig, cid, True, "final")
+        marks["dumped"] = time.monotonic()
         emit("dumped", dump_s=dump_s)
         failpoint(prepared, "handover.after-dump")
         stage = "send"
-        t_send = time.monotonic()
         session = transfer.session
-        state, sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared))
+        sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared))
         transfer.stream.end()
         if "drop-final-link" in prepared.get("failpoints", {}):
             session.kill()
         stripe_error = close_stripes(transfer.stripes)
         if stripe_error:
             raise RuntimeError(stripe_error)
-        emit("sent", state_bytes=state, sent_bytes=sent, send_s=time.monotonic() - t_send)
+        marks["sent"] = time.monotonic()
+        emit(
+            "sent",
+            state_bytes=sent.state_bytes,
+            sent_bytes=sent.sent_bytes,
+            send_s=marks["sent"] - marks["dumped"],
+        )
         stage = "restore"
         reply = next_reply(session)
         if not reply.get("restored"):
             raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
-        emit("restored", restore_s=reply.get("restore_s"), state_bytes=state, sent_bytes=sent)
+        marks["restored"] = time.monotonic()
+        emit(
+            "restored",
+            restore_s=reply.get("restore_s"),
+            state_bytes=sent.state_bytes,
+            sent_bytes=sent.sent_bytes,
+        )
         failpoint(prepared, "handover.after-restore")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         # No commit was sent: the target cannot have committed, whatever it holds.
@@ -149,19 +163,39 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             return resumed(sock, cid, emit, error, t_freeze)
         return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
-    final = FinalRound(img, dump_s, t_freeze, t_send, reply.get("restore_s"), state, sent)
-    verdict, why = _commit(session, links, emit)
-    return _concluded(verdict, why, final, prepared, cfg, cid, links, emit)
+    final = FinalRound(img, dump_s, reply.get("restore_s"), sent, marks)
+    verdict, why, resume_s = _commit(session, links, emit)
+    return _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit)
 
 
-# What the final round measured up to the commit, for the hand-over's outcome.
-FinalRound = namedtuple("FinalRound", "img dump_s t_freeze t_send restore_s state_bytes sent_bytes")
+# What the final round measured up to the commit, for the hand-over's outcome: `sent` is
+# send_images' Sent, `marks` when each step of the downtime ended (monotonic clock).
+FinalRound = namedtuple("FinalRound", "img dump_s restore_s sent marks")
 
 
-def _concluded(verdict, why, final, prepared, cfg, cid, links, emit):
+def downtime_parts(marks, diff_s, resume_s, t_serving):
+    """The downtime split at the marks, so that the parts add up to it: the diff runs inside
+    the send's window, and the target's resume (its own clock) inside the commit's."""
+    send = marks["sent"] - marks["dumped"]
+    commit = t_serving - marks["restored"]
+    diff = min(diff_s, send)
+    resume = min(resume_s or 0.0, commit)
+    return {
+        "freeze_s": marks["frozen"] - marks["freeze"],
+        "dump_s": marks["dumped"] - marks["frozen"],
+        "diff_s": diff,
+        "send_s": send - diff,
+        "restore_s": marks["restored"] - marks["sent"],
+        "commit_s": commit - resume,
+        "resume_s": resume,
+    }
+
+
+def _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit):
     """The outcome once the commit went (or could not): the source removed on "committed",
     resumed on "aborted" or a commit never sent, anything else left frozen."""
     sock = cfg["docker_socket"]
+    marks, sent = final.marks, final.sent
     if verdict == "committed":
         t_serving = time.monotonic()
         emit("committed")
@@ -171,19 +205,20 @@ def _concluded(verdict, why, final, prepared, cfg, cid, links, emit):
         return {
             "ok": True,
             "running_on": "target",
-            "downtime_s": t_serving - final.t_freeze,
+            "downtime_s": t_serving - marks["freeze"],
+            "parts": downtime_parts(marks, sent.diff_s, resume_s, t_serving),
             "dump_s": final.dump_s,
-            "send_s": t_serving - final.t_send,
+            "send_s": t_serving - marks["dumped"],
             "restore_s": final.restore_s,
-            "state_bytes": final.state_bytes,
-            "sent_bytes": final.sent_bytes,
+            "state_bytes": sent.state_bytes,
+            "sent_bytes": sent.sent_bytes,
             "stripes": len(links),
             **({} if removed else {"source_left": True}),
         }
     if verdict == "aborted":
-        return resumed(sock, cid, emit, f"commit: {why}", final.t_freeze)
+        return resumed(sock, cid, emit, f"commit: {why}", marks["freeze"])
     if verdict == "unsent":
-        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {why}", final.t_freeze)
+        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {why}", marks["freeze"])
     emit("failed", stage="commit", error=why)
     return {
         "ok": False,
@@ -192,14 +227,15 @@ def _concluded(verdict, why, final, prepared, cfg, cid, links, emit):
         "error": f"commit: {why}; the source stays frozen (paused), never resumed on a guess: "
         "`whimbrel recover` settles it once the target answers",
         "dump_s": final.dump_s,
-        "state_bytes": final.state_bytes,
-        "sent_bytes": final.sent_bytes,
+        "state_bytes": sent.state_bytes,
+        "sent_bytes": sent.sent_bytes,
         "stripes": len(links),
     }
 
 
 def _commit(session, links, emit):
-    """Send the commit and learn the verdict the target recorded: (verdict, why)."""
+    """Send the commit and learn the verdict the target recorded: (verdict, why, the seconds
+    the target took to resume its copy, when it answered "committed" itself)."""
     sent = False
     try:
         session.stdin.write(b"commit\n")
@@ -211,17 +247,17 @@ def _commit(session, links, emit):
     with contextlib.suppress(subprocess.TimeoutExpired):
         session.wait(timeout=10)
     if reply.get("committed"):
-        return "committed", "committed"
+        return "committed", "committed", reply.get("resume_s")
     if "decision" in reply:
-        return reply["decision"], reply.get("why", reply["decision"])
+        return reply["decision"], reply.get("why", reply["decision"]), None
     why = reply.get("error", "no answer")
     if not sent:
-        return "unsent", f"the commit could not be sent ({why})"
+        return "unsent", f"the commit could not be sent ({why})", None
     emit("warning", text=f"commit sent, no answer ({why}): asking the target")
     verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
     if verdict in ("committed", "aborted"):
-        return verdict, f"the target recorded {verdict} (its answer was lost: {why})"
-    return "unknown", f"sent, and the target's verdict is unknown ({why})"
+        return verdict, f"the target recorded {verdict} (its answer was lost: {why})", None
+    return "unknown", f"sent, and the target's verdict is unknown ({why})", None
 
 
 def _settle_target(links, emit, deadline_s):

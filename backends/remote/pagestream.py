@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import subprocess
+import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,6 +40,9 @@ Digests = namedtuple("Digests", "pages chunks")
 Run = namedtuple("Run", "op src offset length start")
 # A page file of this round: its (mapped) bytes, its Runs and its Digests.
 PageFile = namedtuple("PageFile", "data runs digests")
+# What a round's images came to: the state's bytes, the bytes that crossed the link, and the
+# seconds spent hashing pages against what the target holds.
+Sent = namedtuple("Sent", "state_bytes sent_bytes diff_s")
 
 
 def load_index(wd):
@@ -67,10 +71,11 @@ def _header(stream, **fields):
 
 def send_images(img_dir, wd, stream, on_target, trees=()):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
-    "@layer", each named volume as "@volume:NAME") to `stream`; returns (state, sent) bytes.
-    `on_target` is load_index()'s OnTarget."""
+    "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
+    load_index()'s OnTarget."""
     index, prev_files, layout = on_target
     state = sent = 0
+    diff_s = 0.0
     files, pages = {}, {}
     names = [
         n
@@ -88,7 +93,9 @@ def send_images(img_dir, wd, stream, on_target, trees=()):
         state += len(data)
         if name.startswith("pages-"):
             files[name] = "pages"
+            t0 = time.monotonic()
             runs, digests = _page_runs(name, memoryview(data), index, layout.get(name))
+            diff_s += time.monotonic() - t0
             pages[name] = PageFile(data, runs, digests)
             continue
         files[name] = hashlib.sha1(data).hexdigest()
@@ -136,7 +143,7 @@ def send_images(img_dir, wd, stream, on_target, trees=()):
             os.replace(os.path.join(wd, kind + name + ".new"), os.path.join(wd, kind + name))
     with open(os.path.join(wd, "index.json"), "w") as f:
         json.dump(files, f)
-    return state, sent
+    return Sent(state, sent, diff_s)
 
 
 def file_trees(prepared):

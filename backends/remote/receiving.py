@@ -10,10 +10,11 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections import namedtuple
 
 from confined import STAGING, Dir, extract
-from decision import abort_target, decide, serve
+from decision import abort_target, decide, drop_checkpoint, serve
 from nodelib import out, read_text
 from restoring import restore
 from stripes import joined, read_exact
@@ -98,9 +99,12 @@ def recv(which, k, token):
         why = "recorded before the commit came" if word == b"commit" else "no commit in time"
         out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
         return
-    warning = serve(target["docker_socket"], target["container"])
+    t0 = time.monotonic()
+    warning = serve(target["docker_socket"], target["container"], restored["pid"])
+    resume_s = time.monotonic() - t0
     failpoint(target, "receiver.after-commit")
-    out({"committed": True, **({"warning": warning} if warning else {})})
+    out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
+    drop_checkpoint(target["docker_socket"], target["container"])
 
 
 def _line_within(seconds):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from whimbrel.backends.config import load_config
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.engine import Migration, MigrationRequest
 from whimbrel.backends.events import MigrationFinished
 from whimbrel.backends.lab import lab
@@ -147,6 +148,8 @@ def _row(
         "error": finished.error or (None if serving else f"not serving on {dst} afterwards"),
         "downtime_s": finished.downtime_s,
         "predicted_downtime_s": finished.predicted_downtime_s,
+        "downtime_parts": _parts(finished.downtime_parts),
+        "predicted_downtime_parts": _parts(finished.predicted_downtime_parts),
         "replanned_downtime_s": (record.get("last_plan") or {}).get("downtime_s"),
         "rounds": finished.rounds,
         "predicted_rounds": (record.get("plan") or {}).get("rounds"),
@@ -163,6 +166,10 @@ def _row(
         "measured_rounds": record.get("measured_rounds", []),
         "at": time.time(),
     }
+
+
+def _parts(parts: DowntimeParts | None) -> dict[str, float] | None:
+    return asdict(parts) if parts is not None else None
 
 
 def run_grid(
@@ -228,6 +235,7 @@ def _run_point(
             + (
                 f"downtime {row['downtime_s']:.2f} s (predicted "
                 f"{row['predicted_downtime_s']:.2f}), {row['rounds']} rounds"
+                + (f"; {finished.downtime_parts.summary()}" if finished.downtime_parts else "")
                 if row["ok"]
                 else f"FAILED: {row['error']}"
             )
