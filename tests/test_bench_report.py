@@ -386,3 +386,36 @@ def test_the_product_never_imports_the_research_tooling() -> None:
         or (isinstance(node, ast.Import) and any("research" in a.name for a in node.names))
     ]
     assert importing == []
+
+
+def _with_parts(row: dict, dump: float) -> dict:
+    measured = {
+        "freeze_s": 0.01,
+        "dump_s": dump,
+        "diff_s": 0.05,
+        "send_s": 0.1,
+        "restore_s": 0.3,
+        "commit_s": 0.04,
+        "resume_s": 0.0,
+    }
+    return {**row, "downtime_parts": measured,
+            "predicted_downtime_parts": {**measured, "freeze_s": 0.0, "diff_s": 0.0}}  # fmt: skip
+
+
+def test_where_the_downtime_goes_gives_each_parts_median_over_the_pre_copy_runs() -> None:
+    rows = _every_policy(latency_aware=(0.6, 6.0), phaul=(0.7, 6.0), qemu=(0.7, 6.0))
+    # Dumps of 0.1, 0.2 and 0.9 s: the median is 0.2 s; stop-and-copy's 5 s stays out.
+    dumps = {"latency-aware": 0.1, "phaul": 0.2, "qemu": 0.9, "stop-and-copy": 5.0}
+    text = report([_with_parts(r, dumps[r["policy"]]) for r in rows], "test")
+    section = _section(text, "Where the downtime goes")
+    assert "| memwriter | 64 MiB | 3 | measured | 700 | 10 | 200 | 50 | 100 | 300 | 40 | 0 |" in (
+        section
+    )
+    assert "| memwriter | 64 MiB | 3 | predicted | 640 | 0 | 200 | 0 | 100 | 300 | 40 | 0 |" in (
+        section
+    )
+
+
+def test_runs_recorded_without_parts_give_no_downtime_parts_section() -> None:
+    text = report(_every_policy(latency_aware=(0.6, 6.0)), "test")
+    assert "Where the downtime goes" not in text

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from whimbrel.backends.research.calibration import calibrate
 from whimbrel.backends.research.charts import charts_section, tables_section
 from whimbrel.backends.research.constants import constants_section
+from whimbrel.backends.research.downtime_parts import downtime_parts_section
 from whimbrel.backends.research.goals import (
     claim_section,
     glance_section,
@@ -56,6 +57,7 @@ def report(
         out += _earlier_section(points, runs)
     out += run_order_section(points, hand_overs)
     out += prediction_section(ok)
+    out += downtime_parts_section(ok)
     out += constants_section(calibration)
     out += charts_section(points)
     out += tables_section(points)
