@@ -31,6 +31,14 @@ WHIMBREL_DARK = Theme(
         "chart-dirty": "#E0803C",
         "chart-predicted": "#7C8A99",
         "chart-actual": "#6CC07A",
+        # The downtime's parts, in the order they happen.
+        "chart-downtime-freeze": "#A58BD8",
+        "chart-downtime-dump": "#5FA8D3",
+        "chart-downtime-diff": "#7CC9BE",
+        "chart-downtime-send": "#E0803C",
+        "chart-downtime-restore": "#C9A66B",
+        "chart-downtime-commit": "#6CC07A",
+        "chart-downtime-resume": "#D98BB0",
         "footer-key-foreground": "#E0803C",
     },
 )
@@ -53,6 +61,13 @@ WHIMBREL_LIGHT = Theme(
         "chart-dirty": "#B85412",
         "chart-predicted": "#8C96A0",
         "chart-actual": "#2E7D3E",
+        "chart-downtime-freeze": "#6A4FA3",
+        "chart-downtime-dump": "#1F5F8B",
+        "chart-downtime-diff": "#2A7F78",
+        "chart-downtime-send": "#B85412",
+        "chart-downtime-restore": "#8A6A2F",
+        "chart-downtime-commit": "#2E7D3E",
+        "chart-downtime-resume": "#A8456F",
         "footer-key-foreground": "#B85412",
     },
 )

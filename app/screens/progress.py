@@ -35,6 +35,7 @@ from whimbrel.backends.events import (
     RoundStarted,
 )
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
+from whimbrel.widgets.downtime_bar import DowntimeBar
 from whimbrel.widgets.event_log import EventLog
 from whimbrel.widgets.round_bars import RoundBars
 
@@ -78,6 +79,8 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             yield Static(id="progress-head")
             yield RoundBars(colours, id="progress-rounds")
             yield EventLog(colours, id="progress-log")
+            # Next to the summary's "downtime ... (predicted ...)": where the outcome is read.
+            yield DowntimeBar(colours, id="progress-downtime")
             yield Static(id="progress-summary")
         yield Footer()
 
@@ -136,6 +139,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.console.migration_started(order)
         self._show_head()
         self._show_rounds()
+        self._show_downtime()
 
     def _show_head(self) -> None:
         colours = colours_of(self.app)
@@ -168,6 +172,27 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
 
     def _show_rounds(self) -> None:
         self.query_one(RoundBars).show_rounds(self._rounds.bars(), show_actual=True)
+
+    def _show_downtime(self, finished: MigrationFinished | None = None) -> None:
+        """The plan's downtime parts while the migration runs; once it finished, the measured
+        parts against the predicted ones (the engine's prediction if it sent one)."""
+        plan = self.orders[self.index].plan
+        predicted = plan.downtime_parts if plan is not None else None
+        bar = self.query_one(DowntimeBar)
+        if finished is None:
+            bar.border_title = "Downtime: predicted"
+            bar.show_parts(predicted)
+            return
+        bar.border_title = "Downtime: measured against predicted"
+        bar.show_parts(
+            finished.predicted_downtime_parts or predicted,
+            finished.downtime_parts if finished.ok else None,
+            note=(
+                "none: the hand-over reported no parts"
+                if finished.ok
+                else "none: the migration failed"
+            ),
+        )
 
     @on(MigrationProgress)
     def _progress(self, message: MigrationProgress) -> None:
@@ -214,6 +239,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
 
     def _finished(self, event: MigrationFinished) -> None:
         self.results.append(Outcome(event, tuple(self.events)))
+        self._show_downtime(event)
         last = self.index == len(self.orders) - 1
         if event.ok and not last and not self._aborted:
             return  # the next order's first event resets the view

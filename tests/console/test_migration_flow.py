@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import Button, Input, Static
 
 from tests.console.conftest import SIZE
-from tests.console.fake_backend import FakeBackend
+from tests.console.fake_backend import MEASURED_PARTS, PREDICTED_PARTS, FakeBackend
 from tests.console.helpers import settled, text_of, until
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.main import MainScreen
@@ -14,7 +14,9 @@ from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
 from whimbrel.backends.events import MigrationFinished, PhaseChanged, RoundFinished
+from whimbrel.backends.units import format_duration
 from whimbrel.widgets.container_table import ContainerTable
+from whimbrel.widgets.downtime_bar import DowntimeBar
 
 
 async def _preview(pilot) -> PreviewScreen:
@@ -105,6 +107,76 @@ async def test_confirming_runs_the_migration_and_events_arrive_in_order(make_app
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         table = app.screen.query_one(ContainerTable)
         await until(pilot, lambda: table.current_ref == "west-1/kv")  # the cursor followed kv
+
+
+async def _migrating(pilot) -> ProgressScreen:
+    await _preview(pilot)
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(pilot.app.screen, MigrateModal))
+    await pilot.press("right", "enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ProgressScreen))
+    return pilot.app.screen
+
+
+def _downtime_rows(screen: ProgressScreen) -> dict[str, list[str]]:
+    """The downtime bar's rows by label: the bar line, then its legend lines."""
+    rows: dict[str, list[str]] = {}
+    for line in screen.query_one(DowntimeBar).render().plain.splitlines():
+        label = line.split(" ", 1)[0]
+        if label:
+            rows[label] = [line]
+        else:
+            rows[list(rows)[-1]].append(line)
+    return rows
+
+
+def _legend(parts) -> list[str]:
+    return [f"{name} {format_duration(s)}" for name, s in parts.named() if s > 0]
+
+
+async def test_while_it_runs_the_downtime_bar_shows_the_plans_prediction_only(make_app) -> None:
+    app = make_app(FakeBackend(hold_migrations=True))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _migrating(pilot)
+        await until(pilot, lambda: any(isinstance(e, RoundFinished) for e in screen.events))
+        plan = screen.orders[0].plan
+        assert plan is not None
+        rows = _downtime_rows(screen)
+        assert list(rows) == ["predicted"]
+        assert format_duration(plan.downtime_s) in rows["predicted"][0]
+        legend = " ".join(rows["predicted"][1:])
+        assert all(item in legend for item in _legend(plan.downtime_parts))
+        app.backend.migrations[0].release()
+        await until(pilot, lambda: screen.done)
+
+
+async def test_the_finished_migration_draws_measured_downtime_against_predicted(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _migrating(pilot)
+        await until(pilot, lambda: screen.done)
+        rows = _downtime_rows(screen)
+        assert list(rows) == ["predicted", "measured"]
+        # The engine's prediction (the plan's differs), and the parts the hand-over measured.
+        plan = screen.orders[0].plan
+        assert plan is not None and plan.downtime_parts != PREDICTED_PARTS
+        for label, parts in (("predicted", PREDICTED_PARTS), ("measured", MEASURED_PARTS)):
+            assert format_duration(parts.total_s) in rows[label][0]
+            legend = " ".join(rows[label][1:])
+            assert [item for item in _legend(parts) if item not in legend] == []
+        assert "freeze" not in " ".join(rows["predicted"])  # 0 s in the model: no legend
+
+
+async def test_a_failed_migration_says_its_downtime_was_not_measured(make_app) -> None:
+    app = make_app(FakeBackend(fail_migrations="west-1: disk full"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _migrating(pilot)
+        await until(pilot, lambda: screen.done)
+        rows = _downtime_rows(screen)
+        assert rows["measured"] == ["measured   none: the migration failed"]
+        plan = screen.orders[0].plan
+        assert plan is not None  # the event brought no prediction: the plan's stands
+        assert format_duration(plan.downtime_s) in rows["predicted"][0]
 
 
 async def test_abort_before_the_final_round_rolls_back(make_app) -> None:
