@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from whimbrel.app.cli import main
+from whimbrel.app.commands import bench as bench_command
 from whimbrel.backends import costs as costs_module
 from whimbrel.backends.costs import Costs
 from whimbrel.backends.research.grid import ALL_POLICIES, Point, quick_grid, run_order
@@ -419,3 +420,22 @@ def test_where_the_downtime_goes_gives_each_parts_median_over_the_pre_copy_runs(
 def test_runs_recorded_without_parts_give_no_downtime_parts_section() -> None:
     text = report(_every_policy(latency_aware=(0.6, 6.0)), "test")
     assert "Where the downtime goes" not in text
+
+
+def test_bench_points_runs_only_the_grid_points_its_pattern_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[str] = []
+
+    def run_grid(points: list[Point], *_: object) -> int:
+        ran.extend(p.key for p in points)
+        return 0
+
+    monkeypatch.setattr(bench_command, "run_grid", run_grid)
+    results = tmp_path / "runs.jsonl"
+    results.touch()
+    args = ["bench", "--results", str(results), "--points"]
+    assert main([*args, "memwriter/1024MiB/medium@50ms/*"]) == 0
+    assert ran == ["memwriter/1024MiB/medium@50ms/400Mbit", "memwriter/1024MiB/medium@50ms/100Mbit"]
+    assert main([*args, "memwriter/2048MiB/*"]) == 2
+    assert "no point of the grid matches" in capsys.readouterr().err

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="a few minutes' subset")
     parser.add_argument("--repeats", type=int, default=3, help="runs per point and policy (3)")
     parser.add_argument("--policies", default=",".join(ALL_POLICIES))
+    parser.add_argument(
+        "--points",
+        metavar="PATTERN",
+        help="only the grid's points whose key matches this shell pattern "
+        "(keys as in the results: 'memwriter/1024MiB/medium@50ms/400Mbit', '*/256MiB/*')",
+    )
     parser.add_argument("--results", type=Path, default=None, help=f"JSON lines ({RESULTS})")
     parser.add_argument("--report", type=Path, default=None, help=f"markdown ({REPORT})")
     parser.add_argument(
@@ -89,6 +96,10 @@ def _run_grid(args: argparse.Namespace, results: Path) -> int:
     if unknown:
         raise UsageError(f"--policies: unknown {', '.join(unknown)}")
     points = quick_grid() if args.quick else full_grid()
+    if args.points:
+        points = [p for p in points if fnmatch.fnmatchcase(p.key, args.points)]
+        if not points:
+            raise UsageError(f"--points {args.points}: no point of the grid matches")
     repeats = 1 if args.quick else max(1, args.repeats)
     made = run_grid(points, policies, repeats, results, lambda line: print(line, flush=True))
     rows = list(read_rows(results))
