@@ -164,8 +164,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
     final = FinalRound(img, dump_s, reply.get("restore_s"), sent, marks)
-    verdict, why, resume_s = _commit(session, links, emit)
-    return _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit)
+    return _concluded(_commit(session, links, emit), final, prepared, cfg, cid, links, emit)
 
 
 # What the final round measured up to the commit, for the hand-over's outcome: `sent` is
@@ -191,13 +190,15 @@ def downtime_parts(marks, diff_s, resume_s, t_serving):
     }
 
 
-def _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit):
+def _concluded(answer, final, prepared, cfg, cid, links, emit):
     """The outcome once the commit went (or could not): the source removed on "committed",
     resumed on "aborted" or a commit never sent, anything else left frozen."""
     sock = cfg["docker_socket"]
     marks, sent = final.marks, final.sent
+    verdict, why = answer.verdict, answer.why
     if verdict == "committed":
-        t_serving = time.monotonic()
+        # The target served before it answered; the source's clock stops at its answer.
+        t_serving = answer.answered or time.monotonic()
         emit("committed")
         shutil.rmtree(final.img, ignore_errors=True)
         shutil.rmtree(final.img + ".work", ignore_errors=True)
@@ -206,7 +207,7 @@ def _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit):
             "ok": True,
             "running_on": "target",
             "downtime_s": t_serving - marks["freeze"],
-            "parts": downtime_parts(marks, sent.diff_s, resume_s, t_serving),
+            "parts": downtime_parts(marks, sent.diff_s, answer.resume_s, t_serving),
             "dump_s": final.dump_s,
             "send_s": t_serving - marks["dumped"],
             "restore_s": final.restore_s,
@@ -233,9 +234,13 @@ def _concluded(verdict, why, resume_s, final, prepared, cfg, cid, links, emit):
     }
 
 
+# The target's verdict on the commit and why; when the target answered "committed" itself,
+# the seconds it took to resume its copy and when its answer came (monotonic).
+Answer = namedtuple("Answer", "verdict why resume_s answered", defaults=(None, None))
+
+
 def _commit(session, links, emit):
-    """Send the commit and learn the verdict the target recorded: (verdict, why, the seconds
-    the target took to resume its copy, when it answered "committed" itself)."""
+    """Send the commit and learn the verdict the target recorded: an Answer."""
     sent = False
     try:
         session.stdin.write(b"commit\n")
@@ -244,20 +249,21 @@ def _commit(session, links, emit):
         reply = next_reply(session)
     except OSError as exc:
         reply = {"error": f"link lost ({exc})"}
+    answered = time.monotonic()
     with contextlib.suppress(subprocess.TimeoutExpired):
-        session.wait(timeout=10)
+        session.wait(timeout=10)  # the receiver tidies after its answer (its checkpoint)
     if reply.get("committed"):
-        return "committed", "committed", reply.get("resume_s")
+        return Answer("committed", "committed", reply.get("resume_s"), answered)
     if "decision" in reply:
-        return reply["decision"], reply.get("why", reply["decision"]), None
+        return Answer(reply["decision"], reply.get("why", reply["decision"]))
     why = reply.get("error", "no answer")
     if not sent:
-        return "unsent", f"the commit could not be sent ({why})", None
+        return Answer("unsent", f"the commit could not be sent ({why})")
     emit("warning", text=f"commit sent, no answer ({why}): asking the target")
     verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
     if verdict in ("committed", "aborted"):
-        return verdict, f"the target recorded {verdict} (its answer was lost: {why})", None
-    return "unknown", f"sent, and the target's verdict is unknown ({why})", None
+        return Answer(verdict, f"the target recorded {verdict} (its answer was lost: {why})")
+    return Answer("unknown", f"sent, and the target's verdict is unknown ({why})")
 
 
 def _settle_target(links, emit, deadline_s):
