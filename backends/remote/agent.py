@@ -62,7 +62,7 @@ def agent(mig, cid, link_json, cfg_json):
 def _round(mig, cid, wd, prepared, transfer, number):
     # File trees go with round 0, and again whole with the final round.
     trees = file_trees(prepared) if number == 0 else ()
-    img, dump_s = dump(mig, cid, True, f"round-{number}")
+    img, dump_s, _ = dump(mig, cid, True, f"round-{number}")
     on_target = load_index(wd)
     t0 = time.monotonic()
     (state, sent, _diff_s), _reply = transfer.send(

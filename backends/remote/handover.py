@@ -122,13 +122,14 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit("frozen")
         failpoint(prepared, "handover.after-pause")
         stage = "dump"
-        img, dump_s = dump(mig, cid, True, "final")
+        # Its page files are hashed as they land: the diff then waits on little but the dump.
+        img, dump_s, landed = dump(mig, cid, True, "final", follow_pages=True)
         marks["dumped"] = time.monotonic()
         emit("dumped", dump_s=dump_s)
         failpoint(prepared, "handover.after-dump")
         stage = "send"
         session = transfer.session
-        sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared))
+        sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared), landed)
         transfer.stream.end()
         if "drop-final-link" in prepared.get("failpoints", {}):
             session.kill()

@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import subprocess
+import threading
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,55 @@ PageFile = namedtuple("PageFile", "data runs digests")
 Sent = namedtuple("Sent", "state_bytes sent_bytes diff_s")
 
 
+class ChunksAsTheyLand:
+    """The SHA-1 of each CHUNK of a dump's page files, taken while CRIU writes them, so that
+    the diff after the dump is left only the changed chunks' pages to hash. CRIU appends to a
+    page file (splice at the file's offset) and never rewrites it: the bytes below a file's
+    size are final. Start it on an image dir that holds no page files yet."""
+
+    def __init__(self, img_dir):
+        self.img_dir = img_dir
+        self._digests = {}  # page file name: the digests of its chunks hashed so far
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def finish(self):
+        """Once the dump has ended: {page file name: the digests of all its chunks}."""
+        self._done.set()
+        self._thread.join()
+        return {name: bytes(d) for name, d in self._digests.items()}
+
+    def _follow(self):
+        opened = {}
+        try:
+            while True:
+                last = self._done.is_set()  # set once the dump ended: this pass sees it all
+                self._hash_landed(opened, last)
+                if last:
+                    return
+                self._done.wait(0.005)
+        finally:
+            for fd in opened.values():
+                os.close(fd)
+
+    def _hash_landed(self, opened, last):
+        try:
+            names = [n for n in os.listdir(self.img_dir) if n.startswith("pages-")]
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name not in opened:
+                opened[name] = os.open(os.path.join(self.img_dir, name), os.O_RDONLY)
+            fd, digests = opened[name], self._digests.setdefault(name, bytearray())
+            size = os.fstat(fd).st_size
+            start = len(digests) // 20 * CHUNK
+            # A chunk is hashed once whole; a file's last, short one once the dump has ended.
+            while start + CHUNK <= size or (last and start < size):
+                digests += hashlib.sha1(os.pread(fd, min(CHUNK, size - start), start)).digest()
+                start += CHUNK
+
+
 def load_index(wd):
     """What the target holds from the previous round, as the work dir `wd` recorded it."""
     index, layout = {}, {}
@@ -69,10 +119,10 @@ def _header(stream, **fields):
     stream.write(LENGTH.pack(len(header)) + header)
 
 
-def send_images(img_dir, wd, stream, on_target, trees=()):
+def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
-    load_index()'s OnTarget."""
+    load_index()'s OnTarget; `landed` ChunksAsTheyLand's digests, when it followed the dump."""
     index, prev_files, layout = on_target
     state = sent = 0
     diff_s = 0.0
@@ -94,7 +144,8 @@ def send_images(img_dir, wd, stream, on_target, trees=()):
         if name.startswith("pages-"):
             files[name] = "pages"
             t0 = time.monotonic()
-            runs, digests = _page_runs(name, memoryview(data), index, layout.get(name))
+            chunks = (landed or {}).get(name)
+            runs, digests = _page_runs(name, memoryview(data), index, layout.get(name), chunks)
             diff_s += time.monotonic() - t0
             pages[name] = PageFile(data, runs, digests)
             continue
@@ -152,21 +203,23 @@ def file_trees(prepared):
     ]
 
 
-def _page_runs(name, view, index, prev):
+def _page_runs(name, view, index, prev, chunks=None):
     """The file as Runs: pages the target holds (preferably at the same place), pages
     repeated within the file, and new data; and the file's Digests (`prev`: last round's). A
     chunk whose digest matches last round's at the same place is taken whole, without hashing
     its pages one by one: a round then costs about what changed (one large hash runs near
-    memory speed, 256 small ones do not)."""
+    memory speed, 256 small ones do not). `chunks`: the chunks' digests, if already taken."""
     prev_pages, prev_chunks = prev or (b"", b"")
     pages = bytearray()
     seen = {}
     runs = []
     run = None
     starts = range(0, len(view), CHUNK)
-    # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 s on one).
-    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
-        chunks = b"".join(pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts))
+    if chunks is None or len(chunks) != len(starts) * 20:
+        # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 on one).
+        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+            hashed = pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts)
+            chunks = b"".join(hashed)
 
     def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
         nonlocal run

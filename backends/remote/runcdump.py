@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from nodelib import criu_conf_as_found
+from pagestream import ChunksAsTheyLand
 from workdirs import prepared_info, workdir
 
 RUNC = "runc"
@@ -28,7 +29,9 @@ def find_runc_root(cid):
     return None
 
 
-def dump(mig, cid, leave_running, dirname):
+def dump(mig, cid, leave_running, dirname, follow_pages=False):
+    """runc's checkpoint into the work dir's `dirname`: (its path, CRIU's seconds, and with
+    `follow_pages` the page files' chunk digests taken as they landed, else None)."""
     wd = workdir(mig)
     prepared = prepared_info(wd)
     img = os.path.join(wd, dirname)
@@ -51,10 +54,14 @@ def dump(mig, cid, leave_running, dirname):
     if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in prepared["failpoints"]:
         # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
         argv += ["--page-server", "127.0.0.1:9"]
-    with criu_conf_as_found():  # never with a restore's options, which would stop the source
-        t0 = time.monotonic()
-        proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
-        elapsed = time.monotonic() - t0
+    following = ChunksAsTheyLand(img) if follow_pages else None
+    try:
+        with criu_conf_as_found():  # never with a restore's options: they would stop the source
+            t0 = time.monotonic()
+            proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
+            elapsed = time.monotonic() - t0
+    finally:
+        landed = following.finish() if following else None
     if proc.returncode != 0:
         log = ""
         try:
@@ -64,7 +71,7 @@ def dump(mig, cid, leave_running, dirname):
             pass
         clear_criu_lock()
         raise RuntimeError(f"CRIU dump failed: {proc.stderr.strip()[-200:]} {log}")
-    return img, elapsed
+    return img, elapsed, landed
 
 
 def clear_criu_lock():
