@@ -4,9 +4,8 @@ gets it on a node: backends/node_scripts.py.)
 
 CRIU reads /etc/criu/runc.conf for every dump and restore runc starts, and its settings
 override runc's own: a restore's `leave-stopped` standing in that file while a dump runs leaves
-the dumped container stopped (found by two migrations crossing on one host). So the file is
-edited only under an exclusive lock (`criu_conf_with`), and every dump holds it shared
-(`criu_conf_as_found`).
+the dumped container stopped (found by two migrations crossing on one host). So each dump and
+each restore holds the file with its own options (`criu_conf_with`), under an exclusive lock.
 """
 
 import contextlib
@@ -48,9 +47,10 @@ def _criu_conf_lock():
 
 @contextlib.contextmanager
 def criu_conf_with(options):
-    """runc.conf with `options` added, for the block only (one restore: Docker 20.10 has no
-    per-container way to name another file). The lock dies with its holder and the file that
-    was there is saved first: whoever takes the lock next puts back what a killed block left."""
+    """runc.conf with `options` added, for the block only (one dump or restore: neither runc
+    nor Docker 20.10 has a per-container way to name another file, nor a flag for them). The
+    lock dies with its holder and the file that was there is saved first: whoever takes the
+    lock next puts back what a killed block left."""
     lock = _criu_conf_lock()
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,21 +64,6 @@ def criu_conf_with(options):
             yield
         finally:
             put_back_criu_conf()
-    finally:
-        os.close(lock)
-
-
-@contextlib.contextmanager
-def criu_conf_as_found():
-    """runc.conf as the host keeps it, for as long as the block runs (a dump)."""
-    lock = _criu_conf_lock()
-    try:
-        fcntl.flock(lock, fcntl.LOCK_SH)
-        while os.path.exists(CRIU_CONF_SAVED):  # a killed restore's options: put back first
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            put_back_criu_conf()
-            fcntl.flock(lock, fcntl.LOCK_SH)
-        yield
     finally:
         os.close(lock)
 

@@ -7,11 +7,15 @@ import shutil
 import subprocess
 import time
 
-from nodelib import criu_conf_as_found
+from nodelib import criu_conf_with
 from pagestream import ChunksAsTheyLand
 from workdirs import prepared_info, workdir
 
 RUNC = "runc"
+# CRIU options of a whimbrel dump: a connection the container had not accepted yet when it was
+# frozen (in a listening socket's queue) is left behind instead of failing the dump; its
+# client never had an answer, and connects again.
+DUMP_OPTIONS = ("skip-in-flight",)
 
 
 def find_runc_root(cid):
@@ -56,7 +60,7 @@ def dump(mig, cid, leave_running, dirname, follow_pages=False):
         argv += ["--page-server", "127.0.0.1:9"]
     following = ChunksAsTheyLand(img) if follow_pages else None
     try:
-        with criu_conf_as_found():  # never with a restore's options: they would stop the source
+        with criu_conf_with(DUMP_OPTIONS):  # never with a restore's, which stop the source
             t0 = time.monotonic()
             proc = subprocess.run([*argv, cid], capture_output=True, text=True, timeout=600)
             elapsed = time.monotonic() - t0

@@ -233,7 +233,7 @@ def no_leftovers(node: str) -> list[str]:
         # (LOCKS/.guard: the empty file locks are taken under, kept so all lock one inode)
         found += [f"{kind} {p.name}" for p in where.glob("[!.]*")] if where.exists() else []
     if CRIU_CONF_SAVED.exists() or (
-        CRIU_CONF.exists() and set(CRIU_CONF.read_text().split()) & {"leave-stopped", "tcp-close"}
+        CRIU_CONF.exists() and set(CRIU_CONF.read_text().split()) & OUR_CRIU_OPTIONS
     ):
         found.append("runc.conf edited")
     rules = _in_node(node, ["iptables", "-S"]) + _in_node(node, ["nft", "list", "ruleset"])
@@ -248,6 +248,8 @@ WORK_DIRS = Path("/var/tmp/whimbrel")
 DECISIONS = Path("/var/lib/whimbrel/decisions")
 CRIU_CONF = Path("/etc/criu/runc.conf")
 CRIU_CONF_SAVED = Path("/etc/criu/runc.conf.whimbrel-saved")
+# What a whimbrel restore or dump writes there, for its own block only.
+OUR_CRIU_OPTIONS = {"leave-stopped", "tcp-close", "skip-in-flight"}
 
 
 def _in_node(node: str, argv: list[str]) -> str:

@@ -268,7 +268,7 @@ def test_a_dump_while_a_restore_runs_on_its_node_leaves_the_source_running(
         for ledgers, proc, place in ((first, incoming, "west-1"), (second, outgoing, "east-2")):
             code, events = events_of(proc)
             done = finished(events)
-            assert code == 0 and done["running_on"] == place, done
+            assert code == 0 and done["running_on"] == place, done.get("error")
             ledgers.assert_settled_on(place)
 
 
