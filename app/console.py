@@ -300,6 +300,7 @@ class WhimbrelApp(App[int]):
                 partial(
                     poll_rtt,
                     self.backend,
+                    self.observed,
                     container.node,
                     self.target,
                     self.settings.rtt_every_s,

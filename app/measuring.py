@@ -39,10 +39,13 @@ async def poll_inventory(backend: Backend, node: str, every_s: float, post: Post
         await asyncio.sleep(every_s)
 
 
-async def poll_rtt(backend: Backend, src: str, dst: str, every_s: float, post: Post) -> None:
+async def poll_rtt(
+    backend: Backend, observed: Observations, src: str, dst: str, every_s: float, post: Post
+) -> None:
     while True:
         try:
-            post(RttMeasured(await backend.rtt(src, dst)))
+            async with observed.probing((src, dst)):
+                post(RttMeasured(await backend.rtt(src, dst)))
         except Exception as exc:  # shown on the chart; the loop tries again
             post(ProbeFailed("rtt", src, dst, str(exc)))
         await asyncio.sleep(every_s)
@@ -85,11 +88,12 @@ async def measure_path(
     """The path's throughput (tens of MiB: never on a timer), with its RTT first if none was
     measured yet; a failure of either is the throughput's."""
     try:
-        rtt = observed.rtt_last.get((src, dst))
-        if rtt is None:
-            result = await backend.rtt(src, dst)
-            post(RttMeasured(result))
-            rtt = result.rtt_s
-        post(ThroughputMeasured(await backend.throughput(src, dst, rtt)))
+        async with observed.probing((src, dst)):
+            rtt = observed.rtt_last.get((src, dst))
+            if rtt is None:
+                result = await backend.rtt(src, dst)
+                post(RttMeasured(result))
+                rtt = result.rtt_s
+            post(ThroughputMeasured(await backend.throughput(src, dst, rtt)))
     except Exception as exc:
         post(ProbeFailed("throughput", src, dst, str(exc)))

@@ -3,6 +3,7 @@ the screens."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from typing import Literal
@@ -37,6 +38,12 @@ class Observations:
         self.throughput_errors: dict[Pair, str] = {}
         self.dirty_errors: dict[str, str] = {}  # by container ref
         self.busy: dict[str, str] = {}  # ref -> what is happening to it, e.g. "migrating"
+        self._probing: dict[Pair, asyncio.Lock] = {}
+
+    def probing(self, pair: Pair) -> asyncio.Lock:
+        """Held while a path is probed: an RTT taken while the throughput probe fills the link
+        measures the link's queue (155 ms on the lab's 40 ms path), not the path."""
+        return self._probing.setdefault(pair, asyncio.Lock())
 
     @property
     def all_answered(self) -> bool:
