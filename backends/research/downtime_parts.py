@@ -43,7 +43,7 @@ def downtime_parts_section(ok: list[Row]) -> list[str]:
         ):
             if not taken:
                 continue
-            medians = [median_of([dict(t.named())[name] for t in taken]) for name in PARTS]
+            medians = [median_of([getattr(t, f"{name}_s") for t in taken]) for name in PARTS]
             total = median_of([t.total_s for t in taken])
             out.append(
                 f"| {workload} | {size} MiB | {len(taken)} | {label} | {total * 1e3:.0f} | "
