@@ -164,6 +164,8 @@ class Migration:
         parts = DowntimeParts.from_json(final.get("parts"))
         if parts:
             yield journal.log(f"downtime {parts.summary()}")
+        if why := final.get("lazy_unavailable"):
+            yield journal.log(f"restored eagerly: no lazy restore on {dst.name} ({why})", "warning")
         yield journal.phase(Phase.CLEANUP)
         first_plan = prepared.first_plan
         outcome.ok, outcome.running_on = True, dst.name
@@ -202,6 +204,7 @@ class Migration:
             brownouts_s=delivered.brownouts_s if delivered else (),
             downtime_parts=delivered.downtime_parts if delivered else None,
             predicted_downtime_parts=delivered.predicted_downtime_parts if delivered else None,
+            lazy_restore=bool(delivered and delivered.handover.get("lazy_restore")),
             error=outcome.error,
             t=journal.elapsed_s(),
         )

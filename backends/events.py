@@ -84,6 +84,7 @@ class MigrationFinished:
     # and as the plan the final round ran under predicted it.
     downtime_parts: DowntimeParts | None = None
     predicted_downtime_parts: DowntimeParts | None = None
+    lazy_restore: bool = False  # restored lazily: its memory filled after it resumed
     error: str | None = None
     record: str | None = None  # path of the JSON history record
     t: float = 0.0

@@ -143,7 +143,8 @@ def _log_step(journal: Journal, step: dict[str, Any]) -> MigrationEvent | None:
     if kind == "dumped":
         return journal.log(f"dumped in {step['dump_s']:.2f} s: sending")
     if kind == "restored":
-        return journal.log("restored on the target, fenced: committing")
+        lazily = " lazily (its memory fills from the page files there)" if step.get("lazy") else ""
+        return journal.log(f"restored on the target{lazily}, fenced: committing")
     if kind == "committed":
         return journal.log("committed: the target serves, the source goes")
     if kind in ("failed", "warning"):

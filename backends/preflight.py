@@ -133,6 +133,7 @@ def _target_spec(ctx: MigrationContext, dst: Node, inspect: dict[str, Any]) -> d
         "docker_socket": dst.docker_socket,
         "image": {"ref": inspect["Config"]["Image"], "id": inspect["Image"]},
         "failpoints": ctx.failpoints,
+        "lazy_restore": ctx.request.lazy_restore,
     }
 
 

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only the grid's points whose key matches this shell pattern "
         "(keys as in the results: 'memwriter/1024MiB/medium@50ms/400Mbit', '*/256MiB/*')",
     )
+    parser.add_argument(
+        "--lazy-restore", action="store_true", help="every migration restores lazily"
+    )
     parser.add_argument("--results", type=Path, default=None, help=f"JSON lines ({RESULTS})")
     parser.add_argument("--report", type=Path, default=None, help=f"markdown ({REPORT})")
     parser.add_argument(
@@ -101,7 +104,9 @@ def _run_grid(args: argparse.Namespace, results: Path) -> int:
         if not points:
             raise UsageError(f"--points {args.points}: no point of the grid matches")
     repeats = 1 if args.quick else max(1, args.repeats)
-    made = run_grid(points, policies, repeats, results, lambda line: print(line, flush=True))
+    made = run_grid(
+        points, policies, repeats, results, lambda line: print(line, flush=True), args.lazy_restore
+    )
     rows = list(read_rows(results))
     summary = {
         "results": str(results),

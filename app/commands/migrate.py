@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--keep-source", action="store_true", help="keep the source container, stopped"
     )
+    parser.add_argument(
+        "--lazy-restore",
+        action="store_true",
+        help="restore lazily: the copy runs while CRIU fills its memory from the target's own "
+        "page files (post-copy: see README)",
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--json", action="store_true", help="JSON lines of progress")
     parser.set_defaults(func=run)
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         policy=args.policy,
         brownout_weight=args.brownout_weight,
+        lazy_restore=args.lazy_restore,
     )
     if reason := read_only_refusal(args.read_only, headless=True):
         raise UsageError(reason)

@@ -151,6 +151,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit(
             "restored",
             restore_s=reply.get("restore_s"),
+            lazy=bool(reply.get("lazy")),
             state_bytes=sent.state_bytes,
             sent_bytes=sent.sent_bytes,
         )
@@ -164,13 +165,14 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             return resumed(sock, cid, emit, error, t_freeze)
         return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
 
-    final = FinalRound(img, dump_s, reply.get("restore_s"), sent, marks)
+    final = FinalRound(img, dump_s, reply, sent, marks)
     return _concluded(_commit(session, links, emit), final, prepared, cfg, cid, links, emit)
 
 
-# What the final round measured up to the commit, for the hand-over's outcome: `sent` is
-# send_images' Sent, `marks` when each step of the downtime ended (monotonic clock).
-FinalRound = namedtuple("FinalRound", "img dump_s restore_s sent marks")
+# What the final round measured up to the commit, for the hand-over's outcome: `restored` is
+# the target's answer to it, `sent` send_images' Sent, `marks` when each step of the downtime
+# ended (monotonic clock).
+FinalRound = namedtuple("FinalRound", "img dump_s restored sent marks")
 
 
 def downtime_parts(marks, diff_s, resume_s, t_serving):
@@ -200,6 +202,7 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
     if verdict == "committed":
         # The target served before it answered; the source's clock stops at its answer.
         t_serving = answer.answered or time.monotonic()
+        lazy_why = final.restored.get("lazy_unavailable")  # asked for, not possible there
         emit("committed")
         shutil.rmtree(final.img, ignore_errors=True)
         shutil.rmtree(final.img + ".work", ignore_errors=True)
@@ -211,7 +214,9 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
             "parts": downtime_parts(marks, sent.diff_s, answer.resume_s, t_serving),
             "dump_s": final.dump_s,
             "send_s": t_serving - marks["dumped"],
-            "restore_s": final.restore_s,
+            "restore_s": final.restored.get("restore_s"),
+            "lazy_restore": bool(final.restored.get("lazy")),
+            **({"lazy_unavailable": lazy_why} if lazy_why else {}),
             "state_bytes": sent.state_bytes,
             "sent_bytes": sent.sent_bytes,
             "stripes": len(links),

@@ -16,7 +16,7 @@ from collections import namedtuple
 from confined import STAGING, Dir, extract
 from decision import abort_target, decide, drop_checkpoint, serve
 from nodelib import out, read_text
-from restoring import restore
+from restoring import lazy_unavailable, restore
 from stripes import joined, read_exact
 from targetdir import here, read_target
 from wire import LENGTH, NAME_LEN, OP_COPY_CUR, OP_COPY_PREV, OP_DATA, OP_END, SIZE, SPAN, failpoint
@@ -74,6 +74,8 @@ def recv(which, k, token):
     shutil.rmtree(target["checkpoint_dir"], ignore_errors=True)
     os.makedirs(target["checkpoint_dir"], mode=0o700)
     stream = joined(k, token)
+    # Asked for a lazy restore: whether this node can is learnt now, before the freeze.
+    lazy_why = lazy_unavailable() if target.get("lazy_restore") else None
     # The source opens this session armed, while the pre-copy rounds still run: the round to
     # build on is the last one, known once the final round's data begins.
     if not stream.more():
@@ -87,7 +89,9 @@ def recv(which, k, token):
     if "corrupt-image" in target.get("failpoints", {}):
         with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
             f.write(b"\xff" * 16)
-    restored = restore(target)
+    restored = restore(target, lazy=bool(target.get("lazy_restore")) and lazy_why is None)
+    if lazy_why:
+        restored["lazy_unavailable"] = lazy_why
     out(dict(restored, received_bytes=received, files=files))
     word = _line_within(COMMIT_WAIT_S)
     failpoint(target, "receiver.before-commit-record")

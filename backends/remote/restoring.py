@@ -1,10 +1,13 @@
-"""The final round's restore on the target, fenced (standard library only)."""
+"""The final round's restore on the target, fenced, and lazy where asked and possible
+(standard library only; lazy: lazypages.py)."""
 
+import os
 import time
 
 from decision import abort_target
+from lazypages import LAZY_DIR, LazyPages
 from nodelib import criu_conf_with
-from targetdir import CHECKPOINT, target_docker
+from targetdir import CHECKPOINT, here, target_docker
 from wire import failpoint
 
 # CRIU options of a whimbrel restore: established connections closed (their peer address is
@@ -12,20 +15,32 @@ from wire import failpoint
 RESTORE_OPTIONS = ("tcp-close", "leave-stopped")
 
 
-def restore(target):
-    """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit."""
+def restore(target, lazy=False):
+    """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit;
+    with `lazy`, through a lazy-pages daemon filling them from the staged page files."""
     t0 = time.monotonic()
+    options = RESTORE_OPTIONS
+    daemon = None
     try:
-        with criu_conf_with(RESTORE_OPTIONS):
+        if lazy:
+            daemon = LazyPages(os.path.join(here(), LAZY_DIR), target)
+            options += ("lazy-pages", "work-dir " + daemon.work)
+        with criu_conf_with(options):
             failpoint(target, "receiver.before-restore")
             target_docker("start", "--checkpoint", CHECKPOINT, target["container"])
         state = target_docker(
             "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", target["container"]
         )
+        if not state.startswith("running"):
+            raise RuntimeError(f"restored container is {state}")
     except RuntimeError as exc:
         abort_target(target["migration"], target["docker_socket"], target["container"])
+        if daemon is not None:
+            daemon.stop()
         raise RuntimeError(f"restore: {exc}") from None
-    if not state.startswith("running"):
-        abort_target(target["migration"], target["docker_socket"], target["container"])
-        raise RuntimeError(f"restored container is {state}")
-    return {"restored": True, "restore_s": time.monotonic() - t0, "pid": int(state.split()[1])}
+    return {
+        "restored": True,
+        "restore_s": time.monotonic() - t0,
+        "pid": int(state.split()[1]),
+        "lazy": daemon is not None,
+    }

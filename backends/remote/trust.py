@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from lazypages import LAZY_DIR, wait_lazy_fill
+
 TAG = "whimbrel-ephemeral:"
 PREFIX = "whimbrel-"
 EXPIRY = re.compile(rb'expiry-time="(\d{12})"')
@@ -182,8 +184,21 @@ def keyfile(known_hosts_line):
     print(json.dumps({"dir": workdir}))
 
 
+# How long a receiver dir's removal waits for its lazy restore's fill to end (a 1 GiB fill
+# from local page files takes about 3 s); a daemon still filling after it is left to finish,
+# never killed: the pages it has not filled are the container's.
+LAZY_FILL_WAIT_S = 40.0
+
+
 def cleanup(workdir):
+    result = {"removed": workdir}
     if workdir and os.path.isdir(workdir) and _is_ours(workdir):
+        lazy = os.path.join(workdir, LAZY_DIR)
+        if os.path.isdir(lazy):
+            t0 = time.monotonic()
+            if not wait_lazy_fill(lazy, LAZY_FILL_WAIT_S):
+                result["warning"] = f"a lazy restore's fill runs on after {LAZY_FILL_WAIT_S:.0f} s"
+            result["lazy_fill_wait_s"] = round(time.monotonic() - t0, 3)
         # The link's shared ssh connections (one a stripe): end them too. Asking a master to
         # exit needs no config, and a node user's config must not be able to stop it (-F).
         for master in glob.glob(os.path.join(workdir, "master*")):
@@ -196,7 +211,7 @@ def cleanup(workdir):
         shutil.rmtree(workdir, ignore_errors=True)
         if os.path.exists(workdir):
             shutil.rmtree(workdir)
-    print(json.dumps({"removed": workdir}))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -114,10 +114,14 @@ def _clean() -> None:
         _docker(node, "rm", "-f", NAME, check=False)
 
 
-async def _migrate(config_path: Path, src: str, dst: str, policy: str) -> MigrationFinished:
+async def _migrate(
+    config_path: Path, src: str, dst: str, policy: str, lazy_restore: bool
+) -> MigrationFinished:
     config = load_config(config_path)
     async with SessionPool(config) as pool:
-        request = MigrationRequest(f"{src}/{NAME}", dst, policy=policy, max_rounds=12)
+        request = MigrationRequest(
+            f"{src}/{NAME}", dst, policy=policy, max_rounds=12, lazy_restore=lazy_restore
+        )
         finished = None
         async for event in Migration(pool, request).events():
             if isinstance(event, MigrationFinished):
@@ -149,6 +153,7 @@ def _row(
         "downtime_s": finished.downtime_s,
         "predicted_downtime_s": finished.predicted_downtime_s,
         "downtime_parts": _parts(finished.downtime_parts),
+        "lazy_restore": finished.lazy_restore,
         "predicted_downtime_parts": _parts(finished.predicted_downtime_parts),
         "replanned_downtime_s": (record.get("last_plan") or {}).get("downtime_s"),
         "rounds": finished.rounds,
@@ -178,6 +183,7 @@ def run_grid(
     repeats: int,
     results: Path,
     say: Callable[[str], None],
+    lazy_restore: bool = False,
 ) -> int:
     """Run what the results file does not hold yet; returns how many runs were made.
 
@@ -199,7 +205,7 @@ def run_grid(
             for point in points:
                 todo = [p for p in order if (point.key, p, repeat) not in done]
                 if todo:
-                    made += _run_point(point, todo, repeat, config, results, say)
+                    made += _run_point(point, todo, repeat, config, results, say, lazy_restore)
     finally:
         _clean()
         lab.set_wan(status["rtt_ms"], status["bandwidth_mbit"])
@@ -213,6 +219,7 @@ def _run_point(
     config: Path,
     results: Path,
     say: Callable[[str], None],
+    lazy_restore: bool,
 ) -> int:
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
     _clean()
@@ -221,7 +228,7 @@ def _run_point(
     for position, policy in enumerate(policies):
         load = _load(point)
         try:
-            finished = asyncio.run(_migrate(config, src, dst, policy))
+            finished = asyncio.run(_migrate(config, src, dst, policy, lazy_restore))
         finally:
             if load is not None:
                 load.stop()

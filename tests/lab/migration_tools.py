@@ -249,7 +249,7 @@ DECISIONS = Path("/var/lib/whimbrel/decisions")
 CRIU_CONF = Path("/etc/criu/runc.conf")
 CRIU_CONF_SAVED = Path("/etc/criu/runc.conf.whimbrel-saved")
 # What a whimbrel restore or dump writes there, for its own block only.
-OUR_CRIU_OPTIONS = {"leave-stopped", "tcp-close", "skip-in-flight"}
+OUR_CRIU_OPTIONS = {"leave-stopped", "tcp-close", "skip-in-flight", "lazy-pages", "work-dir"}
 
 
 def _in_node(node: str, argv: list[str]) -> str:
@@ -274,8 +274,8 @@ def _staging_containers(node: str) -> list[str]:
 
 # The lab's nodes share this machine's process table. What runs whimbrel's node helpers (the
 # source's agent and hand-over daemon, the receiver, the link's ssh connections) carries one of
-# these in its command line.
-HELPER_MARKS = ("whimbrel node helper", "receiver.py", "/whimbrel-key-")
+# these in its command line (and a lazy restore's `criu lazy-pages`, its name).
+HELPER_MARKS = ("whimbrel node helper", "receiver.py", "/whimbrel-key-", "lazy-pages")
 
 
 def _helper_processes(grace_s: float = 5.0) -> list[str]:

@@ -95,15 +95,24 @@ class Run:
 
 
 def _partitioned(
-    lab: dict, wan: Wan, failpoint: str, on_record: Callable[[], bool], heal: bool
+    lab: dict,
+    wan: Wan,
+    failpoint: str,
+    on_record: Callable[[], bool],
+    heal: bool,
+    lazy: bool = False,
 ) -> Run:
-    """Migrate the Redis east-1 -> west-1 under both clients, the hand-over held 3 s at
-    `failpoint` and the WAN cut as it waits there. Returns once the migration ended and (if
-    `heal`) the WAN healed, the clients still writing."""
+    """Migrate the Redis east-1 -> west-1 under both clients (restored lazily if `lazy`), the
+    hand-over held 3 s at `failpoint` and the WAN cut as it waits there. Returns once the
+    migration ended and (if `heal`) the WAN healed, the clients still writing."""
     ledgers = Ledgers().__enter__()
     wan.cut_when(on_record, heal)
     proc = migrate_process(
-        lab["config"], "--rounds", "1", env={"WHIMBREL_FAILPOINTS": f"{failpoint}=sleep:3"}
+        lab["config"],
+        "--rounds",
+        "1",
+        *(["--lazy-restore"] if lazy else []),
+        env={"WHIMBREL_FAILPOINTS": f"{failpoint}=sleep:3"},
     )
     assert proc.stdout is not None and proc.stderr is not None
     events = [json.loads(line) for line in proc.stdout]
@@ -130,13 +139,18 @@ def test_a_partition_during_the_final_send_resumes_the_source(
     run.ledgers.assert_settled_on("east-1")
 
 
-@pytest.mark.parametrize("heal", [True, False], ids=["healing", "not-healing"])
+@pytest.mark.parametrize(
+    ("heal", "lazy"),
+    [(True, False), (False, False), (False, True)],
+    ids=["healing", "not-healing", "not-healing-lazy"],
+)
 def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
-    lab: dict, redis: str, wan: Wan, heal: bool
+    lab: dict, redis: str, wan: Wan, heal: bool, lazy: bool
 ) -> None:
     # The WAN cut as the restored copy waits, fenced, for a commit that cannot now be sent:
-    # the copy answered nobody, so the source resumes at once and the copy goes.
-    run = _partitioned(lab, wan, "handover.after-restore", daemon_logged("restored"), heal)
+    # the copy answered nobody, so the source resumes at once and the copy goes (restored
+    # lazily: with the lazy-pages daemon filling it, which ends with it).
+    run = _partitioned(lab, wan, "handover.after-restore", daemon_logged("restored"), heal, lazy)
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert "the commit could not be sent" in run.done["error"], run.done["error"]
@@ -146,13 +160,17 @@ def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
     run.ledgers.assert_settled_on("east-1")
 
 
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
 def test_a_partition_after_the_commit_healing_lets_the_source_learn_it(
-    lab: dict, redis: str, wan: Wan
+    lab: dict, redis: str, wan: Wan, lazy: bool
 ) -> None:
     # The target committed and serves; its answer is lost in the partition. The source stays
-    # frozen, asking, until the WAN heals and the target's record says committed.
-    run = _partitioned(lab, wan, "receiver.after-commit", target_committed, heal=True)
+    # frozen, asking, until the WAN heals and the target's record says committed. Restored
+    # lazily, the copy's memory fills from the target's own page files meanwhile: the WAN
+    # plays no part in it.
+    run = _partitioned(lab, wan, "receiver.after-commit", target_committed, True, lazy)
     assert run.code == 0 and run.done["ok"], run.events[-5:]
+    assert run.done["lazy_restore"] is lazy
     assert run.done["running_on"] == "west-1"
     assert any("commit sent, no answer" in t for t in run.texts), run.texts
     assert reached(run.events) == "restore"

@@ -1,6 +1,6 @@
 """Real migrations between clusters on the lab (RTT 40 ms, 200 Mbit/s): Redis under a steady
-write load in both modes, memwriter's state continuity both ways, a volume and the writable
-layer byte for byte, hostile labels."""
+write load in both modes (restored lazily, then eagerly), memwriter's state continuity both
+ways, a volume and the writable layer byte for byte, hostile labels."""
 
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ def downtimes() -> dict[str, float]:
     return {}
 
 
-def _migrate_under_load(lab: dict, name: str, mode: str) -> tuple[dict, WriteLoad]:
+def _migrate_under_load(lab: dict, name: str, *options: str) -> tuple[dict, WriteLoad]:
     with WriteLoad([(EAST1, 6380), (WEST1, 6380)], rate=200) as load:
         time.sleep(1)
-        code, events = migrate(lab["config"], f"east-1/{name}", "west-1", "--mode", mode)
+        code, events = migrate(lab["config"], f"east-1/{name}", "west-1", *options)
         time.sleep(1.5)
     done = finished(events)
     assert code == 0, done
@@ -78,10 +78,11 @@ def _check_moved(name: str, load: WriteLoad) -> None:
     assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
 
 
-def test_iterative_moves_redis_under_writes_with_every_acknowledged_write_and_a_short_outage(
+def test_iterative_lazily_restored_redis_keeps_every_acknowledged_write_with_a_short_outage(
     lab: dict, big_redis: str, downtimes: dict[str, float]
 ) -> None:
-    done, load = _migrate_under_load(lab, big_redis, "iterative")
+    done, load = _migrate_under_load(lab, big_redis, "--mode", "iterative", "--lazy-restore")
+    assert done["lazy_restore"] is True
     _check_moved(big_redis, load)
     print(
         f"iterative: engine downtime {done['downtime_s']:.2f} s, client's longest gap "
@@ -96,7 +97,8 @@ def test_iterative_moves_redis_under_writes_with_every_acknowledged_write_and_a_
 def test_stop_and_copy_moves_redis_and_iterative_downtime_is_at_most_a_quarter_of_it(
     lab: dict, big_redis: str, downtimes: dict[str, float]
 ) -> None:
-    done, load = _migrate_under_load(lab, big_redis, "stop-and-copy")
+    done, load = _migrate_under_load(lab, big_redis, "--mode", "stop-and-copy")
+    assert done["lazy_restore"] is False  # restored eagerly, unless asked
     _check_moved(big_redis, load)
     print(
         f"stop-and-copy: engine downtime {done['downtime_s']:.2f} s, client's longest gap "
@@ -121,7 +123,7 @@ def _memwriter(name: str, node_address: str, port: int) -> None:
             time.sleep(0.1)
 
 
-def test_memwriter_state_continues_after_moving_west_and_back_east(lab: dict) -> None:
+def test_memwriter_state_continues_after_moving_west_and_back_east_lazily(lab: dict) -> None:
     name, port = "cont", 7171
     try:
         _memwriter(name, EAST1, port)
@@ -133,11 +135,12 @@ def test_memwriter_state_continues_after_moving_west_and_back_east(lab: dict) ->
         assert after_west.verified and after_west.counter > before.counter
         assert (after_west.size, after_west.hot) == (before.size, before.hot)
 
-        code, events = migrate(lab["config"], f"west-1/{name}", "east-1")
-        assert code == 0, finished(events)
+        code, events = migrate(lab["config"], f"west-1/{name}", "east-1", "--lazy-restore")
+        assert code == 0 and finished(events)["lazy_restore"], finished(events)
         after_east = memwriter_status(EAST1, port, verify=True)
         assert after_east.verified and after_east.counter > after_west.counter
         assert running_on(name) == ["east-1"]
+        assert no_leftovers("east-1") == [] and no_leftovers("west-1") == []
     finally:
         _cleanup(name)
 

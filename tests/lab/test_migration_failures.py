@@ -62,9 +62,13 @@ def test_the_data_channel_killed_in_the_second_round_rolls_back(lab: dict, redis
     )
 
 
-def test_a_restore_failing_on_the_target_rolls_back(lab: dict, redis: str) -> None:
+@pytest.mark.parametrize("restore", [[], ["--lazy-restore"]], ids=["eager", "lazy"])
+def test_a_restore_failing_on_the_target_rolls_back(
+    lab: dict, redis: str, restore: list[str]
+) -> None:
+    # Lazily: the lazy-pages daemon started for it goes too (no_leftovers looks for it).
     _failing_migration(
-        lab, "--rounds", "1", failpoints="corrupt-image", cause="restore:", phase="restore"
+        lab, "--rounds=1", *restore, failpoints="corrupt-image", cause="restore:", phase="restore"
     )
 
 
