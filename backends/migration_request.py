@@ -30,7 +30,7 @@ class MigrationRequest:
     # downtime; 1: stop once the next round freezes the container longer than it saves).
     brownout_weight: float = 0.0
     # Restore lazily on the target: the process resumes before its memory is copied in, which
-    # CRIU's lazy-pages daemon fills from the page files there (remote/lazypages.py: the risk).
+    # CRIU's lazy-pages daemon fills from the page files there (remote/restorework.py: the risk).
     lazy_restore: bool = False
 
     def __post_init__(self) -> None:

@@ -215,6 +215,7 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
             "dump_s": final.dump_s,
             "send_s": t_serving - marks["dumped"],
             "restore_s": final.restored.get("restore_s"),
+            "criu_restore_s": final.restored.get("criu_restore_s"),  # CRIU's own share of it
             "lazy_restore": bool(final.restored.get("lazy")),
             **({"lazy_unavailable": lazy_why} if lazy_why else {}),
             "state_bytes": sent.state_bytes,

@@ -1,12 +1,11 @@
 """The final round's restore on the target, fenced, and lazy where asked and possible
-(standard library only; lazy: lazypages.py)."""
+(standard library only; CRIU's work dir and the lazy-pages daemon: restorework.py)."""
 
-import os
 import time
 
 from decision import abort_target
-from lazypages import LAZY_DIR, LazyPages
 from nodelib import criu_conf_with
+from restorework import LazyPages, criu_error, criu_restore_s, restore_dirs
 from targetdir import CHECKPOINT, here, target_docker
 from wire import failpoint
 
@@ -19,15 +18,19 @@ def restore(target, lazy=False):
     """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit;
     with `lazy`, through a lazy-pages daemon filling them from the staged page files."""
     t0 = time.monotonic()
-    options = RESTORE_OPTIONS
+    work, images = restore_dirs(here())
+    options = (*RESTORE_OPTIONS, "work-dir " + work)
     daemon = None
     try:
         if lazy:
-            daemon = LazyPages(os.path.join(here(), LAZY_DIR), target)
-            options += ("lazy-pages", "work-dir " + daemon.work)
+            daemon = LazyPages(work, images, target)
+            options += ("lazy-pages",)
         with criu_conf_with(options):
             failpoint(target, "receiver.before-restore")
-            target_docker("start", "--checkpoint", CHECKPOINT, target["container"])
+            try:
+                target_docker("start", "--checkpoint", CHECKPOINT, target["container"])
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc} (criu: {criu_error(work, 'restore.log')})") from None
         state = target_docker(
             "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", target["container"]
         )
@@ -41,6 +44,7 @@ def restore(target, lazy=False):
     return {
         "restored": True,
         "restore_s": time.monotonic() - t0,
+        "criu_restore_s": criu_restore_s(work),
         "pid": int(state.split()[1]),
         "lazy": daemon is not None,
     }

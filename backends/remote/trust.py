@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from lazypages import LAZY_DIR, wait_lazy_fill
+from restorework import RESTORE_DIR, wait_lazy_fill
 
 TAG = "whimbrel-ephemeral:"
 PREFIX = "whimbrel-"
@@ -193,10 +193,9 @@ LAZY_FILL_WAIT_S = 40.0
 def cleanup(workdir):
     result = {"removed": workdir}
     if workdir and os.path.isdir(workdir) and _is_ours(workdir):
-        lazy = os.path.join(workdir, LAZY_DIR)
-        if os.path.isdir(lazy):
+        if os.path.isdir(os.path.join(workdir, RESTORE_DIR)):
             t0 = time.monotonic()
-            if not wait_lazy_fill(lazy, LAZY_FILL_WAIT_S):
+            if not wait_lazy_fill(workdir, LAZY_FILL_WAIT_S):
                 result["warning"] = f"a lazy restore's fill runs on after {LAZY_FILL_WAIT_S:.0f} s"
             result["lazy_fill_wait_s"] = round(time.monotonic() - t0, 3)
         # The link's shared ssh connections (one a stripe): end them too. Asking a master to

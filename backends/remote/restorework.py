@@ -1,12 +1,15 @@
-"""CRIU's lazy-pages daemon for one restore (standard library only).
+"""CRIU's work dir for a restore, and the lazy-pages daemon a lazy restore adds (standard
+library only).
 
-Started first, it fills the restored process's private memory from the page files already
-staged on this node, in the background and on the process's faults, so the restore no longer
-copies the whole state in before it ends (CRIU's own test suite runs this mode: a plain dump,
-`criu lazy-pages` reading local images, `restore --lazy-pages`). It is post-copy: were the
-daemon to die before its fill ends, the pages it had not filled would read as zeros (the
-userfaultfd goes with it), so it is asked for, never assumed (`--lazy-restore`), and nothing
-ever kills a daemon that may be filling a restored copy.
+Whimbrel names the restore's work dir (runc.conf's `work-dir`), so that CRIU's restore.log is
+its to read: CRIU's own time and its error. A lazy-pages daemon, started first, fills the
+restored process's private memory from the page files already staged on this node, in the
+background and on the process's faults, so the restore no longer copies the whole state in
+before it ends (CRIU's own test suite runs this mode: a plain dump, `criu lazy-pages` reading
+local images, `restore --lazy-pages`). It is post-copy: were the daemon to die before its
+fill ends, the pages it had not filled would read as zeros (the userfaultfd goes with it), so
+it is asked for, never assumed (`--lazy-restore`), and nothing ever kills a daemon that may
+be filling a restored copy.
 """
 
 import contextlib
@@ -16,7 +19,9 @@ import signal
 import subprocess
 import time
 
-LAZY_DIR = "lazy"  # in the link's private dir: the daemon's view of the images, its work dir
+# In the link's private dir: CRIU's work dir for the restore (its restore.log; the daemon's
+# socket and log), and the daemon's view of the images.
+RESTORE_DIR = "restore"
 
 
 def lazy_unavailable():
@@ -36,18 +41,23 @@ def lazy_unavailable():
     return None
 
 
+def restore_dirs(root):
+    """A fresh RESTORE_DIR under `root`: (work dir, images dir)."""
+    dirs = os.path.join(root, RESTORE_DIR, "work"), os.path.join(root, RESTORE_DIR, "images")
+    shutil.rmtree(os.path.dirname(dirs[0]), ignore_errors=True)
+    for path in dirs:
+        os.makedirs(path, mode=0o700)
+    return dirs
+
+
 class LazyPages:
     """`criu lazy-pages` for one restore, started before it: it reads the images through a
-    dir of its own, whose links resolve on the host (the checkpoint's page-file links resolve
-    inside the container, where CRIU's restore opens them), and listens in its work dir, which
-    runc.conf's `work-dir` points the restore at."""
+    dir of its own (`images`), whose links resolve on the host (the checkpoint's page-file
+    links resolve inside the container, where CRIU's restore opens them), and listens in the
+    restore's work dir (`work`, where runc.conf's `work-dir` points the restore)."""
 
-    def __init__(self, root, target):
-        shutil.rmtree(root, ignore_errors=True)
-        self.images = os.path.join(root, "images")
-        self.work = os.path.join(root, "work")
-        os.makedirs(self.images, mode=0o700)
-        os.makedirs(self.work, mode=0o700)
+    def __init__(self, work, images, target):
+        self.images, self.work = images, work
         staged = os.path.join(target["upper_dir"], ".wb")
         for name in os.listdir(target["checkpoint_dir"]):
             where = staged if name.startswith("pages-") else target["checkpoint_dir"]
@@ -74,7 +84,8 @@ class LazyPages:
             timeout=30,
         )
         if proc.returncode != 0:
-            raise RuntimeError("criu lazy-pages: " + lazy_log_tail(self.work, proc.stderr))
+            said = criu_error(work, "lazy-pages.log", proc.stderr)
+            raise RuntimeError(f"criu lazy-pages: {said}")
 
     def stop(self):
         """The daemon killed: only for a restore that failed (its pages are no one's now)."""
@@ -96,19 +107,31 @@ def lazy_daemon(work):
     return pid if b"lazy-pages" in cmdline and work.encode() in cmdline else None
 
 
-def lazy_log_tail(work, fallback=""):
+def criu_error(work, log, fallback=""):
+    """The last error CRIU wrote in `log` of its work dir, else `fallback`."""
     try:
-        with open(os.path.join(work, "lazy-pages.log")) as f:
+        with open(os.path.join(work, log), errors="replace") as f:
             lines = [line.strip() for line in f if "Error" in line or "error" in line]
     except OSError:
         lines = []
     return (lines[-1] if lines else fallback.strip() or "failed")[-300:]
 
 
+def criu_restore_s(work):
+    """How long CRIU's own restore took, from the last timestamp of its restore.log (each
+    line starts "(SS.ffffff)", seconds since CRIU began), or None."""
+    try:
+        with open(os.path.join(work, "restore.log"), errors="replace") as f:
+            stamps = [line[1:10] for line in f if line.startswith("(") and line[10:11] == ")"]
+        return float(stamps[-1]) if stamps else None
+    except (OSError, ValueError):
+        return None
+
+
 def wait_lazy_fill(root, deadline_s):
-    """Wait, up to `deadline_s`, for the daemon under `root` (a LAZY_DIR) to end its fill;
-    True when none runs there any more."""
-    work = os.path.join(root, "work")
+    """Wait, up to `deadline_s`, for a lazy-pages daemon of a restore under `root` to end its
+    fill; True when none runs there any more."""
+    work = os.path.join(root, RESTORE_DIR, "work")
     end = time.monotonic() + deadline_s
     while lazy_daemon(work):
         if time.monotonic() > end:

@@ -1,0 +1,55 @@
+"""What the target reads back from CRIU's restore work dir (backends/remote/restorework.py):
+CRIU's own restore time and its last error, and whether a lazy-pages daemon still fills."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.node_helpers import load
+
+work = load("restorework")
+
+
+def test_criu_restore_time_is_the_last_timestamp_of_its_log(tmp_path: Path) -> None:
+    (tmp_path / "restore.log").write_text(
+        "(00.000000) CRIU run id = 1\n"
+        "(00.122299) \tRPC\n"
+        "\tcontinued line without a stamp\n"
+        "(00.204468) Restore finished successfully. Tasks resumed.\n"
+    )
+    assert work.criu_restore_s(str(tmp_path)) == 0.204468
+
+
+def test_no_restore_log_gives_no_criu_time(tmp_path: Path) -> None:
+    assert work.criu_restore_s(str(tmp_path)) is None
+    (tmp_path / "restore.log").write_text("garbage\n")
+    assert work.criu_restore_s(str(tmp_path)) is None
+
+
+def test_criu_error_is_its_last_error_line_else_the_fallback(tmp_path: Path) -> None:
+    (tmp_path / "restore.log").write_text(
+        "(00.01) Error (criu/a.c:1): first\n(00.02) fine\n(00.03) Error (criu/b.c:2): last\n"
+    )
+    assert work.criu_error(str(tmp_path), "restore.log") == "(00.03) Error (criu/b.c:2): last"
+    assert work.criu_error(str(tmp_path), "absent.log", " exit 1\n") == "exit 1"
+
+
+def test_a_pidfile_naming_another_process_is_no_lazy_daemon(tmp_path: Path) -> None:
+    # A recycled pid must never pass for the daemon: its command line names lazy-pages and
+    # this work dir, or the removal of the dir would wait on a stranger (or a kill hit one).
+    work_dir = tmp_path / "restore" / "work"
+    work_dir.mkdir(parents=True)
+    (work_dir / "lazy-pages.pid").write_text(str(os.getpid()))
+    assert work.lazy_daemon(str(work_dir)) is None
+    assert work.wait_lazy_fill(str(tmp_path), deadline_s=0.0) is True
+
+
+def test_restore_dirs_are_made_fresh_and_private(tmp_path: Path) -> None:
+    stale = tmp_path / "restore" / "work" / "restore.log"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier restore's")
+    work_dir, images = work.restore_dirs(str(tmp_path))
+    assert not stale.exists()
+    assert os.listdir(work_dir) == [] and os.listdir(images) == []
+    assert (os.stat(work_dir).st_mode & 0o777, os.stat(images).st_mode & 0o777) == (0o700, 0o700)
