@@ -87,7 +87,7 @@ def recv(which, k, token):
         prev = opened.enter_context(_latest_round(staging))
         received, files = _receive(stream, target, prev, out_dir, staging, final=True)
     if "corrupt-image" in target.get("failpoints", {}):
-        with open(os.path.join(out_dir, "inventory.img"), "r+b") as f:
+        with Dir(target["checkpoint_dir"]) as images, images.open("inventory.img", os.O_RDWR) as f:
             f.write(b"\xff" * 16)
     restored = restore(target, lazy=bool(target.get("lazy_restore")) and lazy_why is None)
     if lazy_why:
