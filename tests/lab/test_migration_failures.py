@@ -74,6 +74,21 @@ def test_a_restore_failing_on_the_target_rolls_back(
     assert "Magic doesn't match for inventory.img" in done["error"], done["error"]
 
 
+def test_a_lazy_restore_failing_once_its_daemon_listens_rolls_back_and_the_daemon_goes(
+    lab: dict, redis: str
+) -> None:
+    # The lazy-pages daemon is up and waiting for a restore that never comes: it is killed
+    # (it fills nothing yet), or it would wait in accept() for good (no_leftovers finds it).
+    _failing_migration(
+        lab,
+        "--rounds=1",
+        "--lazy-restore",
+        failpoints="receiver.before-restore=error",
+        cause="failpoint receiver.before-restore",
+        phase="restore",
+    )
+
+
 def test_the_connection_to_the_target_dropped_in_the_final_round_rolls_back(
     lab: dict, redis: str
 ) -> None:
