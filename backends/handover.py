@@ -194,6 +194,7 @@ def final_round(
             dumped_bytes=final["state_bytes"],
             stripes=final.get("stripes"),
             restore_s=restore_s,
+            lazy=bool(final.get("lazy_restore")),
         )
     )
     throughput = final["sent_bytes"] / max(final["send_s"], 1e-3)

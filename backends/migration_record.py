@@ -52,6 +52,7 @@ class RoundRecord:
     dumped_bytes: float
     stripes: int | None
     restore_s: float | None = None  # the final round's only
+    lazy: bool = False  # the final round restored lazily (its restore does not grow with M)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -66,6 +67,8 @@ class RoundRecord:
         }
         if self.restore_s is not None:
             out["restore_s"] = self.restore_s
+        if self.lazy:
+            out["lazy"] = True
         return out | {"stripes": self.stripes}
 
 

@@ -167,6 +167,7 @@ def _model_inputs(
         rtt=rtt_s,
         downtime_target=request.downtime_target_s,
         max_rounds=request.max_rounds,
+        lazy_restore=request.lazy_restore,
     )
     return replace(inputs, brownout_weight=request.brownout_weight)
 

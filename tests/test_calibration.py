@@ -180,6 +180,28 @@ def test_the_handover_is_fitted_from_final_rounds_only() -> None:
     assert handover is not None and handover["fixed"].samples == 6
 
 
+def test_lazily_restored_final_rounds_stay_out_of_the_eager_restores_fit() -> None:
+    # A lazy restore does not grow with the state: fitted with the eager ones it would flatten
+    # their slope (M/restore_rate) for every eager plan after.
+    rng = np.random.default_rng(6)
+    eager = synthetic_rounds(rng, 8, 0.0, final=True)
+    lazy = [replace(r, lazy=True, seconds=r.dump_s + r.transfer_s + 0.4) for r in eager]
+    handover = fit_handover(eager + lazy)
+    assert handover is not None and handover["fixed"].samples == 8
+    assert 1 / handover["state"].value == pytest.approx(8e8)
+
+
+def test_a_lazy_restore_plans_no_restore_that_grows_with_the_state() -> None:
+    def restore_time(size: float, lazy: bool) -> float:
+        return Costs(restore_time_s=0.2, restore_rate=1e9).model_inputs(
+            size=size, dirty_rate=MiB, bandwidth=1e8, rtt=0.05, downtime_target=0.3,
+            max_rounds=8, lazy_restore=lazy,
+        ).restore_time  # fmt: skip
+
+    assert restore_time(1e9, lazy=False) == pytest.approx(1.2)
+    assert restore_time(64 * MiB, lazy=True) == restore_time(1e9, lazy=True) == 0.2
+
+
 def test_one_record_gives_a_value_with_unknown_spread() -> None:
     work = fit_round_work([RoundRecord(1e6, 0.1, 1e7, 0.05, dump_s=0.1, seconds=0.5)])
     assert work is not None

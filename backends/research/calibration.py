@@ -52,6 +52,7 @@ class RoundRecord:
     dump_s: float | None = None  # how long the CRIU dump froze the container
     dumped_bytes: float | None = None  # what that dump wrote (all of M for a full dump)
     restore_s: float | None = None  # the final round's restore on the target
+    lazy: bool = False  # that restore was lazy: nothing of it grows with the state
     seconds: float | None = None  # the whole round, freeze included; the final's: the downtime
     index: int | None = None  # the round's number in its migration; None: not known
 
@@ -187,8 +188,9 @@ def fit_handover(
     stream_rate: float | None = None,
 ) -> dict[str, Estimate] | None:
     """The final round's downtime beyond its dump and bytes: r0 + j*RTT + M/restore_rate
-    (pause, restore, commit). Arguments and keys as fit_round_work's."""
-    rows = [r for r in records if r.final and r.seconds is not None]
+    (pause, restore, commit). Arguments and keys as fit_round_work's. Eager restores only:
+    a lazy one has no M/restore_rate, and mixed in it would flatten the eager slope."""
+    rows = [r for r in records if r.final and r.seconds is not None and not r.lazy]
     if not rows:
         return None
     return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), _per_byte(restore_rate))

@@ -65,6 +65,7 @@ def predict(row: Row, costs: Costs, rounds: int | None = None) -> Plan | None:
         rtt=inputs["rtt"],
         downtime_target=inputs["downtime_target"],
         max_rounds=max(inputs["max_rounds"], n),
+        lazy_restore=bool(row.get("lazy_restore")),
     )
     return evaluate(model_inputs, n)
 
