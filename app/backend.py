@@ -76,6 +76,7 @@ class _EngineMigration:
             container=order.container.ref,
             target=order.target,
             downtime_target_s=order.downtime_target_s,
+            lazy_restore=order.lazy_restore,
         )
         self._migration = Migration(pool, request)
 

@@ -16,3 +16,4 @@ class MigrationOrder:
     target: str  # node name
     downtime_target_s: float
     plan: Plan | None = None  # the prediction shown when it was confirmed
+    lazy_restore: bool = False

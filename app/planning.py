@@ -57,9 +57,11 @@ def mean_dirty_rate(dirty: Iterable[DirtyRate], last: int = 10) -> float | None:
     return statistics.fmean(rates) if rates else None
 
 
-def plan_for(measured: PathMeasurements, downtime_target_s: float) -> Plan | None:
-    """The plan the engine would make from these measurements (its costs, its round cap), or
-    None until every input has been measured."""
+def plan_for(
+    measured: PathMeasurements, downtime_target_s: float, lazy_restore: bool = False
+) -> Plan | None:
+    """The plan the engine would make from these measurements (its costs, its round cap, the
+    restore the console asks for), or None until every input has been measured."""
     if measured.missing:
         return None
     assert (
@@ -74,5 +76,6 @@ def plan_for(measured: PathMeasurements, downtime_target_s: float) -> Plan | Non
             rtt=measured.rtt,
             downtime_target=downtime_target_s,
             max_rounds=engine_defaults().max_rounds,
+            lazy_restore=lazy_restore,
         )
     )

@@ -8,6 +8,7 @@ remembers between runs (the theme) under $XDG_STATE_HOME/whimbrel/.
     refresh = "5s"                # inventory refresh, at least 1 s
     rtt_every = "2s"              # RTT probe of the selected path, at least 1 s
     downtime_target = "300ms"     # the preview's starting downtime target
+    lazy_restore = true           # its migrations restore lazily (README: the risk)
     keys = { "main.migrate" = "M", "app.quit" = "ctrl+q" }   # binding id = key(s)
 
 Errors name the file and the field, like every config error.
@@ -37,6 +38,7 @@ class ConsoleSettings:
     refresh_s: float = 5.0
     rtt_every_s: float = 2.0
     downtime_target_s: float = 0.3
+    lazy_restore: bool = False
     keys: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -49,7 +51,9 @@ def console_settings(
         return defaults
     table = config.console
     where = f"{config.path}: console"
-    allowed = {"theme", "read_only", "refresh", "rtt_every", "downtime_target", "keys"}
+    allowed = {
+        "theme", "read_only", "refresh", "rtt_every", "downtime_target", "lazy_restore", "keys"
+    }  # fmt: skip
     for key in table:
         if key not in allowed:
             known = ", ".join(sorted(allowed))
@@ -60,13 +64,12 @@ def console_settings(
         raise ConfigError(
             f"{where}.theme: expected one of {', '.join(sorted(themes))}, got {theme!r}"
         )
-    read_only = table.get("read_only", False)
-    if not isinstance(read_only, bool):
-        raise ConfigError(f"{where}.read_only: expected true or false, got {read_only!r}")
+    read_only, lazy_restore = (_flag(table, where, key) for key in ("read_only", "lazy_restore"))
     keys = _keys(table, where, binding_ids)  # its errors come before the intervals'
     return ConsoleSettings(
         theme=theme,
         read_only=read_only,
+        lazy_restore=lazy_restore,
         refresh_s=_interval(table, where, "refresh", defaults.refresh_s, MIN_INTERVAL_S),
         rtt_every_s=_interval(table, where, "rtt_every", defaults.rtt_every_s, MIN_INTERVAL_S),
         downtime_target_s=_interval(
@@ -74,6 +77,13 @@ def console_settings(
         ),
         keys=keys,
     )
+
+
+def _flag(table: Mapping[str, Any], where: str, key: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
 
 
 def _interval(

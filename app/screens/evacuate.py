@@ -118,7 +118,11 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
         observed = self.console.observed
         assert observed is not None
         return {
-            c.ref: plan_for(observed.measurements(c, t), self.console.downtime_target_s)
+            c.ref: plan_for(
+                observed.measurements(c, t),
+                self.console.downtime_target_s,
+                self.console.settings.lazy_restore,
+            )
             if (t := self.targets.get(c.ref))
             else None
             for c in self._containers()

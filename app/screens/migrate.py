@@ -105,7 +105,13 @@ class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
         observed = self.console.observed
         assert observed is not None
         return [
-            plan_for(observed.measurements(c, t), self.console.downtime_target_s) if t else None
+            plan_for(
+                observed.measurements(c, t),
+                self.console.downtime_target_s,
+                self.console.settings.lazy_restore,
+            )
+            if t
+            else None
             for c, t in self.moves
         ]
 
@@ -162,5 +168,13 @@ class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
         orders = []
         for (container, target), plan in zip(self.moves, self._plans(), strict=True):
             assert target is not None
-            orders.append(MigrationOrder(container, target, self.console.downtime_target_s, plan))
+            orders.append(
+                MigrationOrder(
+                    container,
+                    target,
+                    self.console.downtime_target_s,
+                    plan,
+                    self.console.settings.lazy_restore,
+                )
+            )
         self.dismiss(orders)

@@ -192,7 +192,9 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
             return
         panel.border_title = f"Plan: {container.name} on {container.node} → {target}"
         measured = observed.measurements(container, target)
-        self.plan = plan_for(measured, self.console.downtime_target_s)
+        self.plan = plan_for(
+            measured, self.console.downtime_target_s, self.console.settings.lazy_restore
+        )
         pair = (container.node, target)
         errors = (
             observed.rtt_errors.get(pair),

@@ -87,6 +87,7 @@ def test_every_binding_has_an_id() -> None:
         ({"colour": "red"}, "console.colour: unknown field"),
         ({"theme": "solarized"}, "console.theme: expected one of whimbrel-dark, whimbrel-light"),
         ({"read_only": "yes"}, "console.read_only: expected true or false"),
+        ({"lazy_restore": 1}, "console.lazy_restore: expected true or false"),
         ({"refresh": "100ms"}, "console.refresh: at least 1 s"),
         ({"refresh": "soon"}, "console.refresh"),
         ({"keys": {"main.explode": "x"}}, "console.keys.main.explode: no binding has this id"),
@@ -104,12 +105,13 @@ def test_a_wrong_console_table_is_refused_naming_the_field(console: dict, says: 
 def test_a_good_console_table_becomes_settings() -> None:
     settings = console_settings(
         fake_config({"theme": "whimbrel-light", "read_only": True, "refresh": "10s",
-                     "downtime_target": "500ms", "keys": {"app.quit": "ctrl+q, f10"}}),
+                     "downtime_target": "500ms", "lazy_restore": True,
+                     "keys": {"app.quit": "ctrl+q, f10"}}),
         THEMES, binding_ids(),
     )  # fmt: skip
     assert settings == ConsoleSettings(
         theme="whimbrel-light", read_only=True, refresh_s=10.0, downtime_target_s=0.5,
-        keys={"app.quit": "ctrl+q,f10"},
+        lazy_restore=True, keys={"app.quit": "ctrl+q,f10"},
     )  # fmt: skip
 
 

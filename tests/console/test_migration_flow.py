@@ -13,6 +13,8 @@ from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.app.settings import ConsoleSettings
+from whimbrel.backends.costs import Costs
 from whimbrel.backends.events import MigrationFinished, PhaseChanged, RoundFinished
 from whimbrel.backends.units import format_duration
 from whimbrel.widgets.container_table import ContainerTable
@@ -165,6 +167,26 @@ async def test_the_finished_migration_draws_measured_downtime_against_predicted(
             legend = " ".join(rows[label][1:])
             assert [item for item in _legend(parts) if item not in legend] == []
         assert "freeze" not in " ".join(rows["predicted"])  # 0 s in the model: no legend
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+async def test_the_consoles_restore_setting_goes_with_the_order_and_its_plan(
+    make_app, monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    costs = Costs(restore_time_s=0.2, restore_rate=1e9)
+    monkeypatch.setattr("whimbrel.backends.costs.DEFAULT_COSTS", costs)
+    settings = ConsoleSettings(refresh_s=3600, rtt_every_s=3600, lazy_restore=lazy)
+    app = make_app(FakeBackend(hold_migrations=True), settings=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _migrating(pilot)
+        order = app.backend.migrations[0].order
+        assert order.lazy_restore is lazy
+        # The plan confirmed is the one for that restore: lazily, none of it grows with M.
+        assert order.plan is not None and screen.orders[0].plan == order.plan
+        grows = 0.0 if lazy else (order.container.memory_bytes or 0) / 1e9
+        assert order.plan.downtime_parts.restore_s == pytest.approx(0.2 + grows)
+        app.backend.migrations[0].release()
+        await until(pilot, lambda: screen.done)
 
 
 async def test_a_failed_migration_says_its_downtime_was_not_measured(make_app) -> None:
