@@ -21,6 +21,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import asyncssh
 
@@ -109,10 +110,12 @@ async def open_link(
     dst: Node,
     keep: Callable[[], bool] = lambda: False,
     ttl_minutes: int = LINK_TTL_MINUTES,
+    revoked: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> AsyncIterator[NodeLink]:
     """A link for the block's length. If `keep()` says so at the end (a hand-over still running
     on it, its end unknown), the link stays, for whoever settles the hand-over to revoke; its
-    key expires by itself in any case."""
+    key expires by itself in any case. `revoked` gets what the target said as it went (a lazy
+    restore's fill, which its going waits for)."""
     src_session, dst_session = pool.session(src), pool.session(dst)
     dst_conn = await dst_session.connection()
     host_key = dst_conn.get_server_host_key()
@@ -146,13 +149,15 @@ async def open_link(
         yield NodeLink(ident, src, dst, src_dir, granted["dir"], user)
     finally:
         if not keep():
-            await revoke_link(pool, src, dst, ident, src_dir, granted["dir"])
+            revoked(await revoke_link(pool, src, dst, ident, src_dir, granted["dir"]))
 
 
 async def revoke_link(
     pool: SessionPool, src: Node, dst: Node, ident: str, src_dir: str | None, dst_dir: str
-) -> None:
-    """Remove the link's key line and receiver dir on the target, its key dir on the source."""
-    await _trust(pool.session(dst), "revoke", dst.authorized_keys, ident, dst_dir)
+) -> dict[str, Any]:
+    """Remove the link's key line and receiver dir on the target, its key dir on the source;
+    returns what the target said."""
+    said = await _trust(pool.session(dst), "revoke", dst.authorized_keys, ident, dst_dir)
     if src_dir is not None:
         await _trust(pool.session(src), "cleanup", src_dir)
+    return said

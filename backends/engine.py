@@ -41,6 +41,7 @@ from whimbrel.backends.precopy import open_agent, precopy
 from whimbrel.backends.preflight import preflight
 from whimbrel.backends.recovery import Recovery, recover, this_process
 from whimbrel.backends.ssh import SessionPool
+from whimbrel.backends.units import format_duration
 
 # The engine's public names, wherever they live (the app and benchmarks import them from here).
 __all__ = [
@@ -106,6 +107,11 @@ class Migration:
                 f"cleanup incomplete ({exc}): `whimbrel recover` finishes it", "warning"
             )
         # The exit stack has undone what preflight made (target container, link, lock).
+        if fill := outcome.lazy_fill:
+            yield journal.log(
+                f"lazy restore: {fill['pages']} of {fill['of']} pages filled "
+                f"{format_duration(fill['fill_s'])} after the restore began"
+            )
         if outcome.ok:
             yield journal.phase(Phase.DONE, f"running on {request.target}")
         else:
@@ -205,6 +211,7 @@ class Migration:
             downtime_parts=delivered.downtime_parts if delivered else None,
             predicted_downtime_parts=delivered.predicted_downtime_parts if delivered else None,
             lazy_restore=bool(delivered and delivered.handover.get("lazy_restore")),
+            lazy_fill_s=(outcome.lazy_fill or {}).get("fill_s"),
             error=outcome.error,
             t=journal.elapsed_s(),
         )

@@ -41,6 +41,9 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     cleanup_incomplete: bool = False
     delivered: Delivered | None = None
+    # A lazy restore's fill as the target's lazy-pages daemon summed it up once it ended:
+    # {"fill_s", "pages", "of"} (remote/restorework.py's lazy_fill).
+    lazy_fill: dict[str, Any] | None = None
 
     def unsettled(self) -> bool:
         """The hand-over was fired and its end is not known: nothing may be undone meanwhile."""
@@ -55,6 +58,13 @@ class Outcome:
         """A cleanup step that could not be done: the record stays pending for `recover`."""
         self.warnings.append(warning)
         self.cleanup_incomplete = True
+
+    def link_revoked(self, said: dict[str, Any]) -> None:
+        """What the target said as the link went: a lazy restore's fill, and whether its
+        daemon still ran when the link could wait no longer."""
+        self.lazy_fill = said.get("lazy_fill")
+        if said.get("warning"):
+            self.warnings.append(f"target: {said['warning']}")
 
     def pending_for(self) -> str | None:
         """What the history record stays pending for, if anything."""

@@ -89,6 +89,7 @@ async def preflight(
             src,
             dst,
             keep=outcome.unsettled,
+            revoked=outcome.link_revoked,
             ttl_minutes=1 if "link.short-ttl" in ctx.failpoints else LINK_TTL_MINUTES,
         )
     )

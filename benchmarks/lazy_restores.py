@@ -93,6 +93,7 @@ def run(count: int, config: str) -> dict:
             "verified": verified,
             "downtime_s": done.get("downtime_s"),
             "restore_s": (done.get("downtime_parts") or {}).get("restore_s"),
+            "lazy_fill_s": done.get("lazy_fill_s"),
             "error": done.get("error"),
         }
         runs.append(row)

@@ -78,6 +78,7 @@ class LazyPages:
                 self.pidfile,
                 "-o",
                 "lazy-pages.log",
+                "-v4",  # its summary of the fill (lazy_fill) is a debug line
             ],
             capture_output=True,
             text=True,
@@ -126,6 +127,24 @@ def criu_restore_s(work):
         return float(stamps[-1]) if stamps else None
     except (OSError, ValueError):
         return None
+
+
+def lazy_fill(root):
+    """What the lazy-pages daemon of a restore under `root` said of its fill once it ended:
+    {"fill_s": seconds from its start to its last task's summary, "pages": filled, "of": its
+    pages}, or None (no lazy restore there, or no summary)."""
+    filled = total = 0
+    fill_s = None
+    try:
+        with open(os.path.join(root, RESTORE_DIR, "work", "lazy-pages.log"), errors="replace") as f:
+            for line in f:
+                if "UFFD transferred pages: (" in line and line.startswith("("):
+                    done, of = line.rsplit("(", 1)[1].split(")")[0].split("/")
+                    filled, total = filled + int(done), total + int(of)
+                    fill_s = float(line[1:].split(")")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if fill_s is None else {"fill_s": fill_s, "pages": filled, "of": total}
 
 
 def wait_lazy_fill(root, deadline_s):

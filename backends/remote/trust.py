@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from restorework import RESTORE_DIR, wait_lazy_fill
+from restorework import RESTORE_DIR, lazy_fill, wait_lazy_fill
 
 TAG = "whimbrel-ephemeral:"
 PREFIX = "whimbrel-"
@@ -198,6 +198,7 @@ def cleanup(workdir):
             if not wait_lazy_fill(workdir, LAZY_FILL_WAIT_S):
                 result["warning"] = f"a lazy restore's fill runs on after {LAZY_FILL_WAIT_S:.0f} s"
             result["lazy_fill_wait_s"] = round(time.monotonic() - t0, 3)
+            result["lazy_fill"] = lazy_fill(workdir)
         # The link's shared ssh connections (one a stripe): end them too. Asking a master to
         # exit needs no config, and a node user's config must not be able to stop it (-F).
         for master in glob.glob(os.path.join(workdir, "master*")):

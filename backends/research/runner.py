@@ -154,6 +154,7 @@ def _row(
         "predicted_downtime_s": finished.predicted_downtime_s,
         "downtime_parts": _parts(finished.downtime_parts),
         "lazy_restore": finished.lazy_restore,
+        "lazy_fill_s": finished.lazy_fill_s,
         "criu_restore_s": (record.get("handover_result") or {}).get("criu_restore_s"),
         "predicted_downtime_parts": _parts(finished.predicted_downtime_parts),
         "replanned_downtime_s": (record.get("last_plan") or {}).get("downtime_s"),
