@@ -1,0 +1,102 @@
+"""Downtime against memory, with lazy restore: issue 23's figures, measured on the lab.
+
+memwriter at 64 MiB, 256 MiB, 1 GiB and 2 GiB, all of it hot, dirtying 10% of a 200 Mbit/s
+link at 50 ms RTT, migrated latency-aware with lazy restores (`whimbrel bench`'s runner: each
+run verified after it, memwriter checking its whole state), REPEATS runs per size. Prints and
+writes, per size, the medians of the downtime and its parts, the restore step, the floor
+measured in the same run (CRIU's own final dump + the residual over the link's bandwidth +
+RTT/2 + CRIU's own lazy restore) and the downtime's ratio to it; and the downtime's growth
+per GiB (least squares over every run).
+
+Run (as root, lab up): .venv/bin/python benchmarks/downtime.py [REPEATS] (5)
+Writes the runs to bench-results/downtime-runs.jsonl (a rerun resumes them) and the figures
+to bench-results/downtime.json. Goals (issue 23): 1 GiB <= 0.8 s; growth <= 0.5 s/GiB;
+restore <= 0.15 s at every size; downtime <= 1.3x the floor.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whimbrel.backends.research.grid import Point
+from whimbrel.backends.research.runner import run_grid
+from whimbrel.backends.research.runs import read_rows
+
+RESULTS = Path(__file__).resolve().parents[1] / "bench-results"
+RUNS, OUT = RESULTS / "downtime-runs.jsonl", RESULTS / "downtime.json"
+RTT_MS, MBIT = 50, 200
+SIZES_MIB = (64, 256, 1024, 2048)
+POLICY = "latency-aware"
+
+
+def floor_s(row: dict[str, Any]) -> float | None:
+    """The least this run's hand-over could take on these nodes: CRIU's own final dump, the
+    residual at the link's bandwidth, half a round trip, CRIU's own lazy restore."""
+    final = row["measured_rounds"][-1]
+    if not final.get("final") or row.get("criu_restore_s") is None:
+        return None
+    return (
+        final["dump_s"]
+        + final["bytes"] / (MBIT * 1e6 / 8)
+        + RTT_MS / 1000 / 2
+        + row["criu_restore_s"]
+    )
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in rows if r["ok"] and r["downtime_s"]]
+    sizes: dict[str, Any] = {}
+    for size in SIZES_MIB:
+        runs = [r for r in ok if r["size_mib"] == size]
+        if not runs:
+            continue
+        parts = {
+            name: statistics.median(r["downtime_parts"][name] for r in runs)
+            for name in runs[0]["downtime_parts"]
+        }
+        floors = [f for f in map(floor_s, runs) if f]
+        ratios = [r["downtime_s"] / f for r in runs if (f := floor_s(r))]
+        sizes[f"{size}MiB"] = {
+            "runs": len(runs),
+            "lazy": sum(bool(r["lazy_restore"]) for r in runs),
+            "downtime_s": statistics.median(r["downtime_s"] for r in runs),
+            "predicted_downtime_s": statistics.median(r["predicted_downtime_s"] for r in runs),
+            "parts_s": parts,
+            "criu_restore_s": statistics.median(r["criu_restore_s"] or 0 for r in runs),
+            "lazy_fill_s": statistics.median(r["lazy_fill_s"] or 0 for r in runs),
+            "floor_s": statistics.median(floors) if floors else None,
+            "ratio_to_floor": statistics.median(ratios) if ratios else None,
+        }
+    gib = np.array([r["size_mib"] / 1024 for r in ok])
+    down = np.array([r["downtime_s"] for r in ok])
+    growth = float(np.polyfit(gib, down, 1)[0]) if len(set(gib.tolist())) > 1 else None
+    errors = [abs(r["predicted_downtime_s"] / r["downtime_s"] - 1) for r in ok]
+    return {
+        "lab": f"{RTT_MS} ms, {MBIT} Mbit/s, memwriter dirtying 10% of the link, {POLICY}",
+        "runs": len(rows),
+        "failed": len(rows) - len(ok),
+        "growth_s_per_gib": growth,
+        "prediction_error_median": statistics.median(errors) if errors else None,
+        "sizes": sizes,
+    }
+
+
+def main() -> int:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    points = [Point(RTT_MS, MBIT, "memwriter", size, "medium") for size in SIZES_MIB]
+    run_grid(points, (POLICY,), repeats, RUNS, lambda line: print(line, flush=True), True)
+    keys = {p.key for p in points}
+    result = summary([r for r in read_rows(RUNS) if r["point"] in keys])
+    OUT.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0 if result["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
