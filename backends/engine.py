@@ -112,6 +112,9 @@ class Migration:
                 f"lazy restore: {fill['pages']} of {fill['of']} pages filled "
                 f"{format_duration(fill['fill_s'])} after the restore began"
             )
+        if unfilled := outcome.lazy_fill_unconfirmed():
+            outcome.warnings.append(unfilled)
+            yield journal.log(unfilled, "error")
         if outcome.ok:
             yield journal.phase(Phase.DONE, f"running on {request.target}")
         else:

@@ -44,6 +44,7 @@ class Outcome:
     # A lazy restore's fill as the target's lazy-pages daemon summed it up once it ended:
     # {"fill_s", "pages", "of"} (remote/restorework.py's lazy_fill).
     lazy_fill: dict[str, Any] | None = None
+    lazy_daemon_ended: bool = False  # the target saw its lazy-pages daemon end
 
     def unsettled(self) -> bool:
         """The hand-over was fired and its end is not known: nothing may be undone meanwhile."""
@@ -63,8 +64,21 @@ class Outcome:
         """What the target said as the link went: a lazy restore's fill, and whether its
         daemon still ran when the link could wait no longer."""
         self.lazy_fill = said.get("lazy_fill")
+        self.lazy_daemon_ended = "lazy_fill_wait_s" in said and not said.get("warning")
         if said.get("warning"):
             self.warnings.append(f"target: {said['warning']}")
+
+    def lazy_fill_unconfirmed(self) -> str | None:
+        """What to say when a committed lazy restore's daemon ended without summing up its
+        fill: it may have died with pages unfilled, which read as zeros."""
+        handover = self.delivered.handover if self.delivered else {}
+        lazy = self.ok and handover.get("lazy_restore") and self.lazy_daemon_ended
+        if not lazy or self.lazy_fill:
+            return None
+        return (
+            "the lazy restore's daemon ended without summing up its fill: pages it did not fill "
+            "read as zeros; check the container's data"
+        )
 
     def pending_for(self) -> str | None:
         """What the history record stays pending for, if anything."""

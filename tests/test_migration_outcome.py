@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.events import LogLine, MigrationEvent
 from whimbrel.backends.migration_context import PhaseRun
-from whimbrel.backends.outcome import Outcome
+from whimbrel.backends.outcome import Delivered, Outcome
 
 
 def test_a_hand_over_with_its_end_unknown_stays_pending_for_the_hand_over() -> None:
@@ -47,6 +48,34 @@ def _run(result: bool) -> tuple[list[str], PhaseRun[int]]:
         return [e.text async for e in run if isinstance(e, LogLine)]
 
     return asyncio.run(drain()), run
+
+
+def _lazy_done(said: dict) -> Outcome:
+    parts = DowntimeParts(0, 0, 0, 0, 0, 0, 0)
+    outcome = Outcome(ok=True, running_on="west-1")
+    outcome.delivered = Delivered(
+        "iterative", 1, 0.5, parts, 0.5, parts, 9.0, 1e6, 1e6, (), {"lazy_restore": True}
+    )
+    outcome.link_revoked(said)
+    return outcome
+
+
+def test_a_lazy_fill_summed_up_by_its_daemon_raises_nothing() -> None:
+    fill = {"fill_s": 0.5, "pages": 10, "of": 10}
+    outcome = _lazy_done({"lazy_fill_wait_s": 0.1, "lazy_fill": fill})
+    assert outcome.lazy_fill == fill and outcome.lazy_fill_unconfirmed() is None
+
+
+def test_a_lazy_daemon_that_ended_without_its_summary_is_reported() -> None:
+    # Killed mid-fill, it leaves no summary: the pages it never filled read as zeros.
+    outcome = _lazy_done({"lazy_fill_wait_s": 0.1, "lazy_fill": None})
+    assert "without summing up its fill" in (outcome.lazy_fill_unconfirmed() or "")
+
+
+def test_a_lazy_daemon_still_filling_is_its_own_warning_not_a_lost_fill() -> None:
+    outcome = _lazy_done({"lazy_fill_wait_s": 40.0, "warning": "a lazy restore's fill runs on"})
+    assert outcome.lazy_fill_unconfirmed() is None
+    assert outcome.warnings == ["target: a lazy restore's fill runs on"]
 
 
 def test_a_phase_s_events_pass_in_order_and_its_result_is_kept() -> None:
