@@ -53,3 +53,25 @@ def test_restore_dirs_are_made_fresh_and_private(tmp_path: Path) -> None:
     assert not stale.exists()
     assert os.listdir(work_dir) == [] and os.listdir(images) == []
     assert (os.stat(work_dir).st_mode & 0o777, os.stat(images).st_mode & 0o777) == (0o700, 0o700)
+
+
+def test_the_lazy_fill_is_summed_over_the_daemons_tasks_at_its_last_summary(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "restore" / "work" / "lazy-pages.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n"
+        "(00.412000) uffd: 1-7: UFFD transferred pages: (262000/262144)\n"
+        "(00.523101) uffd: 9-8: UFFD transferred pages: (10/10)\n"
+    )
+    assert work.lazy_fill(str(tmp_path)) == {"fill_s": 0.523101, "pages": 262010, "of": 262154}
+
+
+def test_a_daemon_log_without_a_summary_is_no_fill(tmp_path: Path) -> None:
+    # (what a daemon killed mid-fill leaves: the migration then reports it as an error)
+    log = tmp_path / "restore" / "work" / "lazy-pages.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n")
+    assert work.lazy_fill(str(tmp_path)) is None
+    assert work.lazy_fill(str(tmp_path / "elsewhere")) is None
