@@ -19,10 +19,11 @@ import pytest
 from tests.labtools import ssh
 from whimbrel.backends.config import Config, load_config
 from whimbrel.backends.lab.lab import KNOWN_HOSTS
+from whimbrel.backends.ssh import remote_script
 
 pytestmark = pytest.mark.lab
 
-TRUST = (Path(__file__).parents[2] / "backends" / "remote" / "trust.py").read_bytes()
+TRUST = remote_script("trust.py").encode()  # as a node gets it: its node modules inlined
 # Stands in for the receiver: the forced command says whom the target's sshd let in.
 SEEN = base64.b64encode(b"import os; print(os.environ['SSH_CLIENT'].split()[0])\n").decode()
 
