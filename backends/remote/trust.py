@@ -184,9 +184,9 @@ def keyfile(known_hosts_line):
     print(json.dumps({"dir": workdir}))
 
 
-# How long a receiver dir's removal waits for its lazy restore's fill to end (a 1 GiB fill
-# from local page files takes about 3 s); a daemon still filling after it is left to finish,
-# never killed: the pages it has not filled are the container's.
+# How long a receiver dir's removal waits for its lazy restore's fill to end (a 2 GiB fill
+# from local page files ended 1.0 s after the restore began); a daemon still filling after it
+# is left to finish, never killed: the pages it has not filled are the container's.
 LAZY_FILL_WAIT_S = 40.0
 
 
