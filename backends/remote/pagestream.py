@@ -7,6 +7,7 @@ round sends only what changed (SHA-1 is for identity against accident here: a fo
 could only corrupt the forger's own memory).
 """
 
+import functools
 import hashlib
 import json
 import mmap
@@ -94,13 +95,12 @@ class ChunksAsTheyLand:
             first = len(digests) // 20 * CHUNK
             # A chunk is hashed once whole; a file's last, short one once the dump has ended.
             end = size if last else size // CHUNK * CHUNK
-            hashed = self._pool.map(
-                lambda at, fd=fd, size=size: hashlib.sha1(
-                    os.pread(fd, min(CHUNK, size - at), at)
-                ).digest(),
-                range(first, end, CHUNK),
-            )
-            digests += b"".join(hashed)
+            digest = functools.partial(_chunk_digest, fd, size)
+            digests += b"".join(self._pool.map(digest, range(first, end, CHUNK)))
+
+
+def _chunk_digest(fd, size, at):
+    return hashlib.sha1(os.pread(fd, min(CHUNK, size - at), at)).digest()
 
 
 def load_index(wd):

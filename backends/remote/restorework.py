@@ -50,50 +50,33 @@ def restore_dirs(root):
     return dirs
 
 
-class LazyPages:
+def start_lazy_daemon(work, images, target):
     """`criu lazy-pages` for one restore, started before it: it reads the images through a
     dir of its own (`images`), whose links resolve on the host (the checkpoint's page-file
     links resolve inside the container, where CRIU's restore opens them), and listens in the
     restore's work dir (`work`, where runc.conf's `work-dir` points the restore)."""
+    staged = os.path.join(target["upper_dir"], ".wb")
+    for name in os.listdir(target["checkpoint_dir"]):
+        where = staged if name.startswith("pages-") else target["checkpoint_dir"]
+        os.symlink(os.path.join(where, name), os.path.join(images, name))
+    # -d: it returns once listening (the socket is bound before it forks), and its own
+    # session outlives this script's, as its fill must. -v4: its fill's summary (lazy_fill)
+    # is a debug line.
+    argv = ["criu", "lazy-pages", "-d", "-D", images, "-W", work, "-o", "lazy-pages.log", "-v4"]
+    pidfile = ["--pidfile", os.path.join(work, "lazy-pages.pid")]
+    proc = subprocess.run(argv + pidfile, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        said = criu_error(work, "lazy-pages.log", proc.stderr)
+        raise RuntimeError(f"criu lazy-pages: {said}")
 
-    def __init__(self, work, images, target):
-        self.images, self.work = images, work
-        staged = os.path.join(target["upper_dir"], ".wb")
-        for name in os.listdir(target["checkpoint_dir"]):
-            where = staged if name.startswith("pages-") else target["checkpoint_dir"]
-            os.symlink(os.path.join(where, name), os.path.join(self.images, name))
-        self.pidfile = os.path.join(self.work, "lazy-pages.pid")
-        # -d: it returns once listening (the socket is bound before it forks), and its own
-        # session outlives this script's, as its fill must.
-        proc = subprocess.run(
-            [
-                "criu",
-                "lazy-pages",
-                "-d",
-                "-D",
-                self.images,
-                "-W",
-                self.work,
-                "--pidfile",
-                self.pidfile,
-                "-o",
-                "lazy-pages.log",
-                "-v4",  # its summary of the fill (lazy_fill) is a debug line
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if proc.returncode != 0:
-            said = criu_error(work, "lazy-pages.log", proc.stderr)
-            raise RuntimeError(f"criu lazy-pages: {said}")
 
-    def stop(self):
-        """The daemon killed: only for a restore that failed (its pages are no one's now)."""
-        pid = lazy_daemon(self.work)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def kill_lazy_daemon(work):
+    """The daemon of the restore in `work` killed, if one runs: only for a restore that
+    failed (its pages are no one's now)."""
+    pid = lazy_daemon(work)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def lazy_daemon(work):

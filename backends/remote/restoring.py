@@ -1,11 +1,18 @@
 """The final round's restore on the target, fenced, and lazy where asked and possible
 (standard library only; CRIU's work dir and the lazy-pages daemon: restorework.py)."""
 
+import subprocess
 import time
 
 from decision import abort_target
 from nodelib import criu_conf_with
-from restorework import LazyPages, criu_error, criu_restore_s, restore_dirs
+from restorework import (
+    criu_error,
+    criu_restore_s,
+    kill_lazy_daemon,
+    restore_dirs,
+    start_lazy_daemon,
+)
 from targetdir import CHECKPOINT, here, target_docker
 from wire import failpoint
 
@@ -19,12 +26,10 @@ def restore(target, lazy=False):
     with `lazy`, through a lazy-pages daemon filling them from the staged page files."""
     t0 = time.monotonic()
     work, images = restore_dirs(here())
-    options = (*RESTORE_OPTIONS, "work-dir " + work)
-    daemon = None
+    options = (*RESTORE_OPTIONS, "work-dir " + work) + (("lazy-pages",) if lazy else ())
     try:
         if lazy:
-            daemon = LazyPages(work, images, target)
-            options += ("lazy-pages",)
+            start_lazy_daemon(work, images, target)
         with criu_conf_with(options):
             failpoint(target, "receiver.before-restore")
             try:
@@ -36,15 +41,14 @@ def restore(target, lazy=False):
         )
         if not state.startswith("running"):
             raise RuntimeError(f"restored container is {state}")
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         abort_target(target["migration"], target["docker_socket"], target["container"])
-        if daemon is not None:
-            daemon.stop()
+        kill_lazy_daemon(work)  # fills nothing now; waiting on for a restore, it would stay
         raise RuntimeError(f"restore: {exc}") from None
     return {
         "restored": True,
         "restore_s": time.monotonic() - t0,
         "criu_restore_s": criu_restore_s(work),
         "pid": int(state.split()[1]),
-        "lazy": daemon is not None,
+        "lazy": lazy,
     }
