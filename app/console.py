@@ -68,6 +68,8 @@ from whimbrel.widgets.container_table import ContainerTable
 
 EXIT_OK = 0
 TERMINAL_CHECK_S = 2.0
+NARROW_BELOW = 100  # columns: the main table's columns and a side panel fit side by side
+SHORT_BELOW = 30  # lines: the main screen's charts and a useful table fit one above the other
 # Every screen the console opens: their bindings are what `[console] keys` may remap.
 SCREENS: tuple[type[Screen], ...] = (
     MainScreen,
@@ -90,6 +92,13 @@ class WhimbrelApp(App[int]):
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
     ]
+    # Every screen carries `-narrow` below NARROW_BELOW columns (80x24 is a common terminal)
+    # and `-short` below SHORT_BELOW lines: the stylesheet folds side panels away on them.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"),
+        (NARROW_BELOW, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (SHORT_BELOW, "-tall")]
 
     def __init__(
         self,

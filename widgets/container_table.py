@@ -47,16 +47,18 @@ class Cell:
         return Text(self.text, style=self.style, no_wrap=True, overflow="ellipsis")
 
 
-# (key, header); the order of the columns.
+# (key, header); the order of the columns. What a migration is decided on (memory, dirty rate)
+# comes before the image, the longest and least telling value: on a narrow terminal the image
+# is what runs off the right edge (the table scrolls to it), never the numbers.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("mark", " "),
     ("name", "NAME"),
     ("node", "NODE"),
     ("cluster", "CLUSTER"),
     ("state", "STATE"),
-    ("image", "IMAGE"),
     ("memory", "MEMORY"),
     ("dirty", "DIRTY RATE"),
+    ("image", "IMAGE"),
 )
 SORTABLE = tuple(key for key, _ in COLUMNS if key != "mark")
 

@@ -19,7 +19,7 @@ ABOUT = (
 )
 TIPS = (
     ("/", "filter: every word must appear in name, node, cluster, state or image"),
-    ("space", "mark a container; on a node (tab to the node list), mark all of it"),
+    ("space", "mark a container; on a node (n: the node list), mark all of it"),
     ("enter, p", "plan preview: pick the target, type a downtime target, watch the plan"),
     ("m", "migrate, after a confirmation that names container, source, target, prediction"),
     (":, ctrl+p", "commands: migrate, evacuate, probe, theme, refresh, read-only"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -42,6 +42,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
         Binding("m", "migrate", "Migrate", id="main.migrate"),
         Binding("e", "evacuate", "Evacuate", id="main.evacuate"),
         Binding("h", "history", "History", id="main.history"),
+        Binding("n", "nodes", "Nodes", id="main.nodes"),
     ]
 
     def __init__(self) -> None:
@@ -156,10 +157,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
                 for c in containers
             ]
         )
-        table.border_title = self._table_title(len(table.visible_refs), len(containers))
-        table.border_subtitle = f"sorted by {table.sort_column}" + (
-            " ↓" if table.sort_reverse else ""
-        )
+        self._show_titles()
         follow = self.console.follow
         if follow:
             moved = observed.find(follow)
@@ -170,18 +168,35 @@ class MainScreen(ConsoleScreen, Screen[None]):
         if observed.all_answered:
             self.console.first_table_shown()
 
-    def _table_title(self, shown: int, total: int) -> str:
+    def _show_titles(self) -> None:
         observed = self.console.observed
         assert observed is not None
-        answered = sum(1 for n in observed.nodes.values() if n is not None)
+        table = self.query_one(ContainerTable)
+        shown, total = len(table.visible_refs), len(observed.containers())
+        answered = [n for n in observed.nodes.values() if n is not None]
         title = f"Containers  {total}"
         if shown != total:
             title = f"Containers  {shown} of {total} (filtered)"
-        if answered < len(observed.nodes):
-            title += f"  ·  {answered}/{len(observed.nodes)} nodes answered"
+        if len(answered) < len(observed.nodes):
+            title += f"  ·  {len(answered)}/{len(observed.nodes)} nodes answered"
+        subtitle = f"sorted by {table.sort_column}" + (" ↓" if table.sort_reverse else "")
+        if self.has_class("-narrow"):
+            # The cluster panel is folded away: the title says what it would (a node down
+            # must not go unseen at 80 columns) and the subtitle how to open it.
+            up = sum(1 for n in answered if n.reachable)
+            title += f"  ·  {up}/{len(observed.nodes)} nodes up"
+            down = [n.node for n in answered if not n.reachable]
+            if down:
+                title += f", {', '.join(down)} down"
+            subtitle = f"n: nodes  ·  {subtitle}"
         if self.marked:
             title += f"  ·  {len(self.marked)} marked"
-        return title
+        table.border_title, table.border_subtitle = title, subtitle
+
+    def on_resize(self) -> None:
+        # The breakpoint classes (-narrow) have just been set: the titles depend on them.
+        if self.is_mounted and self.console.observed is not None:
+            self._show_titles()
 
     def _show_rtt(self) -> None:
         show_rtt(self.console, self.query_one(RttChart))
@@ -224,6 +239,28 @@ class MainScreen(ConsoleScreen, Screen[None]):
         box.value = ""
         box.display = False
         self.query_one(ContainerTable).focus()
+
+    def action_nodes(self) -> None:
+        """Go to the cluster panel, or back to the table. On a narrow terminal the panel is
+        folded away (themes/console.tcss) and opens only while it has the focus: marking or
+        evacuating a whole node must work at 80 columns too."""
+        if self.query_one(NodeList).has_focus:
+            self.query_one(ContainerTable).focus()
+        else:
+            self.query_one(NodeList).focus()  # a folded widget still takes the focus
+
+    # `-nodes-open` follows the focus, not the key: the panel focused on a wide terminal stays
+    # open when the terminal narrows, and any way out of it (n, tab, esc) folds it.
+
+    @on(events.DescendantFocus)
+    def _nodes_entered(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, NodeList):
+            self.add_class("-nodes-open")
+
+    @on(events.DescendantBlur)
+    def _nodes_left(self, event: events.DescendantBlur) -> None:
+        if isinstance(event.widget, NodeList):
+            self.remove_class("-nodes-open")
 
     def action_refresh(self) -> None:
         self.console.refresh_inventory()

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalGroup, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -51,17 +51,21 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
         yield Header()
+        # Wide, the side column stands left of the plan; narrow (themes/console.tcss), what the
+        # operator sets and the container sit side by side above it. The plan, its rounds and
+        # the charts scroll: at 80x24 they are taller than the screen.
         with Horizontal(id="preview-body"):
             with Vertical(id="preview-side"):
-                yield Input(
-                    value=f"{self.console.downtime_target_s * 1000:g}ms",
-                    placeholder="e.g. 300ms",
-                    id="downtime",
-                )
-                yield Static("", id="downtime-error")
-                yield OptionList(id="targets")
+                with VerticalGroup(id="preview-choice"):
+                    yield Input(
+                        value=f"{self.console.downtime_target_s * 1000:g}ms",
+                        placeholder="e.g. 300ms",
+                        id="downtime",
+                    )
+                    yield Static("", id="downtime-error")
+                    yield OptionList(id="targets")
                 yield Static("", id="container-info")
-            with Vertical(id="preview-main"):
+            with VerticalScroll(id="preview-main"):
                 yield PlanPanel(colours, id="plan")
                 yield RoundBars(colours, id="plan-rounds")
                 with Horizontal(id="preview-charts"):

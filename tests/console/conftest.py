@@ -13,6 +13,7 @@ from whimbrel.app.settings import ConsoleSettings, RememberedState
 from whimbrel.backends.costs import Costs
 
 SIZE = (120, 40)
+SMALL = (80, 24)  # a common terminal: narrow and short, the console folds its side panels
 
 
 @pytest.fixture(autouse=True)

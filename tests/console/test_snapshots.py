@@ -1,4 +1,5 @@
-"""SVG snapshots of the console's main screens at 120x40, on the deterministic fake backend.
+"""SVG snapshots of the console's main screens at 120x40, and at 80x24 (a common terminal:
+the narrow, short layout), on the deterministic fake backend.
 
 Update after an intended change with `pytest tests/console --snapshot-update`, then look at
 the SVGs under tests/console/__snapshots__/."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.console.conftest import SIZE
+from tests.console.conftest import SIZE, SMALL
 from tests.console.helpers import settled, until
 
 
@@ -56,3 +57,42 @@ def test_progress_screen(snap_compare, make_app) -> None:
         await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_main_screen_at_80x24_folds_the_cluster_panel_and_shows_every_number(
+    snap_compare, make_app
+) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
+
+
+def test_main_screen_at_80x24_opens_the_cluster_panel_on_n(snap_compare, make_app) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: pilot.app.screen.query_one("#nodes").has_focus)
+
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
+
+
+def test_plan_preview_at_80x24_stacks_the_choices_above_the_plan(snap_compare, make_app) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+        _no_blink(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
+
+
+def test_plan_preview_at_80x24_scrolls_to_the_rounds_and_charts(snap_compare, make_app) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+        _no_blink(pilot)
+        await pilot.press("tab", "end")  # to the plan's column, then to its end
+
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)

@@ -1,0 +1,119 @@
+"""At 80x24, a common terminal, nothing of the main screen or the plan preview is out of reach:
+the side panels fold away or stack, the long panels scroll."""
+
+from __future__ import annotations
+
+from textual.widget import Widget
+
+from tests.console.conftest import SIZE, SMALL
+from tests.console.helpers import settled, until
+from whimbrel.widgets.container_table import COLUMNS, ContainerTable
+from whimbrel.widgets.node_list import NodeList
+
+
+def _table(app) -> ContainerTable:
+    return app.screen.query_one(ContainerTable)
+
+
+def _on_screen(app, widget: Widget) -> bool:
+    """Whether all of the widget is drawn: nothing of it clipped by its containers."""
+    drawn = app.screen.find_widget(widget)
+    return drawn.region.height > 0 and drawn.clip.contains_region(drawn.region)
+
+
+async def open_preview(pilot) -> None:
+    await settled(pilot)
+    await pilot.press("enter")
+    await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+
+
+async def test_at_80_columns_the_cluster_panel_folds_and_every_number_column_shows(
+    make_app,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        table = _table(app)
+        assert not app.screen.query_one(NodeList).display
+        assert table.region.width == SMALL[0]
+        # Every column up to the dirty rate fits; only the image, last, may run off the edge.
+        keys = [key for key, _ in COLUMNS]
+        widths = [table.columns[key].get_render_width(table) for key in keys]
+        upto_dirty = sum(widths[: keys.index("dirty") + 1])
+        assert upto_dirty <= table.scrollable_content_region.width
+        assert keys[-1] == "image"
+
+
+async def test_at_80_columns_the_image_column_is_reached_by_scrolling_right(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        table = _table(app)
+        assert table.max_scroll_x > 0  # the image runs off the edge: the table scrolls to it
+        await pilot.press(*["right"] * table.max_scroll_x)
+        await until(pilot, lambda: table.scroll_x == table.max_scroll_x)
+        assert table.virtual_size.width == table.scroll_x + table.scrollable_content_region.width
+
+
+async def test_n_opens_the_folded_cluster_panel_only_while_it_is_used(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        nodes = app.screen.query_one(NodeList)
+        await pilot.press("n")
+        await until(pilot, lambda: nodes.has_focus)
+        assert nodes.display and _on_screen(app, nodes)
+        nodes.highlighted = nodes.get_option_index("east-2")
+        await pilot.press("space")  # a whole node marked, at 80 columns too
+        assert app.screen.marked == {"east-2/batch", "east-2/queue"}
+        await pilot.press("n")  # back to the table: the panel folds again
+        await until(pilot, lambda: _table(app).has_focus)
+        assert not nodes.display
+
+
+async def test_the_cluster_panel_in_use_stays_open_when_the_terminal_narrows(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        nodes = app.screen.query_one(NodeList)
+        await pilot.press("n")
+        await until(pilot, lambda: nodes.has_focus)
+        await pilot.resize_terminal(*SMALL)
+        await until(pilot, lambda: app.screen.has_class("-narrow"))
+        assert nodes.display and _on_screen(app, nodes)  # never a focused, folded panel
+
+
+async def test_at_80_columns_the_table_title_names_a_node_down(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        table = _table(app)
+        assert "3/4 nodes up, west-2 down" in str(table.border_title)
+        assert "n: nodes" in str(table.border_subtitle)
+
+
+async def test_widening_the_terminal_unfolds_the_cluster_panel(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        await pilot.resize_terminal(*SIZE)
+        nodes = app.screen.query_one(NodeList)
+        await until(pilot, lambda: nodes.display and nodes.region.width > 0)
+        assert "down" not in str(_table(app).border_title)  # the panel says it again
+
+
+async def test_at_80x24_every_preview_panel_scrolls_into_view(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await open_preview(pilot)
+        screen = app.screen
+        for selector in ("#downtime", "#targets", "#container-info"):
+            assert _on_screen(app, screen.query_one(selector)), selector
+        await pilot.press("tab")  # from the target list to the plan's scrolling column
+        assert screen.focused is screen.query_one("#preview-main")
+        for selector in ("#plan", "#plan-rounds", "#preview-rtt", "#preview-dirty"):
+            screen.query_one("#preview-main").scroll_to_widget(
+                screen.query_one(selector), animate=False
+            )
+            await pilot.pause()
+            assert _on_screen(app, screen.query_one(selector)), selector
