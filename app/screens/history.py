@@ -22,16 +22,18 @@ from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours
 from whimbrel.backends.units import format_duration, format_size
 from whimbrel.widgets.round_bars import RoundBars
 
+# (key, header): each header names what its cells hold, in the words of `whimbrel history`
+# and of the plan preview; (PRED) is the model's prediction, after the measured value.
 COLUMNS = (
     ("when", "WHEN"),
     ("container", "CONTAINER"),
     ("path", "FROM → TO"),
-    ("result", "RESULT"),
+    ("status", "STATUS"),  # done, failed, or pending: not always a result yet
     ("mode", "MODE"),
-    ("rounds", "N"),
+    ("rounds", "ROUNDS"),  # pre-copy rounds run
     ("downtime", "DOWNTIME (PRED)"),
-    ("total", "ROUNDS (PRED)"),
-    ("bytes", "BYTES (PRED)"),
+    ("total", "TOTAL (PRED)"),  # seconds from the first round on, as the model's total
+    ("sent", "SENT (PRED)"),  # bytes sent, every round and the final one
 )
 
 

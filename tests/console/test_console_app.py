@@ -162,6 +162,23 @@ async def test_history_shows_predicted_against_measured(make_app) -> None:
         assert "kv" in first and "done" in first and "151 ms (120 ms)" in first
 
 
+async def test_history_columns_are_named_for_what_they_show(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        headers = [str(c.label) for c in table.ordered_columns]
+        row = dict(zip(headers, (str(c) for c in table.get_row_at(0)), strict=True))
+        # west-1/kv: done, 2 pre-copy rounds, 1.9 s from its first round (1.5 s predicted).
+        assert row["STATUS"] == "done"
+        assert row["ROUNDS"] == "2"
+        assert row["TOTAL (PRED)"] == "1.9 s (1.5 s)"
+        assert row["SENT (PRED)"] == "23 MiB (23.4 MiB)"
+
+
 async def test_unfinished_migrations_are_reported_at_start_and_settled_on_request(
     make_app,
 ) -> None:
