@@ -53,6 +53,8 @@ class RoundRecord:
     stripes: int | None
     restore_s: float | None = None  # the final round's only
     lazy: bool = False  # the final round restored lazily (its restore does not grow with M)
+    # Of transfer_s, the wait for the round's sessions (round 0 opens them while it dumps)
+    sessions_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -69,6 +71,8 @@ class RoundRecord:
             out["restore_s"] = self.restore_s
         if self.lazy:
             out["lazy"] = True
+        if self.sessions_s is not None:
+            out["sessions_s"] = self.sessions_s
         return out | {"stripes": self.stripes}
 
 

@@ -83,6 +83,7 @@ async def precopy(
                 dump_s=result["freeze_s"],
                 dumped_bytes=result["state_bytes"],
                 stripes=result.get("stripes"),
+                sessions_s=result.get("sessions_s"),
             )
         )
         throughput = result["sent_bytes"] / max(result["send_s"], 1e-3)

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.node_helpers import load
 
 pagestream = load("pagestream")
@@ -84,3 +86,42 @@ def test_digests_of_the_wrong_length_are_not_trusted(tmp_path: Path) -> None:
     short = {"pages-1.img": _chunk_digests(pages)[:20]}
     pagestream.send_images(str(img), str(wd), out, pagestream.load_index(str(wd)), landed=short)
     assert (wd / "chunks-pages-1.img").read_bytes() == _chunk_digests(pages)
+
+
+def test_a_new_page_file_yields_its_first_run_before_the_rest_is_hashed() -> None:
+    data = random.Random(3).randbytes(4 * pagestream.DATA_RUN)
+    diff = pagestream.PageDiff("pages-1.img", memoryview(data), {}, None)
+    runs = iter(diff)
+    first = next(runs)
+    assert (first.op, first.start, first.length) == (pagestream.OP_DATA, 0, pagestream.DATA_RUN)
+    assert diff.digests is None  # the file's own digests come once all of it is hashed
+    rest = list(runs)
+    assert sum(r.length for r in rest) == len(data) - first.length
+    assert diff.digests.chunks == _chunk_digests(data)
+
+
+def test_runs_made_ahead_in_a_thread_come_in_order_and_carry_its_error() -> None:
+    def made():
+        yield from range(100)
+        raise ValueError("page file gone")
+
+    taken = []
+    with pytest.raises(ValueError, match="page file gone"):
+        for item in pagestream._ahead(made(), depth=4):
+            taken.append(item)
+    assert taken == list(range(100))
+
+
+def test_a_caller_that_stops_early_stops_the_thread_making_ahead() -> None:
+    made = threading.Event()
+
+    def endless():
+        while True:
+            made.set()
+            yield b"run"
+
+    before = threading.active_count()
+    ahead = pagestream._ahead(endless(), depth=2)
+    assert next(ahead) == b"run"
+    ahead.close()  # a broken link: send_images gives up on the file
+    assert made.is_set() and threading.active_count() == before

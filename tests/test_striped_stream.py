@@ -1,5 +1,5 @@
 """Striped streams: the source deals a round's bytes over several SSH sessions (one channel's
-window caps a stream at 2 MiB per round trip) and the receiver puts them back in order.
+window caps a stream at about 1.2 MB per round trip) and the receiver puts them back in order.
 
 The node helpers are standalone scripts, so they are loaded from their paths here, and run as
 `python3` processes, the way a node runs them, with a local command standing in for ssh.
@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -112,12 +114,31 @@ def test_a_hostile_stream_token_is_refused() -> None:
 
 
 def test_stripes_grow_with_the_round_trip_and_are_capped() -> None:
-    # The benchmark's RTTs sit well inside their steps, so a probe's few percent do not
-    # change the count.
-    assert [stripes_for(ms / 1000) for ms in (5, 20, 50, 100, 200)] == [1, 1, 2, 3, 6]
-    assert stripes_for(0.104) == stripes_for(0.096) == 3
-    assert stripes_for(0.210) == stripes_for(0.190) == 6
+    # The benchmark's RTTs sit inside their steps, so a probe's few percent do not change
+    # the count.
+    assert [stripes_for(ms / 1000) for ms in (5, 20, 50, 100, 200)] == [1, 1, 3, 5, 10]
+    assert stripes_for(0.104) == stripes_for(0.096) == 5
+    assert stripes_for(0.210) == stripes_for(0.190) == 10
     assert stripes_for(5.0) == MAX_STRIPES
+
+
+def test_a_stripe_past_the_first_wave_waits_for_an_earlier_master(tmp_path: Path) -> None:
+    transfer = load("transfer")
+    socket_path = tmp_path / "master-0"
+    argv = ["ssh", "-o", f"ControlPath={socket_path}", "node"]
+    threading.Timer(0.2, socket_path.touch).start()
+    started = time.monotonic()
+    transfer._await_master(argv, timeout=5)
+    assert socket_path.exists() and 0.15 < time.monotonic() - started < 2
+
+
+def test_a_master_that_never_comes_delays_the_next_stripe_only_until_the_timeout(
+    tmp_path: Path,
+) -> None:
+    transfer = load("transfer")
+    started = time.monotonic()
+    transfer._await_master(["ssh", "-o", f"ControlPath={tmp_path / 'never'}"], timeout=0.2)
+    assert 0.15 < time.monotonic() - started < 2
 
 
 def _local_link(here: Path) -> list[str]:
@@ -152,10 +173,10 @@ def test_probe_send_moves_every_byte_over_k_receiver_sessions(tmp_path: Path, k:
 def test_each_stripe_has_its_own_connection_kept_across_rounds() -> None:
     node = Node(name="b", cluster="y", host="10.0.0.2")
     link = NodeLink("id", node, node, "/src", "/dst", "root").for_rtt(0.2)
-    assert link.stripes == 6
+    assert link.stripes == 10
     paths = [next(a for a in argv if a.startswith("ControlPath=")) for argv in link.argvs()]
     assert paths[:2] == ["ControlPath=/src/master", "ControlPath=/src/master-1"]
-    assert len(set(paths)) == 6
+    assert len(set(paths)) == 10
 
 
 @pytest.mark.parametrize("k", [1, 3])

@@ -122,7 +122,19 @@ def test_a_link_from_pattern_becomes_the_lines_from_option(tmp_path: Path, keys:
     pattern = "198.18.1.1,198.18.2.0/24,2001:db8::*,node-?.example"
     grant(tmp_path, keys, pattern)
     (line,) = ours(keys)
-    assert line.startswith(f'restrict,from="{pattern}",command="python3 '.encode()), line
+    assert line.startswith(f'restrict,from="{pattern}",command="/'.encode()), line
+
+
+def test_the_forced_command_names_the_interpreter_by_its_own_path(
+    tmp_path: Path, keys: Path
+) -> None:
+    # No PATH lookup or shim for each of a link's sessions: the interpreter that granted it.
+    granted = grant(tmp_path, keys)
+    (line,) = ours(keys)
+    command = line.split(b'command="')[1].split(b'"')[0].decode()
+    interpreter, script = command.split(" ")
+    assert os.path.isabs(interpreter) and os.access(interpreter, os.X_OK)
+    assert script == os.path.join(granted["dir"], "receiver.py")
 
 
 @pytest.mark.parametrize(

@@ -24,30 +24,39 @@ def agent(mig, cid, link_json, cfg_json):
 
     The rounds' sessions open once, while round 0 dumps, and stay open: a later round costs
     its dump, its data and one round trip for the answer. The hand-over runs in a daemon of
-    its own, started here first: it opens the final round's sessions and waits, armed, while
-    the rounds run, so nothing is left to open between the last round and the freeze. Fired,
-    it goes on without us; if we end without firing it (EOF: the engine gave up, or is gone),
-    it stands down."""
+    its own, armed once round 0's sessions are ready (at "handover" when no round comes): it
+    opens the final round's sessions behind round 0's data and waits, armed, while the rounds
+    run, so nothing is left to open between the last round and the freeze. (Armed beside round
+    0's sessions, its own start delayed round 0's by 1.3 s at 200 ms.) Fired, it goes on
+    without us; if we end without firing it (EOF: the engine gave up, or is gone), it stands
+    down."""
     wd = workdir(mig)
     links = json.loads(link_json)
     prepared = prepared_info(wd)
-    fire = arm_handover(mig, cid, wd, links, json.loads(cfg_json))
+    cfg = json.loads(cfg_json)
+    armed = []  # the pipe that fires the hand-over, once armed
+
+    def arm():
+        if not armed:
+            armed.append(arm_handover(mig, cid, wd, links, cfg))
+
     transfer, fired = None, False
     try:
         for line in sys.stdin:
             words = line.split()
             if words == ["handover"] and not fired:
-                fire_handover(fire)
+                arm()
+                fire_handover(armed[0])
                 fired = True
                 out({"fired": True})
             elif len(words) == 2 and words[0] == "round" and not fired:
                 if transfer is None:  # stop-and-copy has no rounds: no sessions for them
                     transfer = Transfer(links, "rounds")
-                out(_round(mig, cid, wd, prepared, transfer, int(words[1])))
+                out(_round(mig, cid, wd, prepared, transfer, int(words[1]), arm))
             else:
                 raise ValueError(f"agent: unexpected {line.strip()[:80]!r}")
-        if not fired:
-            os.close(fire)  # the armed daemon stands down now, not once these sessions end
+        if armed and not fired:
+            os.close(armed[0])  # the armed daemon stands down now, not once these sessions end
         error = transfer.close() if transfer is not None else None
         if error and not fired:  # once fired, how the rounds' sessions end is no matter
             raise RuntimeError("target: " + error)
@@ -59,12 +68,15 @@ def agent(mig, cid, link_json, cfg_json):
         fail(str(exc))
 
 
-def _round(mig, cid, wd, prepared, transfer, number):
+def _round(mig, cid, wd, prepared, transfer, number, arm):
     # File trees go with round 0, and again whole with the final round.
     trees = file_trees(prepared) if number == 0 else ()
     img, dump_s, _ = dump(mig, cid, True, f"round-{number}")
     on_target = load_index(wd)
     t0 = time.monotonic()
+    transfer.ready()
+    sessions_s = time.monotonic() - t0
+    arm()
     (state, sent, _diff_s), _reply = transfer.send(
         lambda stream: _faulty(
             prepared,
@@ -80,6 +92,7 @@ def _round(mig, cid, wd, prepared, transfer, number):
         "dump_s": dump_s,
         "freeze_s": dump_s,
         "send_s": send_s,
+        "sessions_s": sessions_s,
         "state_bytes": state,
         "sent_bytes": sent,
         "stripes": len(transfer.stripes) + 1,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import mmap
 import os
+import queue
 import subprocess
 import threading
 import time
@@ -42,6 +43,8 @@ Digests = namedtuple("Digests", "pages chunks")
 Run = namedtuple("Run", "op src offset length start")
 # A page file of this round: its (mapped) bytes, its Runs and its Digests.
 PageFile = namedtuple("PageFile", "data runs digests")
+# A run of new pages is cut at this length, so a file of them streams as it is hashed.
+DATA_RUN = 4 << 20
 # What a round's images came to: the state's bytes, the bytes that crossed the link, and the
 # seconds spent hashing pages against what the target holds.
 Sent = namedtuple("Sent", "state_bytes sent_bytes diff_s")
@@ -140,6 +143,7 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
         for n in sorted(os.listdir(img_dir))
         if os.path.isfile(os.path.join(img_dir, n)) and not n.endswith(".log")
     ]
+    mapped = {}
     for name in names:
         with open(os.path.join(img_dir, name), "rb") as f:
             # Page files are mapped, not read: no copy of the whole state in this process.
@@ -151,11 +155,7 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
         state += len(data)
         if name.startswith("pages-"):
             files[name] = "pages"
-            t0 = time.monotonic()
-            chunks = (landed or {}).get(name)
-            runs, digests = _page_runs(name, memoryview(data), index, layout.get(name), chunks)
-            diff_s += time.monotonic() - t0
-            pages[name] = PageFile(data, runs, digests)
+            mapped[name] = data
             continue
         files[name] = hashlib.sha1(data).hexdigest()
         if prev_files.get(name) == files[name]:
@@ -165,6 +165,26 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
             _header(stream, name=name)
             stream.write(OP_DATA + SIZE.pack(len(data)) + data + OP_END)
             sent += len(data)
+    chunks = landed or {}
+    # A page file the target holds no version of (round 0's: the whole state) goes as it is
+    # hashed, a thread ahead of the link, so its hashing hides behind the send.
+    for name in (n for n in mapped if n not in layout):
+        view = memoryview(mapped[name])
+        diff = PageDiff(name, view, index, None, chunks.get(name))
+        _header(stream, name=name, inplace=False)
+        runs = []
+        for run in _ahead(diff):
+            runs.append(run)
+            sent += _flush(stream, view, run)
+        stream.write(OP_END)
+        pages[name] = PageFile(mapped[name], runs, diff.digests)
+    # One the target holds is diffed whole first: whether it can be patched in place depends
+    # on all its runs.
+    for name in (n for n in mapped if n in layout):
+        t0 = time.monotonic()
+        diff = PageDiff(name, memoryview(mapped[name]), index, layout[name], chunks.get(name))
+        pages[name] = PageFile(mapped[name], list(diff), diff.digests)
+        diff_s += time.monotonic() - t0
     # A pages file whose kept pages all stay where they are is patched in place on the target
     # (a round then costs what changed, not the whole state), unless another file still
     # copies from last round's version of it.
@@ -174,19 +194,17 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
         for op, src, *_ in runs
         if op == OP_COPY_PREV and src != name
     }
-    for name, (data, runs, digests) in pages.items():
-        inplace = (
-            name in layout
-            and name not in borrowed
-            and all(
-                op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
-            )
+    for name in (n for n in mapped if n in layout):
+        data, runs, _ = pages[name]
+        inplace = name not in borrowed and all(
+            op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
         )
         _header(stream, name=name, inplace=inplace)
         view = memoryview(data)
         for run in runs:
             sent += _flush(stream, view, run)
         stream.write(OP_END)
+    for name, (_, _, digests) in pages.items():
         for kind, data_ in (("index-", digests.pages), ("chunks-", digests.chunks)):
             with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
                 f.write(data_)
@@ -211,57 +229,123 @@ def file_trees(prepared):
     ]
 
 
-def _page_runs(name, view, index, prev, chunks=None):
-    """The file as Runs: pages the target holds (preferably at the same place), pages
-    repeated within the file, and new data; and the file's Digests (`prev`: last round's). A
-    chunk whose digest matches last round's at the same place is taken whole, without hashing
-    its pages one by one: a round then costs about what changed (one large hash runs near
-    memory speed, 256 small ones do not). `chunks`: the chunks' digests, if already taken."""
-    prev_pages, prev_chunks = prev or (b"", b"")
-    pages = bytearray()
-    seen = {}
-    runs = []
-    run = None
-    starts = range(0, len(view), CHUNK)
-    if chunks is None or len(chunks) != len(starts) * 20:
-        # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 on one).
-        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
-            hashed = pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts)
-            chunks = b"".join(hashed)
+class PageDiff:
+    """A page file against what the target holds, iterated as Runs in file order, each as
+    soon as it is closed: pages the target holds (preferably at the same place), pages
+    repeated within the file, and new data (cut every DATA_RUN bytes, so new data streams
+    as it is found). Once iterated, `digests` is the file's Digests (`prev`: last round's).
+    A chunk whose digest matches last round's at the same place is taken whole, without
+    hashing its pages one by one: a round then costs about what changed (one large hash runs
+    near memory speed, 256 small ones do not). `chunks`: the chunks' digests, if taken."""
 
-    def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
-        nonlocal run
-        if run and run[0] == op and (op == OP_DATA or (run[1] == src and run[2] + run[3] == off)):
-            run[3] += length
-        else:
-            run = [op, src, off, length, pos]
-            runs.append(run)
+    def __init__(self, name, view, index, prev, chunks=None):
+        self.name, self.view, self.index = name, view, index
+        self.prev = prev or (b"", b"")
+        self.chunks = chunks
+        self.digests = None
 
-    for number, chunk in enumerate(starts):
-        end = min(chunk + CHUNK, len(view))
-        digest = chunks[number * 20 : number * 20 + 20]
-        prev_chunk_pages = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
-        if (
-            prev_chunks[number * 20 : number * 20 + 20] == digest
-            and len(prev_chunk_pages) == (end - chunk) // PAGE * 20
-        ):
-            pages += prev_chunk_pages
-            add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
-            continue
-        for pos in range(chunk, end, PAGE):
-            page = view[pos : pos + PAGE]
-            d = hashlib.sha1(page).digest()
-            pages += d
-            if prev_pages[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
-                add(OP_COPY_PREV, name, pos, len(page), pos)
-            elif d in index:
-                add(OP_COPY_PREV, *index[d], len(page), pos)
-            elif d in seen:
-                add(OP_COPY_CUR, name, seen[d], len(page), pos)
+    def _chunk_digests(self, starts):
+        if self.chunks is not None and len(self.chunks) == len(starts) * 20:
+            return (self.chunks[i : i + 20] for i in range(0, len(self.chunks), 20))
+        # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 on one),
+        # in order as the loop below takes them.
+        view = self.view
+        pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)))
+        digests = pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts)
+        pool.shutdown(wait=False)  # every chunk's task is in: they run on, the pool then ends
+        return digests
+
+    def __iter__(self):
+        name, view, index = self.name, self.view, self.index
+        prev_pages, prev_chunks = self.prev
+        pages, chunks = bytearray(), bytearray()
+        seen, closed = {}, []
+        run = None
+        starts = range(0, len(view), CHUNK)
+
+        def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
+            nonlocal run
+            if run and run[0] == op:
+                if op == OP_DATA:
+                    extends = run[3] < DATA_RUN
+                else:
+                    extends = run[1] == src and run[2] + run[3] == off
             else:
-                seen[d] = pos
-                add(OP_DATA, None, None, len(page), pos)
-    return [Run._make(run) for run in runs], Digests(bytes(pages), chunks)
+                extends = False
+            if extends:
+                run[3] += length
+                return
+            if run:
+                closed.append(Run._make(run))
+            run = [op, src, off, length, pos]
+
+        for number, digest in enumerate(self._chunk_digests(starts)):
+            chunk = starts[number]
+            chunks += digest
+            end = min(chunk + CHUNK, len(view))
+            prev_chunk_pages = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
+            if (
+                prev_chunks[number * 20 : number * 20 + 20] == digest
+                and len(prev_chunk_pages) == (end - chunk) // PAGE * 20
+            ):
+                pages += prev_chunk_pages
+                add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
+            else:
+                for pos in range(chunk, end, PAGE):
+                    page = view[pos : pos + PAGE]
+                    d = hashlib.sha1(page).digest()
+                    pages += d
+                    if prev_pages[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
+                        add(OP_COPY_PREV, name, pos, len(page), pos)
+                    elif d in index:
+                        add(OP_COPY_PREV, *index[d], len(page), pos)
+                    elif d in seen:
+                        add(OP_COPY_CUR, name, seen[d], len(page), pos)
+                    else:
+                        seen[d] = pos
+                        add(OP_DATA, None, None, len(page), pos)
+            yield from closed
+            closed.clear()
+        if run:
+            yield Run._make(run)
+        self.digests = Digests(bytes(pages), bytes(chunks))
+
+
+def _ahead(items, depth=16):
+    """`items` made in a thread of their own, up to `depth` ahead of the caller: a file's
+    pages are hashed while the ones before go over the link (a blocked write lets go of the
+    GIL). The caller stopping early (a broken link) stops the thread at its next item."""
+    made = queue.Queue(depth)
+    stop = threading.Event()
+
+    def make():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        made.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            made.put((False, None))
+        except Exception as exc:  # raised where the caller takes the next item
+            made.put((False, exc))
+
+    thread = threading.Thread(target=make, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = made.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _flush(stream, view, run):

@@ -13,7 +13,7 @@ from nodelib import out
 from targetdir import here
 from wire import FRAME_LIMIT, LENGTH
 
-MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 8 at most)
+MAX_STRIPES = 16  # a sanity bound on what a source may ask for (whimbrel uses 12 at most)
 
 
 def sink(k, token):

@@ -7,8 +7,11 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 
 from wire import BLOCK, LENGTH
+
+OPENING_AT_ONCE = 8  # connections a link opens at once (see _await_master)
 
 
 class Striped:
@@ -67,9 +70,11 @@ class Transfer:
     def __init__(self, links, action):
         token = os.urandom(8).hex()
         self.session = _session(links[0], f"{action} {len(links)} {token}")
-        self.stripes = [
-            _session(argv, f"stripe {token} {index}") for index, argv in enumerate(links[1:], 1)
-        ]
+        self.stripes = []
+        for index, argv in enumerate(links[1:], 1):
+            if index >= OPENING_AT_ONCE:
+                _await_master(links[index - OPENING_AT_ONCE])
+            self.stripes.append(_session(argv, f"stripe {token} {index}"))
         self.stream = Striped([self.session.stdin, *(s.stdin for s in self.stripes)])
         self.is_ready = self.closed = False
 
@@ -117,6 +122,17 @@ class Transfer:
             self.close(timeout=10)
             raise RuntimeError("target: " + reply["error"])
         return result, reply
+
+
+def _await_master(argv, timeout=30):
+    """Wait until the session on `argv` has a master connection (its control socket exists):
+    sshd drops new connections at random once MaxStartups (10) are unauthenticated, so a link
+    opens its stripes' connections OPENING_AT_ONCE at a time. Past the timeout the next one
+    opens anyway (an ssh that made no master still connects: this only spreads them out)."""
+    path = next((o.split("=", 1)[1] for o in argv if o.startswith("ControlPath=")), None)
+    deadline = time.monotonic() + timeout
+    while path and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _session(argv, action):
