@@ -16,7 +16,7 @@ from whimbrel.app.history_records import HistoryRecord, read_history
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import DirtyRate, engine_defaults
 from whimbrel.backends.config import Config
-from whimbrel.backends.dirty import DirtySample
+from whimbrel.backends.dirty import DirtySample, distinct_share
 from whimbrel.backends.engine import Migration, MigrationRequest, recover
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory, node_inventory
@@ -125,6 +125,7 @@ class SSHBackend:
                         pages_per_s=record.dirty_pages / interval,
                         bytes_per_s=record.dirty_bytes / interval,
                         state_bytes=float(record.pages * page_size),
+                        distinct_share=distinct_share(record),
                     )
                 elif record.get("type") == "start":
                     page_size = int(record.get("page_size", page_size))

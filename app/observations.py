@@ -107,9 +107,11 @@ class Observations:
     def measurements(self, container: ContainerInfo, target: str) -> PathMeasurements:
         pair = (container.node, target)
         through = self.throughput.get(pair)
+        dirty = self.dirty.get(container.ref, ())
         return PathMeasurements(
-            size=container_size(container, self.dirty.get(container.ref, ())),
+            size=container_size(container, dirty),
             dirty_rate=self.dirty_rate(container.ref),
             rtt=self.rtt_last.get(pair),
             bandwidth=through.bytes_per_s if through else None,
+            distinct_share=dirty[-1].distinct_share if dirty else None,
         )

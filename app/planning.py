@@ -21,6 +21,7 @@ class DirtyRate:
     pages_per_s: float
     bytes_per_s: float
     state_bytes: float  # what a dump would carry now (writable memory), bytes
+    distinct_share: float | None = None  # of it, what a whole dump sends (None: not known)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PathMeasurements:
     dirty_rate: float | None = None
     rtt: float | None = None
     bandwidth: float | None = None
+    distinct_share: float | None = None  # optional: 1 when not measured
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -77,5 +79,6 @@ def plan_for(
             downtime_target=downtime_target_s,
             max_rounds=engine_defaults().max_rounds,
             lazy_restore=lazy_restore,
+            distinct_share=measured.distinct_share or 1.0,
         )
     )

@@ -42,12 +42,14 @@ class Costs:
         downtime_target: float,
         max_rounds: int,
         lazy_restore: bool = False,
+        distinct_share: float = 1.0,
     ) -> ModelInputs:
         """What the model plans from, for a container of `size` bytes on these nodes, with
         `bandwidth` the path's probed throughput: the model's B is what a round's stream gets,
         the stream's own per-byte work (cipher, the receiver's writes) on top of the wire's.
         A lazy restore copies no memory in before it ends: its restore does not grow with
-        `size` (measured: 148-199 ms from 64 MiB to 1 GiB, README)."""
+        `size` (measured: 148-199 ms from 64 MiB to 1 GiB, README). `distinct_share`: of
+        `size`, what a whole-state round sends (pages repeated in it go once)."""
         scan = size / self.scan_rate if self.scan_rate else 0.0
         restore = size / self.restore_rate if self.restore_rate and not lazy_restore else 0.0
         return ModelInputs(
@@ -64,6 +66,7 @@ class Costs:
             final_round_trips=self.final_round_trips,
             downtime_target=downtime_target,
             max_rounds=max_rounds,
+            distinct_share=distinct_share,
         )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "METHODS",
     "DirtyReport",
     "DirtySample",
+    "distinct_share",
     "helper_args",
     "parse_line",
     "script_text",
@@ -40,6 +41,7 @@ class DirtySample:
     dirty_bytes: int
     pages: int  # pages measured: the resident (or swapped) memory a dump carries
     cpu_s: float  # the helper's CPU time (user + system) on the node for this sample
+    distinct_pages: int | None = None  # of `pages`, how many differ by content (hash method)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class DirtyReport:
     pages_per_s: float  # median over the samples
     cpu_s_per_sample: float  # median
     memory_bytes: int  # measured at the last sample
+    # The share of those bytes a whole dump costs the link (a repeated page goes once); None
+    # where the method reads no content (soft-dirty).
+    distinct_share: float | None = None
 
 
 def script_text() -> str:
@@ -99,6 +104,9 @@ def parse_line(line: str) -> DirtySample | dict:
             dirty_bytes=int(record["dirty_bytes"]),
             pages=int(record["pages"]),
             cpu_s=float(record["cpu_s"]),
+            distinct_pages=None
+            if record.get("distinct_pages") is None
+            else int(record["distinct_pages"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WhimbrelError(f"dirty-rate helper sent a malformed sample: {line!r}") from exc
@@ -119,4 +127,11 @@ def summarize(method: str, samples: Sequence[DirtySample], page_size: int = 4096
         pages_per_s=statistics.median(s.dirty_pages / s.interval_s for s in samples),
         cpu_s_per_sample=statistics.median(s.cpu_s for s in samples),
         memory_bytes=samples[-1].pages * page_size,
+        distinct_share=distinct_share(samples[-1]),
     )
+
+
+def distinct_share(sample: DirtySample) -> float | None:
+    if sample.distinct_pages is None or not sample.pages:
+        return None
+    return min(1.0, max(sample.distinct_pages, 1) / sample.pages)

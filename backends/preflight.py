@@ -18,6 +18,7 @@ from whimbrel.backends.cleanup import forget_decision, release_lock, settle_targ
 from whimbrel.backends.config import Node
 from whimbrel.backends.container_spec import create_body, refuse_unmovable
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.dirty import DirtyReport
 from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent
@@ -111,7 +112,7 @@ async def preflight(
     bandwidth = await measure_link_throughput(ctx.pool, link, ctx.request.probe_bytes, rtt.rtt_s)
     dirty = await sampling
     size = float(container.memory_bytes or dirty.memory_bytes)
-    inputs = _model_inputs(ctx.costs, ctx.request, size, dirty.bytes_per_s, bandwidth, rtt.rtt_s)
+    inputs = _model_inputs(ctx.costs, ctx.request, size, dirty, bandwidth, rtt.rtt_s)
     mode, first_plan = choose_plan(ctx.request, inputs)
     journal.record.mode, journal.record.policy = mode, ctx.request.policy
     journal.record.inputs, journal.record.plan = first_plan.inputs, first_plan
@@ -119,7 +120,13 @@ async def preflight(
         f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
         f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
         f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
-        f"state {size / 2**20:.0f} MiB; plan: {first_plan.reason}"
+        f"state {size / 2**20:.0f} MiB"
+        + (
+            f" ({inputs.distinct_share:.0%} of its pages distinct)"
+            if inputs.distinct_share < 0.995
+            else ""
+        )
+        + f"; plan: {first_plan.reason}"
     )
     yield Prepared(
         container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first_plan, mode
@@ -157,13 +164,14 @@ def _model_inputs(
     costs: Costs,
     request: MigrationRequest,
     size: float,
-    dirty_rate: float,
+    dirty: DirtyReport,
     bandwidth: float,
     rtt_s: float,
 ) -> model.ModelInputs:
     inputs = costs.model_inputs(
         size=size,
-        dirty_rate=dirty_rate,
+        dirty_rate=dirty.bytes_per_s,
+        distinct_share=dirty.distinct_share or 1.0,
         bandwidth=bandwidth,
         rtt=rtt_s,
         downtime_target=request.downtime_target_s,

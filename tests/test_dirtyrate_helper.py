@@ -135,6 +135,22 @@ def test_idle_process_reports_near_zero_when_run_from_stdin(
     assert report.bytes_per_s < 64 * 1024  # its stack and globals: a page or so per second
 
 
+def test_the_hash_method_counts_pages_alike_once(spawn: Callable[..., subprocess.Popen]) -> None:
+    # 64 MiB of one repeated page and 16 MiB of random ones: what a dump of it costs the link
+    # is about the random part (and the interpreter's own pages), not all of it.
+    holder = spawn(
+        [sys.executable, "-c", "import os, time; same = bytearray(b'x' * (64 << 20)); "
+         "rand = bytearray(os.urandom(16 << 20)); print('ready', flush=True); time.sleep(60)"]
+    )  # fmt: skip
+    status, lines = run_helper(*helper_args(holder.pid, seconds=1, interval=0.5, method="hash"))
+    assert status == 0, lines
+    last = samples_of(lines)[-1]
+    assert last.distinct_pages is not None and last.pages >= (80 << 20) // PAGE
+    assert (16 << 20) // PAGE <= last.distinct_pages < last.pages * 0.45
+    report = summarize("hash", samples_of(lines))
+    assert report.distinct_share == last.distinct_pages / last.pages
+
+
 def test_measures_every_process_of_the_tree(
     memwriter_binary: Path, spawn: Callable[..., subprocess.Popen]
 ) -> None:
@@ -407,6 +423,12 @@ def test_parse_line_reads_samples_and_hands_back_other_records() -> None:
         ' "pages": 100, "cpu_s": 0.01, "pids": 1}'
     )
     assert sample == DirtySample(12.5, 1.0, 2, 8192, 100, 0.01)
+    assert summarize("soft-dirty", [sample]).distinct_share is None  # the bits know no content
+    with_content = parse_line(
+        '{"type": "sample", "t": 12.5, "interval_s": 1.0, "dirty_pages": 2, "dirty_bytes": 8192,'
+        ' "pages": 100, "cpu_s": 0.01, "pids": 1, "distinct_pages": 25}'
+    )
+    assert summarize("hash", [with_content]).distinct_share == 0.25
     error = {"type": "error", "message": "process 7 does not exist"}
     assert parse_line(json.dumps(error)) == error
 

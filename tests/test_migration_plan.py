@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from whimbrel.app.planning import PathMeasurements, plan_for
+from whimbrel.backends.costs import DEFAULT_COSTS
+from whimbrel.backends.dirty import DirtyReport
 from whimbrel.backends.migration_request import MigrationRequest
 from whimbrel.backends.model import ModelInputs, plan
-from whimbrel.backends.preflight import choose_plan
+from whimbrel.backends.preflight import _model_inputs, choose_plan
 
 MiB = 2**20
 # The README's examples: iterating pays for the first; the second is better stopped and copied.
@@ -37,3 +40,12 @@ def test_fixed_rounds_overrule_mode_and_model() -> None:
     assert mode == "iterative" and first.rounds == 3
     mode, first = choose_plan(_request(rounds=0), ITERATES)
     assert mode == "stop-and-copy" and first.rounds == 0
+
+
+def test_the_engine_and_the_console_plan_with_the_sampled_share_of_distinct_pages() -> None:
+    sampled = DirtyReport("hash", (), 8 * MiB, 2048, 0.01, 512 * MiB, distinct_share=0.25)
+    engine = _model_inputs(DEFAULT_COSTS, _request(), 512 * MiB, sampled, 25e6, 0.05)
+    console = plan_for(PathMeasurements(512 * MiB, 8 * MiB, 0.05, 25e6, 0.25), 0.3)
+    assert console is not None and engine.distinct_share == 0.25
+    assert console.inputs == engine
+    assert plan(engine, "stop-and-copy").bytes_sent == 128 * MiB

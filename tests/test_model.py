@@ -69,6 +69,21 @@ def test_stop_and_copy_is_round_zero_sending_all_state_while_stopped() -> None:
     assert p.total_time_s == p.downtime_s
 
 
+def test_a_state_of_repeated_pages_sends_only_its_distinct_share() -> None:
+    # The data path sends a repeated page once: a quarter of the state's pages distinct, a
+    # quarter of it crosses the link in round 0 or a stop-and-copy.
+    quarter = replace_example(dump_time=0.1, restore_time=0.2, distinct_share=0.25)
+    stop = evaluate(quarter, 0)
+    assert stop.bytes_sent == pytest.approx(128 * MiB)
+    assert stop.downtime_s == pytest.approx(0.1 + 128 * MiB / 25e6 + 0.025 + 0.2)
+    iterating = evaluate(quarter, 2)
+    assert iterating.per_round[0].bytes == pytest.approx(128 * MiB)
+    assert (
+        iterating.per_round[0].seconds
+        < evaluate(replace(quarter, distinct_share=1.0), 2).per_round[0].seconds
+    )
+
+
 def test_start_condition_flips_from_iterate_to_stop_and_copy_as_rtt_grows() -> None:
     # 1 MiB dirtied at 8 MiB/s: one round of 1 MiB/B + RTT dirties 1 MiB once RTT ~ 83 ms.
     short = plan(ModelInputs(size=MiB, dirty_rate=8 * MiB, bandwidth=25e6, rtt=0.010))
@@ -358,6 +373,8 @@ def test_plan_to_json_is_strict_json_with_the_documented_keys() -> None:
         ({"max_rounds": 2.5}, "max rounds must be a whole number"),
         ({"max_rounds": -1}, "max rounds must be between"),
         ({"working_set": 0.0}, "working set must be more than zero"),
+        ({"distinct_share": 0.0}, "distinct share must be more than zero"),
+        ({"distinct_share": 1.5}, "distinct share must be at most 1"),
     ],
 )
 def test_impossible_inputs_are_usage_errors(change: dict[str, float], message: str) -> None:

@@ -60,6 +60,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "--first-round-extra", "1.5s",
         "--final-round-trips", "2",
         "--brownout-weight", "1",
+        "--distinct-share", "40%",
         "--json",
     )  # fmt: skip
     assert code == 0
@@ -83,6 +84,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "first_round_extra": 1.5,
         "final_round_trips": 2.0,
         "brownout_weight": 1.0,
+        "distinct_share": 0.4,
     }
 
 

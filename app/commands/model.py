@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="0",
         help="a pre-copy freeze second against a downtime second (default 0: least downtime)",
     )
+    parser.add_argument(
+        "--distinct-share",
+        default="100%",
+        help="of the state, the pages unlike each other: what a whole-state round sends "
+        "(default 100%%)",
+    )
     parser.add_argument("--compare", action="store_true", help="all policies side by side")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
@@ -109,6 +115,7 @@ def inputs_from_args(args: argparse.Namespace) -> ModelInputs:
         first_round_extra=parse_duration(args.first_round_extra, "first round extra"),
         final_round_trips=_number(args.final_round_trips, "final round trips"),
         brownout_weight=_number(args.brownout_weight, "brownout weight"),
+        distinct_share=_number(args.distinct_share, "distinct share"),
     )
 
 

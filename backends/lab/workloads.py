@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import threading
 import time
@@ -86,6 +87,16 @@ def value_for(i: int, size: int) -> bytes:
 WRITE_PREFIX = "w:"  # WriteLoad's keys: w:0, w:1, ..., from w:0 again for every load
 
 
+# How a load's values are made: each its own and checkable (value_for), all one repeated
+# value (a dump's pages then repeat too: the data path sends such a page once), or random
+# bytes (nothing repeats).
+VALUES = {
+    "keyed": value_for,
+    "same": lambda i, size: b"r" * size,
+    "random": lambda i, size: os.urandom(size),
+}
+
+
 def load_redis(
     host: str,
     port: int,
@@ -93,12 +104,15 @@ def load_redis(
     value_size: int = VALUE_SIZE,
     batch: int = 2000,
     prefix: str = "key:",
+    values: str = "keyed",
 ) -> int:
-    """SET {prefix}0..n-1 to value_for(i); returns the server's DBSIZE afterwards."""
+    """SET {prefix}0..n-1 to values made as `values` says (VALUES); returns the server's
+    DBSIZE afterwards."""
+    make = VALUES[values]
     with Redis(host, port) as r:
         for start in range(0, n_keys, batch):
             keys = range(start, min(n_keys, start + batch))
-            r.pipeline(("SET", f"{prefix}{i}", value_for(i, value_size)) for i in keys)
+            r.pipeline(("SET", f"{prefix}{i}", make(i, value_size)) for i in keys)
         return int(r.command("DBSIZE"))  # type: ignore[arg-type]
 
 

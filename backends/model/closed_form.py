@@ -40,7 +40,7 @@ def grid(inputs: ModelInputs, rtts: Sequence[float], dirty_rates: Sequence[float
     d = np.asarray(dirty_rates, dtype=float)[None, :]
     if not (np.isfinite(r).all() and np.isfinite(d).all() and r.min() >= 0 and d.min() >= 0):
         raise ModelInputError("grid RTTs and dirty rates must be finite and at least zero")
-    m, b, k, cap = inputs.size, inputs.bandwidth, inputs.round_trips, inputs.max_rounds
+    m, b, k, cap = inputs.whole_bytes, inputs.bandwidth, inputs.round_trips, inputs.max_rounds
     c = round_costs(inputs)
     lam = d / b
     converges = lam < 1

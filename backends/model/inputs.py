@@ -72,11 +72,18 @@ class ModelInputs:
     # target is out of reach: 0 plans for the least downtime, 1 stops once the next round's
     # dump freezes the container longer than the round saves.
     brownout_weight: float = 0.0
+    # The share of M whose pages differ from each other: a round that sends the whole state
+    # (round 0, a stop-and-copy) carries that much, as the data path sends a repeated page
+    # once (measured by the dirty-rate sampler's page digests; 1 when unknown).
+    distinct_share: float = 1.0
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE:
             check(name, getattr(self, name), positive=False)
         check("bandwidth", self.bandwidth, positive=True)
+        check("distinct_share", self.distinct_share, positive=True)
+        if self.distinct_share > 1:
+            raise ModelInputError(f"distinct share must be at most 1, got {self.distinct_share}")
         for name in ("working_set", "dump_rate"):
             if getattr(self, name) is not None:
                 check(name, getattr(self, name), positive=True)
@@ -88,3 +95,8 @@ class ModelInputs:
         if not 0 <= rounds <= MAX_ROUND_CAP:
             raise ModelInputError(f"max rounds must be between 0 and {MAX_ROUND_CAP}")
         object.__setattr__(self, "max_rounds", rounds)
+
+    @property
+    def whole_bytes(self) -> float:
+        """What a round that sends the whole state puts on the link."""
+        return self.size * self.distinct_share

@@ -62,10 +62,11 @@ def dirtied(i: ModelInputs, seconds: float) -> float:
 def volumes(
     inputs: ModelInputs, rounds: int, start: float | None = None, first_extra: float = 0.0
 ) -> np.ndarray:
-    """V_0..V_rounds by the step-by-step recurrence, from `start` (default M), the first of
+    """V_0..V_rounds by the step-by-step recurrence, from `start` (default: the whole state's
+    distinct bytes), the first of
     these rounds running `first_extra` seconds longer."""
     v = np.empty(rounds + 1)
-    v[0] = inputs.size if start is None else start
+    v[0] = inputs.whole_bytes if start is None else start
     overhead = round_fixed(inputs)
     for j in range(rounds):
         v[j + 1] = dirtied(inputs, v[j] / inputs.bandwidth + overhead + first_extra)

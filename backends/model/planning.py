@@ -60,7 +60,7 @@ def plan_from(policy: str, i: ModelInputs, start: float, sent: tuple[float, ...]
 
 def plan(inputs: ModelInputs, policy: Policy = "latency-aware") -> Plan:
     """Choose the rounds with `policy` and predict them with the latency-aware physics."""
-    return plan_from(policy, inputs, inputs.size)
+    return plan_from(policy, inputs, inputs.whole_bytes)
 
 
 def compare(inputs: ModelInputs) -> dict[Policy, Plan]:
@@ -71,5 +71,5 @@ def compare(inputs: ModelInputs) -> dict[Policy, Plan]:
 def evaluate(inputs: ModelInputs, rounds: int) -> Plan:
     """The prediction for a caller-chosen number of pre-copy rounds (what-if)."""
     check("rounds", rounds, positive=False)
-    t = track(inputs, inputs.size, (), rounds)
+    t = track(inputs, inputs.whole_bytes, (), rounds)
     return assemble("fixed", t, Choice(rounds, f"{rounds} rounds chosen by the caller"))

@@ -19,10 +19,12 @@ processes map it).
 
 Output, JSON lines on stdout, each flushed:
   {"type": "start", "method", "pids", "pages", "page_size", "t", "cpu_s"}
-  {"type": "sample", "t", "interval_s", "dirty_pages", "dirty_bytes", "pages", "cpu_s", "pids"}
+  {"type": "sample", "t", "interval_s", "dirty_pages", "dirty_bytes", "pages", "cpu_s", "pids",
+   "distinct_pages"}
       one per interval: the distinct pages changed between two consecutive snapshots, over
       the time between their starts; cpu_s is this helper's CPU time (user + system) since
-      the previous line, so the cost of one sample.
+      the previous line, so the cost of one sample; distinct_pages (hash method only) how
+      many of the snapshot's pages differ from each other by content.
   {"type": "end", "method", "samples", "seconds", "dirty_pages", "dirty_bytes", "bytes_per_s",
    "cpu_s"}
   {"type": "error", "message"} instead, with exit status 1 (2 for bad arguments).
@@ -183,6 +185,8 @@ class SoftDirty:
     minor fault on its first write to each page per interval, a cost not in this helper's cpu_s.
     """
 
+    distinct = None  # bits say nothing of content
+
     def sample(self, pids: list[int], clear: bool = True) -> tuple[int, int]:
         segments: dict[tuple, tuple[int, int]] = {}
         for pid in pids:
@@ -252,6 +256,10 @@ class Hashes:
     """
 
     def __init__(self) -> None:
+        # The digests seen in the last snapshot: how many pages differ from each other, which
+        # is what a whole dump costs the link (the data path sends a repeated page once).
+        self.contents: set[int] = set()
+        self.distinct: int | None = None
         # space -> (first page of each segment, sorted; (first, pages, digests) of each)
         self.previous: dict[tuple, tuple[list[int], list[tuple[int, int, array]]]] = {}
         self.buffer = memoryview(bytearray(READ_PAGES * PAGE))
@@ -261,6 +269,7 @@ class Hashes:
     def sample(self, pids: list[int]) -> tuple[int, int]:
         segments: dict[tuple, Segment] = {}
         dirty = live = 0
+        self.contents = set()
         for pid in pids:
             try:
                 changed, resident = self.walk(pid, segments)
@@ -271,6 +280,7 @@ class Hashes:
         by_space: dict[tuple, list[tuple[int, int, array]]] = {}
         for (space, first, pages), segment in segments.items():
             by_space.setdefault(space, []).append((first, pages, segment.digests))
+        self.distinct = len(self.contents)
         self.previous = {}
         for space, entries in by_space.items():
             entries.sort(key=lambda entry: entry[0])
@@ -321,6 +331,7 @@ class Hashes:
             got //= PAGE
             digests = list(map(zlib.crc32, map(self.buffer.__getitem__, self.page_slices[:got])))
             segment.digests[first : first + got] = array("I", digests)
+            self.contents.update(digests)
             changed += sum(map(ne, digests, segment.previous[first : first + got]))
             hashed += got
         return changed, hashed
@@ -405,6 +416,7 @@ def measure(root: int, seconds: float, interval: float, method: str) -> None:
                 "pages": pages,
                 "cpu_s": cpu - last_cpu,
                 "pids": len(pids),
+                **({} if sampler.distinct is None else {"distinct_pages": sampler.distinct}),
             }
         )
         total += dirty

@@ -17,7 +17,7 @@ ALL_POLICIES: tuple[str, ...] = tuple(POLICIES)
 class Point:
     rtt_ms: float
     bandwidth_mbit: float
-    workload: str  # memwriter or redis
+    workload: str  # memwriter, or redis (its values keyed), redis-same or redis-random
     size_mib: int
     dirty: str | None = None  # low, medium, high (memwriter)
 

@@ -70,14 +70,15 @@ def _start(point: Point, node_name: str) -> None:
         "redis-server", REDIS_CONF, "--port", str(REDIS_PORT),
     )  # fmt: skip
     keys = point.size_mib * 1024  # 1 KiB values
-    _wait(lambda: load_redis(node.lan_address, REDIS_PORT, keys, value_size=1024))
+    values = point.workload.partition("-")[2] or "keyed"  # redis-same: "same"
+    _wait(lambda: load_redis(node.lan_address, REDIS_PORT, keys, value_size=1024, values=values))
     preload_writes(node.lan_address, REDIS_PORT, REDIS_WRITES_PER_S * WRITES_AHEAD_S)
     time.sleep(REHASH_SETTLE_S)
 
 
 def _load(point: Point) -> WriteLoad | None:
     """Redis's client writing through the migration (it follows the container)."""
-    if point.workload != "redis":
+    if point.workload == "memwriter":
         return None
     addresses = [(build_topology().node(n).lan_address, REDIS_PORT) for n in NODES]
     return WriteLoad(addresses, REDIS_WRITES_PER_S).__enter__()
