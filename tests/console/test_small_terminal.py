@@ -1,5 +1,5 @@
 """At 80x24, a common terminal, nothing of the main screen or the plan preview is out of reach:
-the side panels fold away or stack, the long panels scroll."""
+the side panels fold away or stack, the long panels scroll, the footer keeps Help and Quit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from textual.widget import Widget
 
 from tests.console.conftest import SIZE, SMALL
 from tests.console.helpers import settled, until
+from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.widgets.container_table import COLUMNS, ContainerTable
 from whimbrel.widgets.node_list import NodeList
 
@@ -117,3 +118,29 @@ async def test_at_80x24_every_preview_panel_scrolls_into_view(make_app) -> None:
             )
             await pilot.pause()
             assert _on_screen(app, screen.query_one(selector)), selector
+
+
+def _footer_keys(app) -> dict[str, Widget]:
+    return {key.description: key for key in app.screen.query("FooterKey")}
+
+
+async def test_at_80_columns_the_footer_folds_rarely_used_keys_so_help_and_quit_show(
+    make_app,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        shown = [name for name, key in _footer_keys(app).items() if key.display]
+        assert shown == ["Filter", "Mark", "Preview", "Migrate", "Evacuate", "Quit", "Help"]
+        assert all(_on_screen(app, _footer_keys(app)[name]) for name in shown)
+        await pilot.press("h")  # a folded key is still bound
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+
+
+async def test_a_wide_footer_folds_no_key(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        keys = _footer_keys(app)
+        assert {"Sort", "Refresh", "Target", "History", "Nodes"} <= set(keys)
+        assert all(key.display for key in keys.values())
