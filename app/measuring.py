@@ -86,7 +86,8 @@ async def measure_path(
     backend: Backend, observed: Observations, src: str, dst: str, post: Post
 ) -> None:
     """The path's throughput (tens of MiB: never on a timer), with its RTT first if none was
-    measured yet; a failure of either is the throughput's."""
+    measured yet; a failure of either is the throughput's. RTT samples of the path taken while
+    the throughput runs are not charted (Observations.loading)."""
     try:
         async with observed.probing((src, dst)):
             rtt = observed.rtt_last.get((src, dst))
@@ -94,6 +95,8 @@ async def measure_path(
                 result = await backend.rtt(src, dst)
                 post(RttMeasured(result))
                 rtt = result.rtt_s
-            post(ThroughputMeasured(await backend.throughput(src, dst, rtt)))
+            with observed.loading((src, dst)):
+                throughput = await backend.throughput(src, dst, rtt)
+            post(ThroughputMeasured(throughput))
     except Exception as exc:
         post(ProbeFailed("throughput", src, dst, str(exc)))

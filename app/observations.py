@@ -4,8 +4,13 @@ the screens."""
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 from whimbrel.app.planning import DirtyRate, PathMeasurements, container_size, mean_dirty_rate
@@ -15,9 +20,29 @@ from whimbrel.backends.probes import RttResult, ThroughputResult
 
 RTT_POINTS = 600  # three samples a probe, a probe every 2 s: ten minutes, more than a chart shows
 DIRTY_POINTS = 300  # one sample a second: five minutes
+LOAD_WINDOWS = 8  # throughput probes remembered per path: samples arrive seconds after them
 
 Pair = tuple[str, str]
 ProbeKind = Literal["rtt", "throughput"]
+
+
+@dataclass
+class LoadWindow:
+    """When a throughput probe loaded a path, in wall-clock seconds (as RTT samples are
+    stamped); `end` is infinite while it runs."""
+
+    start: float
+    end: float = math.inf
+
+    def holds(self, t: float) -> bool:
+        return self.start <= t <= self.end
+
+
+def path_of(pair: Pair) -> Pair:
+    """A path whichever way round: a round trip crosses both directions, so a throughput
+    probe either way loads an RTT sample of either."""
+    a, b = pair
+    return (a, b) if a <= b else (b, a)
 
 
 class Observations:
@@ -39,11 +64,29 @@ class Observations:
         self.dirty_errors: dict[str, str] = {}  # by container ref
         self.busy: dict[str, str] = {}  # ref -> what is happening to it, e.g. "migrating"
         self._probing: dict[Pair, asyncio.Lock] = {}
+        self._loaded: dict[Pair, deque[LoadWindow]] = {}  # by path_of()
 
     def probing(self, pair: Pair) -> asyncio.Lock:
         """Held while a path is probed: an RTT taken while the throughput probe fills the link
         measures the link's queue (155 ms on the lab's 40 ms path), not the path."""
         return self._probing.setdefault(pair, asyncio.Lock())
+
+    @contextmanager
+    def loading(self, pair: Pair) -> Iterator[None]:
+        """Held while a throughput probe of `pair` fills the path; RTT samples taken meanwhile
+        are left out (see add_rtt). The `probing` lock keeps this console's own RTT polls of
+        `pair` apart from the probe; this also covers the reverse direction and samples that
+        arrive after the probe ended."""
+        window = LoadWindow(time.time())
+        self._loaded.setdefault(path_of(pair), deque(maxlen=LOAD_WINDOWS)).append(window)
+        try:
+            yield
+        finally:
+            window.end = time.time()
+
+    def under_load(self, pair: Pair, t: float) -> bool:
+        """Whether a throughput probe of the path was running at wall-clock time `t`."""
+        return any(w.holds(t) for w in self._loaded.get(path_of(pair), ()))
 
     @property
     def all_answered(self) -> bool:
@@ -85,9 +128,17 @@ class Observations:
 
     def add_rtt(self, result: RttResult) -> None:
         pair = (result.src, result.dst)
+        # A sample taken while a throughput probe fills the path measures the probe's own
+        # queue (155 ms on the lab's 40 ms path), not the path: it is left out of the chart and
+        # of the RTT the plans use. Left out rather than marked: a marked spike would still
+        # set the chart's scale and squash the real RTT into its floor.
+        kept = [s for s in result.samples if not self.under_load(pair, s.t)]
         series = self.rtt.setdefault(pair, deque(maxlen=RTT_POINTS))
-        series.extend((s.t, s.rtt_s * 1000) for s in result.samples)
-        self.rtt_last[pair] = result.rtt_s
+        series.extend((s.t, s.rtt_s * 1000) for s in kept)
+        if len(kept) == len(result.samples):
+            self.rtt_last[pair] = result.rtt_s
+        elif kept:
+            self.rtt_last[pair] = statistics.median(s.rtt_s for s in kept)
         self.rtt_errors.pop(pair, None)
 
     def add_dirty(self, ref: str, sample: DirtyRate) -> None:

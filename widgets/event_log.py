@@ -14,7 +14,9 @@ MAX_LINES = 1000
 
 class EventLog(RichLog):
     def __init__(self, colours: Callable[[], Mapping[str, str]], **kwargs: Any) -> None:
-        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
+        # RichLog draws lines at least 78 cells wide by default: on an 80-column terminal,
+        # inside a border, that scrolled the log sideways. Its lines wrap to its width instead.
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, min_width=40, **kwargs)
         self._colours = colours
 
     def add(self, elapsed_s: float, text: str, level: str = "info") -> None:

@@ -136,6 +136,7 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
         colours = colours_of(self.app)
         table = self.query_one(DataTable)
         plans = self._plans()
+        failed: dict[str, str] = {}  # container ref -> why it could not be measured
         for c in self._containers():
             target, plan = self.targets.get(c.ref), plans.get(c.ref)
             error = observed.dirty_errors.get(c.ref) or (
@@ -148,9 +149,13 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
                     format_duration(plan.total_time_s),
                     format_size(plan.bytes_sent),
                 ]
+            elif error:
+                # The reason goes below the table: in a cell it would widen the column and
+                # push every row's numbers off an 80-column terminal.
+                failed[c.ref] = error
+                cells = [Text("failed: see below", style=colours.get("error", "")), "", "", ""]
             else:
-                note = f"failed: {error}" if error else "measuring…"
-                cells = [Text(note, style="italic dim"), "", "", ""]
+                cells = [Text("measuring…", style="italic dim"), "", "", ""]
             row = [Text(c.name, style="bold"), c.node, target or "-", *cells]
             for (key, _), value in zip(COLUMNS, row, strict=True):
                 table.update_cell(c.ref, key, value, update_width=True)
@@ -165,8 +170,16 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
                 f"{sum(1 for p in known if p.meets_target)} of {len(known)} meet the "
                 f"{format_duration(self.console.downtime_target_s)} target."
             )
+        elif len(known) + len(failed) == len(plans):
+            total.append(
+                f"{len(failed)} of {len(plans)} could not be measured:",
+                style=colours.get("error", ""),
+            )
         else:
             total.append(f"Measuring: {len(known)} of {len(plans)} plans ready…", style="dim")
+        for ref, error in failed.items():
+            total.append(f"\n{ref}: ", style="bold")
+            total.append(error, style=colours.get("error", ""))
         self.query_one("#evacuate-total", Static).update(total)
 
     # --- actions -----------------------------------------------------------------------------

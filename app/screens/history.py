@@ -24,16 +24,18 @@ from whimbrel.widgets.round_bars import RoundBars
 
 # (key, header): each header names what its cells hold, in the words of `whimbrel history`
 # and of the plan preview; (PRED) is the model's prediction, after the measured value.
+# What a record is judged by comes first: on a narrow terminal (80 columns) the table scrolls
+# sideways past ROUNDS, and the highlighted record's line below says path, mode and when.
 COLUMNS = (
-    ("when", "WHEN"),
     ("container", "CONTAINER"),
-    ("path", "FROM → TO"),
     ("status", "STATUS"),  # done, failed, or pending: not always a result yet
-    ("mode", "MODE"),
-    ("rounds", "ROUNDS"),  # pre-copy rounds run
     ("downtime", "DOWNTIME (PRED)"),
     ("total", "TOTAL (PRED)"),  # seconds from the first round on, as the model's total
     ("sent", "SENT (PRED)"),  # bytes sent, every round and the final one
+    ("rounds", "ROUNDS"),  # pre-copy rounds run
+    ("mode", "MODE"),
+    ("path", "FROM → TO"),
+    ("when", "WHEN"),
 )
 
 
@@ -43,6 +45,10 @@ def _rounds_time(r: HistoryRecord) -> float | None:
     if r.total_time_s is None or began is None:
         return r.total_time_s
     return r.total_time_s - began
+
+
+def _when(r: HistoryRecord) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else "?"
 
 
 class HistoryScreen(ConsoleScreen, Screen[None]):
@@ -84,20 +90,17 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
         table.clear()  # a reload is rare and operator-driven: rebuilding is fine here
         cell = partial(against_prediction, missing="-", label="")  # the headers say PRED
         for r in records:
-            when = (
-                time.strftime("%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else "?"
-            )
             style = {"done": "success", "pending": "warning"}.get(r.status, "error")
             table.add_row(
-                when,
                 Text(name_of(r.container), style="bold"),
-                f"{r.src} → {r.dst}",
                 Text(r.status, style=colours.get(style, "")),
-                r.mode,
-                str(r.rounds),
                 cell(r.downtime_s, r.predicted_downtime_s, format_duration),
                 cell(_rounds_time(r), r.predicted_total_time_s, format_duration),
                 cell(r.bytes_sent, r.predicted_bytes, format_size),
+                str(r.rounds),
+                r.mode,
+                f"{r.src} → {r.dst}",
+                _when(r),
                 key=r.path,
             )
         detail = self.query_one("#history-detail", Static)
@@ -114,7 +117,11 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
             return
         record = self.records[min(table.cursor_row, len(self.records) - 1)]
         colours = colours_of(self.app)
-        text = Text.assemble((name_of(record.container), "bold"), f"  {record.src} → {record.dst}")
+        text = Text.assemble(
+            (name_of(record.container), "bold"),
+            f"  {record.src} → {record.dst}  {_when(record)}, {record.mode}, "
+            f"{record.rounds} round{'s' if record.rounds != 1 else ''}",
+        )
         if record.ok:
             text.append(f"   now on {record.running_on}", style=colours.get("success", ""))
         else:

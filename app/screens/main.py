@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Header, Input
 
 from whimbrel.app.changes import (
     DirtyChanged,
@@ -28,7 +28,13 @@ from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
+from whimbrel.widgets.footer import FoldingFooter
 from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
+
+# Keys the footer leaves out below 100 columns, so that Help and Quit show at 80: sorting and
+# the nodes say themselves in the table's border, refresh runs on its own, target and history
+# are a step away (the preview, the palette); `?` lists them all.
+FOLD_WHEN_NARROW = ("cycle_sort", "refresh", "next_target", "history", "nodes")
 
 
 class MainScreen(ConsoleScreen, Screen[None]):
@@ -61,7 +67,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
                 with Horizontal(id="charts"):
                     yield RttChart(id="rtt")
                     yield DirtyChart(id="dirty")
-        yield Footer()
+        yield FoldingFooter(FOLD_WHEN_NARROW)
 
     def on_mount(self) -> None:
         self.query_one("#nodes", NodeList).border_title = "Clusters"

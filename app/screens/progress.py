@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -53,6 +53,9 @@ class Outcome:
 
 
 class ProgressScreen(ConsoleScreen, Screen[None]):
+    # The log takes the keys (up and down scroll it), not the body around it: that scrolls
+    # only on a short terminal, and tab reaches it there.
+    AUTO_FOCUS = "#progress-log"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "abort", "Abort", id="progress.abort"),
         Binding("escape", "close", "Close", id="progress.close"),
@@ -75,7 +78,8 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
         yield Header()
-        with Vertical(id="progress-body"):
+        # It scrolls on a short terminal: there the summary is scrolled to once it shows.
+        with VerticalScroll(id="progress-body"):
             yield Static(id="progress-head")
             yield RoundBars(colours, id="progress-rounds")
             yield EventLog(colours, id="progress-log")
@@ -89,7 +93,9 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.query_one("#progress-log").border_title = "Log"
         self.query_one("#progress-summary").display = False
         self._begin(0)
-        self._run()
+        # After the first layout: the breakpoint classes (themes/console.tcss) set the log's
+        # width, and a log line keeps the width it was first drawn at.
+        self.call_after_refresh(self._run)
 
     # --- the worker: events in, messages out -------------------------------------------------
 
@@ -266,6 +272,10 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         ok = all(o.finished.ok for o in self.results) and not left
         summary.set_class(not ok, "-failed")
         summary.border_title = "Done" if ok else "Stopped"
+        # Where the container runs now is the one thing to read at the end, on any terminal:
+        # the summary is last, so the body keeps to its end as the panels above settle their
+        # heights (until the operator scrolls).
+        self.query_one("#progress-body").anchor()
 
     @staticmethod
     def _times(r: MigrationFinished, events: Sequence[MigrationEvent]) -> str:

@@ -1,13 +1,21 @@
-"""At 80x24, a common terminal, nothing of the main screen or the plan preview is out of reach:
-the side panels fold away or stack, the long panels scroll."""
+"""At 80x24, a common terminal, nothing of any screen is out of reach: the side panels fold
+away or stack, the long panels scroll, the footer keeps Help and Quit."""
 
 from __future__ import annotations
 
 from textual.widget import Widget
+from textual.widgets import DataTable, Static
 
 from tests.console.conftest import SIZE, SMALL
-from tests.console.helpers import settled, until
+from tests.console.fake_backend import FakeBackend
+from tests.console.helpers import settled, text_of, until
+from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.history import HistoryScreen
+from whimbrel.app.screens.migrate import MigrateModal
+from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.backends.probes import ThroughputResult
 from whimbrel.widgets.container_table import COLUMNS, ContainerTable
+from whimbrel.widgets.event_log import EventLog
 from whimbrel.widgets.node_list import NodeList
 
 
@@ -117,3 +125,120 @@ async def test_at_80x24_every_preview_panel_scrolls_into_view(make_app) -> None:
             )
             await pilot.pause()
             assert _on_screen(app, screen.query_one(selector)), selector
+
+
+def _footer_keys(app) -> dict[str, Widget]:
+    return {key.description: key for key in app.screen.query("FooterKey")}
+
+
+async def test_at_80_columns_the_footer_folds_rarely_used_keys_so_help_and_quit_show(
+    make_app,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        shown = [name for name, key in _footer_keys(app).items() if key.display]
+        assert shown == ["Filter", "Mark", "Preview", "Migrate", "Evacuate", "Quit", "Help"]
+        assert all(_on_screen(app, _footer_keys(app)[name]) for name in shown)
+        await pilot.press("h")  # a folded key is still bound
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+
+
+async def test_a_wide_footer_folds_no_key(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        keys = _footer_keys(app)
+        assert {"Sort", "Refresh", "Target", "History", "Nodes"} <= set(keys)
+        assert all(key.display for key in keys.values())
+
+
+async def _progress(pilot) -> ProgressScreen:
+    await open_preview(pilot)
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(pilot.app.screen, MigrateModal))
+    await pilot.press("right", "enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ProgressScreen))
+    return pilot.app.screen
+
+
+async def test_at_80x24_the_progress_log_keeps_its_lines_while_a_migration_runs(make_app) -> None:
+    app = make_app(FakeBackend(hold_migrations=True))
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await _progress(pilot)
+        log = screen.query_one(EventLog)
+        await until(pilot, lambda: len(log.lines) >= 3)
+        assert log.scrollable_content_region.height >= 4 and _on_screen(app, log)
+
+
+async def test_at_80x24_the_done_summary_shows_whole_below_the_log(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await _progress(pilot)
+        await until(pilot, lambda: screen.done)
+        summary = screen.query_one("#progress-summary", Static)
+        await until(pilot, lambda: _on_screen(app, summary))
+        assert screen.query_one(EventLog).scrollable_content_region.height >= 4
+
+
+async def test_at_80x24_a_failed_migrations_summary_shows_whole(make_app) -> None:
+    app = make_app(FakeBackend(fail_migrations="west-1: disk full"))
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await _progress(pilot)
+        await until(pilot, lambda: screen.done)
+        summary = screen.query_one("#progress-summary", Static)
+        await until(pilot, lambda: _on_screen(app, summary))
+        assert "kv is running on east-1" in text_of(summary)
+
+
+def _fit(table: DataTable, through: str) -> bool:
+    """Whether the table's columns up to `through` fit its width, unscrolled."""
+    widths = []
+    for column in table.ordered_columns:
+        widths.append(column.get_render_width(table))
+        if column.key.value == through:
+            return sum(widths) <= table.scrollable_content_region.width
+    raise AssertionError(f"no column {through}")
+
+
+async def test_at_80_columns_history_shows_outcome_downtime_total_and_bytes(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        assert _fit(table, "sent")
+        # The columns past the edge are said in the highlighted record's line.
+        detail = text_of(app.screen.query_one("#history-detail", Static))
+        assert "west-1 → east-1" in detail and "iterative, 2 rounds" in detail
+
+
+class PathDown(FakeBackend):
+    """west-1's link to east-1 cannot be opened: its throughput probe fails, at length."""
+
+    async def throughput(self, src: str, dst: str, rtt_s: float) -> ThroughputResult:
+        if src == "west-1":
+            raise OSError(
+                "west-1: cannot open the node-to-node link to east-1: connection refused by "
+                "198.18.1.10:22"
+            )
+        return await super().throughput(src, dst, rtt_s)
+
+
+async def test_at_80_columns_an_evacuation_row_that_failed_keeps_the_others_numbers_in_view(
+    make_app,
+) -> None:
+    app = make_app(PathDown())
+    async with app.run_test(size=SMALL) as pilot:
+        await settled(pilot)
+        await pilot.press("space")  # kv
+        app.screen.query_one(ContainerTable).move_to("west-1/web")
+        await until(pilot, lambda: app.selected == "west-1/web")
+        await pilot.press("space", "e")
+        await until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+        total = app.screen.query_one("#evacuate-total", Static)
+        await until(pilot, lambda: "could not be measured" in text_of(total))
+        assert "west-1/web: west-1: cannot open the node-to-node link" in text_of(total)
+        assert _fit(app.screen.query_one(DataTable), "bytes")

@@ -1,21 +1,65 @@
-"""SVG snapshots of the console's main screens at 120x40, and at 80x24 (a common terminal:
-the narrow, short layout), on the deterministic fake backend.
+"""SVG snapshots of the console's screens at 120x40, and at 80x24 (a common terminal: the
+narrow, short layout), on the deterministic fake backend.
 
 Update after an intended change with `pytest tests/console --snapshot-update`, then look at
 the SVGs under tests/console/__snapshots__/."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import DataTable, Input, Static
 
 from tests.console.conftest import SIZE, SMALL
-from tests.console.helpers import settled, until
+from tests.console.fake_backend import FakeBackend
+from tests.console.helpers import settled, text_of, until
+from whimbrel.app.settings import ConsoleSettings
 
 
 def _no_blink(pilot: Pilot) -> None:
     for box in pilot.app.screen.query(Input):
         box.cursor_blink = False
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """History shows local times: its snapshots read them in UTC wherever they are taken."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def _migrated(pilot: Pilot) -> None:
+    """kv migrated to west-1 through preview and modal, until the run is done."""
+    await settled(pilot)
+    await pilot.press("enter")
+    await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
+    await pilot.press("m")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "MigrateModal")
+    await pilot.press("right", "enter")
+    await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+
+
+async def _history(pilot: Pilot) -> None:
+    await settled(pilot)
+    await pilot.press("h")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "HistoryScreen")
+    await until(pilot, lambda: pilot.app.screen.query_one(DataTable).row_count == 2)
+
+
+async def _evacuating_kv_and_web(pilot: Pilot) -> None:
+    await settled(pilot)
+    await pilot.press("space")  # kv
+    await settled(pilot, "west-1/web")
+    await pilot.press("space", "e")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "EvacuateScreen")
+    total = pilot.app.screen.query_one("#evacuate-total", Static)
+    await until(pilot, lambda: "Combined" in text_of(total))
 
 
 def test_main_screen(snap_compare, make_app) -> None:
@@ -47,16 +91,47 @@ def test_migrate_modal(snap_compare, make_app) -> None:
 
 
 def test_progress_screen(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=_migrated)
+
+
+def test_a_failed_migration_says_it_stopped_and_where_the_container_runs(
+    snap_compare, make_app
+) -> None:
+    app = make_app(FakeBackend(fail_migrations="west-1: no space left on device"))
+    assert snap_compare(app, terminal_size=SIZE, run_before=_migrated)
+
+
+def test_welcome_screen_says_where_the_config_was_looked_for(snap_compare, make_app) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "WelcomeScreen")
+
+    assert snap_compare(make_app(no_config=True), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_lists_the_main_screens_keys_with_their_ids(snap_compare, make_app) -> None:
     async def run_before(pilot: Pilot) -> None:
         await settled(pilot)
-        await pilot.press("enter")
-        await until(pilot, lambda: getattr(pilot.app.screen, "plan", None) is not None)
-        await pilot.press("m")
-        await until(pilot, lambda: type(pilot.app.screen).__name__ == "MigrateModal")
-        await pilot.press("right", "enter")
-        await until(pilot, lambda: getattr(pilot.app.screen, "done", False))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_history_screen(snap_compare, make_app, utc) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=_history)
+
+
+def test_main_screen_in_the_light_theme(snap_compare, make_app) -> None:
+    settings = ConsoleSettings(refresh_s=3600, rtt_every_s=3600, theme="whimbrel-light")
+
+    async def run_before(pilot: Pilot) -> None:
+        await settled(pilot)
+
+    assert snap_compare(make_app(settings=settings), terminal_size=SIZE, run_before=run_before)
+
+
+def test_evacuate_screen(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=_evacuating_kv_and_web)
 
 
 def test_main_screen_at_80x24_folds_the_cluster_panel_and_shows_every_number(
@@ -96,3 +171,26 @@ def test_plan_preview_at_80x24_scrolls_to_the_rounds_and_charts(snap_compare, ma
         await pilot.press("tab", "end")  # to the plan's column, then to its end
 
     assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
+
+
+def test_progress_at_80x24_scrolls_to_the_whole_summary_below_a_log_that_keeps_its_lines(
+    snap_compare, make_app
+) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_migrated)
+
+
+def test_a_failed_migration_at_80x24_shows_its_whole_summary(snap_compare, make_app) -> None:
+    app = make_app(FakeBackend(fail_migrations="west-1: no space left on device"))
+    assert snap_compare(app, terminal_size=SMALL, run_before=_migrated)
+
+
+def test_history_at_80x24_keeps_outcome_downtime_total_and_bytes_in_view(
+    snap_compare, make_app, utc
+) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_history)
+
+
+def test_evacuate_at_80x24_shows_every_rows_plan_and_the_combined_prediction(
+    snap_compare, make_app
+) -> None:
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_evacuating_kv_and_web)
