@@ -35,8 +35,8 @@ LINK_TTL_MINUTES = 120
 # frames in turn, a stripe carries about STRIPE_BYTES_PER_RTT a round trip (measured on the lab
 # at 50-200 ms: 1.17-1.4 MB), 48 Mbit/s at 200 ms whatever the link. Rounds go over enough
 # stripes, each its own connection, that the window is not what limits a path of up to
-# STRIPE_TARGET_BPS (a stripe per 21 ms of round trip: 10 at 200 ms carried 96% of 400
-# Mbit/s, 6 carried 76%). The source opens them 8 at a time (transfer.py), under sshd's
+# STRIPE_TARGET_BPS (a stripe per 21 ms of round trip: at 200 ms a probe over 10 carried 98%
+# of 400 Mbit/s, over 6 76%). The source opens them 8 at a time (transfer.py), under sshd's
 # MaxStartups.
 STRIPE_BYTES_PER_RTT = 1.2e6
 STRIPE_TARGET_BPS = 57e6

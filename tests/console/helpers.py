@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
+from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.widgets.container_table import ContainerTable
 
 
@@ -32,6 +33,17 @@ async def settled(pilot: Pilot, ref: str = "east-1/kv") -> None:
     await until(
         pilot, lambda: pair in app.observed.rtt_last and len(app.observed.dirty.get(ref, ())) >= 90
     )
+
+
+async def history_opened(pilot: Pilot) -> DataTable:
+    """The history screen opened from the main screen (h), its fake two records listed."""
+    app = pilot.app
+    await settled(pilot)
+    await pilot.press("h")
+    await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+    table = app.screen.query_one(DataTable)
+    await until(pilot, lambda: table.row_count == 2)
+    return table
 
 
 def text_of(widget: Static) -> str:

@@ -6,14 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from tests.console.conftest import SIZE
 from tests.console.fake_backend import CONFIG_PATH, FakeBackend, default_history, fake_config
-from tests.console.helpers import settled, text_of, until
+from tests.console.helpers import history_opened, settled, text_of, until
 from whimbrel.app.console import SCREENS, WhimbrelApp, binding_ids
 from whimbrel.app.screens.help import HelpScreen
-from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.welcome import WelcomeScreen
@@ -153,11 +152,7 @@ async def test_the_palette_offers_the_console_commands(make_app) -> None:
 async def test_history_shows_predicted_against_measured(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("h")
-        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
-        table = app.screen.query_one(DataTable)
-        await until(pilot, lambda: table.row_count == 2)
+        table = await history_opened(pilot)
         first = [str(c) for c in table.get_row_at(0)]
         assert "kv" in first and "done" in first and "151 ms (120 ms)" in first
 
@@ -165,11 +160,7 @@ async def test_history_shows_predicted_against_measured(make_app) -> None:
 async def test_history_columns_are_named_for_what_they_show(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot)
-        await pilot.press("h")
-        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
-        table = app.screen.query_one(DataTable)
-        await until(pilot, lambda: table.row_count == 2)
+        table = await history_opened(pilot)
         headers = [str(c.label) for c in table.ordered_columns]
         row = dict(zip(headers, (str(c) for c in table.get_row_at(0)), strict=True))
         # west-1/kv: done, 2 pre-copy rounds, 1.9 s from its first round (1.5 s predicted).

@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Static
 
 from tests.console.conftest import SIZE, SMALL
 from tests.console.fake_backend import FakeBackend
-from tests.console.helpers import settled, text_of, until
+from tests.console.helpers import history_opened, settled, text_of, until
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.migrate import MigrateModal
@@ -204,11 +204,7 @@ def _fit(table: DataTable, through: str) -> bool:
 async def test_at_80_columns_history_shows_outcome_downtime_total_and_bytes(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SMALL) as pilot:
-        await settled(pilot)
-        await pilot.press("h")
-        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
-        table = app.screen.query_one(DataTable)
-        await until(pilot, lambda: table.row_count == 2)
+        table = await history_opened(pilot)
         assert _fit(table, "sent")
         # The columns past the edge are said in the highlighted record's line.
         detail = text_of(app.screen.query_one("#history-detail", Static))
