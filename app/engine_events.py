@@ -14,12 +14,14 @@ from whimbrel.backends.events import (
     Phase,
     PhaseChanged,
     RoundFinished,
+    RoundProgress,
     RoundStarted,
 )
 
 _EVENT_TYPES: dict[str, Any] = {
     "PhaseChanged": PhaseChanged,
     "RoundStarted": RoundStarted,
+    "RoundProgress": RoundProgress,
     "RoundFinished": RoundFinished,
     "LogLine": LogLine,
     "MigrationFinished": MigrationFinished,

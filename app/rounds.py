@@ -4,9 +4,10 @@ history screen a record's events at once, the preview only the plan."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from whimbrel.backends.events import MigrationEvent, RoundFinished, RoundStarted
+from whimbrel.backends.events import MigrationEvent, RoundFinished, RoundProgress, RoundStarted
 from whimbrel.widgets.round_bars import RoundBar
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class RoundRows:
             )
 
     def add(self, event: MigrationEvent) -> None:
-        """File a round's start or end; other events change nothing."""
+        """File a round's start, progress or end; other events change nothing."""
         if isinstance(event, RoundStarted):
             if event.final:  # the engine stopped iterating: rounds it no longer plans go
                 self._rows = {k: r for k, r in self._rows.items() if r.actual_bytes is not None}
@@ -38,6 +39,16 @@ class RoundRows:
                 predicted_s=event.predicted_seconds,
                 running=self._migration_running,
             )
+        elif isinstance(event, RoundProgress):
+            key = _key(False, event.index)  # only pre-copy rounds say how far they got
+            running = self._rows.get(key)
+            if running is not None and running.actual_bytes is None:
+                self._rows[key] = replace(
+                    running,
+                    sent_so_far=event.sent_bytes,
+                    rate=event.rate_bytes_per_s,
+                    eta_s=event.eta_s,
+                )
         elif isinstance(event, RoundFinished):
             key = _key(event.final, event.index)
             before = self._rows.get(key)

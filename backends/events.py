@@ -1,8 +1,10 @@
 """What a migration reports while it runs: typed events, in order, from the engine's async
 generator to whoever shows them (the console's progress screen, `migrate --json`, benchmarks).
 
-Sequence: PhaseChanged(preflight) ... RoundFinished(0) ... RoundFinished(final=True) ...
-PhaseChanged(done | failed) and last MigrationFinished. LogLine may come at any point.
+Sequence: PhaseChanged(preflight) ... RoundStarted(0), RoundProgress(0) ..., RoundFinished(0)
+... RoundFinished(final=True) ... PhaseChanged(done | failed) and last MigrationFinished.
+LogLine may come at any point. RoundProgress is only streamed, never kept in the record: it
+comes twice a second while a pre-copy round sends.
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ class RoundStarted:
     final: bool
     planned_bytes: float  # what the model expects this round to send
     predicted_seconds: float
+    t: float
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """How far a pre-copy round's send got (the source's agent says so twice a second)."""
+
+    index: int
+    sent_bytes: int  # the round's stream handed to the link so far
+    planned_bytes: float  # what the model expects this round to send (as RoundStarted)
+    send_s: float  # seconds since the round's send began (dumped, sessions ready): the node's clock
+    rate_bytes_per_s: float | None  # over the last few seconds; None until two lines came
+    eta_s: float | None  # the planned bytes not yet sent at that rate; None when unknown
     t: float
 
 
@@ -92,7 +107,9 @@ class MigrationFinished:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-MigrationEvent = PhaseChanged | RoundStarted | RoundFinished | LogLine | MigrationFinished
+MigrationEvent = (
+    PhaseChanged | RoundStarted | RoundProgress | RoundFinished | LogLine | MigrationFinished
+)
 
 
 def event_json(event: MigrationEvent) -> dict:

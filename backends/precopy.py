@@ -18,8 +18,15 @@ from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
 from whimbrel.backends.node_actions import link_json
 from whimbrel.backends.preflight import Prepared
-from whimbrel.backends.ssh import Conversation
+from whimbrel.backends.round_progress import RoundMeter
+from whimbrel.backends.ssh import PROGRESS, Conversation
 from whimbrel.backends.stop_rules import after_round, round_cap
+
+# A round is given up when its agent says nothing for this long. It speaks twice a second while
+# it sends, but not before: while runc dumps (runcdump.py gives it 600 s) and round 0's sessions
+# open. A round has no cap of its own: a large state on a slow link may take hours, and says so
+# all along.
+ROUND_SILENCE_S = 660.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,12 @@ async def precopy(
             RoundStarted(index, False, forecast.bytes, forecast.seconds, journal.elapsed_s())
         )
         started = time.monotonic()
-        result = await agent.ask(f"round {index}", timeout=3600)
+        meter = RoundMeter(index, forecast.bytes)
+        async for reply in agent.exchange(f"round {index}", ROUND_SILENCE_S):
+            if PROGRESS in reply:  # streamed, not journaled: the record keeps the rounds' ends
+                yield meter.event(reply[PROGRESS], journal.elapsed_s())
+            else:
+                result = reply
         seconds = time.monotonic() - started
         sent_total += result["sent_bytes"]
         brownouts.append(result["freeze_s"])

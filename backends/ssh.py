@@ -39,6 +39,8 @@ MAX_CHANNELS = 8  # sessions (commands): OpenSSH's MaxSessions is 10
 MAX_STREAMS = 16  # forwarded socket streams (Docker API calls) are not sessions
 MAX_CONCURRENT_CONNECTS = 8
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# A node helper's line that says how far a long answer got (remote/progress.py).
+PROGRESS = "progress"
 CONVERSATION_END_S = 60.0  # a helper told to end (its stdin closed) ends within this
 
 
@@ -361,7 +363,8 @@ class NodeSession:
 
 @dataclass
 class Conversation:
-    """A running node helper: ask() writes a line to it and returns its JSON answer."""
+    """A running node helper: ask() writes a line to it and returns its JSON answer; exchange()
+    also hands over the progress lines ({"progress": ...}) a long answer is preceded by."""
 
     node: str
     what: str
@@ -370,6 +373,21 @@ class Conversation:
     async def ask(self, line: str, timeout: float | None = None) -> dict[str, Any]:
         """Its answer to `line`; an {"error": ...} answer, or none, raises WhimbrelError."""
         self.process.stdin.write(line + "\n")
+        return await self._next(line, timeout)
+
+    async def exchange(self, line: str, idle_timeout: float) -> AsyncIterator[dict[str, Any]]:
+        """Its progress lines to `line` as they come, then its answer (the first line without
+        "progress"), as ask() takes it. `idle_timeout` bounds the silence between two lines,
+        not the whole: a long answer that keeps saying how far it got is not cut short."""
+        self.process.stdin.write(line + "\n")
+        while True:
+            reply = await self._next(line, idle_timeout)
+            yield reply
+            if PROGRESS not in reply:
+                return
+
+    async def _next(self, line: str, timeout: float | None) -> dict[str, Any]:
+        """Its next JSON line (to `line`); an {"error": ...} one, or none, raises."""
         try:
             answer = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         except TimeoutError:

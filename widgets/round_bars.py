@@ -2,7 +2,11 @@
 
 round    predicted                       actual
 0        ██████████████████  21.7 MiB    █████████████████▌  20.9 MiB  2.10 s
-final    ▊                   412 KiB     (running)
+1        ████                4.1 MiB     ██▌                 2.6 MiB …
+final    ▊                   412 KiB     running…
+
+A round that is sending draws what it sent so far; the border's subtitle says how far it got:
+"round 1: 2.6 MiB of 4.1 MiB sent, 192 Mbit/s, 300 ms left".
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 
-from whimbrel.backends.units import format_duration, format_size
+from whimbrel.backends.units import format_bandwidth, format_duration, format_size
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -29,10 +33,26 @@ class RoundBar:
     predicted_s: float | None = None
     actual_s: float | None = None
     running: bool = False
+    # While it sends (the engine's RoundProgress): the bytes so far, their rate, the time left.
+    sent_so_far: float | None = None
+    rate: float | None = None
+    eta_s: float | None = None
 
     @property
     def label(self) -> str:
         return "final" if self.final else str(self.index)
+
+    def how_far(self) -> str:
+        """How far a sending round got, in words; "" when it is not sending."""
+        if self.actual_bytes is not None or self.sent_so_far is None:
+            return ""
+        planned = f" of {format_size(self.predicted_bytes)}" if self.predicted_bytes else ""
+        text = f"round {self.label}: {format_size(self.sent_so_far)}{planned} sent"
+        if self.rate is not None:
+            text += f", {format_bandwidth(self.rate)}"
+        if self.eta_s is not None:
+            text += f", {format_duration(self.eta_s)} left"
+        return text
 
 
 def bar(value: float, scale: float, width: int) -> str:
@@ -59,6 +79,9 @@ class RoundBars(Widget):
 
     def show_rounds(self, rows: Sequence[RoundBar], show_actual: bool) -> None:
         self._rows, self._show_actual = tuple(rows), show_actual
+        # The sending round's numbers go under the bars, not in a cell: they do not fit its 20
+        # columns, and a row more would push what is below down at every round.
+        self.border_subtitle = next((s for r in self._rows if (s := r.how_far())), "")
         self.refresh(layout=True)
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
@@ -69,7 +92,7 @@ class RoundBars(Widget):
         predicted_style = colours.get("chart-predicted", "")
         actual_style = colours.get("chart-actual", "")
         values = [r.predicted_bytes or 0.0 for r in self._rows]
-        values += [r.actual_bytes or 0.0 for r in self._rows]
+        values += [r.actual_bytes or r.sent_so_far or 0.0 for r in self._rows]
         scale = max(values, default=0.0)
         columns = 2 if self._show_actual else 1
         width = max(4, (self.size.width - 8 - columns * 22) // columns)
@@ -93,6 +116,9 @@ class RoundBars(Widget):
             if self._show_actual:
                 if r.actual_bytes is not None:
                     cells += _bar_cells(r.actual_bytes, r.actual_s, scale, width, actual_style)
+                elif r.sent_so_far is not None:
+                    cells += _bar_cells(r.sent_so_far, None, scale, width, actual_style)
+                    cells[-1].append(" …", style="dim")
                 else:
                     note = "running…" if r.running else ""
                     cells += [Text(note, style="italic dim"), Text("")]

@@ -20,12 +20,22 @@ from whimbrel.backends.events import (
     MigrationFinished,
     PhaseChanged,
     RoundFinished,
+    RoundProgress,
     RoundStarted,
     event_json,
 )
 from whimbrel.backends.model import POLICIES
 from whimbrel.backends.ssh import SessionPool
-from whimbrel.backends.units import format_duration, format_size, parse_duration
+from whimbrel.backends.units import (
+    format_bandwidth,
+    format_duration,
+    format_size,
+    parse_duration,
+)
+
+# The text output says how far a round got at most this often (--json: every event, twice a
+# second): enough to see a long round move, few enough not to bury the rounds' own lines.
+PROGRESS_TEXT_EVERY_S = 5.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +82,16 @@ def describe(event: MigrationEvent) -> str:
             f"[{event.t:7.2f}s]    {kind}: planned {format_size(event.planned_bytes)}, "
             f"~{format_duration(event.predicted_seconds)}"
         )
+    if isinstance(event, RoundProgress):
+        text = (
+            f"[{event.t:7.2f}s]    round {event.index}: {format_size(event.sent_bytes)} of "
+            f"{format_size(event.planned_bytes)} sent"
+        )
+        if event.rate_bytes_per_s is not None:
+            text += f", {format_bandwidth(event.rate_bytes_per_s)}"
+        if event.eta_s is not None:
+            text += f", ~{format_duration(event.eta_s)} left"
+        return text
     if isinstance(event, RoundFinished):
         kind = "final round" if event.final else f"round {event.index}"
         return (
@@ -132,11 +152,12 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, _abort, migration, signum)
         ok = False
         printing = True
+        pacing = ProgressPacing()
         async for event in migration.events():
-            if printing:
-                printing = _say(
-                    json.dumps(event_json(event), default=str) if args.json else describe(event)
-                )
+            if printing and args.json:
+                printing = _say(json.dumps(event_json(event), default=str))
+            elif printing and pacing.says(event):
+                printing = _say(describe(event))
             if isinstance(event, MigrationFinished):
                 ok = event.ok
         return ok
@@ -145,6 +166,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ProgressPacing:
+    """Which events the text output prints: all but a round's progress, which it prints once
+    PROGRESS_TEXT_EVERY_S have passed since the round's last line (its start, or the progress
+    printed before): a round shorter than that prints none."""
+
+    def __init__(self, every_s: float = PROGRESS_TEXT_EVERY_S) -> None:
+        self.every_s = every_s
+        self._last_t = 0.0
+
+    def says(self, event: MigrationEvent) -> bool:
+        if isinstance(event, RoundStarted):
+            self._last_t = event.t
+        if not isinstance(event, RoundProgress):
+            return True
+        if event.t - self._last_t < self.every_s:
+            return False
+        self._last_t = event.t
+        return True
 
 
 def _say(line: str) -> bool:

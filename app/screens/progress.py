@@ -32,6 +32,7 @@ from whimbrel.backends.events import (
     Phase,
     PhaseChanged,
     RoundFinished,
+    RoundProgress,
     RoundStarted,
 )
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
@@ -214,7 +215,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
                 f"phase: {event.phase.value}" + (f": {event.message}" if event.message else ""),
             )
             self._show_head()
-        elif isinstance(event, RoundStarted):
+        elif isinstance(event, (RoundStarted, RoundProgress)):
             self._rounds.add(event)
             self._show_rounds()
         elif isinstance(event, RoundFinished):

@@ -13,6 +13,7 @@ import time
 from handover import arm_handover, fire_handover
 from nodelib import fail, out
 from pagestream import file_trees, load_index, send_images
+from progress import Ticker
 from runcdump import dump
 from transfer import Transfer, answered
 from workdirs import prepared_info, workdir
@@ -20,7 +21,8 @@ from workdirs import prepared_info, workdir
 
 def agent(mig, cid, link_json, cfg_json):
     """The migration's agent on the source, on the engine's word, a line at a time: "round N"
-    runs pre-copy round N, "handover" fires the hand-over; a JSON line answers each.
+    runs pre-copy round N, "handover" fires the hand-over; a JSON line answers each (a round's
+    progress lines, progress.py, come before its answer).
 
     The rounds' sessions open once, while round 0 dumps, and stay open: a later round costs
     its dump, its data and one round trip for the answer. The hand-over runs in a daemon of
@@ -77,14 +79,19 @@ def _round(mig, cid, wd, prepared, transfer, number, arm):
     transfer.ready()
     sessions_s = time.monotonic() - t0
     arm()
-    (state, sent, _diff_s), _reply = transfer.send(
-        lambda stream: _faulty(
-            prepared,
-            f"kill-link-round-{number}",
-            lambda s: send_images(img, wd, s, on_target, trees),
-            stream,
+    # Progress lines from here to the answer (not before: arm() forks the hand-over daemon,
+    # and a fork takes no other thread along, nor the output lock one may hold). The count is
+    # this round's, whatever the stream carried before.
+    before = transfer.stream.written
+    with Ticker(number, lambda: transfer.stream.written - before):
+        (state, sent, _diff_s), _reply = transfer.send(
+            lambda stream: _faulty(
+                prepared,
+                f"kill-link-round-{number}",
+                lambda s: send_images(img, wd, s, on_target, trees),
+                stream,
+            )
         )
-    )
     send_s = time.monotonic() - t0
     shutil.rmtree(img, ignore_errors=True)
     shutil.rmtree(img + ".work", ignore_errors=True)

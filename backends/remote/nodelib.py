@@ -15,14 +15,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 CRIU_CONF = "/etc/criu/runc.conf"
 CRIU_CONF_SAVED = CRIU_CONF + ".whimbrel-saved"
 CRIU_CONF_LOCK = "/run/whimbrel/criu-conf.lock"
+# A script's output is JSON lines that whimbrel reads one at a time: a line written by another
+# thread (the agent's progress, progress.py) must never cut into one being written.
+_OUTPUT = threading.Lock()
 
 
 def out(obj):
-    print(json.dumps(obj), flush=True)
+    line = json.dumps(obj) + "\n"
+    with _OUTPUT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def fail(message):

@@ -8,7 +8,8 @@
   agent MIG CID LINK CFG        the migration's agent, a JSON line answering each line on stdin:
                                 "round N" is pre-copy round N: `runc checkpoint --leave-running`
                                 (a short freeze), then only the pages the target does not hold
-                                yet, over sessions kept open from round to round; "handover"
+                                yet, over sessions kept open from round to round (progress
+                                lines every 0.5 s before its answer); "handover"
                                 fires the final round. That runs DETACHED, in a daemon the agent
                                 starts first, which opens its sessions and waits, armed: fired,
                                 it freezes, dumps, sends, restores on the target, commits, and
@@ -28,8 +29,9 @@ and the hand-over are striped streams, dealt over all of them (see receiver.py).
 
 Where each part lives: workdirs.py (the lock, work dirs, the sweep), pagestream.py (a round's
 images as a stream), transfer.py (the sessions to the receiver), runcdump.py (runc's dump),
-agent.py (the rounds), handover.py (the hand-over daemon), outcome.py (follow, status, settle,
-release), wire.py (the stream's format), nodelib.py (what every script shares).
+agent.py (the rounds), progress.py (a round's progress lines), handover.py (the hand-over
+daemon), outcome.py (follow, status, settle, release), wire.py (the stream's format), nodelib.py
+(what every script shares).
 """
 
 import json

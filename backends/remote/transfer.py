@@ -17,11 +17,13 @@ OPENING_AT_ONCE = 8  # connections a link opens at once (see _await_master)
 class Striped:
     """A byte stream dealt in BLOCK-sized frames round-robin over the stripes' sessions (see
     receiver.py); end() writes the end frame. Large writes are framed straight from the
-    caller's buffer, not copied."""
+    caller's buffer, not copied. `written` counts the stream's bytes handed to the sessions so
+    far (from every stream it carried), for the agent's progress lines, read from their thread."""
 
     def __init__(self, sinks):
         self.sinks = sinks
         self.count = 0
+        self.written = 0
         self.pending = bytearray()
 
     def write(self, data):
@@ -47,6 +49,7 @@ class Striped:
         sink.write(LENGTH.pack(len(block)))
         sink.write(block)
         self.count += 1
+        self.written += len(block)
 
     def flush(self):
         if self.pending:

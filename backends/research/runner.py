@@ -52,7 +52,7 @@ def _docker(node_name: str, *args: str, check: bool = True) -> None:
     docker(build_topology().node(node_name).docker_host, *args, check=check)
 
 
-def _start(point: Point, node_name: str) -> None:
+def start_workload(point: Point, node_name: str) -> None:
     """The point's workload on `node_name`, loaded and answering."""
     node = build_topology().node(node_name)
     if point.workload == "memwriter":
@@ -84,7 +84,7 @@ def _load(point: Point) -> WriteLoad | None:
     return WriteLoad(addresses, REDIS_WRITES_PER_S).__enter__()
 
 
-def _serving(point: Point, node_name: str) -> bool:
+def workload_serving(point: Point, node_name: str) -> bool:
     """The workload answers on `node_name` with its state intact: memwriter verifies its own
     checksum over the whole state; redis holds every key loaded."""
     address = build_topology().node(node_name).lan_address
@@ -110,7 +110,7 @@ def _wait(probe: Callable[[], object], timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def _clean() -> None:
+def clean_workloads() -> None:
     for node in NODES:
         _docker(node, "rm", "-f", NAME, check=False)
 
@@ -210,7 +210,7 @@ def run_grid(
                 if todo:
                     made += _run_point(point, todo, repeat, config, results, say, lazy_restore)
     finally:
-        _clean()
+        clean_workloads()
         lab.set_wan(status["rtt_ms"], status["bandwidth_mbit"])
     return made
 
@@ -225,9 +225,9 @@ def _run_point(
     lazy_restore: bool,
 ) -> int:
     lab.set_wan(point.rtt_ms, point.bandwidth_mbit)
-    _clean()
+    clean_workloads()
     src, dst = NODES if repeat % 2 == 0 else NODES[::-1]
-    _start(point, src)
+    start_workload(point, src)
     for position, policy in enumerate(policies):
         load = _load(point)
         try:
@@ -236,7 +236,7 @@ def _run_point(
             if load is not None:
                 load.stop()
         where = dst if finished.ok else src
-        serving = _serving(point, where)
+        serving = workload_serving(point, where)
         row = _row(point, (policy, repeat, position, src, dst), finished, load, serving)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -251,8 +251,8 @@ def _run_point(
             )
         )
         if not serving:  # lost it: start afresh for the next policy
-            _clean()
-            _start(point, where)
+            clean_workloads()
+            start_workload(point, where)
         src, dst = (where, dst if where == src else src)
-    _clean()
+    clean_workloads()
     return len(policies)
