@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 LAB_CONFIG := /var/lib/wblab/config.toml
 
 # The main job on the lab: see it, measure the path, plan, and move a live Redis across the
-# WAN and back.
+# WAN and back; then, in a terminal, the console on the lab (headless otherwise, as in CI).
 demo: setup
 	$(WHIMBREL) lab up
 	$(WHIMBREL) --config $(LAB_CONFIG) ls
@@ -34,6 +34,8 @@ demo: setup
 	$(WHIMBREL) --config $(LAB_CONFIG) migrate east-1/kv --to west-1 --yes
 	$(WHIMBREL) --config $(LAB_CONFIG) migrate west-1/kv --to east-1 --yes
 	$(WHIMBREL) --config $(LAB_CONFIG) history
+	@if [ -t 0 ] && [ -t 1 ]; then $(WHIMBREL) demo; \
+	  else echo "demo: no terminal, so no console: open it with $(WHIMBREL) demo"; fi
 
 # Lint, bring the lab up, run every test (lab tests included: they fail, never skip, without
 # the lab), and take the lab down whatever happened.

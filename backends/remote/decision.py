@@ -93,12 +93,26 @@ def abort_target(mig, sock, cid):
     verdict (never for "committed", nor for a migration no longer expected here)."""
     verdict = decide(mig, "aborted")
     if verdict == "aborted":
+        _remove(sock, cid)
+    return verdict
+
+
+def _remove(sock, cid, timeout=30.0):
+    """The fenced copy gone. Two parties may abort at once (the receiver on its session's end,
+    the operator settling a dead hand-over): a removal already under way is waited for, not an
+    error. Anything else is raised: still there, perhaps; the operator's cleanup or `recover`
+    tries again."""
+    deadline = time.monotonic() + timeout
+    while True:
         try:
             target_docker("rm", "-f", cid, sock=sock)
+            return
         except RuntimeError as exc:
-            if "No such container" not in str(exc):
-                raise  # still there, perhaps: the operator's cleanup or `recover` tries again
-    return verdict
+            if "No such container" in str(exc):
+                return
+            if "already in progress" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def serve(sock, cid, pid=None):
