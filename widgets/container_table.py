@@ -101,6 +101,9 @@ class ContainerTable(DataTable[Cell]):
             super().__init__()
             self.ref = ref
 
+    class SortChanged(Message):
+        """The rows are sorted otherwise (sort_column, sort_reverse): the screen's titles say it."""
+
     def __init__(self, colours: Callable[[], Mapping[str, str]], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._colours = colours
@@ -138,6 +141,7 @@ class ContainerTable(DataTable[Cell]):
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
         self._sync(resort=True)
+        self.post_message(self.SortChanged())
 
     def move_to(self, ref: str) -> bool:
         """Put the cursor on a container; False when it is not shown."""

@@ -212,6 +212,10 @@ class MainScreen(ConsoleScreen, Screen[None]):
 
     # --- events ------------------------------------------------------------------------------
 
+    @on(ContainerTable.SortChanged)
+    def _sorted(self) -> None:
+        self._show_titles()
+
     @on(ContainerTable.CurrentChanged)
     def _current_changed(self, event: ContainerTable.CurrentChanged) -> None:
         self.console.select(event.ref)

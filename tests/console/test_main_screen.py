@@ -61,6 +61,17 @@ async def test_columns_sort_and_a_second_sort_reverses(make_app) -> None:
         assert table.sort_column == "dirty"
 
 
+async def test_the_tables_subtitle_says_the_sort_as_soon_as_it_changes(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        table = _table(app)
+        table.sort_on("memory")
+        await until(pilot, lambda: table.border_subtitle == "sorted by memory")
+        table.sort_on("memory")
+        await until(pilot, lambda: table.border_subtitle == "sorted by memory ↓")
+
+
 async def test_refresh_updates_cells_in_place_and_keeps_the_cursor(make_app) -> None:
     backend = FakeBackend()
     app = make_app(backend)
