@@ -11,7 +11,8 @@
                                 yet, over sessions kept open from round to round (progress
                                 lines every 0.5 s before its answer); "handover"
                                 fires the final round. That runs DETACHED, in a daemon the agent
-                                starts first, which opens its sessions and waits, armed: fired,
+                                starts once round 0's sessions are ready (at "handover" if no
+                                round comes), which opens its sessions and waits, armed: fired,
                                 it freezes, dumps, sends, restores on the target, commits, and
                                 on any failure resumes the source and undoes the target, even
                                 if whimbrel dies meanwhile (its events go to MIG/handover.jsonl);
