@@ -135,7 +135,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             session.kill()
         stripe_error = close_stripes(transfer.stripes)
         if stripe_error:
-            raise RuntimeError(stripe_error)
+            raise RuntimeError(transfer.receiver_error(stripe_error))
         marks["sent"] = time.monotonic()
         emit(
             "sent",

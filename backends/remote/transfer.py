@@ -106,6 +106,14 @@ class Transfer:
             self.session.stdin.close()
         return error
 
+    def receiver_error(self, stripe_error):
+        """Once the stream broke (a broken pipe, a stripe's session failing): the receiver's own
+        error, a full disk say, says more than either. Its sessions are closed first, so it
+        answers or ends at once."""
+        self.close(timeout=10)
+        reply = next_reply(self.session)
+        return "target: " + (reply.get("error") or stripe_error or "link lost")
+
     def send(self, feed):
         """Feed one stream, end it, and return (feed's result, the receiver's answer to it);
         the sessions stay open for the next."""
@@ -114,12 +122,7 @@ class Transfer:
             result = feed(self.stream)
             self.stream.end()
         except BrokenPipeError:
-            # The link broke: the receiver's own error says more than the broken pipe.
-            stripe_error = self.close(timeout=10)
-            reply = next_reply(self.session)
-            raise RuntimeError(
-                "target: " + (reply.get("error") or stripe_error or "link lost")
-            ) from None
+            raise RuntimeError(self.receiver_error(self.close(timeout=10))) from None
         reply = next_reply(self.session)
         if "error" in reply:
             self.close(timeout=10)
