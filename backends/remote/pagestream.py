@@ -134,43 +134,58 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
     load_index()'s OnTarget; `landed` ChunksAsTheyLand's digests, when it followed the dump."""
-    index, prev_files, layout = on_target
+    files, mapped, state, sent = _send_small_files(img_dir, stream, on_target.files)
+    pages, streamed = _stream_new_pages(mapped, stream, on_target, landed or {})
+    held, diff_s = _diff_held_pages(mapped, on_target, landed or {})
+    pages.update(held)
+    sent += streamed + _send_held_pages(held, pages, stream)
+    for entry, directory in trees:
+        _header(stream, name=entry)
+        sent += tar_stream(directory, stream)
+        stream.write(OP_END)
+    stream.write(LENGTH.pack(0))
+    stream.flush()
+    _keep_index(wd, files, pages)
+    return Sent(state, sent, diff_s)
+
+
+def _send_small_files(img_dir, stream, prev_files):
+    """The images but the page files, whole or as a copy of last round's; the page files
+    mapped (no copy of the whole state in this process). Returns ({name: SHA-1, or "pages"},
+    {page file name: its map}, the state's bytes, the bytes sent)."""
+    files, mapped = {}, {}
     state = sent = 0
-    diff_s = 0.0
-    files, pages = {}, {}
-    names = [
-        n
-        for n in sorted(os.listdir(img_dir))
-        if os.path.isfile(os.path.join(img_dir, n)) and not n.endswith(".log")
-    ]
-    mapped = {}
-    for name in names:
-        with open(os.path.join(img_dir, name), "rb") as f:
-            # Page files are mapped, not read: no copy of the whole state in this process.
-            size = os.fstat(f.fileno()).st_size
-            if name.startswith("pages-") and size:
+    for name in sorted(os.listdir(img_dir)):
+        path = os.path.join(img_dir, name)
+        if not os.path.isfile(path) or name.endswith(".log"):
+            continue
+        with open(path, "rb") as f:
+            if name.startswith("pages-") and os.fstat(f.fileno()).st_size:
                 data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
             else:
                 data = f.read()
         state += len(data)
         if name.startswith("pages-"):
-            files[name] = "pages"
-            mapped[name] = data
+            files[name], mapped[name] = "pages", data
             continue
         files[name] = hashlib.sha1(data).hexdigest()
+        _header(stream, name=name)
         if prev_files.get(name) == files[name]:
-            _header(stream, name=name)
             stream.write(OP_COPY_PREV + _name_ref(name, 0, len(data)) + OP_END)
         else:
-            _header(stream, name=name)
             stream.write(OP_DATA + SIZE.pack(len(data)) + data + OP_END)
             sent += len(data)
-    chunks = landed or {}
-    # A page file the target holds no version of (round 0's: the whole state) goes as it is
-    # hashed, a thread ahead of the link, so its hashing hides behind the send.
-    for name in (n for n in mapped if n not in layout):
+    return files, mapped, state, sent
+
+
+def _stream_new_pages(mapped, stream, on_target, landed):
+    """A page file the target holds no version of (round 0's: the whole state) goes as it is
+    hashed, a thread ahead of the link, so its hashing hides behind the send. Returns
+    ({name: PageFile}, the bytes sent)."""
+    pages, sent = {}, 0
+    for name in (n for n in mapped if n not in on_target.layout):
         view = memoryview(mapped[name])
-        diff = PageDiff(name, view, index, None, chunks.get(name))
+        diff = PageDiff(name, view, on_target.index, None, landed.get(name))
         _header(stream, name=name, inplace=False)
         runs = []
         for run in _ahead(diff):
@@ -178,24 +193,34 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
             sent += _flush(stream, view, run)
         stream.write(OP_END)
         pages[name] = PageFile(mapped[name], runs, diff.digests)
-    # One the target holds is diffed whole first: whether it can be patched in place depends
-    # on all its runs.
-    for name in (n for n in mapped if n in layout):
-        t0 = time.monotonic()
-        diff = PageDiff(name, memoryview(mapped[name]), index, layout[name], chunks.get(name))
-        pages[name] = PageFile(mapped[name], list(diff), diff.digests)
-        diff_s += time.monotonic() - t0
-    # A pages file whose kept pages all stay where they are is patched in place on the target
-    # (a round then costs what changed, not the whole state), unless another file still
-    # copies from last round's version of it.
+    return pages, sent
+
+
+def _diff_held_pages(mapped, on_target, landed):
+    """A page file the target holds is diffed whole before it goes: whether it can be patched
+    in place depends on all its runs. Returns ({name: PageFile}, the seconds it took)."""
+    t0 = time.monotonic()
+    held = {}
+    for name in (n for n in mapped if n in on_target.layout):
+        view = memoryview(mapped[name])
+        diff = PageDiff(name, view, on_target.index, on_target.layout[name], landed.get(name))
+        held[name] = PageFile(mapped[name], list(diff), diff.digests)
+    return held, time.monotonic() - t0
+
+
+def _send_held_pages(held, pages, stream):
+    """The held page files' runs. One whose kept pages all stay where they are is patched in
+    place on the target (a round then costs what changed, not the whole state), unless
+    another file of the round (any of `pages`) still copies from last round's version of it.
+    Returns the bytes sent."""
     borrowed = {
         src
         for name, (_, runs, _) in pages.items()
         for op, src, *_ in runs
         if op == OP_COPY_PREV and src != name
     }
-    for name in (n for n in mapped if n in layout):
-        data, runs, _ = pages[name]
+    sent = 0
+    for name, (data, runs, _) in held.items():
         inplace = name not in borrowed and all(
             op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
         )
@@ -204,23 +229,19 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
         for run in runs:
             sent += _flush(stream, view, run)
         stream.write(OP_END)
+    return sent
+
+
+def _keep_index(wd, files, pages):
+    """What the target now holds, this round's set, becomes the next round's index (written
+    once the stream has ended)."""
     for name, (_, _, digests) in pages.items():
-        for kind, data_ in (("index-", digests.pages), ("chunks-", digests.chunks)):
+        for kind, data in (("index-", digests.pages), ("chunks-", digests.chunks)):
             with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
-                f.write(data_)
-    for entry, directory in trees:
-        _header(stream, name=entry)
-        sent += tar_stream(directory, stream)
-        stream.write(OP_END)
-    stream.write(LENGTH.pack(0))
-    stream.flush()
-    # What the target now holds is this round's set: it becomes the next round's index.
-    for name in pages:
-        for kind in ("index-", "chunks-"):
+                f.write(data)
             os.replace(os.path.join(wd, kind + name + ".new"), os.path.join(wd, kind + name))
     with open(os.path.join(wd, "index.json"), "w") as f:
         json.dump(files, f)
-    return Sent(state, sent, diff_s)
 
 
 def file_trees(prepared):
