@@ -17,6 +17,7 @@ from whimbrel.backends.errors import UsageError, WhimbrelError
 COMMANDS = (
     "ls",
     "migrate",
+    "evacuate",
     "recover",
     "history",
     "probe",

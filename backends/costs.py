@@ -31,6 +31,15 @@ class Costs:
     restore_rate: float | None = None  # bytes/s: the restore's part that grows with the state
     final_round_trips: float = 0.5  # j: round trips inside the downtime
     stream_rate: float | None = None  # bytes/s: a stream's own per-byte work beyond the wire
+    # A migration's work outside its rounds and hand-over (preflight: lock, link, target,
+    # probes; cleanup): setup_s + setup_round_trips * RTT. Fitted to the grid's 1500 runs
+    # (docs/benchmark-runs.jsonl: total_time_s - migration_s; residual spread 1.3 s).
+    setup_s: float = 4.76
+    setup_round_trips: float = 39.6
+
+    def setup_time(self, rtt: float) -> float:
+        """What a migration takes beyond its plan's total time, on a path of this RTT."""
+        return self.setup_s + self.setup_round_trips * rtt
 
     def model_inputs(
         self,

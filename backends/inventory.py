@@ -84,6 +84,7 @@ class NodeInventory:
     containers: tuple[ContainerInfo, ...] = ()
     error: str | None = None
     elapsed_s: float = 0.0
+    memory_available: int | None = None  # bytes new work can get (MemAvailable); None: unknown
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,18 @@ def container_from(
     )
 
 
-async def node_containers(pool: SessionPool, node: Node) -> tuple[ContainerInfo, ...]:
-    """One helper run on the node lists, inspects and weighs all its containers."""
+async def node_containers(
+    pool: SessionPool, node: Node
+) -> tuple[tuple[ContainerInfo, ...], int | None]:
+    """One helper run on the node lists, inspects and weighs all its containers; with them,
+    the memory the node has available."""
     found = await pool.session(node).run_helper(
         "inventory.py", [node.docker_socket], what="inventory", timeout=30
     )
-    return tuple(container_from(node, c["summary"], c["inspect"], c["memory"]) for c in found)
+    containers = tuple(
+        container_from(node, c["summary"], c["inspect"], c["memory"]) for c in found["containers"]
+    )
+    return containers, found.get("memory_available")
 
 
 async def node_inventory(
@@ -185,14 +192,19 @@ async def node_inventory(
 ) -> NodeInventory:
     started = time.monotonic()
     try:
-        containers = await asyncio.wait_for(node_containers(pool, node), timeout)
+        containers, available = await asyncio.wait_for(node_containers(pool, node), timeout)
     except TimeoutError:
         error = f"no answer within {timeout:g} s"
     except WhimbrelError as exc:
         error = str(exc).removeprefix(f"{node.name}: ")
     else:
         return NodeInventory(
-            node.name, node.cluster, True, containers, elapsed_s=time.monotonic() - started
+            node.name,
+            node.cluster,
+            True,
+            containers,
+            elapsed_s=time.monotonic() - started,
+            memory_available=available,
         )
     return NodeInventory(
         node.name, node.cluster, False, error=error, elapsed_s=time.monotonic() - started

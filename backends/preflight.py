@@ -18,7 +18,6 @@ from whimbrel.backends.cleanup import forget_decision, release_lock, settle_targ
 from whimbrel.backends.config import Node
 from whimbrel.backends.container_spec import create_body, refuse_unmovable
 from whimbrel.backends.costs import Costs
-from whimbrel.backends.dirty import DirtyReport
 from whimbrel.backends.docker_api import DockerAPI, DockerError
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent
@@ -112,7 +111,15 @@ async def preflight(
     bandwidth = await measure_link_throughput(ctx.pool, link, ctx.request.probe_bytes, rtt.rtt_s)
     dirty = await sampling
     size = float(container.memory_bytes or dirty.memory_bytes)
-    inputs = _model_inputs(ctx.costs, ctx.request, size, dirty, bandwidth, rtt.rtt_s)
+    inputs = model_inputs_for(
+        ctx.costs,
+        ctx.request,
+        size=size,
+        dirty_rate=dirty.bytes_per_s,
+        distinct_share=dirty.distinct_share or 1.0,
+        bandwidth=bandwidth,
+        rtt_s=rtt.rtt_s,
+    )
     mode, first_plan = choose_plan(ctx.request, inputs)
     journal.record.mode, journal.record.policy = mode, ctx.request.policy
     journal.record.inputs, journal.record.plan = first_plan.inputs, first_plan
@@ -160,18 +167,22 @@ def choose_plan(request: MigrationRequest, inputs: model.ModelInputs) -> tuple[R
     return "iterative", first_plan if first_plan.rounds else model.evaluate(inputs, 1)
 
 
-def _model_inputs(
+def model_inputs_for(
     costs: Costs,
     request: MigrationRequest,
+    *,
     size: float,
-    dirty: DirtyReport,
+    dirty_rate: float,
+    distinct_share: float,
     bandwidth: float,
     rtt_s: float,
 ) -> model.ModelInputs:
+    """What the model plans a request from, on these measurements (an evacuation's planner
+    asks it with a share of the link)."""
     inputs = costs.model_inputs(
         size=size,
-        dirty_rate=dirty.bytes_per_s,
-        distinct_share=dirty.distinct_share or 1.0,
+        dirty_rate=dirty_rate,
+        distinct_share=distinct_share,
         bandwidth=bandwidth,
         rtt=rtt_s,
         downtime_target=request.downtime_target_s,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from whimbrel.app.planning import PathMeasurements, plan_for
 from whimbrel.backends.costs import DEFAULT_COSTS
-from whimbrel.backends.dirty import DirtyReport
 from whimbrel.backends.migration_request import MigrationRequest
 from whimbrel.backends.model import ModelInputs, plan
-from whimbrel.backends.preflight import _model_inputs, choose_plan
+from whimbrel.backends.preflight import choose_plan, model_inputs_for
 
 MiB = 2**20
 # The README's examples: iterating pays for the first; the second is better stopped and copied.
@@ -43,8 +42,15 @@ def test_fixed_rounds_overrule_mode_and_model() -> None:
 
 
 def test_the_engine_and_the_console_plan_with_the_sampled_share_of_distinct_pages() -> None:
-    sampled = DirtyReport("hash", (), 8 * MiB, 2048, 0.01, 512 * MiB, distinct_share=0.25)
-    engine = _model_inputs(DEFAULT_COSTS, _request(), 512 * MiB, sampled, 25e6, 0.05)
+    engine = model_inputs_for(
+        DEFAULT_COSTS,
+        _request(),
+        size=512 * MiB,
+        dirty_rate=8 * MiB,
+        distinct_share=0.25,
+        bandwidth=25e6,
+        rtt_s=0.05,
+    )
     console = plan_for(PathMeasurements(512 * MiB, 8 * MiB, 0.05, 25e6, 0.25), 0.3)
     assert console is not None and engine.distinct_share == 0.25
     assert console.inputs == engine

@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("migrate", help="live-migrate a container to another node")
     parser.add_argument("container", metavar="CONTAINER", help="NODE/NAME, name or id prefix")
     parser.add_argument("--to", required=True, metavar="NODE", help="the target node")
+    add_request_options(parser)
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--json", action="store_true", help="JSON lines of progress")
+    parser.set_defaults(func=run)
+
+
+def add_request_options(parser: argparse.ArgumentParser) -> None:
+    """How each migration runs: `migrate`'s and `evacuate`'s options alike."""
     parser.add_argument("--mode", default="auto", choices=MODES)
     parser.add_argument("--downtime-target", default="300ms", help="for the model (300ms)")
     parser.add_argument("--max-rounds", type=int, default=8, help="pre-copy round cap (8)")
@@ -66,9 +74,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restore lazily: the copy runs while CRIU fills its memory from the target's own "
         "page files (post-copy: see README)",
     )
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--json", action="store_true", help="JSON lines of progress")
-    parser.set_defaults(func=run)
+
+
+def request_from(args: argparse.Namespace, container: str, target: str) -> MigrationRequest:
+    return MigrationRequest(
+        container=container,
+        target=target,
+        mode=args.mode,
+        downtime_target_s=parse_duration(args.downtime_target, "--downtime-target"),
+        keep_source=args.keep_source,
+        max_rounds=args.max_rounds,
+        rounds=args.rounds,
+        policy=args.policy,
+        brownout_weight=args.brownout_weight,
+        lazy_restore=args.lazy_restore,
+    )
 
 
 def describe(event: MigrationEvent) -> str:
@@ -120,18 +140,7 @@ def describe(event: MigrationEvent) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    request = MigrationRequest(
-        container=args.container,
-        target=args.to,
-        mode=args.mode,
-        downtime_target_s=parse_duration(args.downtime_target, "--downtime-target"),
-        keep_source=args.keep_source,
-        max_rounds=args.max_rounds,
-        rounds=args.rounds,
-        policy=args.policy,
-        brownout_weight=args.brownout_weight,
-        lazy_restore=args.lazy_restore,
-    )
+    request = request_from(args, args.container, args.to)
     if reason := read_only_refusal(args.read_only, headless=True):
         raise UsageError(reason)
     if not args.yes:
@@ -155,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
         pacing = ProgressPacing()
         async for event in migration.events():
             if printing and args.json:
-                printing = _say(json.dumps(event_json(event), default=str))
+                printing = print_line(json.dumps(event_json(event), default=str))
             elif printing and pacing.says(event):
-                printing = _say(describe(event))
+                printing = print_line(describe(event))
             if isinstance(event, MigrationFinished):
                 ok = event.ok
         return ok
@@ -188,7 +197,7 @@ class ProgressPacing:
         return True
 
 
-def _say(line: str) -> bool:
+def print_line(line: str) -> bool:
     """Print a line; False once the terminal is gone (a hang-up), and the migration goes on
     to its end unprinted: its record tells the outcome."""
     try:

@@ -1,12 +1,14 @@
 """whimbrel node helper: this node's containers in one go (standard library only).
 
-  inventory DOCKER_SOCKET    one JSON line: [{"summary": ..., "inspect": ..., "memory": N}]
+  inventory DOCKER_SOCKET    one JSON line: {"containers": [{"summary": ..., "inspect": ...,
+                             "memory": N}], "memory_available": N}
 
 The Docker Engine API asked locally (one list, one inspect per container, over the Unix
 socket), and each running container's memory read from its cgroup (what `docker stats` shows:
 usage less the page cache that can be dropped; cgroup v1 or v2, cgroupfs or systemd driver,
 found through /proc/PID/cgroup). One run per node per refresh: asking the engine through the
 SSH connection costs a channel per request, and a stats call costs the engine about a second.
+The node's own MemAvailable comes along: where an evacuation may place containers.
 """
 
 import http.client
@@ -76,6 +78,19 @@ def memory(pid):
     return max(0, usage - inactive)
 
 
+def memory_available():
+    """/proc/meminfo's MemAvailable in bytes (the kernel's estimate of what new work can get
+    without swapping), or None where it is not given."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def main(sock):
     conn = UnixConnection(sock)
     status, summaries = get(conn, "/containers/json?all=1")
@@ -89,7 +104,7 @@ def main(sock):
         inspect = {k: inspect.get(k) for k in KEEP} if status == 200 else None
         pid = ((inspect or {}).get("State") or {}).get("Pid")
         out.append({"summary": summary, "inspect": inspect, "memory": memory(pid) if pid else None})
-    print(json.dumps(out))
+    print(json.dumps({"containers": out, "memory_available": memory_available()}))
 
 
 if __name__ == "__main__":

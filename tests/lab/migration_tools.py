@@ -16,10 +16,15 @@ from pathlib import Path
 
 from tests.labtools import ssh
 from whimbrel.backends.lab import daemons, images
-from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
+from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.system import docker
 from whimbrel.backends.lab.topology import build_topology
-from whimbrel.backends.lab.workloads import WriteLoad, load_redis, missing_writes
+from whimbrel.backends.lab.workloads import (
+    WriteLoad,
+    load_redis,
+    memwriter_status,
+    missing_writes,
+)
 
 NODES = {"east-1": "198.18.1.10", "east-2": "198.18.1.11", "west-1": "198.18.2.10",
          "west-2": "198.18.2.11"}  # fmt: skip
@@ -35,6 +40,23 @@ def start_redis(node: str, name: str, port: int) -> None:
                  f"redis-server {REDIS_CONF} --port {port}")  # fmt: skip
     wait_until(lambda: _answers(address, port), timeout=20)
     load_redis(address, port, 60_000, value_size=1000)
+
+
+def start_memwriter(
+    name: str, address: str, port: int, size: str = "96MiB", hot: str = "48MiB"
+) -> None:
+    """A memwriter dirtying 2 MiB/s of its hot set, host-networked on the node at `address`."""
+    ssh(address, f"docker run -d --name {name} --network host {MEMWRITER_IMAGE} memwriter "
+                 f"--size {size} --hot {hot} --rate 2MiB/s --port {port}")  # fmt: skip
+    wait_until(lambda: _memwriter_answers(address, port), timeout=10)
+
+
+def _memwriter_answers(address: str, port: int) -> bool:
+    try:
+        memwriter_status(address, port)
+        return True
+    except OSError:
+        return False
 
 
 def remove_everywhere(name: str) -> None:

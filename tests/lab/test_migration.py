@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.migration_tools import finished, migrate, no_leftovers, running_on
+from tests.lab.migration_tools import (
+    finished,
+    migrate,
+    no_leftovers,
+    running_on,
+    start_memwriter,
+)
 from tests.labtools import ssh
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
@@ -109,24 +115,10 @@ def test_stop_and_copy_moves_redis_and_iterative_downtime_is_at_most_a_quarter_o
     assert downtimes["iterative"] <= done["downtime_s"] / 4
 
 
-def _memwriter(name: str, node_address: str, port: int) -> None:
-    ssh(node_address, f"docker run -d --name {name} --network host {MEMWRITER_IMAGE} memwriter "
-                      f"--size 96MiB --hot 48MiB --rate 2MiB/s --port {port}")  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            memwriter_status(node_address, port)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_memwriter_state_continues_after_moving_west_and_back_east_lazily(lab: dict) -> None:
     name, port = "cont", 7171
     try:
-        _memwriter(name, EAST1, port)
+        start_memwriter(name, EAST1, port)
         time.sleep(1)
         before = memwriter_status(EAST1, port, verify=True)
         code, events = migrate(lab["config"], f"east-1/{name}", "west-1")
@@ -158,7 +150,7 @@ def test_at_a_long_round_trip_rounds_go_over_several_ssh_streams_and_the_state_a
 ) -> None:
     name, port = "far", 7172
     try:
-        _memwriter(name, EAST1, port)
+        start_memwriter(name, EAST1, port)
         time.sleep(1)
         before = memwriter_status(EAST1, port, verify=True)
         code, events = migrate(lab["config"], f"east-1/{name}", "west-1", "--rounds", "2")
