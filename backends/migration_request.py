@@ -13,6 +13,18 @@ MODES: tuple[Mode, ...] = ("auto", "iterative", "stop-and-copy")
 
 
 @dataclass(frozen=True)
+class KnownPath:
+    """The path as measured before the migration: its preflight then probes nothing."""
+
+    rtt_s: float
+    bandwidth: float  # bytes/s this migration may count on (an evacuation's share of the link)
+
+    def __post_init__(self) -> None:
+        if not (self.rtt_s >= 0 and self.bandwidth > 0):
+            raise UsageError(f"a known path needs RTT >= 0 and bandwidth > 0: {self}")
+
+
+@dataclass(frozen=True)
 class MigrationRequest:
     container: str  # NODE/NAME, name or id prefix
     target: str  # node name
@@ -32,6 +44,7 @@ class MigrationRequest:
     # Restore lazily on the target: the process resumes before its memory is copied in, which
     # CRIU's lazy-pages daemon fills from the page files there (remote/restorework.py: the risk).
     lazy_restore: bool = False
+    path: KnownPath | None = None  # None: preflight probes the path itself
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

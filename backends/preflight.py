@@ -105,10 +105,9 @@ async def preflight(
         yield event
     target_id = await _create_target(ctx, stack, dst, link, container.name, inspect, where, outcome)
 
-    rtt = await probe_rtt(ctx.pool, src, dst, count=5)
-    link = link.for_rtt(rtt.rtt_s)
+    rtt_s, bandwidth = await _measure_path(ctx, src, dst, link)
+    link = link.for_rtt(rtt_s)
     kept_link.stripes = link.stripes
-    bandwidth = await measure_link_throughput(ctx.pool, link, ctx.request.probe_bytes, rtt.rtt_s)
     dirty = await sampling
     size = float(container.memory_bytes or dirty.memory_bytes)
     inputs = model_inputs_for(
@@ -118,13 +117,14 @@ async def preflight(
         dirty_rate=dirty.bytes_per_s,
         distinct_share=dirty.distinct_share or 1.0,
         bandwidth=bandwidth,
-        rtt_s=rtt.rtt_s,
+        rtt_s=rtt_s,
     )
     mode, first_plan = choose_plan(ctx.request, inputs)
     journal.record.mode, journal.record.policy = mode, ctx.request.policy
     journal.record.inputs, journal.record.plan = first_plan.inputs, first_plan
     yield journal.log(
-        f"measured: RTT {rtt.rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
+        ("path as measured before: " if ctx.request.path else "measured: ")
+        + f"RTT {rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
         f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
         f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
         f"state {size / 2**20:.0f} MiB"
@@ -135,9 +135,22 @@ async def preflight(
         )
         + f"; plan: {first_plan.reason}"
     )
-    yield Prepared(
-        container, src, dst, link, target_id, rtt.rtt_s, bandwidth, inputs, first_plan, mode
+    yield Prepared(container, src, dst, link, target_id, rtt_s, bandwidth, inputs, first_plan, mode)
+
+
+async def _measure_path(
+    ctx: MigrationContext, src: Node, dst: Node, link: NodeLink
+) -> tuple[float, float]:
+    """The path's RTT and what the link's stripes carry, unless the request brings them (an
+    evacuation measured the path before its migrations began: probed during them, the RTT
+    would be the others' queue and the throughput a guess at a share)."""
+    if ctx.request.path is not None:
+        return ctx.request.path.rtt_s, ctx.request.path.bandwidth
+    rtt = await probe_rtt(ctx.pool, src, dst, count=5)
+    bandwidth = await measure_link_throughput(
+        ctx.pool, link.for_rtt(rtt.rtt_s), ctx.request.probe_bytes, rtt.rtt_s
     )
+    return rtt.rtt_s, bandwidth
 
 
 def _target_spec(ctx: MigrationContext, dst: Node, inspect: dict[str, Any]) -> dict[str, Any]:

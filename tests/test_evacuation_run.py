@@ -42,11 +42,13 @@ class FakeMigration:
     running = 0
     most = 0
     started: ClassVar[list[str]] = []
+    paths: ClassVar[dict[str, Any]] = {}
     failing: ClassVar[set[str]] = set()
 
     def __init__(self, pool: Any, request: MigrationRequest) -> None:
         self.request = request
         self.aborted = False
+        FakeMigration.paths[request.container] = request.path
 
     def abort(self) -> None:
         self.aborted = True
@@ -97,6 +99,9 @@ def test_no_more_than_the_planned_number_run_at_once_in_the_plans_order() -> Non
     items, finished = _run(plan)
     assert FakeMigration.most == 2
     assert FakeMigration.started == [m.ref for m in plan.moves]
+    # Each migration is given the path as the plan measured and shared it: it probes nothing.
+    assert all(FakeMigration.paths[m.ref] == m.path for m in plan.moves)
+    assert plan.moves[0].path.bandwidth == 1e8 / 2
     assert finished.ok and [r.ref for r in finished.results] == [m.ref for m in plan.moves]
     assert all(r.running_on == "west-1" and r.duration_s is not None for r in finished.results)
     started = [i.ref for i in items if isinstance(i, MoveStarted)]

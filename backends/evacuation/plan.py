@@ -28,7 +28,7 @@ from typing import Any
 from whimbrel.backends import model
 from whimbrel.backends.costs import Costs
 from whimbrel.backends.errors import UsageError
-from whimbrel.backends.migration_request import MigrationRequest
+from whimbrel.backends.migration_request import KnownPath, MigrationRequest
 from whimbrel.backends.preflight import RunMode, choose_plan, model_inputs_for
 from whimbrel.backends.units import format_size
 
@@ -91,6 +91,7 @@ class Move:
     target: str
     mode: RunMode
     plan: model.Plan  # the engine's plan, on the link's share
+    path: KnownPath  # the path's RTT and that share: the migration probes neither again
     setup_s: float  # the migration's work outside the plan (preflight, cleanup)
     start_s: float  # predicted, from the evacuation's start
     end_s: float
@@ -240,7 +241,8 @@ def _schedule(
         mode, plan = choose_plan(request, shared)
         setup = costs.setup_time(route.rtt)
         on_link = plan.bytes_sent / shared.bandwidth
-        move = Move(c.ref, c.node, target, mode, plan, setup, 0.0, setup + plan.total_time_s)
+        path = KnownPath(route.rtt, route.bandwidth / share)
+        move = Move(c.ref, c.node, target, mode, plan, path, setup, 0.0, setup + plan.total_time_s)
         whole = _inputs(costs, request, c, route.rtt, route.bandwidth).bandwidth
         work.append(_Work(move, plan.bytes_sent, whole, max(0.0, plan.total_time_s - on_link)))
     order = sorted(work, key=lambda w: (-w.move.duration_s, w.move.ref))

@@ -132,7 +132,9 @@ class Evacuation:
                     return
                 begun = time.monotonic() - started
                 queue.put_nowait(MoveStarted(move.ref, move.target, begun))
-                request = replace(self.template, container=move.ref, target=move.target)
+                request = replace(
+                    self.template, container=move.ref, target=move.target, path=move.path
+                )
                 migration = self._migration(self.pool, request)
                 self._running[move.ref] = migration
                 finished: MigrationFinished | None = None
