@@ -8,10 +8,10 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_bandwidth, format_duration, format_size
+from whimbrel.widgets.steady_static import SteadyStatic
 
 
 def measured_line(
@@ -37,15 +37,15 @@ def measured_line(
     )
 
 
-class PlanPanel(Static):
-    """Shows a Plan, or why there is none yet."""
+class PlanPanel(SteadyStatic):
+    """Shows a Plan, or why there is none yet (the preview replans at every sample)."""
 
     def __init__(self, colours: Callable[[], Mapping[str, str]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._colours = colours
 
     def show_plan(self, plan: Plan | None, measured: Text, waiting_for: Sequence[str] = ()) -> None:
-        self.update(self._render_plan(plan, measured, waiting_for))
+        self.show(self._render_plan(plan, measured, waiting_for))
 
     def _render_plan(
         self, plan: Plan | None, measured: Text, waiting_for: Sequence[str]

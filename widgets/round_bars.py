@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
@@ -76,13 +77,29 @@ class RoundBars(Widget):
         self._colours = colours
         self._rows: tuple[RoundBar, ...] = ()
         self._show_actual = False
+        self._last_drawn: list[list[Segment]] | None = None
 
     def show_rounds(self, rows: Sequence[RoundBar], show_actual: bool) -> None:
-        self._rows, self._show_actual = tuple(rows), show_actual
+        rows = tuple(rows)
+        if (rows, show_actual) == (self._rows, self._show_actual):
+            return
+        resized = len(rows) != len(self._rows)  # the height is the rows' count
+        self._rows, self._show_actual = rows, show_actual
         # The sending round's numbers go under the bars, not in a cell: they do not fit its 20
         # columns, and a row more would push what is below down at every round.
         self.border_subtitle = next((s for r in self._rows if (s := r.how_far())), "")
-        self.refresh(layout=True)
+        # A preview replans at every sample; most replans move no bar by a cell nor a number
+        # by a digit: what reads the same is not drawn again.
+        drawn = self._drawn()
+        if resized or drawn != self._last_drawn:
+            self._last_drawn = drawn
+            self.refresh(layout=resized)
+
+    def _drawn(self) -> list[list[Segment]] | None:
+        if not self.size.width:
+            return None
+        console = self.app.console
+        return console.render_lines(self.render(), console.options.update_width(self.size.width))
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         return len(self._rows) + 1

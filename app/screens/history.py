@@ -83,6 +83,12 @@ class HistoryScreen(ConsoleScreen, Screen[None]):
     def _history_changed(self) -> None:
         self._show(self.console.history_records or [], self.console.history_error)
 
+    def on_screen_resume(self) -> None:
+        if self.console.history_records is not None and (
+            self.console.history_records is not self.records
+        ):
+            self._history_changed()  # the records were read again while it was covered
+
     def _show(self, records: list[HistoryRecord], error: str | None) -> None:
         colours = colours_of(self.app)
         self.records = records

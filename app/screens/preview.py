@@ -33,6 +33,9 @@ from whimbrel.backends.units import UnitError, format_duration, format_size, par
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.plan_panel import PlanPanel, measured_line
 from whimbrel.widgets.round_bars import RoundBars
+from whimbrel.widgets.steady_static import SteadyStatic
+
+REPLAN_AFTER_S = 0.5
 
 
 class PreviewScreen(ConsoleScreen, Screen[None]):
@@ -47,6 +50,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
         self.ref = ref
         self.plan: Plan | None = None
         self._measured: set[tuple[str, str]] = set()
+        self._replan_due = False
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
@@ -64,7 +68,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
                     )
                     yield Static("", id="downtime-error")
                     yield OptionList(id="targets")
-                yield Static("", id="container-info")
+                yield SteadyStatic("", id="container-info")
             with VerticalScroll(id="preview-main"):
                 yield PlanPanel(colours, id="plan")
                 yield RoundBars(colours, id="plan-rounds")
@@ -97,9 +101,9 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
 
     def _show_container(self) -> None:
         container = self._container()
-        info = self.query_one("#container-info", Static)
+        info = self.query_one("#container-info", SteadyStatic)
         if container is None:
-            info.update(Text("gone: moved or removed", style="dim"))
+            info.show(Text("gone: moved or removed", style="dim"))
             return
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="dim")
@@ -112,7 +116,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
             grid.add_row("memory", format_size(container.memory_bytes))
         if container.mounts:
             grid.add_row("mounts", ", ".join(m.destination for m in container.mounts))
-        info.update(grid)
+        info.show(grid)
 
     def _container(self) -> ContainerInfo | None:
         observed = self.console.observed
@@ -134,13 +138,20 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
             elif rtt is not None:
                 text.append(f"  {format_duration(rtt)}", style="dim")
             options.append(Option(text, id=node))
-        highlighted = targets.highlighted
-        targets.set_options(options)
         ids = [o.id for o in options]
-        if self.console.target in ids:
+        if ids == [o.id for o in targets.options]:
+            # The same nodes: a new RTT rewrites one prompt, never the list (its rebuild
+            # reflows the screen, once a second with the RTT chart live).
+            for option, old in zip(options, targets.options, strict=True):
+                if option.id and option.prompt != old.prompt:
+                    targets.replace_option_prompt(option.id, option.prompt)
+        else:
+            highlighted = targets.highlighted
+            targets.set_options(options)
+            if highlighted is not None and options:
+                targets.highlighted = min(highlighted, len(options) - 1)
+        if self.console.target in ids and targets.highlighted != ids.index(self.console.target):
             targets.highlighted = ids.index(self.console.target)
-        elif highlighted is not None and options:
-            targets.highlighted = min(highlighted, len(options) - 1)
 
     # Off view, a change waits: the screen catches up on resume. Textual runs the handlers of
     # a change's own class before its base's: the plan follows what they drew.
@@ -169,6 +180,14 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
 
     @on(ConsoleStateChanged)
     def _state_changed(self) -> None:
+        # Samples come apart (the RTT's, the dirty rate's, each node's inventory): one replan
+        # takes them all in, a moment later, rather than one each.
+        if on_view(self) and not self._replan_due:
+            self._replan_due = True
+            self.set_timer(REPLAN_AFTER_S, self._due_replan)
+
+    def _due_replan(self) -> None:
+        self._replan_due = False
         if on_view(self):
             self._replan()
 

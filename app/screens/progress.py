@@ -354,6 +354,9 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         if self._awaiting_inventory:
             self._show_summary()
 
+    def on_screen_resume(self) -> None:
+        self._state_changed()  # an inventory that came while help covered it
+
     # --- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
