@@ -1,7 +1,8 @@
 """The console's view of the world: what it asks of the clusters, as one small Protocol.
 
 The app depends on `Backend` only; `SSHBackend` implements it over one SessionPool and the
-backends (inventory, probes, dirty-rate sampling, the migration engine, its history records).
+backends (inventory, probes, dirty-rate sampling, the migration engine and the evacuation
+runner, its history records).
 All network work happens here, never in widgets. tests/console/fake_backend.py is the only
 other implementation, for deterministic snapshots.
 """
@@ -14,10 +15,11 @@ from typing import Protocol
 
 from whimbrel.app.history_records import HistoryRecord, read_history
 from whimbrel.app.orders import MigrationOrder
-from whimbrel.app.planning import DirtyRate, engine_defaults
+from whimbrel.app.planning import DirtyRate, console_request, engine_defaults
 from whimbrel.backends.config import Config
 from whimbrel.backends.dirty import DirtySample, distinct_share
 from whimbrel.backends.engine import Migration, MigrationRequest, recover
+from whimbrel.backends.evacuation import Evacuation, EvacuationEvent, EvacuationPlan
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory, node_inventory
 from whimbrel.backends.probes import (
@@ -39,6 +41,16 @@ class MigrationHandle(Protocol):
     def abort(self) -> None: ...
 
 
+class EvacuationHandle(Protocol):
+    """An evacuation's migrations at once: their events merged, each tagged with its
+    container, then EvacuationFinished; abort() starts no more and rolls the running ones back
+    at their next round boundary."""
+
+    def events(self) -> AsyncIterator[EvacuationEvent]: ...
+
+    def abort(self) -> None: ...
+
+
 class Backend(Protocol):
     """Everything the console asks of the world. Async methods run in the app's event loop."""
 
@@ -53,6 +65,11 @@ class Backend(Protocol):
     def dirty(self, container: ContainerInfo, interval_s: float) -> AsyncIterator[DirtyRate]: ...
 
     def migrate(self, order: MigrationOrder) -> MigrationHandle: ...
+
+    def evacuate(self, plan: EvacuationPlan, template: MigrationRequest) -> EvacuationHandle:
+        """Run the plan's moves, each a request made from `template` (the console's downtime
+        target and restore) with its container, target and the path as planned."""
+        ...
 
     def history(self) -> list[HistoryRecord]:
         """Blocking file reads: call it from a thread worker."""
@@ -72,11 +89,8 @@ class _EngineMigration:
     """Adapts the engine's Migration to MigrationHandle."""
 
     def __init__(self, pool: SessionPool, order: MigrationOrder) -> None:
-        request = MigrationRequest(
-            container=order.container.ref,
-            target=order.target,
-            downtime_target_s=order.downtime_target_s,
-            lazy_restore=order.lazy_restore,
+        request = console_request(
+            order.downtime_target_s, order.lazy_restore, order.container.ref, order.target
         )
         self._migration = Migration(pool, request)
 
@@ -132,6 +146,9 @@ class SSHBackend:
 
     def migrate(self, order: MigrationOrder) -> MigrationHandle:
         return _EngineMigration(self._pool, order)
+
+    def evacuate(self, plan: EvacuationPlan, template: MigrationRequest) -> EvacuationHandle:
+        return Evacuation(self._pool, plan, template)
 
     def history(self) -> list[HistoryRecord]:
         return read_history()

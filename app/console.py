@@ -53,6 +53,7 @@ from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.palette import WhimbrelCommands
 from whimbrel.app.preconditions import move_refusal, read_only_refusal
 from whimbrel.app.screens.evacuate import EvacuateScreen
+from whimbrel.app.screens.evacuation_progress import EvacuationProgressScreen
 from whimbrel.app.screens.help import HelpScreen
 from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.main import MainScreen
@@ -61,6 +62,8 @@ from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
 from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState
+from whimbrel.backends.engine import MigrationRequest
+from whimbrel.backends.evacuation import EvacuationPlan
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.units import format_bandwidth, format_duration
 from whimbrel.themes import DEFAULT_THEME, STYLESHEET, THEMES
@@ -77,6 +80,7 @@ SCREENS: tuple[type[Screen], ...] = (
     MigrateModal,
     ProgressScreen,
     EvacuateScreen,
+    EvacuationProgressScreen,
     HistoryScreen,
     HelpScreen,
     WelcomeScreen,
@@ -404,16 +408,24 @@ class WhimbrelApp(App[int]):
         answers = self.observed.reachable(target) if target else None
         return move_refusal(container, target, self.observed.config, self.config_path, answers)
 
-    def start_migrations(self, orders: list[MigrationOrder]) -> None:
+    def start_migration(self, order: MigrationOrder) -> None:
+        self._follow_on(ProgressScreen(order))
+
+    def start_evacuation(self, plan: EvacuationPlan, template: MigrationRequest) -> None:
+        self._follow_on(EvacuationProgressScreen(plan, template))
+
+    def _follow_on(self, screen: Screen) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen):
             self.pop_screen()  # the progress screen closes onto the main screen
-        self.push_screen(ProgressScreen(orders))
+        self.push_screen(screen)
 
-    def migration_started(self, order: MigrationOrder) -> None:
+    def migration_started(self, ref: str, target: str) -> None:
+        """A container is on its way (or waits its turn in an evacuation): no other migration
+        starts from this console until migrations_ended."""
         assert self.observed is not None
         self.migrating = True
         self.pause_dirty_sampling()
-        self.observed.busy[order.container.ref] = f"→ {order.target}"
+        self.observed.busy[ref] = f"→ {target}"
         self._announce(InventoryChanged)
 
     def migrations_ended(self, follow: str | None) -> None:

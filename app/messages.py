@@ -7,6 +7,7 @@ from textual.message import Message
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.observations import ProbeKind
 from whimbrel.app.planning import DirtyRate
+from whimbrel.backends.evacuation import EvacuationEvent
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
@@ -58,12 +59,19 @@ class DirtyFailed(Message):
 
 
 class MigrationProgress(Message):
-    """An engine event of the index-th migration of a run (one, or an evacuation's many)."""
+    """An engine event of the migration the progress screen follows."""
 
-    def __init__(self, index: int, event: MigrationEvent) -> None:
+    def __init__(self, event: MigrationEvent) -> None:
         super().__init__()
-        self.index = index
         self.event = event
+
+
+class EvacuationProgress(Message):
+    """An evacuation's event: a migration started, one's engine event, or the end of all."""
+
+    def __init__(self, item: EvacuationEvent) -> None:
+        super().__init__()
+        self.item = item
 
 
 class HistoryLoaded(Message):

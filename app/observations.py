@@ -10,11 +10,12 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from whimbrel.app.planning import DirtyRate, PathMeasurements, container_size, mean_dirty_rate
 from whimbrel.backends.config import Config
+from whimbrel.backends.evacuation import Destination, Leaving, Route
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
 
@@ -158,11 +159,43 @@ class Observations:
     def measurements(self, container: ContainerInfo, target: str) -> PathMeasurements:
         pair = (container.node, target)
         through = self.throughput.get(pair)
+        return replace(
+            self._state(container),
+            rtt=self.rtt_last.get(pair),
+            bandwidth=through.bytes_per_s if through else None,
+        )
+
+    def _state(self, container: ContainerInfo) -> PathMeasurements:
+        """What was measured of the container itself, whatever the path."""
         dirty = self.dirty.get(container.ref, ())
         return PathMeasurements(
             size=container_size(container, dirty),
             dirty_rate=self.dirty_rate(container.ref),
-            rtt=self.rtt_last.get(pair),
-            bandwidth=through.bytes_per_s if through else None,
             distinct_share=dirty[-1].distinct_share if dirty else None,
         )
+
+    def leaving(self, container: ContainerInfo) -> Leaving | None:
+        """The container as an evacuation plans it; None until its size and dirty rate are
+        known."""
+        state = self._state(container)
+        if state.size is None or state.dirty_rate is None:
+            return None
+        return Leaving(
+            container.ref,
+            container.node,
+            state.size,
+            state.dirty_rate,
+            state.distinct_share or 1.0,
+        )
+
+    def route(self, pair: Pair) -> Route | None:
+        """The path as an evacuation plans it; None until its RTT and throughput are known."""
+        rtt, through = self.rtt_last.get(pair), self.throughput.get(pair)
+        if rtt is None or through is None:
+            return None
+        return Route(rtt, through.bytes_per_s)
+
+    def destination(self, node: str) -> Destination:
+        """A target node with the memory its last inventory said new work can get."""
+        inventory = self.nodes.get(node)
+        return Destination(node, inventory.memory_available if inventory else None)

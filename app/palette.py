@@ -20,7 +20,7 @@ Command = tuple[str, str, Callable[[], object]]
 # Actions of the screen the palette was opened from, offered when that screen has them.
 SCREEN_COMMANDS = (
     ("migrate", "Migrate", "migrate the selected container to its target"),
-    ("evacuate", "Evacuate", "migrate the marked containers, one after another"),
+    ("evacuate", "Evacuate", "migrate the marked containers, several at once"),
     ("preview", "Plan preview", "the model's plan for the selected container"),
     ("probe", "Probe", "measure the selected path again: RTT and throughput"),
     ("history", "History", "past migrations, predicted against measured"),

@@ -54,6 +54,19 @@ def engine_defaults() -> MigrationRequest:
     return MigrationRequest(container="-", target="-")
 
 
+def console_request(
+    downtime_target_s: float, lazy_restore: bool, container: str = "-", target: str = "-"
+) -> MigrationRequest:
+    """A request as the console makes it: the engine's defaults with the operator's downtime
+    target and restore (an evacuation's template leaves container and target to each move)."""
+    return MigrationRequest(
+        container=container,
+        target=target,
+        downtime_target_s=downtime_target_s,
+        lazy_restore=lazy_restore,
+    )
+
+
 def mean_dirty_rate(dirty: Iterable[DirtyRate], last: int = 10) -> float | None:
     rates = [d.bytes_per_s for d in dirty][-last:]
     return statistics.fmean(rates) if rates else None

@@ -12,6 +12,7 @@ from textual.app import App
 
 if TYPE_CHECKING:
     from whimbrel.app.console import WhimbrelApp
+    from whimbrel.app.observations import Observations
 
 
 class ConsoleScreen:
@@ -41,3 +42,24 @@ def against_prediction(
 def colours_of(app: App) -> Mapping[str, str]:
     """The theme's colours, for widgets that style Rich text (they re-read it on each draw)."""
     return app.theme_variables
+
+
+def where_it_runs(
+    observed: Observations | None, name: str, running_on: str, src: str, dst: str, ended_at: float
+) -> str | None:
+    """Where a container runs after its migration ended, in words: from the engine, else from
+    an inventory taken after the end (`ended_at`, monotonic); None until one was taken."""
+    if running_on and running_on != "unknown":
+        return f"{name} is running on {running_on}."
+    if observed is None or not observed.answered_since(ended_at):
+        return None
+    found = observed.find(name)
+    if found is None:
+        return f"{name} is not running on any node that answers."
+    if found.node == dst:
+        where = "the target: the move itself went through"
+    elif found.node == src:
+        where = "where it was"
+    else:
+        where = "neither source nor target"
+    return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."

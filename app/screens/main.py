@@ -23,7 +23,7 @@ from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
-from whimbrel.app.screens.migrate import confirm_migrations
+from whimbrel.app.screens.migrate import confirm_migration
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
@@ -327,7 +327,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
         container = self._current()
         if container is None:
             return
-        confirm_migrations(self.console, [(container, self.console.target)])
+        confirm_migration(self.console, container, self.console.target)
 
     def action_evacuate(self) -> None:
         observed = self.console.observed

@@ -1,9 +1,10 @@
-"""The confirmation before anything moves: which container, from where, to where, and what the
-model predicts. Cancel has the focus; the prediction keeps updating while the modal is open."""
+"""The confirmation before anything moves: which containers, from where, to where, and what the
+model predicts. Cancel has the focus. A single migration's prediction keeps updating while the
+modal is open; an evacuation's plan is the one the operator confirms, as shown."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
@@ -16,9 +17,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
 from whimbrel.app.changes import ConsoleStateChanged
+from whimbrel.app.engine_events import name_of
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import plan_for
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
+from whimbrel.backends.engine import MigrationRequest
+from whimbrel.backends.evacuation import EvacuationPlan
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import format_duration, format_size
@@ -26,7 +30,7 @@ from whimbrel.backends.units import format_duration, format_size
 if TYPE_CHECKING:
     from whimbrel.app.console import WhimbrelApp
 
-Move = tuple[ContainerInfo, str | None]
+FOOTNOTE = "The source keeps running until the target serves; a failure before that rolls back."
 
 
 def prediction_text(plan: Plan | None) -> Text:
@@ -49,35 +53,120 @@ def prediction_text(plan: Plan | None) -> Text:
     )
 
 
-def confirm_migrations(app: WhimbrelApp, moves: Sequence[Move]) -> None:
+def confirm_migration(app: WhimbrelApp, container: ContainerInfo, target: str | None) -> None:
     """Refuse with the reason, or open the modal; migrate if the operator confirms."""
     observed = app.observed
     assert observed is not None
-    for container, target in moves:
-        reason = app.refusal(container, target)
+    reason = app.refusal(container, target)
+    if reason:
+        app.notify(f"{container.name}: {reason}", severity="error")
+        return
+    assert target is not None
+    if (container.node, target) not in observed.throughput:
+        app.measure_throughput(container.node, target)
+
+    def plan() -> Plan | None:  # from what is measured now: the modal shows it as it comes
+        return plan_for(
+            observed.measurements(container, target),
+            app.downtime_target_s,
+            app.settings.lazy_restore,
+        )
+
+    def body() -> Table:
+        colours = colours_of(app)
+        table = _grid()
+        table.add_row(
+            Text.assemble(
+                (container.name, f"bold {colours.get('accent', '')}"),
+                f"  from {container.node} ({container.cluster})  to ",
+                (target, "bold"),
+                f" ({observed.cluster_of(target)})",
+            )
+        )
+        table.add_row(Text("  ").append_text(prediction_text(plan())))
+        return table
+
+    def confirmed(go: bool | None) -> None:
+        if go:
+            order = MigrationOrder(
+                container, target, app.downtime_target_s, plan(), app.settings.lazy_restore
+            )
+            app.start_migration(order)
+
+    app.push_screen(MigrateModal(f"Migrate {container.name}?", body), confirmed)
+
+
+def confirm_evacuation(app: WhimbrelApp, plan: EvacuationPlan, template: MigrationRequest) -> None:
+    """Refuse with the first move's reason, or open the modal on the plan; run it if the
+    operator confirms."""
+    observed = app.observed
+    assert observed is not None
+    for move in plan.moves:
+        container = observed.container(move.ref)
+        reason = (
+            app.refusal(container, move.target)
+            if container is not None
+            else "no longer in the inventory"
+        )
         if reason:
-            app.notify(f"{container.name}: {reason}", severity="error")
+            app.notify(f"{name_of(move.ref)}: {reason}", severity="error")
             return
-        assert target is not None
-        if (container.node, target) not in observed.throughput:
-            app.measure_throughput(container.node, target)
 
-    def started(orders: list[MigrationOrder] | None) -> None:
-        if orders:
-            app.start_migrations(orders)
+    def body() -> Table:
+        colours = colours_of(app)
+        table = _grid()
+        for move in plan.moves:
+            table.add_row(
+                Text.assemble(
+                    (name_of(move.ref), f"bold {colours.get('accent', '')}"),
+                    f"  {move.src} → ",
+                    (move.target, "bold"),
+                    f"  {move.mode}, downtime ",
+                    (format_duration(move.plan.downtime_s), "bold"),
+                    f", starts +{move.start_s:.1f} s",
+                )
+            )
+        table.add_row(Text(""))
+        table.add_row(
+            Text.assemble(
+                f"{plan.concurrency} at once: ",
+                (format_duration(plan.total_time_s), "bold"),
+                f" in all (one after another: {format_duration(plan.one_by_one_s)})",
+            )
+        )
+        if plan.stays:
+            stays = ", ".join(name_of(s.ref) for s in plan.stays)
+            table.add_row(Text(f"staying where they are: {stays}", style="dim"))
+        return table
 
-    app.push_screen(MigrateModal(list(moves)), started)
+    def confirmed(go: bool | None) -> None:
+        if go:
+            app.start_evacuation(plan, template)
+
+    count = len(plan.moves)
+    title = f"Migrate {count} container{'s' if count != 1 else ''}, {plan.concurrency} at once?"
+    app.push_screen(MigrateModal(title, body), confirmed)
 
 
-class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
+def _grid() -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column()
+    return table
+
+
+class MigrateModal(ConsoleScreen, ModalScreen[bool]):
+    """`body` draws what would move; it is asked again at each change of the console's state.
+    Dismissed with True when the operator confirms."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
         Binding("left,right", "switch", "Switch button", show=False, id="modal.switch"),
     ]
 
-    def __init__(self, moves: list[Move]) -> None:
+    def __init__(self, title: str, body: Callable[[], Table]) -> None:
         super().__init__()
-        self.moves = moves
+        self.title_text = title
+        self.body = body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -88,12 +177,7 @@ class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        many = len(self.moves) > 1
-        self.query_one("#dialog").border_title = (
-            f"Migrate {len(self.moves)} containers?"
-            if many
-            else f"Migrate {self.moves[0][0].name}?"
-        )
+        self.query_one("#dialog").border_title = self.title_text
         self.query_one("#cancel", Button).focus()
         self._show()
 
@@ -101,80 +185,22 @@ class MigrateModal(ConsoleScreen, ModalScreen[list[MigrationOrder] | None]):
     def _state_changed(self) -> None:
         self._show()
 
-    def _plans(self) -> list[Plan | None]:
-        observed = self.console.observed
-        assert observed is not None
-        return [
-            plan_for(
-                observed.measurements(c, t),
-                self.console.downtime_target_s,
-                self.console.settings.lazy_restore,
-            )
-            if t
-            else None
-            for c, t in self.moves
-        ]
-
     def _show(self) -> None:
-        observed = self.console.observed
-        assert observed is not None
-        colours = colours_of(self.app)
-        table = Table.grid(padding=(0, 1))
-        table.add_column()
-        plans = self._plans()
-        for (container, target), plan in zip(self.moves, plans, strict=True):
-            assert target is not None
-            table.add_row(
-                Text.assemble(
-                    (container.name, f"bold {colours.get('accent', '')}"),
-                    f"  from {container.node} ({container.cluster})  to ",
-                    (target, "bold"),
-                    f" ({observed.cluster_of(target)})",
-                )
-            )
-            table.add_row(Text("  ").append_text(prediction_text(plan)))
-        if len(self.moves) > 1 and all(plans):
-            total = sum(p.total_time_s for p in plans if p)
-            worst = max(p.downtime_s for p in plans if p)
-            table.add_row(Text(""))
-            table.add_row(
-                Text(
-                    f"one after another: {format_duration(total)} in all, longest downtime "
-                    f"{format_duration(worst)}"
-                )
-            )
+        table = self.body()
         table.add_row(Text(""))
-        table.add_row(
-            Text(
-                "The source keeps running until the target serves; a failure before "
-                "that rolls back.",
-                style="dim",
-            )
-        )
+        table.add_row(Text(FOOTNOTE, style="dim"))
         self.query_one("#dialog-body", Static).update(table)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.dismiss(False)
 
     def action_switch(self) -> None:
         self.focus_next(Button)
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
-        self.dismiss(None)
+        self.dismiss(False)
 
     @on(Button.Pressed, "#go")
     def _go(self) -> None:
-        orders = []
-        for (container, target), plan in zip(self.moves, self._plans(), strict=True):
-            assert target is not None
-            orders.append(
-                MigrationOrder(
-                    container,
-                    target,
-                    self.console.downtime_target_s,
-                    plan,
-                    self.console.settings.lazy_restore,
-                )
-            )
-        self.dismiss(orders)
+        self.dismiss(True)

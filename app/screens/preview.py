@@ -26,7 +26,7 @@ from whimbrel.app.planning import plan_for
 from whimbrel.app.rounds import RoundRows
 from whimbrel.app.screens.base import ConsoleScreen, colours_of
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
-from whimbrel.app.screens.migrate import confirm_migrations
+from whimbrel.app.screens.migrate import confirm_migration
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.model import Plan
 from whimbrel.backends.units import UnitError, format_duration, format_size, parse_duration
@@ -271,4 +271,4 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
     def action_migrate(self) -> None:
         container = self._container()
         if container is not None:
-            confirm_migrations(self.console, [(container, self.console.target)])
+            confirm_migration(self.console, container, self.console.target)

@@ -1,12 +1,11 @@
 """A migration as it happens: the phase, each round's bytes predicted against sent, the live
-log, and a summary that says where the container runs now. Several orders (an evacuation) run
-one after another; a failure stops the rest."""
+log, and a summary that says where the container runs now. (An evacuation's migrations at
+once have their own screen, evacuation_progress.py.)"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import ClassVar, cast
 
 from rich.table import Table
@@ -24,7 +23,12 @@ from whimbrel.app.engine_events import name_of, rounds_began_at
 from whimbrel.app.messages import MigrationProgress
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.rounds import RoundRows
-from whimbrel.app.screens.base import ConsoleScreen, against_prediction, colours_of
+from whimbrel.app.screens.base import (
+    ConsoleScreen,
+    against_prediction,
+    colours_of,
+    where_it_runs,
+)
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -43,14 +47,32 @@ from whimbrel.widgets.round_bars import RoundBars
 STEPS = (Phase.PREFLIGHT, Phase.PRECOPY, Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE)
 # From here on the container is frozen and on its way: an abort cannot roll it back any more.
 POINT_OF_NO_RETURN = {Phase.FINAL, Phase.RESTORE, Phase.CLEANUP, Phase.DONE}
+NO_ROLLBACK = (
+    "the final round has started: the container is frozen and on its way; "
+    "it can no longer be rolled back"
+)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One migration of the run as it ended, with the events that led there."""
+def phase_line(event: PhaseChanged) -> str:
+    return f"phase: {event.phase.value}" + (f": {event.message}" if event.message else "")
 
-    finished: MigrationFinished
-    events: tuple[MigrationEvent, ...]
+
+def round_line(e: RoundFinished) -> str:
+    """A finished round, for the log: sent against predicted, and what the model wants now."""
+    name = "final round" if e.final else f"round {e.index}"
+    text = (
+        f"{name}: sent {format_size(e.sent_bytes)} in {format_duration(e.seconds)} "
+        f"(predicted {format_size(e.planned_bytes)}), dirty {format_size(e.dirty_rate)}/s, "
+        f"{format_bandwidth(e.throughput)}"
+    )
+    if e.freeze_s:
+        text += f", frozen {format_duration(e.freeze_s)}"
+    if not e.final:
+        text += (
+            f"; the model now wants {e.predicted_remaining_rounds} more round(s), downtime "
+            f"{format_duration(e.predicted_downtime_s)}"
+        )
+    return text
 
 
 class ProgressScreen(ConsoleScreen, Screen[None]):
@@ -62,17 +84,15 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         Binding("escape", "close", "Close", id="progress.close"),
     ]
 
-    def __init__(self, orders: list[MigrationOrder]) -> None:
+    def __init__(self, order: MigrationOrder) -> None:
         super().__init__()
-        self.orders = orders
-        self.index = 0
+        self.order = order
         self.phase: Phase | None = None
-        self.events: list[MigrationEvent] = []  # of the current migration, in arrival order
-        self.results: list[Outcome] = []
+        self.events: list[MigrationEvent] = []  # in arrival order
+        self.finished: MigrationFinished | None = None
         self.done = False
         self._handle: MigrationHandle | None = None
-        self._aborted = False
-        self._rounds = RoundRows()  # of the current migration
+        self._rounds = RoundRows(order.plan, migration_running=True)
         self._awaiting_inventory = False
         self._ended_at = 0.0
 
@@ -93,7 +113,10 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.query_one("#progress-rounds").border_title = "Rounds: predicted against sent"
         self.query_one("#progress-log").border_title = "Log"
         self.query_one("#progress-summary").display = False
-        self._begin(0)
+        self.console.migration_started(self.order.container.ref, self.order.target)
+        self._show_head()
+        self._show_rounds()
+        self._show_downtime()
         # After the first layout: the breakpoint classes (themes/console.tcss) set the log's
         # width, and a log line keeps the width it was first drawn at.
         self.call_after_refresh(self._run)
@@ -103,54 +126,39 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
     @work(exclusive=True, group="migration")
     async def _run(self) -> None:
         assert self.console.backend is not None
-        for index, order in enumerate(self.orders):
-            if self._aborted:
-                break
-            self._handle = self.console.backend.migrate(order)
-            finished = None
-            try:
-                async for event in self._handle.events():
-                    self.post_message(MigrationProgress(index, event))
-                    if isinstance(event, MigrationFinished):
-                        finished = event
-            except Exception as exc:  # the engine broke: say so, and find the container
-                finished = MigrationFinished(
-                    ok=False,
-                    container=order.container.ref,
-                    src=order.container.node,
-                    dst=order.target,
-                    running_on="",
-                    mode="?",
-                    rounds=0,
-                    downtime_s=None,
-                    predicted_downtime_s=None,
-                    total_time_s=0.0,
-                    predicted_total_time_s=None,
-                    bytes_sent=0,
-                    predicted_bytes=None,
-                    error=str(exc) or type(exc).__name__,
-                    extra={"engine_error": True},  # the outcome is unknown: look for it
-                )
-                self.post_message(MigrationProgress(index, finished))
-            if finished is None or not finished.ok:
-                break
+        self._handle = self.console.backend.migrate(self.order)
+        try:
+            async for event in self._handle.events():
+                self.post_message(MigrationProgress(event))
+        except Exception as exc:  # the engine broke: say so, and find the container
+            self.post_message(MigrationProgress(self._engine_error(str(exc) or type(exc).__name__)))
         self._handle = None
+
+    def _engine_error(self, error: str) -> MigrationFinished:
+        order = self.order
+        return MigrationFinished(
+            ok=False,
+            container=order.container.ref,
+            src=order.container.node,
+            dst=order.target,
+            running_on="",
+            mode="?",
+            rounds=0,
+            downtime_s=None,
+            predicted_downtime_s=None,
+            total_time_s=0.0,
+            predicted_total_time_s=None,
+            bytes_sent=0,
+            predicted_bytes=None,
+            error=error,
+            extra={"engine_error": True},  # the outcome is unknown: look for it
+        )
 
     # --- drawing -----------------------------------------------------------------------------
 
-    def _begin(self, index: int) -> None:
-        """Reset the view for the index-th order and fill in its predicted rounds."""
-        self.index, self.phase, self.events = index, None, []
-        order = self.orders[index]
-        self._rounds = RoundRows(order.plan, migration_running=True)
-        self.console.migration_started(order)
-        self._show_head()
-        self._show_rounds()
-        self._show_downtime()
-
     def _show_head(self) -> None:
         colours = colours_of(self.app)
-        order = self.orders[self.index]
+        order = self.order
         head = Table.grid(padding=(0, 1))
         head.add_column()
         title = Text.assemble(
@@ -158,8 +166,6 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             f"  {order.container.node} → ",
             (order.target, "bold"),
         )
-        if len(self.orders) > 1:
-            title.append(f"   ({self.index + 1} of {len(self.orders)})", style="dim")
         head.add_row(title)
         steps = Text()
         reached = self.phase in STEPS and STEPS.index(self.phase)
@@ -183,7 +189,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
     def _show_downtime(self, finished: MigrationFinished | None = None) -> None:
         """The plan's downtime parts while the migration runs; once it finished, the measured
         parts against the predicted ones (the engine's prediction if it sent one)."""
-        plan = self.orders[self.index].plan
+        plan = self.order.plan
         predicted = plan.downtime_parts if plan is not None else None
         bar = self.query_one(DowntimeBar)
         if finished is None:
@@ -203,74 +209,45 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
 
     @on(MigrationProgress)
     def _progress(self, message: MigrationProgress) -> None:
-        if message.index != self.index:
-            self._begin(message.index)
         event = message.event
         self.events.append(event)
         log = self.query_one(EventLog)
         if isinstance(event, PhaseChanged):
             self.phase = event.phase
-            log.add(
-                event.t,
-                f"phase: {event.phase.value}" + (f": {event.message}" if event.message else ""),
-            )
+            log.add(event.t, phase_line(event))
             self._show_head()
         elif isinstance(event, (RoundStarted, RoundProgress)):
             self._rounds.add(event)
             self._show_rounds()
         elif isinstance(event, RoundFinished):
             self._rounds.add(event)
-            log.add(event.t, self._round_line(event))
+            log.add(event.t, round_line(event))
             self._show_rounds()
         elif isinstance(event, LogLine):
             log.add(event.t, event.text, event.level)
         elif isinstance(event, MigrationFinished):
             self._finished(event)
 
-    @staticmethod
-    def _round_line(e: RoundFinished) -> str:
-        name = "final round" if e.final else f"round {e.index}"
-        text = (
-            f"{name}: sent {format_size(e.sent_bytes)} in {format_duration(e.seconds)} "
-            f"(predicted {format_size(e.planned_bytes)}), dirty {format_size(e.dirty_rate)}/s, "
-            f"{format_bandwidth(e.throughput)}"
-        )
-        if e.freeze_s:
-            text += f", frozen {format_duration(e.freeze_s)}"
-        if not e.final:
-            text += (
-                f"; the model now wants {e.predicted_remaining_rounds} more round(s), downtime "
-                f"{format_duration(e.predicted_downtime_s)}"
-            )
-        return text
-
     def _finished(self, event: MigrationFinished) -> None:
-        self.results.append(Outcome(event, tuple(self.events)))
+        self.finished = event
         self._show_downtime(event)
-        last = self.index == len(self.orders) - 1
-        if event.ok and not last and not self._aborted:
-            return  # the next order's first event resets the view
         self.done = True
         self._ended_at = time.monotonic()
         self.refresh_bindings()
-        moved = [o.finished for o in self.results if o.finished.ok]
-        self.console.migrations_ended(name_of(moved[-1].container if moved else event.container))
+        self.console.migrations_ended(name_of(event.container))
         self._show_summary()
 
     def _show_summary(self) -> None:
+        assert self.finished is not None
         colours = colours_of(self.app)
         summary = self.query_one("#progress-summary", Static)
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
-        for outcome in self.results:
-            grid.add_row(self._result_text(outcome.finished, outcome.events, colours))
-        left = len(self.orders) - len(self.results)
-        if left:
-            grid.add_row(Text(f"{left} more not started.", style=colours.get("warning", "")))
+        grid.add_row(self._result_text(self.finished, self.events, colours))
         grid.add_row(Text("esc closes this screen.", style="dim"))
         summary.update(grid)
         summary.display = True
-        ok = all(o.finished.ok for o in self.results) and not left
+        ok = self.finished.ok
         summary.set_class(not ok, "-failed")
         summary.border_title = "Done" if ok else "Stopped"
         # Where the container runs now is the one thing to read at the end, on any terminal:
@@ -329,25 +306,14 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         )
 
     def _running_on(self, r: MigrationFinished) -> str:
-        """Where the container runs now, in words: from the engine, else from an inventory
-        taken after the migration ended."""
         name = name_of(r.container)
-        if r.running_on and r.running_on != "unknown":
-            return f"{name} is running on {r.running_on}."
-        observed = self.console.observed
-        if observed is not None and observed.answered_since(self._ended_at):
-            found = observed.find(name)
-            if found is None:
-                return f"{name} is not running on any node that answers."
-            if found.node == r.dst:
-                where = "the target: the move itself went through"
-            elif found.node == r.src:
-                where = "where it was"
-            else:
-                where = "neither source nor target"
-            return f"{name} is running on {found.node}, {where} (a fresh inventory says so)."
-        self._awaiting_inventory = True  # the inventory refresh of migrations_ended will tell
-        return f"Looking for {name} on the nodes…"
+        where = where_it_runs(
+            self.console.observed, name, r.running_on, r.src, r.dst, self._ended_at
+        )
+        if where is None:
+            self._awaiting_inventory = True  # the inventory refresh of migrations_ended will tell
+            return f"Looking for {name} on the nodes…"
+        return where
 
     @on(ConsoleStateChanged)
     def _state_changed(self) -> None:
@@ -372,13 +338,8 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
             self.notify("nothing is running", timeout=2)
             return
         if self.phase in POINT_OF_NO_RETURN:
-            self.notify(
-                "the final round has started: the container is frozen and on its way; "
-                "it can no longer be rolled back",
-                severity="warning",
-            )
+            self.notify(NO_ROLLBACK, severity="warning")
             return
-        self._aborted = True
         self._handle.abort()
         elapsed_s = self.events[-1].t if self.events else 0.0
         self.query_one(EventLog).add(elapsed_s, "abort requested: rolling back", "warning")

@@ -1,19 +1,28 @@
 """A deterministic Backend for the console's snapshot and behaviour tests: fixed clusters,
-fixed samples, scripted migrations, no clock and no network. The only fake in the project;
-the real flow is proven against the lab (tests/lab/test_console_pilot.py)."""
+fixed samples, scripted migrations (an evacuation's through the real runner), no clock and no
+network. The only fake in the project; the real flow is proven against the lab
+(tests/lab/test_console_pilot.py, test_console_evacuation.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import DirtyRate
 from whimbrel.backends.config import Config, parse_config
 from whimbrel.backends.downtime import DowntimeParts
+from whimbrel.backends.evacuation import (
+    Evacuation,
+    EvacuationEvent,
+    EvacuationFinished,
+    EvacuationPlan,
+    MoveStarted,
+)
 from whimbrel.backends.events import (
     LogLine,
     MigrationEvent,
@@ -21,15 +30,19 @@ from whimbrel.backends.events import (
     Phase,
     PhaseChanged,
     RoundFinished,
+    RoundProgress,
     RoundStarted,
 )
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory
+from whimbrel.backends.migration_request import MigrationRequest
 from whimbrel.backends.probes import RttResult, RttSample, ThroughputResult
 
 T0 = 1_700_000_000.0  # every timestamp counts from here: snapshots never see a clock
 MiB = 1024 * 1024
 
 CONFIG_PATH = Path("/etc/whimbrel/config.toml")
+# What each node's inventory says new work can get (MemAvailable): the targets' room.
+MEMORY_AVAILABLE = {"east-1": 3 << 30, "east-2": 2 << 30, "west-1": 1 << 30, "west-2": 4 << 30}
 
 # The hand-over of the scripted final round (205 KiB at 23 MB/s, one 41 ms round trip to
 # commit), as the source's daemon measured it and as the model predicted it: the model has
@@ -79,8 +92,9 @@ def default_containers() -> list[ContainerInfo]:
 
 
 class FakeMigration:
-    """Scripted engine events. With `hold_after_round0`, it waits after round 0 until
-    `release()` or `abort()`, so tests can act mid-migration."""
+    """Scripted engine events. Held, it waits (after round 0, or halfway through it) until
+    `release()` or `abort()`, so tests can act mid-migration; a rollback waits for the round's
+    end, as the engine's does."""
 
     def __init__(
         self,
@@ -89,15 +103,18 @@ class FakeMigration:
         hold: bool,
         fail: str | None,
         crash: str | None,
+        mid_round: bool = False,
     ):
         self.backend = backend
         self.order = order
         self.gate = asyncio.Event()
         if not hold:
             self.gate.set()
+        self.mid_round = mid_round
         self.aborted = False
         self.fail = fail
         self.crash = crash
+        self.took: float | None = None  # seconds its events said it took, once it ended
 
     def release(self) -> None:
         self.gate.set()
@@ -107,6 +124,16 @@ class FakeMigration:
         self.gate.set()
 
     async def events(self) -> AsyncIterator[MigrationEvent]:
+        last = 0.0
+        try:
+            async for event in self._script():
+                last = event.t
+                yield event
+        finally:
+            self.took = last
+            self.backend.ended.append(self)
+
+    async def _script(self) -> AsyncIterator[MigrationEvent]:
         c, dst = self.order.container, self.order.target
         yield PhaseChanged(Phase.PREFLIGHT, 0.0)
         if self.crash:  # the engine itself breaks: no MigrationFinished comes
@@ -114,6 +141,9 @@ class FakeMigration:
         yield LogLine(f"criu 4.2 on {c.node} and {dst}; image present on {dst}", 0.21)
         yield PhaseChanged(Phase.PRECOPY, 0.35, "2 rounds planned")
         yield RoundStarted(0, False, 22 * MiB, 0.92, 0.35)
+        yield RoundProgress(0, 9 * MiB, 22 * MiB, 0.4, 24e6, 0.54, 0.8)
+        if self.mid_round:
+            await self.gate.wait()
         yield RoundFinished(
             0,
             False,
@@ -129,7 +159,8 @@ class FakeMigration:
             0.118,
             1.32,
         )
-        await self.gate.wait()
+        if not self.mid_round:
+            await self.gate.wait()
         if self.aborted or self.fail:
             why = "aborted by the operator" if self.aborted else self.fail
             yield PhaseChanged(Phase.ROLLBACK, 1.4, why)
@@ -213,16 +244,27 @@ class FakeBackend:
         crash_migrations: str | None = None,
         crash_in_cleanup: str | None = None,
         history: list[HistoryRecord] | None = None,
+        hold_mid_round: bool = False,
+        failing: Mapping[str, str] | None = None,
+        memory_available: Mapping[str, int] | None = None,
     ) -> None:
+        """`hold_mid_round`: held migrations wait halfway through round 0 (its progress
+        shown), not after it; `failing`: container name -> the error its migration fails
+        with (the others go through)."""
         self.config = config or fake_config()
         self.unreachable = set(unreachable)
         self.containers = containers if containers is not None else default_containers()
-        self.hold = hold_migrations
+        self.hold = hold_migrations or hold_mid_round
+        self.hold_mid_round = hold_mid_round
         self.fail = fail_migrations
+        self.failing = dict(failing or {})
         self.crash = crash_migrations
         self.crash_in_cleanup = crash_in_cleanup
+        self.memory = dict(MEMORY_AVAILABLE if memory_available is None else memory_available)
         self.records = history if history is not None else default_history()
         self.migrations: list[FakeMigration] = []
+        self.ended: list[FakeMigration] = []  # in the order they ended
+        self.evacuations: list[tuple[EvacuationPlan, MigrationRequest]] = []
         self.unsettled: list[str] = []
         self.inventory_calls = 0
         self.rtt_calls = 0
@@ -241,7 +283,8 @@ class FakeBackend:
         if node in self.unreachable:
             return NodeInventory(node, cluster, False, error="no answer within 6 s", elapsed_s=6.0)
         mine = tuple(c for c in self.containers if c.node == node)
-        return NodeInventory(node, cluster, True, mine, elapsed_s=0.05)
+        memory = self.memory.get(node)
+        return NodeInventory(node, cluster, True, mine, elapsed_s=0.05, memory_available=memory)
 
     async def rtt(self, src: str, dst: str) -> RttResult:
         self.rtt_calls += 1
@@ -273,9 +316,26 @@ class FakeBackend:
         await asyncio.Event().wait()  # then nothing more: snapshots stay still
 
     def migrate(self, order: MigrationOrder) -> FakeMigration:
-        migration = FakeMigration(self, order, self.hold, self.fail, self.crash)
+        fail = self.failing.get(order.container.name, self.fail)
+        migration = FakeMigration(self, order, self.hold, fail, self.crash, self.hold_mid_round)
         self.migrations.append(migration)
         return migration
+
+    def evacuate(self, plan: EvacuationPlan, template: MigrationRequest) -> FakeEvacuation:
+        self.evacuations.append((plan, template))
+        return FakeEvacuation(self, plan, template)
+
+    def migration_for(self, pool: Any, request: MigrationRequest) -> FakeMigration:
+        """An evacuation's move as a scripted migration (the runner hands it no pool)."""
+        container = next(c for c in self.containers if c.ref == request.container)
+        return self.migrate(
+            MigrationOrder(
+                container,
+                request.target,
+                request.downtime_target_s,
+                lazy_restore=request.lazy_restore,
+            )
+        )
 
     def history(self) -> list[HistoryRecord]:
         return list(self.records)
@@ -285,6 +345,52 @@ class FakeBackend:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class FakeEvacuation:
+    """The real runner (backends/evacuation/run.py) over scripted migrations, its clock
+    replaced by theirs: each migration takes the time its events say, and the next starts in
+    the slot the earliest to end freed. Snapshots never see the wall clock."""
+
+    def __init__(self, backend: FakeBackend, plan: EvacuationPlan, template: MigrationRequest):
+        self.backend, self.plan = backend, plan
+        self._runner = Evacuation(None, plan, template, migration=backend.migration_for)  # type: ignore[arg-type]
+        self._started: dict[str, float] = {}
+        self._ended_before = len(backend.ended)  # migrations of earlier runs
+
+    def abort(self) -> None:
+        self._runner.abort()
+
+    async def events(self) -> AsyncIterator[EvacuationEvent]:
+        async for item in self._runner.events():
+            yield self._on_script(item)
+
+    def _ends(self) -> list[tuple[float, str]]:
+        """When each migration of this run that ended did, from the evacuation's start (one
+        whose start is not read yet, not yet)."""
+        return [
+            (self._started[ref] + (m.took or 0.0), ref)
+            for m in self.backend.ended[self._ended_before :]
+            if (ref := m.order.container.ref) in self._started
+        ]
+
+    def _on_script(self, item: EvacuationEvent) -> EvacuationEvent:
+        if isinstance(item, MoveStarted):
+            # The runner starts the n-th past `concurrency` once n migrations ended.
+            freed = len(self._started) - self.plan.concurrency
+            t = sorted(self._ends())[freed][0] if freed >= 0 else 0.0
+            self._started[item.ref] = t
+            return replace(item, t=t)
+        if isinstance(item, EvacuationFinished):
+            ends = {ref: t for t, ref in self._ends()}
+            results = tuple(
+                replace(r, started_s=self._started[r.ref], ended_s=ends[r.ref])
+                if r.started_s is not None
+                else r
+                for r in item.results
+            )
+            return replace(item, results=results, wall_s=max(ends.values(), default=0.0))
+        return item
 
 
 def default_history() -> list[HistoryRecord]:

@@ -48,6 +48,11 @@ async def history_opened(pilot: Pilot) -> DataTable:
 
 def text_of(widget: Static) -> str:
     """What a Static shows, as plain text."""
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(widget.content)
+    return plain(widget.content)
+
+
+def plain(renderable: object, width: int = 200) -> str:
+    """A Rich renderable as plain text."""
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(renderable)
     return console.export_text()

@@ -1,4 +1,5 @@
-"""Preview, confirmation, progress, abort and evacuation, on the fake backend."""
+"""Preview, confirmation, progress and abort of one migration, on the fake backend
+(evacuations: test_evacuation_flow.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from textual.widgets import Button, Input, Static
 from tests.console.conftest import SIZE
 from tests.console.fake_backend import MEASURED_PARTS, PREDICTED_PARTS, FakeBackend
 from tests.console.helpers import settled, text_of, until
-from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
@@ -141,7 +141,7 @@ async def test_while_it_runs_the_downtime_bar_shows_the_plans_prediction_only(ma
     async with app.run_test(size=SIZE) as pilot:
         screen = await _migrating(pilot)
         await until(pilot, lambda: any(isinstance(e, RoundFinished) for e in screen.events))
-        plan = screen.orders[0].plan
+        plan = screen.order.plan
         assert plan is not None
         rows = _downtime_rows(screen)
         assert list(rows) == ["predicted"]
@@ -160,7 +160,7 @@ async def test_the_finished_migration_draws_measured_downtime_against_predicted(
         rows = _downtime_rows(screen)
         assert list(rows) == ["predicted", "measured"]
         # The engine's prediction (the plan's differs), and the parts the hand-over measured.
-        plan = screen.orders[0].plan
+        plan = screen.order.plan
         assert plan is not None and plan.downtime_parts != PREDICTED_PARTS
         for label, parts in (("predicted", PREDICTED_PARTS), ("measured", MEASURED_PARTS)):
             assert format_duration(parts.total_s) in rows[label][0]
@@ -182,7 +182,7 @@ async def test_the_consoles_restore_setting_goes_with_the_order_and_its_plan(
         order = app.backend.migrations[0].order
         assert order.lazy_restore is lazy
         # The plan confirmed is the one for that restore: lazily, none of it grows with M.
-        assert order.plan is not None and screen.orders[0].plan == order.plan
+        assert order.plan is not None and screen.order.plan == order.plan
         grows = 0.0 if lazy else (order.container.memory_bytes or 0) / 1e9
         assert order.plan.downtime_parts.restore_s == pytest.approx(0.2 + grows)
         app.backend.migrations[0].release()
@@ -196,7 +196,7 @@ async def test_a_failed_migration_says_its_downtime_was_not_measured(make_app) -
         await until(pilot, lambda: screen.done)
         rows = _downtime_rows(screen)
         assert rows["measured"] == ["measured   none: the migration failed"]
-        plan = screen.orders[0].plan
+        plan = screen.order.plan
         assert plan is not None  # the event brought no prediction: the plan's stands
         assert format_duration(plan.downtime_s) in rows["predicted"][0]
 
@@ -249,41 +249,3 @@ async def test_an_engine_error_after_the_move_says_the_move_went_through(make_ap
         await until(pilot, lambda: "went through" in text_of(summary))
         assert "kv is running on west-1, the target" in text_of(summary)
         assert "engine error in cleanup" in text_of(summary)
-
-
-async def test_evacuate_predicts_in_total_then_migrates_one_after_another(make_app) -> None:
-    backend = FakeBackend()
-    app = make_app(backend)
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot, "east-1/hot")
-        await pilot.press("space", "space")  # hot, then kv
-        await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
-        total = app.screen.query_one("#evacuate-total", Static)
-        await until(pilot, lambda: "Combined" in text_of(total))
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
-        assert "2 containers" in str(app.screen.query_one("#dialog").border_title)
-        await pilot.press("right", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
-        assert [m.order.container.name for m in backend.migrations] == ["hot", "kv"]
-        assert {c.name: c.node for c in backend.containers}["hot"] == "west-1"
-        assert len(app.screen.results) == 2
-
-
-async def test_a_failed_evacuation_stops_and_says_what_was_not_started(make_app) -> None:
-    backend = FakeBackend(fail_migrations="west-1: disk full")
-    app = make_app(backend)
-    async with app.run_test(size=SIZE) as pilot:
-        await settled(pilot, "east-1/hot")
-        await pilot.press("space", "space", "e")
-        await until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
-        await until(
-            pilot, lambda: "Combined" in text_of(app.screen.query_one("#evacuate-total", Static))
-        )
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
-        await pilot.press("right", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
-        assert len(backend.migrations) == 1
-        assert "1 more not started" in text_of(app.screen.query_one("#progress-summary", Static))

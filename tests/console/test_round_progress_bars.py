@@ -68,7 +68,7 @@ async def test_the_progress_screen_draws_the_engines_round_progress(make_app) ->
         screen = await _migrating(pilot)
         await until(pilot, lambda: any(isinstance(e, RoundFinished) for e in screen.events))
         for event in (STARTED, HALFWAY):
-            screen.post_message(MigrationProgress(0, event))
+            screen.post_message(MigrationProgress(event))
         bars = screen.query_one(RoundBars)
         await until(pilot, lambda: bars.border_subtitle.startswith("round 1: 20 MiB of"))
         app.backend.migrations[0].release()

@@ -9,6 +9,13 @@ from textual.widgets import DataTable, Static
 from tests.console.conftest import SIZE, SMALL
 from tests.console.fake_backend import FakeBackend
 from tests.console.helpers import history_opened, settled, text_of, until
+from tests.console.test_evacuation_flow import (
+    at_once,
+    confirmed,
+    evacuate_marked,
+    evacuate_node,
+    run_out,
+)
 from whimbrel.app.screens.evacuate import EvacuateScreen
 from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.migrate import MigrateModal
@@ -237,4 +244,39 @@ async def test_at_80_columns_an_evacuation_row_that_failed_keeps_the_others_numb
         total = app.screen.query_one("#evacuate-total", Static)
         await until(pilot, lambda: "could not be measured" in text_of(total))
         assert "west-1/web: west-1: cannot open the node-to-node link" in text_of(total)
-        assert _fit(app.screen.query_one(DataTable), "bytes")
+        table = app.screen.query_one(DataTable)
+        assert _fit(table, table.ordered_columns[-1].key.value)  # the last column too
+
+
+async def test_at_80_columns_the_evacuate_footer_folds_T_so_help_and_quit_show(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        await evacuate_node(pilot)
+        shown = [name for name, key in _footer_keys(app).items() if key.display]
+        assert shown == ["Back", "Target", "At once", "Migrate all", "Quit", "Help"]
+        assert all(_on_screen(app, _footer_keys(app)[name]) for name in shown)
+
+
+async def test_at_80x24_every_migration_of_an_evacuation_shows_with_its_progress(
+    make_app,
+) -> None:
+    app = make_app(FakeBackend(hold_mid_round=True))
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await evacuate_marked(pilot, "east-1/kv", "east-1/hot", "east-2/queue")
+        await at_once(pilot, screen, 2)
+        progress = await confirmed(pilot)
+        rows = progress.query_one("#evacuation-moves")
+        await until(pilot, lambda: len(app.backend.migrations) == 2)
+        assert _on_screen(app, rows) and rows.scrollable_content_region.height == 6
+        await run_out(pilot, progress)
+
+
+async def test_at_80x24_an_evacuations_summary_shows_whole(make_app) -> None:
+    app = make_app(FakeBackend(failing={"hot": "west-1: disk full"}))
+    async with app.run_test(size=SMALL) as pilot:
+        await evacuate_node(pilot)
+        progress = await confirmed(pilot)
+        await until(pilot, lambda: progress.done)
+        summary = progress.query_one("#progress-summary", Static)
+        await until(pilot, lambda: _on_screen(app, summary))
+        assert "hot is running on east-1" in text_of(summary)

@@ -16,6 +16,14 @@ from textual.widgets import DataTable, Input, Static
 from tests.console.conftest import SIZE, SMALL
 from tests.console.fake_backend import FakeBackend
 from tests.console.helpers import settled, text_of, until
+from tests.console.test_evacuation_flow import (
+    at_once,
+    confirmed,
+    evacuate_marked,
+    evacuate_node,
+    planned,
+    rows,
+)
 from whimbrel.app.settings import ConsoleSettings
 
 
@@ -57,9 +65,24 @@ async def _evacuating_kv_and_web(pilot: Pilot) -> None:
     await pilot.press("space")  # kv
     await settled(pilot, "west-1/web")
     await pilot.press("space", "e")
-    await until(pilot, lambda: type(pilot.app.screen).__name__ == "EvacuateScreen")
-    total = pilot.app.screen.query_one("#evacuate-total", Static)
-    await until(pilot, lambda: "Combined" in text_of(total))
+    await planned(pilot)
+
+
+async def _evacuation_running(pilot: Pilot) -> None:
+    """kv, hot and queue evacuated two at once: two halfway through round 0, one waiting."""
+    await at_once(pilot, await evacuate_marked(pilot, "east-1/kv", "east-1/hot", "east-2/queue"), 2)
+    progress = await confirmed(pilot)
+    halfway = "9 MiB of 22 MiB sent"
+    await until(pilot, lambda: sum(halfway in r for r in rows(progress).values()) == 2)
+
+
+async def _evacuation_ended(pilot: Pilot) -> None:
+    """east-1 evacuated, hot's migration failing: the summary."""
+    await evacuate_node(pilot)
+    progress = await confirmed(pilot)
+    await until(pilot, lambda: progress.done)
+    summary = progress.query_one("#progress-summary", Static)
+    await until(pilot, lambda: "hot is running on east-1" in text_of(summary))
 
 
 def test_main_screen(snap_compare, make_app) -> None:
@@ -194,3 +217,25 @@ def test_evacuate_at_80x24_shows_every_rows_plan_and_the_combined_prediction(
     snap_compare, make_app
 ) -> None:
     assert snap_compare(make_app(), terminal_size=SMALL, run_before=_evacuating_kv_and_web)
+
+
+def test_evacuation_progress_shows_the_migrations_side_by_side(snap_compare, make_app) -> None:
+    app = make_app(FakeBackend(hold_mid_round=True))
+    assert snap_compare(app, terminal_size=SIZE, run_before=_evacuation_running)
+
+
+def test_evacuation_progress_at_80x24_keeps_every_row_in_view_the_log_below(
+    snap_compare, make_app
+) -> None:
+    app = make_app(FakeBackend(hold_mid_round=True))
+    assert snap_compare(app, terminal_size=SMALL, run_before=_evacuation_running)
+
+
+def test_an_evacuations_summary_says_where_each_container_runs(snap_compare, make_app) -> None:
+    app = make_app(FakeBackend(failing={"hot": "west-1: no space left on device"}))
+    assert snap_compare(app, terminal_size=SIZE, run_before=_evacuation_ended)
+
+
+def test_an_evacuations_summary_at_80x24_shows_whole(snap_compare, make_app) -> None:
+    app = make_app(FakeBackend(failing={"hot": "west-1: no space left on device"}))
+    assert snap_compare(app, terminal_size=SMALL, run_before=_evacuation_ended)
