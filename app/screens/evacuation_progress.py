@@ -233,6 +233,9 @@ class EvacuationProgressScreen(ConsoleScreen, Screen[None]):
         if self._awaiting_inventory:
             self._show_summary()
 
+    def on_screen_resume(self) -> None:
+        self._state_changed()  # an inventory that came while help covered it
+
     # --- drawing -----------------------------------------------------------------------------
 
     def _highlighted(self) -> Track | None:

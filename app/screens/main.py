@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar, cast
 
 from textual import events, on
@@ -37,6 +38,9 @@ from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
 FOLD_WHEN_NARROW = ("cycle_sort", "refresh", "next_target", "history", "nodes")
 
 
+TABLE_EVERY_S = 1.0
+
+
 class MainScreen(ConsoleScreen, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="main.filter"),
@@ -55,6 +59,9 @@ class MainScreen(ConsoleScreen, Screen[None]):
         super().__init__()
         self.marked: set[str] = set()
         self._rates_shown: set[str] = set()
+        self._table_due = False
+        self._table_drawn_at = 0.0
+        self._drawn_whole = False  # every node's answer in the table
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw: themes change
@@ -83,7 +90,26 @@ class MainScreen(ConsoleScreen, Screen[None]):
     @on(InventoryChanged)
     @on(ReadOnlyChanged)
     def _inventory_changed(self) -> None:
+        # Each node answers on its own: with 20 nodes, a table synced at every answer
+        # re-rendered its rows 4 times a second (Textual redraws every visible cell after
+        # any change). Once every node has answered, the answers of a second go in one sync.
+        observed = self.console.observed
+        if not on_view(self) or self._table_due or observed is None:
+            return
+        wait = self._table_drawn_at + TABLE_EVERY_S - time.monotonic()
+        if wait <= 0 or not self._drawn_whole:  # the launch's answers show as they come
+            self._draw_inventory()
+        else:
+            self._table_due = True
+            self.set_timer(wait, self._draw_inventory)
+
+    def _draw_inventory(self) -> None:
+        self._table_due = False
         if on_view(self):
+            self._table_drawn_at = time.monotonic()
+            self._drawn_whole = self.console.observed is not None and (
+                self.console.observed.all_answered
+            )
             self._show_nodes()
             self._show_table()
 
