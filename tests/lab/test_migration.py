@@ -20,6 +20,7 @@ from tests.lab.migration_tools import (
     start_memwriter,
 )
 from tests.labtools import ssh
+from whimbrel.backends.channel import stripes_for
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.images import MEMWRITER_IMAGE, REDIS_CONF, REDIS_IMAGE
 from whimbrel.backends.lab.workloads import (
@@ -157,7 +158,10 @@ def test_at_a_long_round_trip_rounds_go_over_several_ssh_streams_and_the_state_a
         done = finished(events)
         assert code == 0, done
         record = json.loads(Path(done["record"]).read_text())
-        assert record["link"]["stripes"] == 5  # a stripe per 21 ms of round trip
+        # A stripe per 21 ms of the round trip as measured: 5 at 100 ms, 6 when the probe saw
+        # 105.6 ms on a busy machine (a CI run did).
+        measured = record["inputs"]["rtt"]
+        assert record["link"]["stripes"] == stripes_for(measured) >= 5, measured
         after = memwriter_status(WEST1, port, verify=True)
         assert after.verified and after.counter > before.counter
         assert running_on(name) == ["west-1"]
