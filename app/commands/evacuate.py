@@ -6,16 +6,14 @@ predicted with the link shared. Exit code 0 only when every running container mo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import signal
 import sys
 from typing import Any
 
 from whimbrel.app.commands.migrate import (
-    ABORT_SIGNALS,
     ProgressPacing,
+    abort_on_signals,
     add_request_options,
     describe,
     print_line,
@@ -133,9 +131,11 @@ def _confirmed(count: int, source: str) -> bool:
 
 async def _follow(evacuation: Evacuation, as_json: bool) -> EvacuationFinished:
     """Run it, printing each event; Ctrl-C, TERM or HUP stop it cleanly (see run.py)."""
-    loop = asyncio.get_running_loop()
-    for signum in ABORT_SIGNALS:
-        loop.add_signal_handler(signum, _abort, evacuation, signum)
+    abort_on_signals(
+        evacuation.abort,
+        "no further migration starts; running ones roll back at their next round boundary "
+        "(or finish, once in the final round)",
+    )
     pacing: dict[str, ProgressPacing] = {}
     printing = True
     finished: EvacuationFinished | None = None
@@ -159,16 +159,6 @@ async def _follow(evacuation: Evacuation, as_json: bool) -> EvacuationFinished:
     elif printing:
         _print_summary(finished)
     return finished
-
-
-def _abort(evacuation: Evacuation, signum: int) -> None:
-    with contextlib.suppress(OSError):
-        print(
-            f"whimbrel: {signal.Signals(signum).name}: no further migration starts; running "
-            "ones roll back at their next round boundary (or finish, once in the final round)",
-            file=sys.stderr,
-        )
-    evacuation.abort()
 
 
 def _event_json(item: MoveStarted | MoveEvent) -> dict[str, Any]:

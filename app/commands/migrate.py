@@ -9,6 +9,7 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Callable
 
 from whimbrel.app.headless import with_pool
 from whimbrel.app.preconditions import read_only_refusal
@@ -156,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
         # Ctrl-C, a kill (TERM) or a closed terminal (HUP) ask for a clean rollback at the
         # next round boundary (the source keeps running); once the final round has begun the
         # source node finishes it regardless, and whimbrel follows it to its end.
-        loop = asyncio.get_running_loop()
-        for signum in ABORT_SIGNALS:
-            loop.add_signal_handler(signum, _abort, migration, signum)
+        abort_on_signals(
+            migration.abort,
+            "rolling back at the next round boundary "
+            "(too late once the final round began: it is then followed to its end)",
+        )
         ok = False
         printing = True
         pacing = ProgressPacing()
@@ -207,11 +210,14 @@ def print_line(line: str) -> bool:
         return False
 
 
-def _abort(migration: Migration, signum: int) -> None:
+def abort_on_signals(abort: Callable[[], None], says: str) -> None:
+    """Ctrl-C, a kill (TERM) or a closed terminal (HUP) call `abort`, saying so on stderr."""
+    loop = asyncio.get_running_loop()
+    for signum in ABORT_SIGNALS:
+        loop.add_signal_handler(signum, _abort, abort, says, signum)
+
+
+def _abort(abort: Callable[[], None], says: str, signum: int) -> None:
     with contextlib.suppress(OSError):
-        print(
-            f"whimbrel: {signal.Signals(signum).name}: rolling back at the next round boundary "
-            "(too late once the final round began: it is then followed to its end)",
-            file=sys.stderr,
-        )
-    migration.abort()
+        print(f"whimbrel: {signal.Signals(signum).name}: {says}", file=sys.stderr)
+    abort()

@@ -34,7 +34,13 @@ from whimbrel.app.screens.base import (
     colours_of,
     where_it_runs,
 )
-from whimbrel.app.screens.progress import NO_ROLLBACK, POINT_OF_NO_RETURN, phase_line, round_line
+from whimbrel.app.screens.progress import (
+    NO_ROLLBACK,
+    POINT_OF_NO_RETURN,
+    abort_or_close,
+    phase_line,
+    round_line,
+)
 from whimbrel.backends.engine import MigrationRequest
 from whimbrel.backends.evacuation import (
     EvacuationFinished,
@@ -403,12 +409,7 @@ class EvacuationProgressScreen(ConsoleScreen, Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # The footer shows what makes sense now: abort while running, close once done.
-        if action == "abort":
-            return not self.done
-        if action == "close":
-            return True if self.done else None
-        return True
+        return abort_or_close(action, self.done)
 
     def action_abort(self) -> None:
         if self.done or self._handle is None:

@@ -75,6 +75,16 @@ def round_line(e: RoundFinished) -> str:
     return text
 
 
+def abort_or_close(action: str, done: bool) -> bool | None:
+    """check_action of a screen following migrations: the footer shows what makes sense now,
+    abort while they run, close once they ended."""
+    if action == "abort":
+        return not done
+    if action == "close":
+        return True if done else None
+    return True
+
+
 class ProgressScreen(ConsoleScreen, Screen[None]):
     # The log takes the keys (up and down scroll it), not the body around it: that scrolls
     # only on a short terminal, and tab reaches it there.
@@ -326,12 +336,7 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # The footer shows what makes sense now: abort while running, close once done.
-        if action == "abort":
-            return not self.done
-        if action == "close":
-            return True if self.done else None
-        return True
+        return abort_or_close(action, self.done)
 
     def action_abort(self) -> None:
         if self.done or self._handle is None:
