@@ -38,9 +38,12 @@ log = logging.getLogger("whimbrel.wan")
 CHUNK = 256 * 1024
 # Beyond the bandwidth-delay product a connection may queue this much in the relay.
 EXTRA_IN_FLIGHT = 1024 * 1024
-# A timed wake-up comes about this late here (measured: 0.33 ms for sleeps of 10-50 ms, with
-# select); waking that much early centres the emulated delay on the set value.
-WAKE_EARLY_S = 0.0004
+# How late a timed wake-up comes depends on the machine and its load (0.33 ms here for sleeps
+# of 10-50 ms with select; whole milliseconds where timers are coarse or the CPU is shared), so
+# the relay learns it as it goes and wakes that much early, which centres the emulated delay on
+# the set value anywhere (a fixed 0.4 ms left a CI machine's probes 10% above the set RTT).
+FIRST_LATENESS_S = 0.0004
+LATENESS_WEIGHT = 0.1
 
 
 @dataclass
@@ -80,6 +83,27 @@ class Link:
         return self.free_at + self.one_way_s
 
 
+class Waker:
+    """Sleeps until a deadline on the event loop's clock, waking as early as wake-ups come late."""
+
+    def __init__(self) -> None:
+        self.lateness_s = FIRST_LATENESS_S
+
+    async def sleep_until(self, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        wake_at = due - self.lateness_s
+        if wake_at <= loop.time():
+            return
+        await asyncio.sleep(wake_at - loop.time())
+        late = loop.time() - wake_at
+        self.lateness_s += LATENESS_WEIGHT * (late - self.lateness_s)
+
+    async def calibrate(self, samples: int = 20) -> None:
+        for _ in range(samples):
+            await self.sleep_until(asyncio.get_running_loop().time() + 0.01)
+        log.info("timed wake-ups come %.2f ms late here", self.lateness_s * 1000)
+
+
 class Relay:
     def __init__(self, state_file: Path) -> None:
         self.state_file = state_file
@@ -88,6 +112,7 @@ class Relay:
         self.clusters_by_net: list[tuple[ipaddress.IPv4Network, str]] = []
         self.links: dict[tuple[str, str], Link] = {}
         self.servers: list[asyncio.Server] = []
+        self.waker = Waker()
 
     def load(self) -> None:
         state = json.loads(self.state_file.read_text())
@@ -112,6 +137,7 @@ class Relay:
 
     async def start(self) -> None:
         self.load()
+        await self.waker.calibrate()
         for route in self.routes:
             server = await asyncio.start_server(
                 lambda r, w, route=route: self.handle(route, r, w),
@@ -133,7 +159,8 @@ class Relay:
         back_link = self.link(route.cluster, src_cluster) if wan else None
         try:
             if out_link is not None:
-                await asyncio.sleep(max(0.0, out_link.one_way_s - WAKE_EARLY_S))
+                loop = asyncio.get_running_loop()
+                await self.waker.sleep_until(loop.time() + out_link.one_way_s)
             up_reader, up_writer = await asyncio.open_connection(
                 route.upstream, route.port, limit=CHUNK
             )
@@ -146,8 +173,8 @@ class Relay:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await asyncio.gather(
-            pump(reader, up_writer, out_link),
-            pump(up_reader, writer, back_link),
+            pump(reader, up_writer, out_link, self.waker),
+            pump(up_reader, writer, back_link, self.waker),
             return_exceptions=True,
         )
         for w in (writer, up_writer):
@@ -155,7 +182,7 @@ class Relay:
 
 
 async def pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link | None
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link | None, waker: Waker
 ) -> None:
     """Copy one direction; through `link` each chunk arrives when the link would deliver it."""
     loop = asyncio.get_running_loop()
@@ -184,9 +211,7 @@ async def pump(
                 have_data.clear()
                 await have_data.wait()
             due, chunk = queue.popleft()
-            delay = due - loop.time() - WAKE_EARLY_S
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await waker.sleep_until(due)
             if not chunk:
                 if writer.can_write_eof():
                     writer.write_eof()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.labtools import ssh
+from whimbrel.backends.channel import stripes_for
 from whimbrel.backends.lab import daemons
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
@@ -151,7 +152,9 @@ def test_probe_at_a_long_round_trip_passes_what_one_ssh_window_allows(lab: dict,
         f"100 ms, cap 400 Mbit/s: {result['throughput_mbit']:.1f} Mbit/s over "
         f"{result['throughput_stripes']} streams (one stream: at most {one_window_mbit:.0f})"
     )
-    assert result["throughput_stripes"] == 5  # a stripe per 21 ms of round trip
+    # A stripe per 21 ms of the round trip as measured: 5 at 100 ms, 6 at 105 ms or more.
+    measured = result["rtt_ms"] / 1000
+    assert result["throughput_stripes"] == stripes_for(measured) >= 5, measured
     assert result["throughput_mbit"] > 2 * one_window_mbit
 
 
