@@ -16,6 +16,7 @@ from whimbrel.backends.errors import UsageError, WhimbrelError
 # Subcommand modules under whimbrel.app.commands, in the order `--help` lists them.
 COMMANDS = (
     "ls",
+    "doctor",
     "migrate",
     "evacuate",
     "recover",

@@ -1,7 +1,8 @@
-"""Preflight: everything a migration makes and measures before its first round. The container
-is locked on its node, the link opened, the image shipped if the target lacks it, the target
-container created (not started), the path and the dirty rate measured, and the rounds planned.
-Each thing made is pushed on the migration's exit stack with the step that undoes it."""
+"""Preflight: everything a migration makes and measures before its first round. Both nodes
+pass the doctor's required checks, the container is locked on its node, the link opened, the
+image shipped if the target lacks it, the target container created (not started), the path
+and the dirty rate measured, and the rounds planned. Each thing made is pushed on the
+migration's exit stack with the step that undoes it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from whimbrel.backends.config import Node
 from whimbrel.backends.container_spec import create_body, refuse_unmovable
 from whimbrel.backends.costs import Costs
 from whimbrel.backends.docker_api import DockerAPI, DockerError
+from whimbrel.backends.doctor import require_ready
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import ContainerInfo
@@ -61,7 +63,12 @@ async def preflight(
     journal = ctx.journal
     src_session, dst_session = ctx.pool.session(src), ctx.pool.session(dst)
     dst_api = DockerAPI(dst_session)
-    inspect = await DockerAPI(src_session).inspect(container.id)
+    # The doctor's required checks of both nodes (the source's reach of the target among
+    # them), asked while the container is inspected: a node unfit says why before anything
+    # is made.
+    inspect, _ = await asyncio.gather(
+        DockerAPI(src_session).inspect(container.id), require_ready(ctx.pool, src, dst)
+    )
     refuse_unmovable(inspect)
 
     prepared = await source_action(

@@ -10,7 +10,10 @@ from whimbrel.backends.lab.system import docker, kill_and_wait, read_pid, run, s
 from whimbrel.backends.lab.topology import LAB_DIR, SSH_PORT, LabNode
 
 
-def _sshd_config(node: LabNode) -> str:
+def _sshd_config(node: LabNode, path: str | None = None) -> str:
+    env = f"DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}"
+    if path is not None:
+        env += f" PATH={path}"
     return "\n".join(
         [
             f"ListenAddress {node.lan_address}:{SSH_PORT}",
@@ -27,8 +30,9 @@ def _sshd_config(node: LabNode) -> str:
             "PrintMotd no",
             "UseDNS no",
             # The node's docker CLI talks to the node's own engine, and its temp files stay
-            # on the node's own directory (tests fill it to see a full disk handled).
-            f"SetEnv DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}",
+            # on the node's own directory (tests fill it to see a full disk handled); tests
+            # give a node a PATH of its own to leave a tool off it.
+            f"SetEnv {env}",
             "Subsystem sftp internal-sftp",
             "",
         ]
@@ -53,19 +57,28 @@ def start_sshd(node: LabNode) -> None:
     run(["/usr/sbin/sshd", "-f", node.state_dir / "sshd_config"], netns=node.netns)
 
 
+def restart_sshd(node: LabNode, path: str | None = None) -> None:
+    """Restart the node's sshd, its sessions on `path` when given (else sshd's own PATH)."""
+    (node.state_dir / "sshd_config").write_text(_sshd_config(node, path))
+    stop_sshd(node)
+    start_sshd(node)
+
+
 def stop_sshd(node: LabNode) -> None:
     pid = read_pid(node.run_dir / "sshd.pid")
     if pid is not None:
         kill_and_wait([pid])
 
 
-def start_dockerd(node: LabNode, data_root: Path | None = None) -> None:
+def start_dockerd(
+    node: LabNode, data_root: Path | None = None, *, experimental: bool = True
+) -> None:
     """Start the node's dockerd, answering when this returns; tests restart one on another
-    data root (`data_root`)."""
+    data root (`data_root`), or without the experimental features checkpoints need."""
     spawn(
         [
             "/usr/sbin/dockerd",
-            "--experimental",
+            *(["--experimental"] if experimental else []),
             f"--config-file={node.state_dir / 'daemon.json'}",
             f"--data-root={data_root or node.state_dir / 'docker'}",
             f"--exec-root={node.run_dir / 'dx'}",

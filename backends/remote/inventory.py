@@ -11,31 +11,13 @@ SSH connection costs a channel per request, and a stats call costs the engine ab
 The node's own MemAvailable comes along: where an evacuation may place containers.
 """
 
-import http.client
 import json
 import os
-import socket
 import sys
 
+from engineapi import UnixConnection, get
+
 KEEP = ("State", "HostConfig", "Mounts", "Config")
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("docker", timeout=10)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.path)
-
-
-def get(conn, url):
-    conn.request("GET", "/v1.41" + url)
-    response = conn.getresponse()
-    body = response.read()
-    return response.status, json.loads(body) if body else None
 
 
 def _cgroup_dir(pid):

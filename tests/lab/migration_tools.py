@@ -103,12 +103,17 @@ def migrate_process(
     )  # fmt: skip
 
 
-def next_whimbrel_run(config: str, *command: str) -> subprocess.CompletedProcess[str]:
-    """The next whimbrel start (`ls`, or `command`), which settles what an earlier one left."""
+def whimbrel_cli(config: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """`whimbrel COMMAND` on the lab's config, run to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "whimbrel.app.cli", "--config", config, *(command or ("ls",))],
+        [sys.executable, "-m", "whimbrel.app.cli", "--config", config, *command],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+
+
+def next_whimbrel_run(config: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """The next whimbrel start (`ls`, or `command`), which settles what an earlier one left."""
+    return whimbrel_cli(config, *(command or ("ls",)))
 
 
 def daemon_logged(kind: str) -> Callable[[], bool]:

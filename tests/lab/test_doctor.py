@@ -1,0 +1,89 @@
+"""`whimbrel doctor` on the lab: every node ready; a node broken on purpose (CRIU off its PATH,
+its engine without experimental features, its authorized_keys read-only) gets each failure
+named with its remedy, in text and JSON, and migrate refuses it, quoting the doctor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.migration_tools import running_on, whimbrel_cli
+from whimbrel.backends.lab import daemons
+from whimbrel.backends.lab.topology import build_topology
+
+pytestmark = pytest.mark.lab
+
+# sshd's own PATH for root, less /usr/local/sbin, where the lab's CRIU is.
+PATH_WITHOUT_CRIU = "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BROKEN = {"criu", "experimental", "authorized-keys"}
+
+
+def test_every_lab_node_passes_the_doctor(lab: dict) -> None:
+    done = whimbrel_cli(lab["config"], "doctor", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    reports = json.loads(done.stdout)["nodes"]
+    assert {r["node"] for r in reports} == {n["name"] for n in lab["nodes"]}
+    for report in reports:
+        failed = [c for c in report["checks"] if c["required"] and not c["ok"]]
+        assert report["ready"] and not failed, failed
+        names = {c["name"] for c in report["checks"]}
+        assert {"ssh", "docker-forwarding", "criu-check", "authorized-keys"} <= names
+        # Each node shows it reaches every node of the other cluster.
+        others = {n["name"] for n in lab["nodes"] if n["cluster"] != report["cluster"]}
+        assert {n.removeprefix("link:") for n in names if n.startswith("link:")} == others
+    text = whimbrel_cli(lab["config"], "doctor", "east-1")
+    assert text.returncode == 0
+    print(text.stdout)
+    assert text.stdout.startswith("east-1 (east): ready")
+
+
+@pytest.fixture
+def broken_east2(lab: dict) -> Iterator[str]:
+    node = build_topology().node("east-2")
+    keys = str(node.authorized_keys)
+    daemons.stop_dockerd(node)
+    daemons.start_dockerd(node, experimental=False)
+    daemons.restart_sshd(node, path=PATH_WITHOUT_CRIU)
+    subprocess.run(["mount", "--bind", keys, keys], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", keys], check=False)
+    try:
+        yield "east-2"
+    finally:
+        subprocess.run(["umount", keys], check=False)
+        daemons.restart_sshd(node)
+        daemons.stop_dockerd(node)
+        daemons.start_dockerd(node)
+
+
+def test_a_broken_node_gets_each_failure_named_with_its_remedy_and_migrate_refuses_it(
+    lab: dict, broken_east2: str
+) -> None:
+    done = whimbrel_cli(lab["config"], "doctor", broken_east2, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    [report] = json.loads(done.stdout)["nodes"]
+    assert not report["ready"]
+    failed = {c["name"]: c for c in report["checks"] if c["required"] and not c["ok"]}
+    assert set(failed) == BROKEN, failed
+    assert all(c["remedy"] for c in failed.values())
+    assert failed["criu"]["detail"] == "no criu on PATH"
+    assert failed["experimental"]["detail"] == "off"
+
+    text = whimbrel_cli(lab["config"], "doctor", broken_east2)
+    assert text.returncode == 1
+    print(text.stdout)
+    assert text.stdout.startswith("east-2 (east): NOT READY (3 to fix)")
+    for name in BROKEN:
+        line = next(row for row in text.stdout.splitlines() if f" {name} " in row)
+        assert line.split()[0] == "FAIL", line
+    assert text.stdout.count("-> ") >= len(BROKEN)
+
+    refused = whimbrel_cli(lab["config"], "migrate", "east-1/kv", "--to", broken_east2, "--yes")
+    assert refused.returncode == 1
+    print(refused.stderr)
+    assert "east-2 is not ready for migrations: " in refused.stderr
+    quoted = refused.stderr.split("not ready for migrations: ", 1)[1]
+    assert quoted.split(":", 1)[0] in BROKEN
+    assert running_on("kv") == ["east-1"]
