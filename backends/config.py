@@ -13,6 +13,8 @@
     address = "198.18.0.10:22"           # host[:port] as the operator reaches it
     wan_address = "198.19.1.10"          # how nodes of other clusters reach it (default: host)
     ssh_user = "root"                    # optional: ~/.ssh/config and the agent otherwise
+    become = "sudo"                      # optional: a user other than root runs whimbrel's
+                                         # node helpers as root with `sudo -n` (NOPASSWD)
     identity_file = "~/.ssh/id_ed25519"  # optional
     docker_socket = "/var/run/docker.sock"  # optional, this is the default
     authorized_keys = "~/.ssh/authorized_keys"  # optional: where this node's sshd reads keys;
@@ -75,6 +77,7 @@ class Node:
     docker_socket: str = DEFAULT_DOCKER_SOCKET
     authorized_keys: str = DEFAULT_AUTHORIZED_KEYS
     link_from: str | None = None  # an OpenSSH pattern list; None: no from= on link keys
+    become: str | None = None  # "sudo": node helpers run as root through `sudo -n`
 
     @property
     def address(self) -> str:
@@ -182,6 +185,7 @@ _NODE_FIELDS = frozenset(
         "docker_socket",
         "authorized_keys",
         "link_from",
+        "become",
     }
 )
 
@@ -238,6 +242,9 @@ def _parse_node(
     authorized_keys = reader.string(body, where, "authorized_keys", default=DEFAULT_AUTHORIZED_KEYS)
     if not authorized_keys.startswith(("/", "~/")):
         reader.fail(f"{where}.authorized_keys", "a path starting with / or ~/", authorized_keys)
+    become = reader.string(body, where, "become", default=None)
+    if become not in (None, "sudo"):
+        reader.fail(f"{where}.become", '"sudo" (or nothing: the SSH user is root)', become)
     return Node(
         name=name,
         cluster=cluster,
@@ -249,6 +256,7 @@ def _parse_node(
         docker_socket=socket,
         authorized_keys=authorized_keys,
         link_from=reader.link_from(body, where),
+        become=become,
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from whimbrel.backends.config import Node
 from whimbrel.backends.docker_api import DockerAPI
 from whimbrel.backends.errors import WhimbrelError
-from whimbrel.backends.ssh import HostKeyRefused, NodeUnreachable, SessionPool
+from whimbrel.backends.ssh import HostKeyRefused, NodeUnreachable, SessionPool, SudoRefused
 
 DOCTOR_TIMEOUT_S = 60.0
 
@@ -120,6 +120,8 @@ async def _on_node(pool: SessionPool, node: Node, peers: Sequence[Node]) -> list
             what="doctor",
             timeout=DOCTOR_TIMEOUT_S,
         )
+    except SudoRefused as exc:
+        return [Check("privileges", False, exc.said, exc.remedy)]
     except WhimbrelError as exc:
         detail = str(exc).removeprefix(f"{node.name}: ")
         return [Check("helper", False, detail, "the node needs python3 (3.9 or newer) on PATH")]

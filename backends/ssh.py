@@ -58,6 +58,24 @@ class HostKeyRefused(NodeUnreachable):
     be checked: refused, never accepted silently."""
 
 
+class SudoRefused(WhimbrelError):
+    """A node with `become = "sudo"` whose sudo asked for a password (or refused)."""
+
+    def __init__(self, node: Node, said: str) -> None:
+        user = node.ssh_user or "the SSH user"
+        self.said = f"sudo -n as {user}: {said}"
+        self.remedy = f"give {user} passwordless sudo (NOPASSWD in sudoers), or connect as root"
+        super().__init__(f"{node.name}: {self.said}: {self.remedy}")
+
+
+def sudo_refusal(node: Node, stderr: str) -> SudoRefused | None:
+    """What `sudo -n` said when it would not run the command, if it would not."""
+    for line in stderr.splitlines():
+        if node.become and line.startswith("sudo: "):
+            return SudoRefused(node, line.removeprefix("sudo: ").strip())
+    return None
+
+
 class CommandFailed(WhimbrelError):
     def __init__(self, node: str, argv: Sequence[str], code: int | None, stderr: str) -> None:
         last_line = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
@@ -96,6 +114,13 @@ class NodeSession:
         self._failures = 0
         self._retry_at = 0.0
         self.last_error: str | None = None
+
+    def command(self, argv: Sequence[str]) -> str:
+        """The command line for `argv` (quoted here), run as root through `sudo -n` on a node
+        with `become = "sudo"` (never asking for a password: refused at once instead)."""
+        if self.node.become == "sudo":
+            argv = ["sudo", "-n", "--", *argv]
+        return shlex.join(argv)
 
     @property
     def connected(self) -> bool:
@@ -239,7 +264,7 @@ class NodeSession:
         check: bool = True,
     ) -> Completed:
         """Run a command (an argument list, quoted here) on the node."""
-        command = shlex.join(argv)
+        command = self.command(argv)
         async with self.channel() as conn:
             try:
                 result = await asyncio.wait_for(
@@ -252,6 +277,8 @@ class NodeSession:
         done = Completed(
             bytes(result.stdout or b""), bytes(result.stderr or b""), result.exit_status
         )
+        if done.code != 0 and (refused := sudo_refusal(self.node, done.stderr.decode())):
+            raise refused
         if check and done.code != 0:
             raise CommandFailed(
                 self.node.name, argv, done.code, done.stderr.decode(errors="replace")
@@ -304,7 +331,7 @@ class NodeSession:
         self, script: str, args: Sequence[str], *, timeout: float | None = None
     ) -> AsyncIterator[str]:
         """Like run_python, yielding the script's output lines as they come."""
-        command = shlex.join(["python3", "-c", script, *args])
+        command = self.command(["python3", "-c", script, *args])
         async with self.channel() as conn:
             process = await conn.create_process(command, encoding="utf-8")
             try:
@@ -315,7 +342,9 @@ class NodeSession:
                     await process.wait()
                 if process.exit_status not in (0, None):
                     err = await process.stderr.read()
-                    raise CommandFailed(self.node.name, ["python3"], process.exit_status, err)
+                    raise sudo_refusal(self.node, err) or CommandFailed(
+                        self.node.name, ["python3"], process.exit_status, err
+                    )
             finally:
                 process.close()
 
@@ -326,11 +355,11 @@ class NodeSession:
         """The node helper NAME kept running while the block runs, answering what it is asked a
         JSON line at a time; at the block's end its stdin closes and it is waited for (an
         error leaving the block closes the channel instead)."""
-        command = shlex.join(["python3", "-c", remote_script(name), *args])
+        command = self.command(["python3", "-c", remote_script(name), *args])
         async with self.channel() as conn:
             process = await conn.create_process(command, encoding="utf-8")
             try:
-                yield Conversation(self.node.name, what, process)
+                yield Conversation(self.node, what, process)
                 process.stdin.write_eof()
                 try:
                     await asyncio.wait_for(process.wait(), CONVERSATION_END_S)
@@ -366,7 +395,7 @@ class Conversation:
     """A running node helper: ask() writes a line to it and returns its JSON answer; exchange()
     also hands over the progress lines ({"progress": ...}) a long answer is preceded by."""
 
-    node: str
+    node: Node
     what: str
     process: asyncssh.SSHClientProcess[str]
 
@@ -391,7 +420,7 @@ class Conversation:
         try:
             answer = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         except TimeoutError:
-            raise NodeUnreachable(self.node, f"{self.what}: no answer to {line!r}") from None
+            raise NodeUnreachable(self.node.name, f"{self.what}: no answer to {line!r}") from None
         try:
             result = json.loads(answer) if answer else {"error": ""}
         except ValueError:
@@ -401,7 +430,11 @@ class Conversation:
             if not message:  # it died without a word: what it said on stderr
                 with suppress(TimeoutError):
                     message = (await asyncio.wait_for(self.process.stderr.read(), 10))[-300:]
-            raise WhimbrelError(f"{self.node}: {self.what}: {(message or '').strip() or 'ended'}")
+                if refused := sudo_refusal(self.node, message or ""):
+                    raise refused
+            raise WhimbrelError(
+                f"{self.node.name}: {self.what}: {(message or '').strip() or 'ended'}"
+            )
         return result
 
 

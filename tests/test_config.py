@@ -146,6 +146,11 @@ def test_a_valid_config_resolves_nodes_with_defaults(tmp_path: Path) -> None:
             "nodes[0] (east-1).link_from: expected a non-empty string",
             id="link-from-empty",
         ),
+        pytest.param(
+            VALID.replace('link_from = "198.18.1.1,198.18.2.0/24"', 'become = "su"'),
+            'nodes[0] (east-1).become: expected "sudo"',
+            id="become-not-sudo",
+        ),
     ],
 )
 def test_each_bad_config_gives_one_line_naming_file_and_field_and_exit_2(

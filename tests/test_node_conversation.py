@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from whimbrel.backends.config import Node
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.ssh import Conversation, NodeUnreachable
 
@@ -39,7 +40,7 @@ class ScriptedProcess:
 
 
 def _talk(process: ScriptedProcess) -> Conversation:
-    return Conversation("east-1", "agent", process)  # type: ignore[arg-type]
+    return Conversation(Node("east-1", "east", "198.18.1.10"), "agent", process)  # type: ignore[arg-type]
 
 
 async def _replies(conversation: Conversation, idle: float) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ def run_check(args: argparse.Namespace) -> int:
                             "port": n.port,
                             "wan_address": n.wan_address,
                             "ssh_user": n.ssh_user,
+                            "become": n.become,
                             "identity_file": str(n.identity_file) if n.identity_file else None,
                             "docker_socket": n.docker_socket,
                         }
@@ -63,7 +64,7 @@ def run_check(args: argparse.Namespace) -> int:
             n.cluster + (" (read-only)" if config.clusters[n.cluster].read_only else ""),
             n.address,
             n.wan_address,
-            n.ssh_user or "(ssh config)",
+            (n.ssh_user or "(ssh config)") + (f" ({n.become})" if n.become else ""),
             n.docker_socket,
         )
         for n in config.nodes

@@ -12,6 +12,7 @@ from whimbrel.backends.lab.topology import LAB_DIR, SSH_PORT, LabNode
 
 def _sshd_config(node: LabNode, path: str | None = None) -> str:
     env = f"DOCKER_HOST={node.docker_host} TMPDIR={node.tmp_dir}"
+    root_keys = node.state_dir / "authorized_keys"
     if path is not None:
         env += f" PATH={path}"
     return "\n".join(
@@ -22,7 +23,7 @@ def _sshd_config(node: LabNode, path: str | None = None) -> str:
             f"PidFile {node.run_dir / 'sshd.pid'}",
             # The lab's key, and this node's own file for whimbrel's short-lived keys (the
             # nodes share one file system, so ~/.ssh would be shared by all of them).
-            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} {node.authorized_keys}",
+            f"AuthorizedKeysFile {LAB_DIR / 'authorized_keys'} {root_keys}",
             "PermitRootLogin prohibit-password",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
@@ -34,6 +35,13 @@ def _sshd_config(node: LabNode, path: str | None = None) -> str:
             # give a node a PATH of its own to leave a tool off it.
             f"SetEnv {env}",
             "Subsystem sftp internal-sftp",
+            # The sudo user's keys are in its own home (LAB_DIR is root's alone, and sshd
+            # reads a user's keys as that user).
+            *(
+                [f"Match User {node.sudo_user}", f"    AuthorizedKeysFile {node.authorized_keys}"]
+                if node.sudo_user
+                else []
+            ),
             "",
         ]
     )

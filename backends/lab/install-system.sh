@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need_pkgs=(docker.io openssh-server redis-server redis-tools busybox-static iproute2 iptables
-           nftables tmux procps psmisc util-linux python3 gcc libc6-dev)
+           nftables tmux procps psmisc util-linux python3 gcc libc6-dev sudo haproxy)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whimbrel.backends.errors import UsageError
-from whimbrel.backends.lab import daemons, images
+from whimbrel.backends.lab import daemons, images, sudo_user
 from whimbrel.backends.lab.memory import (
     back_free_memory,
     hold_freed_memory,
@@ -43,6 +43,7 @@ from whimbrel.backends.lab.topology import (
     NETNS_PREFIX,
     RUN_DIR,
     SSH_PORT,
+    SUDO_USER,
     WAN_BRIDGE,
     WAN_NET,
     LabNode,
@@ -100,6 +101,9 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
     if held:
         progress(f"memory: {held}; {back_free_memory()}")
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "whimbrel-lab", "-f", SSH_KEY])
+    for user in {n.sudo_user for n in topology.nodes if n.sudo_user}:
+        progress(f"user: {user}, with passwordless sudo, for the nodes reached as a user")
+        sudo_user.make(user, SSH_KEY.with_suffix(".pub").read_text())
 
     progress("network: namespaces, bridges, WAN addresses")
     _make_network(topology)
@@ -272,10 +276,16 @@ def _write_config(topology: Topology) -> None:
             f"cluster = {q(node.cluster)}",
             f"address = {q(node.lan_address)}",
             f"wan_address = {q(node.wan_address)}",
-            'ssh_user = "root"',
+            *(
+                [f"ssh_user = {q(node.sudo_user)}", 'become = "sudo"']
+                if node.sudo_user
+                else ['ssh_user = "root"']
+            ),
             f"identity_file = {q(str(SSH_KEY))}",
             f"docker_socket = {q(str(node.docker_socket))}",
-            f"authorized_keys = {q(str(node.authorized_keys))}",
+            # The sudo user's own ~/.ssh/authorized_keys, named as an operator would.
+            "authorized_keys = "
+            + q("~/.ssh/authorized_keys" if node.sudo_user else str(node.authorized_keys)),
             f"link_from = {q(link_from)}",
             "",
         ]
@@ -324,6 +334,7 @@ def down(progress: Progress, quiet: bool = False) -> None:
         if name.startswith(LINK_PREFIX):
             run(["ip", "link", "delete", name], check=False)
     release_freed_memory(REPORTING_SAVED)
+    sudo_user.remove(SUDO_USER)
     for d in (RUN_DIR, LAB_DIR):
         if d.exists():
             run(["rm", "-rf", "--one-file-system", d])

@@ -25,6 +25,9 @@ WAN_BRIDGE = "wbwan"
 WAN_NET = "198.19.0.0/16"
 SSH_PORT = 22
 DEFAULT_NODES = (("east", 2), ("west", 2))
+# The lab's node reached as a normal user who becomes root with passwordless sudo (as many
+# operators' nodes are): the first cluster's second node, through this user.
+SUDO_USER = "wbop"
 MAX_CLUSTERS = 200
 MAX_NODES_PER_CLUSTER = 200
 
@@ -39,6 +42,7 @@ class LabNode:
     lan_address: str
     wan_address: str
     gateway: str
+    sudo_user: str | None = None  # whimbrel logs in as this user and becomes root with sudo
 
     @property
     def netns(self) -> str:
@@ -66,6 +70,10 @@ class LabNode:
 
     @property
     def authorized_keys(self) -> Path:
+        """Where whimbrel adds a migration's short-lived key: the node's own file, or the
+        sudo user's ~/.ssh/authorized_keys, as on a real node."""
+        if self.sudo_user:
+            return Path("/home") / self.sudo_user / ".ssh" / "authorized_keys"
         return self.state_dir / "authorized_keys"
 
     @property
@@ -133,6 +141,7 @@ def build_topology(spec: tuple[tuple[str, int], ...] = DEFAULT_NODES) -> Topolog
                     lan_address=f"198.18.{c}.{10 + j}",
                     wan_address=f"198.19.{c}.{10 + j}",
                     gateway=gateway,
+                    sudo_user=SUDO_USER if (c, j) == (1, 1) else None,
                 )
             )
             index += 1

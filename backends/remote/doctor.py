@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from engineapi import UnixConnection, get
+from nodelib import expand_home, login_user
 from runcdump import runc_roots
 from workdirs import BASE
 
@@ -53,11 +54,17 @@ def last_line(text):
 
 def privileges():
     uid = os.geteuid()
+    login = login_user()
+    if uid == 0:
+        found = "root" if login is None else f"uid {login[0]}, root through sudo -n"
+    else:
+        found = f"runs as uid {uid}"
     return check(
         "privileges",
         uid == 0,
-        "root" if uid == 0 else f"runs as uid {uid}",
-        "connect as root: checkpoint, restore and the container's files need it",
+        found,
+        'connect as root, or set become = "sudo" for a user with passwordless sudo: '
+        "checkpoint, restore and the container's files need root",
     )
 
 
@@ -244,7 +251,7 @@ def writable(path):
 
 
 def authorized_keys(path):
-    path = os.path.expanduser(path)
+    path = expand_home(path)
     ok = writable(path)
     return check(
         "authorized-keys",

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -35,6 +36,25 @@ def out(obj):
 def fail(message):
     out({"error": message})
     sys.exit(1)
+
+
+def login_user():
+    """The user SSH logged in as when a node's helpers run as root through `sudo -n` (become =
+    "sudo"), from SUDO_USER, which sudo sets itself: (uid, gid, home), or None when the login
+    user is the one running this."""
+    name = os.environ.get("SUDO_USER")
+    if os.geteuid() != 0 or not name or name == "root":
+        return None
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid, entry.pw_dir
+
+
+def expand_home(path):
+    """`~/...` in the login user's home (what the config's `~` means), not root's."""
+    user = login_user()
+    if user is not None and path.startswith("~/"):
+        return os.path.join(user[2], path[2:])
+    return os.path.expanduser(path)
 
 
 def docker(sock, *args, timeout=120):

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 
+from nodelib import expand_home, login_user
 from restorework import RESTORE_DIR, lazy_fill, wait_lazy_fill
 
 TAG = "whimbrel-ephemeral:"
@@ -82,7 +83,12 @@ def _open_no_link(path, flags):
 def _rewrite(path, keep, extra=b""):
     """Replace authorized_keys by a copy keeping the lines for which keep(line) is true, plus
     `extra`, under the lock beside it."""
-    path = os.path.expanduser(path)
+    path = expand_home(path)
+    login = login_user()
+    if login is not None and not os.path.isdir(os.path.dirname(path)):
+        # Made for the login user: sshd reads its keys as that user.
+        os.makedirs(os.path.dirname(path), mode=0o700)
+        os.chown(os.path.dirname(path), login[0], login[1])
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     # A lock file of its own: the rename gives authorized_keys a new inode, so a waiter locking
     # the file itself would go on with the replaced copy. It stays, empty, after: removing it
@@ -120,6 +126,8 @@ def _replace(path, data, original):
                 # The owner first: a chown can clear the set-id bits of a mode set before it.
                 os.fchown(fd, original.st_uid, original.st_gid)
                 os.fchmod(fd, stat.S_IMODE(original.st_mode))
+            elif login_user() is not None:  # a new file, for the login user's sshd to read
+                os.fchown(fd, *login_user()[:2])
             f.write(data)
             f.flush()
             os.fsync(fd)
@@ -156,7 +164,9 @@ def grant(path, ident, minutes, pubkey, receiver_b64, link_from=""):
         f.write(base64.b64decode(receiver_b64))
     expiry = time.strftime("%Y%m%d%H%M", time.localtime(time.time() + 60 * int(minutes)))
     options = ["restrict"] + ([f'from="{link_from}"'] if link_from else [])
-    options += [f'command="{_interpreter()} {script}"', f'expiry-time="{expiry}"']
+    # Logged in as a user who becomes root with sudo, the link's sessions do the same.
+    run = ("sudo -n " if login_user() is not None else "") + f"{_interpreter()} {script}"
+    options += [f'command="{run}"', f'expiry-time="{expiry}"']
     line = f"{','.join(options)} {pubkey} {TAG}{ident}\n"
     try:
         _rewrite(path, _unexpired, extra=line.encode())

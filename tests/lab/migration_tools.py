@@ -250,12 +250,14 @@ def no_leftovers(node: str) -> list[str]:
     helper processes. Read from the host (the lab's nodes share its file system); a probe
     that cannot run fails the test instead of finding nothing."""
     found = []
-    keys = Path(f"/var/lib/wblab/nodes/{node}/authorized_keys")
+    lab_node = build_topology().node(node)
+    keys = lab_node.authorized_keys
     if keys.exists() and "whimbrel-ephemeral" in keys.read_text():
         found.append("ephemeral key")
-    # The node's TMPDIR (the lab gives each node its own): where links keep their files.
-    tmp = Path(f"/var/lib/wblab/nodes/{node}/tmp")
-    found += [f"temp {t.name}" for t in tmp.iterdir() if t.name.startswith("whimbrel-")]
+    # The node's TMPDIR (the lab gives each node its own): where links keep their files;
+    # sudo resets it, so a node reached through sudo keeps them in /tmp.
+    for tmp in (lab_node.tmp_dir, *([Path("/tmp")] if lab_node.sudo_user else [])):
+        found += [f"temp {t.name}" for t in tmp.iterdir() if t.name.startswith("whimbrel-")]
     for kind, where in (("lock", LOCKS), ("work dir", WORK_DIRS), ("decision", DECISIONS)):
         # (LOCKS/.guard: the empty file locks are taken under, kept so all lock one inode)
         found += [f"{kind} {p.name}" for p in where.glob("[!.]*")] if where.exists() else []

@@ -41,8 +41,9 @@ def test_every_lab_node_passes_the_doctor(lab: dict) -> None:
 
 
 @pytest.fixture
-def broken_east2(lab: dict) -> Iterator[str]:
-    node = build_topology().node("east-2")
+def broken_node(lab: dict) -> Iterator[str]:
+    """west-2 (reached as root: sudo would give CRIU back its PATH) broken three ways."""
+    node = build_topology().node("west-2")
     keys = str(node.authorized_keys)
     daemons.stop_dockerd(node)
     daemons.start_dockerd(node, experimental=False)
@@ -50,7 +51,7 @@ def broken_east2(lab: dict) -> Iterator[str]:
     subprocess.run(["mount", "--bind", keys, keys], check=True)
     subprocess.run(["mount", "-o", "remount,ro,bind", keys], check=False)
     try:
-        yield "east-2"
+        yield node.name
     finally:
         subprocess.run(["umount", keys], check=False)
         daemons.restart_sshd(node)
@@ -59,9 +60,9 @@ def broken_east2(lab: dict) -> Iterator[str]:
 
 
 def test_a_broken_node_gets_each_failure_named_with_its_remedy_and_migrate_refuses_it(
-    lab: dict, broken_east2: str
+    lab: dict, broken_node: str
 ) -> None:
-    done = whimbrel_cli(lab["config"], "doctor", broken_east2, "--json")
+    done = whimbrel_cli(lab["config"], "doctor", broken_node, "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     [report] = json.loads(done.stdout)["nodes"]
     assert not report["ready"]
@@ -71,19 +72,19 @@ def test_a_broken_node_gets_each_failure_named_with_its_remedy_and_migrate_refus
     assert failed["criu"]["detail"] == "no criu on PATH"
     assert failed["experimental"]["detail"] == "off"
 
-    text = whimbrel_cli(lab["config"], "doctor", broken_east2)
+    text = whimbrel_cli(lab["config"], "doctor", broken_node)
     assert text.returncode == 1
     print(text.stdout)
-    assert text.stdout.startswith("east-2 (east): NOT READY (3 to fix)")
+    assert text.stdout.startswith(f"{broken_node} (west): NOT READY (3 to fix)")
     for name in BROKEN:
         line = next(row for row in text.stdout.splitlines() if f" {name} " in row)
         assert line.split()[0] == "FAIL", line
     assert text.stdout.count("-> ") >= len(BROKEN)
 
-    refused = whimbrel_cli(lab["config"], "migrate", "east-1/kv", "--to", broken_east2, "--yes")
+    refused = whimbrel_cli(lab["config"], "migrate", "east-1/kv", "--to", broken_node, "--yes")
     assert refused.returncode == 1
     print(refused.stderr)
-    assert "east-2 is not ready for migrations: " in refused.stderr
+    assert f"{broken_node} is not ready for migrations: " in refused.stderr
     quoted = refused.stderr.split("not ready for migrations: ", 1)[1]
     assert quoted.split(":", 1)[0] in BROKEN
     assert running_on("kv") == ["east-1"]
