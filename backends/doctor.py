@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from whimbrel.backends.config import Node
-from whimbrel.backends.docker_api import DockerAPI
+from whimbrel.backends.docker_engine import docker_engine
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.ssh import HostKeyRefused, NodeUnreachable, SessionPool, SudoRefused
 
@@ -99,7 +99,8 @@ async def _ssh(pool: SessionPool, node: Node) -> Check:
 
 async def _socket_forwarding(pool: SessionPool, node: Node) -> Check:
     try:
-        await DockerAPI(pool.session(node), timeout=10).request("GET", "/_ping")
+        async with docker_engine(pool.session(node), timeout=10) as engine:
+            await engine.ping()
     except WhimbrelError as exc:
         return Check(
             "docker-forwarding",

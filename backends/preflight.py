@@ -19,7 +19,7 @@ from whimbrel.backends.cleanup import forget_decision, release_lock, settle_targ
 from whimbrel.backends.config import Node
 from whimbrel.backends.container_spec import create_body, refuse_unmovable
 from whimbrel.backends.costs import Costs
-from whimbrel.backends.docker_api import DockerAPI, DockerError
+from whimbrel.backends.docker_engine import DockerEngine, DockerError, docker_engine
 from whimbrel.backends.doctor import require_ready
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent
@@ -62,12 +62,13 @@ async def preflight(
     """Preflight's events, then what it prepared."""
     journal = ctx.journal
     src_session, dst_session = ctx.pool.session(src), ctx.pool.session(dst)
-    dst_api = DockerAPI(dst_session)
+    src_api = await stack.enter_async_context(docker_engine(src_session))
+    dst_api = await stack.enter_async_context(docker_engine(dst_session))
     # The doctor's required checks of both nodes (the source's reach of the target among
     # them), asked while the container is inspected: a node unfit says why before anything
     # is made.
     inspect, _ = await asyncio.gather(
-        DockerAPI(src_session).inspect(container.id), require_ready(ctx.pool, src, dst)
+        src_api.inspect(container.id), require_ready(ctx.pool, src, dst)
     )
     refuse_unmovable(inspect)
 
@@ -110,7 +111,9 @@ async def preflight(
     await write_target(dst_session, link, where)
     async for event in _ship_image(ctx, src_session, dst_api, link, image):
         yield event
-    target_id = await _create_target(ctx, stack, dst, link, container.name, inspect, where, outcome)
+    target_id = await _create_target(
+        ctx, stack, dst, dst_api, link, container.name, inspect, where, outcome
+    )
 
     rtt_s, bandwidth = await _measure_path(ctx, src, dst, link)
     link = link.for_rtt(rtt_s)
@@ -213,11 +216,11 @@ def model_inputs_for(
 
 
 async def _ship_image(
-    ctx: MigrationContext, src: NodeSession, dst_api: DockerAPI, link: NodeLink, image: str
+    ctx: MigrationContext, src: NodeSession, dst_api: DockerEngine, link: NodeLink, image: str
 ) -> AsyncIterator[MigrationEvent]:
     """The image, node to node (`docker save | docker load`), if the target lacks it."""
     try:
-        await dst_api.request("GET", f"/images/{image}/json")
+        await dst_api.inspect_image(image)
     except DockerError as exc:
         if exc.status != 404:
             raise
@@ -232,6 +235,7 @@ async def _create_target(
     ctx: MigrationContext,
     stack: AsyncExitStack,
     dst: Node,
+    api: DockerEngine,
     link: NodeLink,
     name: str,
     inspect: dict[str, Any],
@@ -241,20 +245,16 @@ async def _create_target(
     """The target's decision record and its container, configured as the source's; then
     the receiver told where the container's layer, volumes and checkpoint live."""
     session = ctx.pool.session(dst)
-    api = DockerAPI(session)
     # The target's decision record decides where the container lives (receiver.py);
     # dropped last, once every party has acted on it.
     await target_action(session, "expect", ctx.id)
     stack.push_async_callback(forget_decision, ctx.id, session, outcome)
-    created = await api.request(
-        "POST", "/containers/create", query={"name": name}, body=create_body(inspect)
-    )
-    target_id: str = created["Id"]
+    target_id = await api.create(name, create_body(inspect))
     ctx.journal.record.target_id = target_id
     ctx.journal.save()
     stack.push_async_callback(settle_target, ctx.id, session, dst, target_id, outcome)
     target = await api.inspect(target_id)
-    root = (await api.request("GET", "/info"))["DockerRootDir"]
+    root = (await api.info())["DockerRootDir"]
     where |= {
         "container": target_id,
         "upper_dir": target["GraphDriver"]["Data"]["UpperDir"],

@@ -1,0 +1,109 @@
+"""The Docker Engine API of a node, through the Docker SDK over the node's SSH connection.
+
+The SDK talks to a local Unix socket that asyncssh forwards to the node's Docker socket
+(`forward_local_path`), in a 0700 directory of the operator's that goes when the block ends:
+one SSH stack (ours: host keys checked, ProxyJump honoured), never the SDK's paramiko. The
+SDK blocks, so each call runs in a worker thread under a timeout and the event loop (the
+console's) never waits on an engine. docker.errors become the one-line errors users see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from whimbrel.backends.errors import WhimbrelError
+from whimbrel.backends.ssh import NodeSession, NodeUnreachable
+
+API_VERSION = "1.41"  # Docker 20.10; newer engines still serve it
+DEFAULT_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
+
+
+class DockerError(WhimbrelError):
+    def __init__(self, node: str, status: int, message: str) -> None:
+        super().__init__(f"{node}: docker: {message} (HTTP {status})")
+        self.status = status
+        self.message = message
+
+
+class DockerEngine:
+    """One node's engine, for the block that made it (`docker_engine`)."""
+
+    def __init__(self, session: NodeSession, api: docker.APIClient, timeout: float) -> None:
+        self.session = session
+        self.api = api
+        self.timeout = timeout
+
+    async def call(self, what: str, fn: Callable[[docker.APIClient], T]) -> T:
+        """fn(api) in a worker thread; its failure as DockerError or NodeUnreachable."""
+        node = self.session.node.name
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, self.api), self.timeout)
+        except TimeoutError:
+            raise NodeUnreachable(node, f"docker {what}: no answer in {self.timeout:g} s") from None
+        except docker.errors.APIError as exc:
+            message = exc.explanation or str(exc)
+            if isinstance(message, bytes):
+                message = message.decode(errors="replace")
+            raise DockerError(node, exc.status_code or 0, str(message).strip()) from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            # A forwarding the node refused shows here as a dropped connection: its reason
+            # is what a channel of our own is told.
+            async with self.session.unix_stream(self.session.node.docker_socket):
+                pass
+            raise NodeUnreachable(node, f"docker {what}: {exc}") from None
+
+    async def ping(self) -> None:
+        await self.call("ping", lambda api: api.ping())
+
+    async def info(self) -> dict[str, Any]:
+        return await self.call("info", lambda api: api.info())
+
+    async def inspect(self, container: str) -> dict[str, Any]:
+        return await self.call("inspect", lambda api: api.inspect_container(container))
+
+    async def inspect_image(self, image: str) -> dict[str, Any]:
+        return await self.call("image inspect", lambda api: api.inspect_image(image))
+
+    async def create(self, name: str, body: dict[str, Any]) -> str:
+        """A container made from an Engine API create body; its id."""
+        made = await self.call(
+            "create", lambda api: api.create_container_from_config(body, name=name)
+        )
+        return str(made["Id"])
+
+
+@asynccontextmanager
+async def docker_engine(
+    session: NodeSession, timeout: float = DEFAULT_TIMEOUT_S
+) -> AsyncIterator[DockerEngine]:
+    """The node's engine for the block's length: its socket forwarded to a local one in a
+    private directory, removed after with the forwarding."""
+    conn = await session.connection()
+    where = tempfile.mkdtemp(prefix="whimbrel-docker-")  # 0700: the operator's alone
+    local = os.path.join(where, "docker.sock")
+    try:
+        try:
+            listener = await conn.forward_local_path(local, session.node.docker_socket)
+        except OSError as exc:
+            reason = f"forwarding the Docker socket: {exc}"
+            raise NodeUnreachable(session.node.name, reason) from exc
+        api = docker.APIClient(base_url=f"unix://{local}", version=API_VERSION, timeout=timeout)
+        try:
+            yield DockerEngine(session, api, timeout)
+        finally:
+            api.close()
+            listener.close()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
