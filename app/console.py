@@ -2,10 +2,11 @@
 
 The app owns the Backend, the `Observations` of the clusters and the workers that feed them
 (their loops in app/measuring.py): inventory per node (a slow node never holds up the others),
-RTT of the selected path, the dirty rate of the selected container. Each loop waits its
-interval after the previous round finished, so rounds never overlap. Results arrive as typed
-messages (app/messages.py); the app files them in `Observations` and tells the open screens
-what changed (app/changes.py); each screen on view redraws what it shows.
+each node's doctor once it first answers, RTT of the selected path, the dirty rate of the
+selected container. Each loop waits its interval after the previous round finished, so rounds
+never overlap. Results arrive as typed messages (app/messages.py); the app files them in
+`Observations` and tells the open screens what changed (app/changes.py); each screen on view
+redraws what it shows.
 """
 
 from __future__ import annotations
@@ -31,17 +32,25 @@ from whimbrel.app.changes import (
     DirtyChanged,
     HistoryChanged,
     InventoryChanged,
+    ReadinessChanged,
     ReadOnlyChanged,
     RttChanged,
     SelectionChanged,
     ThroughputChanged,
 )
 from whimbrel.app.history_records import HistoryRecord
-from whimbrel.app.measuring import keep_sampling_dirty, measure_path, poll_inventory, poll_rtt
+from whimbrel.app.measuring import (
+    examine_node,
+    keep_sampling_dirty,
+    measure_path,
+    poll_inventory,
+    poll_rtt,
+)
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
     HistoryLoaded,
+    NodeExamined,
     NodeInventoryLoaded,
     ProbeFailed,
     Recovered,
@@ -255,8 +264,14 @@ class WhimbrelApp(App[int]):
     @on(NodeInventoryLoaded)
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
         assert self.observed is not None
-        self.observed.set_node(message.inventory)
+        inventory = message.inventory
+        self.observed.set_node(inventory)
         self._announce(InventoryChanged)
+        # The doctor once, after the node's first answer: it never delays the table. A node
+        # that does not answer is asked once it does (its SSH check would only repeat why not).
+        asked = self.observed.readiness.keys() | self.observed.examining
+        if inventory.reachable and inventory.node not in asked:
+            self.examine(inventory.node)
         container = self.selected_container()
         if self.selected and container is None:
             self.select(None)
@@ -269,6 +284,24 @@ class WhimbrelApp(App[int]):
             # It started (a restore completes, a restart) since sampling began: sample the
             # process it runs now.
             self._restart_monitors()
+
+    def examine(self, node: str) -> None:
+        """Ask the node's doctor (again): every readiness check, a few seconds' work on the
+        node, never on a timer."""
+        assert self.backend is not None and self.observed is not None
+        self.observed.examining.add(node)
+        self.run_worker(
+            partial(examine_node, self.backend, node, self.post_message),
+            group=f"doctor:{node}",
+            exclusive=True,
+        )
+        self._announce(ReadinessChanged)
+
+    @on(NodeExamined)
+    def _node_examined(self, message: NodeExamined) -> None:
+        assert self.observed is not None
+        self.observed.set_readiness(message.report)
+        self._announce(ReadinessChanged)
 
     def first_table_shown(self) -> None:
         """The main screen calls this each time it fills its table."""

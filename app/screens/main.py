@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Header, Input
 from whimbrel.app.changes import (
     DirtyChanged,
     InventoryChanged,
+    ReadinessChanged,
     ReadOnlyChanged,
     RttChanged,
     SelectionChanged,
@@ -123,6 +124,12 @@ class MainScreen(ConsoleScreen, Screen[None]):
             self._show_table()
         self._show_dirty()
 
+    @on(ReadinessChanged)
+    def _readiness_changed(self) -> None:
+        if on_view(self):
+            self._show_nodes()
+            self._show_titles()  # a narrow screen's title names the unready nodes
+
     @on(RttChanged)
     def _rtt_changed(self) -> None:
         if on_view(self):
@@ -152,6 +159,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
             nodes = []
             for node in observed.config.nodes_of(name):
                 inv = observed.nodes.get(node.name)
+                report = observed.readiness.get(node.name)
                 nodes.append(
                     NodeStatus(
                         node.name,
@@ -160,6 +168,8 @@ class MainScreen(ConsoleScreen, Screen[None]):
                         len(inv.containers) if inv else 0,
                         inv.error if inv else None,
                         inv.elapsed_s if inv else None,
+                        tuple(c.name for c in report.failed) if report else (),
+                        tuple(c.name for c in report.warnings) if report else (),
                     )
                 )
             clusters.append(ClusterStatus(name, cluster.read_only, tuple(nodes)))
@@ -220,6 +230,14 @@ class MainScreen(ConsoleScreen, Screen[None]):
             down = [n.node for n in answered if not n.reachable]
             if down:
                 title += f", {', '.join(down)} down"
+            reports = observed.readiness
+            unready = [
+                n.node
+                for n in answered
+                if n.reachable and n.node in reports and not reports[n.node].ready
+            ]
+            if unready:
+                title += f", {', '.join(unready)} not ready"
             subtitle = f"n: nodes  ·  {subtitle}"
         if self.marked:
             title += f"  ·  {len(self.marked)} marked"
