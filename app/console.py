@@ -69,6 +69,7 @@ from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.app.screens.readiness import ReadinessScreen
 from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState
 from whimbrel.backends.engine import MigrationRequest
@@ -91,6 +92,7 @@ SCREENS: tuple[type[Screen], ...] = (
     EvacuateScreen,
     EvacuationProgressScreen,
     HistoryScreen,
+    ReadinessScreen,
     HelpScreen,
     WelcomeScreen,
 )

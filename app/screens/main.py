@@ -27,6 +27,7 @@ from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.app.screens.migrate import confirm_migration
 from whimbrel.app.screens.preview import PreviewScreen
+from whimbrel.app.screens.readiness import ReadinessScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
@@ -54,6 +55,9 @@ class MainScreen(ConsoleScreen, Screen[None]):
         Binding("e", "evacuate", "Evacuate", id="main.evacuate"),
         Binding("h", "history", "History", id="main.history"),
         Binding("n", "nodes", "Nodes", id="main.nodes"),
+        # Out of the footer: at 120 columns it is full to `? Help`. The cluster panel's border
+        # names the key, `?` lists it.
+        Binding("d", "doctor", "Node readiness", show=False, id="main.doctor"),
     ]
 
     def __init__(self) -> None:
@@ -78,7 +82,8 @@ class MainScreen(ConsoleScreen, Screen[None]):
         yield FoldingFooter(FOLD_WHEN_NARROW)
 
     def on_mount(self) -> None:
-        self.query_one("#nodes", NodeList).border_title = "Clusters"
+        nodes = self.query_one("#nodes", NodeList)
+        nodes.border_title, nodes.border_subtitle = "Clusters", "d: readiness"
         self.query_one("#filter", Input).display = False
         self.query_one(ContainerTable).focus()
         self._redraw()
@@ -315,6 +320,20 @@ class MainScreen(ConsoleScreen, Screen[None]):
     def _nodes_left(self, event: events.DescendantBlur) -> None:
         if isinstance(event.widget, NodeList):
             self.remove_class("-nodes-open")
+
+    def action_doctor(self) -> None:
+        """Every readiness check of the highlighted node, or of the node of the container
+        under the cursor."""
+        nodes = self.query_one(NodeList)
+        if nodes.has_focus:
+            node = nodes.highlighted_node
+        else:
+            container = self._current()
+            node = container.node if container else None
+        if node is None:
+            self.notify("pick a container, or a node (n)", severity="warning")
+            return
+        self.app.push_screen(ReadinessScreen(node))
 
     def action_refresh(self) -> None:
         self.console.refresh_inventory()
