@@ -210,9 +210,11 @@ class WhimbrelApp(App[int]):
         under it catch up when resumed: Textual repaints the top screen whole for each message
         the one right under it handles (its idle check resumes that screen's updates, and a
         screen right under the top counts as seen through), twice a second with the charts
-        live: 27 KB/s to the terminal from a history screen showing nothing new."""
-        if self.screen.is_mounted:
-            self.screen.post_message(change())
+        live: 27 KB/s to the terminal from a history screen showing nothing new. While the app
+        closes no screen is left: an answer that arrives then is filed and told to no one."""
+        stack = self.screen_stack
+        if stack and stack[-1].is_mounted:
+            stack[-1].post_message(change())
 
     def _record_timing(self, name: str) -> None:
         """For benchmarks/console_cpu.py: when set, WHIMBREL_TIMINGS gets one JSON line per
