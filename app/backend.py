@@ -2,7 +2,7 @@
 
 The app depends on `Backend` only; `SSHBackend` implements it over one SessionPool and the
 backends (inventory, probes, dirty-rate sampling, the migration engine and the evacuation
-runner, its history records).
+runner, its history records, the doctor).
 All network work happens here, never in widgets. tests/console/fake_backend.py is the only
 other implementation, for deterministic snapshots.
 """
@@ -18,6 +18,7 @@ from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import DirtyRate, console_request, engine_defaults
 from whimbrel.backends.config import Config
 from whimbrel.backends.dirty import DirtySample, distinct_share
+from whimbrel.backends.doctor import NodeReport, examine
 from whimbrel.backends.engine import Migration, MigrationRequest, recover
 from whimbrel.backends.evacuation import Evacuation, EvacuationEvent, EvacuationPlan
 from whimbrel.backends.events import MigrationEvent
@@ -57,6 +58,10 @@ class Backend(Protocol):
     config: Config
 
     async def node_inventory(self, node: str) -> NodeInventory: ...
+
+    async def doctor(self, node: str) -> NodeReport:
+        """Every readiness check of the node, as `whimbrel doctor` runs them."""
+        ...
 
     async def rtt(self, src: str, dst: str) -> RttResult: ...
 
@@ -110,6 +115,9 @@ class SSHBackend:
 
     async def node_inventory(self, node: str) -> NodeInventory:
         return await node_inventory(self._pool, self.config.node(node), INVENTORY_TIMEOUT_S)
+
+    async def doctor(self, node: str) -> NodeReport:
+        return await examine(self._pool, self.config.node(node))
 
     async def rtt(self, src: str, dst: str) -> RttResult:
         return await probe_rtt(

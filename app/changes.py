@@ -14,6 +14,10 @@ class InventoryChanged(ConsoleStateChanged, bubble=False):
     """A node answered, or containers became busy or free with a migration."""
 
 
+class ReadinessChanged(ConsoleStateChanged, bubble=False):
+    """A node's doctor answered, or was asked again."""
+
+
 class SelectionChanged(ConsoleStateChanged, bubble=False):
     """The watched container or its target changed."""
 

@@ -2,10 +2,11 @@
 
 The app owns the Backend, the `Observations` of the clusters and the workers that feed them
 (their loops in app/measuring.py): inventory per node (a slow node never holds up the others),
-RTT of the selected path, the dirty rate of the selected container. Each loop waits its
-interval after the previous round finished, so rounds never overlap. Results arrive as typed
-messages (app/messages.py); the app files them in `Observations` and tells the open screens
-what changed (app/changes.py); each screen on view redraws what it shows.
+each node's doctor once it first answers, RTT of the selected path, the dirty rate of the
+selected container. Each loop waits its interval after the previous round finished, so rounds
+never overlap. Results arrive as typed messages (app/messages.py); the app files them in
+`Observations` and tells the open screens what changed (app/changes.py); each screen on view
+redraws what it shows.
 """
 
 from __future__ import annotations
@@ -31,17 +32,25 @@ from whimbrel.app.changes import (
     DirtyChanged,
     HistoryChanged,
     InventoryChanged,
+    ReadinessChanged,
     ReadOnlyChanged,
     RttChanged,
     SelectionChanged,
     ThroughputChanged,
 )
 from whimbrel.app.history_records import HistoryRecord
-from whimbrel.app.measuring import keep_sampling_dirty, measure_path, poll_inventory, poll_rtt
+from whimbrel.app.measuring import (
+    examine_node,
+    keep_sampling_dirty,
+    measure_path,
+    poll_inventory,
+    poll_rtt,
+)
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
     HistoryLoaded,
+    NodeExamined,
     NodeInventoryLoaded,
     ProbeFailed,
     Recovered,
@@ -60,6 +69,7 @@ from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.preview import PreviewScreen
 from whimbrel.app.screens.progress import ProgressScreen
+from whimbrel.app.screens.readiness import ReadinessScreen
 from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState
 from whimbrel.backends.engine import MigrationRequest
@@ -82,6 +92,7 @@ SCREENS: tuple[type[Screen], ...] = (
     EvacuateScreen,
     EvacuationProgressScreen,
     HistoryScreen,
+    ReadinessScreen,
     HelpScreen,
     WelcomeScreen,
 )
@@ -199,9 +210,11 @@ class WhimbrelApp(App[int]):
         under it catch up when resumed: Textual repaints the top screen whole for each message
         the one right under it handles (its idle check resumes that screen's updates, and a
         screen right under the top counts as seen through), twice a second with the charts
-        live: 27 KB/s to the terminal from a history screen showing nothing new."""
-        if self.screen.is_mounted:
-            self.screen.post_message(change())
+        live: 27 KB/s to the terminal from a history screen showing nothing new. While the app
+        closes no screen is left: an answer that arrives then is filed and told to no one."""
+        stack = self.screen_stack
+        if stack and stack[-1].is_mounted:
+            stack[-1].post_message(change())
 
     def _record_timing(self, name: str) -> None:
         """For benchmarks/console_cpu.py: when set, WHIMBREL_TIMINGS gets one JSON line per
@@ -255,8 +268,14 @@ class WhimbrelApp(App[int]):
     @on(NodeInventoryLoaded)
     def _inventory_loaded(self, message: NodeInventoryLoaded) -> None:
         assert self.observed is not None
-        self.observed.set_node(message.inventory)
+        inventory = message.inventory
+        self.observed.set_node(inventory)
         self._announce(InventoryChanged)
+        # The doctor once, after the node's first answer: it never delays the table. A node
+        # that does not answer is asked once it does (its SSH check would only repeat why not).
+        asked = self.observed.readiness.keys() | self.observed.examining
+        if inventory.reachable and inventory.node not in asked:
+            self.examine(inventory.node)
         container = self.selected_container()
         if self.selected and container is None:
             self.select(None)
@@ -269,6 +288,24 @@ class WhimbrelApp(App[int]):
             # It started (a restore completes, a restart) since sampling began: sample the
             # process it runs now.
             self._restart_monitors()
+
+    def examine(self, node: str) -> None:
+        """Ask the node's doctor (again): every readiness check, a few seconds' work on the
+        node, never on a timer."""
+        assert self.backend is not None and self.observed is not None
+        self.observed.examining.add(node)
+        self.run_worker(
+            partial(examine_node, self.backend, node, self.post_message),
+            group=f"doctor:{node}",
+            exclusive=True,
+        )
+        self._announce(ReadinessChanged)
+
+    @on(NodeExamined)
+    def _node_examined(self, message: NodeExamined) -> None:
+        assert self.observed is not None
+        self.observed.set_readiness(message.report)
+        self._announce(ReadinessChanged)
 
     def first_table_shown(self) -> None:
         """The main screen calls this each time it fills its table."""

@@ -13,12 +13,14 @@ from whimbrel.app.backend import Backend
 from whimbrel.app.messages import (
     DirtyFailed,
     DirtySampled,
+    NodeExamined,
     NodeInventoryLoaded,
     ProbeFailed,
     RttMeasured,
     ThroughputMeasured,
 )
 from whimbrel.app.observations import Observations
+from whimbrel.backends.doctor import Check, NodeReport
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory
 
 DIRTY_INTERVAL_S = 1.0
@@ -37,6 +39,19 @@ async def poll_inventory(backend: Backend, node: str, every_s: float, post: Post
             inventory = NodeInventory(node, cluster, False, error=str(exc))
         post(NodeInventoryLoaded(inventory))
         await asyncio.sleep(every_s)
+
+
+async def examine_node(backend: Backend, node: str, post: Post) -> None:
+    """The node's doctor, once: each of its checks reports its own trouble, so an exception
+    here is the doctor's own (a lost connection mid-way); it reads as one failed check."""
+    try:
+        report = await backend.doctor(node)
+    except Exception as exc:
+        cluster = backend.config.node(node).cluster
+        why = str(exc) or type(exc).__name__
+        found = Check("doctor", False, why, f"check again, or run `whimbrel doctor {node}`")
+        report = NodeReport(node, cluster, (found,))
+    post(NodeExamined(report))
 
 
 async def poll_rtt(

@@ -7,6 +7,7 @@ from textual.message import Message
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.observations import ProbeKind
 from whimbrel.app.planning import DirtyRate
+from whimbrel.backends.doctor import NodeReport
 from whimbrel.backends.evacuation import EvacuationEvent
 from whimbrel.backends.events import MigrationEvent
 from whimbrel.backends.inventory import NodeInventory
@@ -19,6 +20,14 @@ class NodeInventoryLoaded(Message):
     def __init__(self, inventory: NodeInventory) -> None:
         super().__init__()
         self.inventory = inventory
+
+
+class NodeExamined(Message):
+    """A node's doctor answered: every readiness check, passed or failed."""
+
+    def __init__(self, report: NodeReport) -> None:
+        super().__init__()
+        self.report = report
 
 
 class RttMeasured(Message):

@@ -15,6 +15,7 @@ from typing import Literal
 
 from whimbrel.app.planning import DirtyRate, PathMeasurements, container_size, mean_dirty_rate
 from whimbrel.backends.config import Config
+from whimbrel.backends.doctor import NodeReport
 from whimbrel.backends.evacuation import Destination, Leaving, Route
 from whimbrel.backends.inventory import ContainerInfo, NodeInventory
 from whimbrel.backends.probes import RttResult, ThroughputResult
@@ -64,6 +65,8 @@ class Observations:
         self.throughput_errors: dict[Pair, str] = {}
         self.dirty_errors: dict[str, str] = {}  # by container ref
         self.busy: dict[str, str] = {}  # ref -> what is happening to it, e.g. "migrating"
+        self.readiness: dict[str, NodeReport] = {}  # node -> its doctor's last report
+        self.examining: set[str] = set()  # nodes whose doctor is running now
         self._probing: dict[Pair, asyncio.Lock] = {}
         self._loaded: dict[Pair, deque[LoadWindow]] = {}  # by path_of()
 
@@ -100,6 +103,10 @@ class Observations:
     def set_node(self, inventory: NodeInventory) -> None:
         self.nodes[inventory.node] = inventory
         self.answered_at[inventory.node] = time.monotonic()
+
+    def set_readiness(self, report: NodeReport) -> None:
+        self.readiness[report.node] = report
+        self.examining.discard(report.node)
 
     def containers(self) -> list[ContainerInfo]:
         return [c for inv in self.nodes.values() if inv is not None for c in inv.containers]

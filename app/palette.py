@@ -1,5 +1,6 @@
 """The command palette's whimbrel commands (`:` or ctrl+p): migrate, evacuate, probe, theme,
-refresh, read-only, history. Screen commands run on the screen the palette was opened from."""
+refresh, read-only, history, node readiness. Screen commands run on the screen the palette was
+opened from."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ SCREEN_COMMANDS = (
     ("preview", "Plan preview", "the model's plan for the selected container"),
     ("probe", "Probe", "measure the selected path again: RTT and throughput"),
     ("history", "History", "past migrations, predicted against measured"),
+    ("doctor", "Node readiness", "every check of the node's doctor, with remedies"),
 )
 
 

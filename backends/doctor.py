@@ -36,6 +36,11 @@ class Check:
         """The check in one line: what was found and, failed, what to do."""
         return f"{self.name}: {self.detail}" + (f" ({self.remedy})" if self.remedy else "")
 
+    @property
+    def mark(self) -> str:
+        """ok, FAIL (a required check) or warn: the CLI's and the console's word for it."""
+        return "ok" if self.ok else "FAIL" if self.required else "warn"
+
 
 @dataclass(frozen=True)
 class NodeReport:
@@ -55,6 +60,10 @@ class NodeReport:
     @property
     def warnings(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.required and not c.ok)
+
+    @property
+    def verdict(self) -> str:
+        return "ready" if self.ready else f"NOT READY ({len(self.failed)} to fix)"
 
     def as_json(self) -> dict:
         return {

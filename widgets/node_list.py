@@ -1,5 +1,8 @@
 """Clusters and their nodes, each with its reachability: answering, not answering (and why),
-or not heard from yet. Prompts are replaced in place, only when they change."""
+or not heard from yet; and what an answering node's doctor found wanting: "not ready" and the
+first required check it failed, else its first warning. A ready node, or one not checked yet,
+says nothing more: only what needs the operator shows. Prompts are replaced in place, only when
+they change."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ class NodeStatus:
     containers: int = 0
     error: str | None = None
     answer_s: float | None = None  # how long the last inventory took
+    failed: tuple[str, ...] = ()  # the doctor's failed required checks, by name
+    warnings: tuple[str, ...] = ()  # its failed optional checks
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,22 @@ def _node_prompt(node: NodeStatus, colours: Mapping[str, str]) -> Text:
         return text
     text = Text("  ● ", style=colours.get("success", ""))
     text.append(node.name)
+    if node.failed:
+        # In place of the count, as an unreachable node's ✗ is: trouble first. The check's
+        # name on a line of its own: "not ready: experimental" overflows the panel's width.
+        text.append("  not ready", style=colours.get("error", ""))
+        text.append("\n    " + _first(node.failed), style=colours.get("error", ""))
+        return text
     count = node.containers
     text.append(f"  {count} container{'s' if count != 1 else ''}", style="dim")
+    if node.warnings:
+        text.append("\n    warn: " + _first(node.warnings), style="dim")
     return text
+
+
+def _first(names: tuple[str, ...]) -> str:
+    """The first name, and how many more: a line of the panel holds one."""
+    return names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
 class NodeList(OptionList):

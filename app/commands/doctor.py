@@ -35,11 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(report: NodeReport) -> None:
-    verdict = "ready" if report.ready else f"NOT READY ({len(report.failed)} to fix)"
-    print(f"{report.node} ({report.cluster}): {verdict}")
+    print(f"{report.node} ({report.cluster}): {report.verdict}")
     width = max(len(c.name) for c in report.checks)
     for check in report.checks:
-        mark = "ok" if check.ok else "FAIL" if check.required else "warn"
-        print(f"  {mark:<4}  {check.name:<{width}}  {check.detail}")
+        print(f"  {check.mark:<4}  {check.name:<{width}}  {check.detail}")
         if check.remedy:
             print(f"  {'':<4}  {'':<{width}}  -> {check.remedy}")

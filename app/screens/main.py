@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Header, Input
 from whimbrel.app.changes import (
     DirtyChanged,
     InventoryChanged,
+    ReadinessChanged,
     ReadOnlyChanged,
     RttChanged,
     SelectionChanged,
@@ -26,6 +27,7 @@ from whimbrel.app.screens.history import HistoryScreen
 from whimbrel.app.screens.live_charts import show_dirty, show_rtt
 from whimbrel.app.screens.migrate import confirm_migration
 from whimbrel.app.screens.preview import PreviewScreen
+from whimbrel.app.screens.readiness import ReadinessScreen
 from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.widgets.charts import DirtyChart, RttChart, on_view
 from whimbrel.widgets.container_table import ContainerRow, ContainerTable
@@ -53,6 +55,9 @@ class MainScreen(ConsoleScreen, Screen[None]):
         Binding("e", "evacuate", "Evacuate", id="main.evacuate"),
         Binding("h", "history", "History", id="main.history"),
         Binding("n", "nodes", "Nodes", id="main.nodes"),
+        # Out of the footer: at 120 columns it is full to `? Help`. The cluster panel's border
+        # names the key, `?` lists it.
+        Binding("d", "doctor", "Node readiness", show=False, id="main.doctor"),
     ]
 
     def __init__(self) -> None:
@@ -77,7 +82,8 @@ class MainScreen(ConsoleScreen, Screen[None]):
         yield FoldingFooter(FOLD_WHEN_NARROW)
 
     def on_mount(self) -> None:
-        self.query_one("#nodes", NodeList).border_title = "Clusters"
+        nodes = self.query_one("#nodes", NodeList)
+        nodes.border_title, nodes.border_subtitle = "Clusters", "d: readiness"
         self.query_one("#filter", Input).display = False
         self.query_one(ContainerTable).focus()
         self._redraw()
@@ -123,6 +129,12 @@ class MainScreen(ConsoleScreen, Screen[None]):
             self._show_table()
         self._show_dirty()
 
+    @on(ReadinessChanged)
+    def _readiness_changed(self) -> None:
+        if on_view(self):
+            self._show_nodes()
+            self._show_titles()  # a narrow screen's title names the unready nodes
+
     @on(RttChanged)
     def _rtt_changed(self) -> None:
         if on_view(self):
@@ -152,6 +164,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
             nodes = []
             for node in observed.config.nodes_of(name):
                 inv = observed.nodes.get(node.name)
+                report = observed.readiness.get(node.name)
                 nodes.append(
                     NodeStatus(
                         node.name,
@@ -160,6 +173,8 @@ class MainScreen(ConsoleScreen, Screen[None]):
                         len(inv.containers) if inv else 0,
                         inv.error if inv else None,
                         inv.elapsed_s if inv else None,
+                        tuple(c.name for c in report.failed) if report else (),
+                        tuple(c.name for c in report.warnings) if report else (),
                     )
                 )
             clusters.append(ClusterStatus(name, cluster.read_only, tuple(nodes)))
@@ -220,6 +235,14 @@ class MainScreen(ConsoleScreen, Screen[None]):
             down = [n.node for n in answered if not n.reachable]
             if down:
                 title += f", {', '.join(down)} down"
+            reports = observed.readiness
+            unready = [
+                n.node
+                for n in answered
+                if n.reachable and n.node in reports and not reports[n.node].ready
+            ]
+            if unready:
+                title += f", {', '.join(unready)} not ready"
             subtitle = f"n: nodes  ·  {subtitle}"
         if self.marked:
             title += f"  ·  {len(self.marked)} marked"
@@ -297,6 +320,20 @@ class MainScreen(ConsoleScreen, Screen[None]):
     def _nodes_left(self, event: events.DescendantBlur) -> None:
         if isinstance(event.widget, NodeList):
             self.remove_class("-nodes-open")
+
+    def action_doctor(self) -> None:
+        """Every readiness check of the highlighted node, or of the node of the container
+        under the cursor."""
+        nodes = self.query_one(NodeList)
+        if nodes.has_focus:
+            node = nodes.highlighted_node
+        else:
+            container = self._current()
+            node = container.node if container else None
+        if node is None:
+            self.notify("pick a container, or a node (n)", severity="warning")
+            return
+        self.app.push_screen(ReadinessScreen(node))
 
     def action_refresh(self) -> None:
         self.console.refresh_inventory()

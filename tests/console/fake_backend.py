@@ -6,7 +6,7 @@ network. The only fake in the project; the real flow is proven against the lab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.orders import MigrationOrder
 from whimbrel.app.planning import DirtyRate
-from whimbrel.backends.config import Config, parse_config
+from whimbrel.backends.config import Config, Node, parse_config
+from whimbrel.backends.doctor import Check, NodeReport, peers_of
 from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.evacuation import (
     Evacuation,
@@ -49,6 +50,69 @@ MEMORY_AVAILABLE = {"east-1": 3 << 30, "east-2": 2 << 30, "west-1": 1 << 30, "we
 # no freeze, diff or resume of their own (its dump, send and commit terms hold them).
 MEASURED_PARTS = DowntimeParts(0.003, 0.049, 0.004, 0.009, 0.031, 0.042, 0.004)
 PREDICTED_PARTS = DowntimeParts(0.0, 0.039, 0.0, 0.006, 0.032, 0.041, 0.0)
+
+
+# The doctor's checks of a node as the node helper words them (backends/remote/doctor.py):
+# name, what it finds passed, what it finds failed, the remedy, required. `{address}` is the
+# node's, or for a link check the peer's.
+DOCTOR_CHECKS = (
+    ("ssh", "{address} as root, host key verified", "no answer within 6 s",
+     "check {address}, the network, and that sshd runs", True),
+    ("docker-forwarding", "/var/run/docker.sock reached over SSH",
+     "the forwarded socket was refused", "AllowStreamLocalForwarding yes in the node's "
+     "sshd_config: the operator reaches Docker through the SSH connection", True),
+    ("privileges", "root", "runs as uid 1000",
+     "connect as root: checkpoint, restore and the container's files need it", True),
+    ("docker", "Docker 20.10.24 (API 1.41)", "no engine answers on /var/run/docker.sock",
+     "start dockerd, or set this node's docker_socket to the socket it listens on", True),
+    ("experimental", "on", "off", 'add "experimental": true to /etc/docker/daemon.json and '
+     "restart dockerd (restores use docker start --checkpoint)", True),
+    ("runc", "runc version 1.1.5; state in /run/docker/runtime-runc/moby",
+     "the default runtime is crun",
+     'set "default-runtime": "runc" in /etc/docker/daemon.json: dumps go through runc', True),
+    ("criu", "CRIU 4.2.1 at /usr/sbin/criu", "CRIU 3.17.1 at /usr/sbin/criu",
+     "install CRIU 4.2 or newer (older ones cannot dump TCP sockets on new kernels)", True),
+    ("criu-check", "Looks good.", "Error (criu/cr-check.c:1280): UFFD is not supported",
+     "`/usr/sbin/criu check` fails: the kernel lacks what CRIU needs (see its output there)",
+     True),
+    ("lazy-pages", "userfaultfd: restores start before all pages are there",
+     "no userfaultfd (Error: UFFD is not supported)",
+     "a kernel with CONFIG_USERFAULTFD: without it every page is sent before the restore",
+     False),
+    ("soft-dirty", "soft-dirty: rounds dump only the pages written since",
+     "no soft-dirty tracking: each round dumps all memory (changes found by hashing)",
+     "a kernel with CONFIG_MEM_SOFT_DIRTY makes rounds cheaper", False),
+    ("network-lock", "iptables (/usr/sbin/iptables-restore)", "no iptables-restore on PATH",
+     "install iptables: CRIU locks the container's connections with it while it dumps", True),
+    ("space:staging", "38.2 GiB free for /var/lib/whimbrel", "0.4 GiB free for /var/lib/whimbrel",
+     "free space on the file system of /var/lib/whimbrel: rounds are staged there, as much "
+     "as the container's memory", True),
+    ("authorized-keys", "/root/.ssh/authorized_keys writable",
+     "/root/.ssh/authorized_keys not writable", "make it writable by this user, or set the "
+     "node's authorized_keys to the file its sshd reads", True),
+)  # fmt: skip
+LINK_CHECK = (
+    "{address} answers", "{address}: timed out",
+    "let this node reach {address} over TCP: rounds go node to node over SSH", True,
+)  # fmt: skip
+
+
+def fake_report(node: Node, peers: Collection[Node], failing: Collection[str] = ()) -> NodeReport:
+    """What the doctor finds on `node`: every check passes but those named in `failing` (a
+    `link:PEER` check for each of `peers`). A node without SSH fails that and nothing more."""
+    rows = [*DOCTOR_CHECKS, *((f"link:{p.name}", *LINK_CHECK) for p in peers)]
+    addresses = {f"link:{p.name}": f"{p.host}:{p.port}" for p in peers}
+    checks = []
+    for name, passed, failed, remedy, required in rows:
+        address = addresses.get(name, node.address)
+        ok = name not in failing
+        found = (passed if ok else failed).format(address=address)
+        checks.append(
+            Check(name, ok, found, None if ok else remedy.format(address=address), required)
+        )
+        if name == "ssh" and not ok:
+            break
+    return NodeReport(node.name, node.cluster, tuple(checks))
 
 
 def fake_config(console: dict | None = None, read_only_cluster: str | None = None) -> Config:
@@ -247,10 +311,12 @@ class FakeBackend:
         hold_mid_round: bool = False,
         failing: Mapping[str, str] | None = None,
         memory_available: Mapping[str, int] | None = None,
+        doctor_finds: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         """`hold_mid_round`: held migrations wait halfway through round 0 (its progress
         shown), not after it; `failing`: container name -> the error its migration fails
-        with (the others go through)."""
+        with (the others go through); `doctor_finds`: node -> the checks its doctor fails
+        (every node is ready otherwise; an unreachable one fails SSH)."""
         self.config = config or fake_config()
         self.unreachable = set(unreachable)
         self.containers = containers if containers is not None else default_containers()
@@ -262,6 +328,8 @@ class FakeBackend:
         self.crash_in_cleanup = crash_in_cleanup
         self.memory = dict(MEMORY_AVAILABLE if memory_available is None else memory_available)
         self.records = history if history is not None else default_history()
+        self.doctor_finds = dict(doctor_finds or {})
+        self.examined: list[str] = []  # nodes the doctor was asked about, in order
         self.migrations: list[FakeMigration] = []
         self.ended: list[FakeMigration] = []  # in the order they ended
         self.evacuations: list[tuple[EvacuationPlan, MigrationRequest]] = []
@@ -285,6 +353,12 @@ class FakeBackend:
         mine = tuple(c for c in self.containers if c.node == node)
         memory = self.memory.get(node)
         return NodeInventory(node, cluster, True, mine, elapsed_s=0.05, memory_available=memory)
+
+    async def doctor(self, node: str) -> NodeReport:
+        self.examined.append(node)
+        failing = {"ssh"} if node in self.unreachable else self.doctor_finds.get(node, ())
+        checked = self.config.node(node)
+        return fake_report(checked, peers_of(checked, self.config.nodes), failing)
 
     async def rtt(self, src: str, dst: str) -> RttResult:
         self.rtt_calls += 1

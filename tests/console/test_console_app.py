@@ -12,12 +12,15 @@ from tests.console.conftest import SIZE
 from tests.console.fake_backend import CONFIG_PATH, FakeBackend, default_history, fake_config
 from tests.console.helpers import history_opened, settled, text_of, until
 from whimbrel.app.console import SCREENS, WhimbrelApp, binding_ids
+from whimbrel.app.messages import NodeExamined, NodeInventoryLoaded
 from whimbrel.app.screens.help import HelpScreen
 from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.migrate import MigrateModal
 from whimbrel.app.screens.welcome import WelcomeScreen
 from whimbrel.app.settings import ConsoleSettings, RememberedState, console_settings
 from whimbrel.backends.config import ConfigError
+from whimbrel.backends.doctor import Check, NodeReport
+from whimbrel.backends.inventory import NodeInventory
 from whimbrel.themes import THEMES
 from whimbrel.widgets.container_table import ContainerTable
 
@@ -191,3 +194,14 @@ async def test_quitting_closes_the_backend(make_app) -> None:
         await settled(pilot)
         await pilot.press("q")
     assert backend.closed and app.return_value == 0
+
+
+def test_answers_arriving_as_the_console_closes_are_filed_not_a_crash(make_app) -> None:
+    """No screen is left on the stack while the app closes; a node's answer or its doctor's
+    can still arrive then (a lab run died of it: ScreenStackError)."""
+    app = make_app()
+    assert not app.screen_stack
+    app._inventory_loaded(NodeInventoryLoaded(NodeInventory("west-2", "west", False)))
+    report = NodeReport("east-1", "east", (Check("ssh", True, "host key verified"),))
+    app._node_examined(NodeExamined(report))
+    assert app.observed.readiness["east-1"] is report

@@ -24,6 +24,7 @@ from tests.console.test_evacuation_flow import (
     planned,
     rows,
 )
+from tests.console.test_readiness import examined, opened
 from whimbrel.app.settings import ConsoleSettings
 
 
@@ -239,3 +240,33 @@ def test_an_evacuations_summary_says_where_each_container_runs(snap_compare, mak
 def test_an_evacuations_summary_at_80x24_shows_whole(snap_compare, make_app) -> None:
     app = make_app(FakeBackend(failing={"hot": "west-1: no space left on device"}))
     assert snap_compare(app, terminal_size=SMALL, run_before=_evacuation_ended)
+
+
+# east-2 fails a required check and has a warning; west-1 has a warning only.
+DOCTOR_FINDS = {"east-2": ("experimental", "soft-dirty"), "west-1": ("lazy-pages",)}
+
+
+def test_the_cluster_panel_marks_an_unready_node_and_one_with_warnings(
+    snap_compare, make_app
+) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await examined(pilot)
+
+    app = make_app(FakeBackend(doctor_finds=DOCTOR_FINDS))
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def _readiness_of_east_2(pilot: Pilot) -> None:
+    await opened(pilot, "east-2/queue")
+
+
+def test_readiness_lists_every_check_and_the_remedy_under_each_failure(
+    snap_compare, make_app
+) -> None:
+    app = make_app(FakeBackend(doctor_finds=DOCTOR_FINDS))
+    assert snap_compare(app, terminal_size=SIZE, run_before=_readiness_of_east_2)
+
+
+def test_readiness_at_80x24_fits_and_scrolls(snap_compare, make_app) -> None:
+    app = make_app(FakeBackend(doctor_finds=DOCTOR_FINDS))
+    assert snap_compare(app, terminal_size=SMALL, run_before=_readiness_of_east_2)
