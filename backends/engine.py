@@ -131,8 +131,9 @@ class Migration:
         for node in (src, dst):
             if self.pool.config.clusters[node.cluster].read_only:
                 raise UsageError(f"cluster {node.cluster} is read-only: no migration from or to it")
-        if not any(n.node == dst.name and n.reachable for n in inventory.nodes):
-            raise WhimbrelError(f"target {dst.name} is not reachable")
+        target = next(n for n in inventory.nodes if n.node == dst.name)
+        if not target.reachable:
+            raise WhimbrelError(f"target {dst.name} is not reachable: {target.error}")
         return container
 
     async def _run(

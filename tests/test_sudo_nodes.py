@@ -5,12 +5,15 @@ with its remedy. On the node, `~` is the login user's home, not root's."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pwd
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.node_helpers import load
+from tests.node_helpers import load, write
 from whimbrel.backends.config import Config, Node
 from whimbrel.backends.ssh import NodeSession, SudoRefused, sudo_refusal
 
@@ -51,3 +54,21 @@ def test_on_the_node_home_is_the_login_users_under_sudo(monkeypatch: pytest.Monk
     assert nodelib.expand_home("/etc/keys") == "/etc/keys"
     monkeypatch.delenv("SUDO_USER")
     assert nodelib.login_user() is None
+
+
+@pytest.mark.parametrize("asked", ["expect 20261203-x", "forget 20261203-x", ""])
+def test_what_a_source_asks_through_sudo_is_held_to_the_links_actions(
+    tmp_path: Path, asked: str
+) -> None:
+    # The operator's own actions come as separate arguments; the source's request, however
+    # worded, arrives as one argument after --link and is parsed as SSH_ORIGINAL_COMMAND is.
+    receiver = write("receiver", tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(receiver), "--link", asked],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode != 0
+    assert "refused" in json.loads(done.stdout.splitlines()[-1])["error"]

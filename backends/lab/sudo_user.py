@@ -19,7 +19,10 @@ SUDOERS = Path("/etc/sudoers.d/whimbrel-lab")
 
 def make(name: str, public_key: str) -> None:
     remove(name)
-    run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "docker", name])
+    # A password of "*": none works, yet the account is not locked (sshd refuses a locked
+    # account even a key).
+    run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "docker",
+         "--password", "*", name])  # fmt: skip
     home = Path(pwd.getpwnam(name).pw_dir)
     ssh_dir = home / ".ssh"
     ssh_dir.mkdir(mode=0o700)

@@ -19,7 +19,7 @@ import sys
 
 from engineapi import UnixConnection, get
 from nodelib import expand_home, login_user
-from runcdump import runc_roots
+from runcdump import find_runc_root
 from workdirs import BASE
 
 CRIU_AT_LEAST = (4, 2)
@@ -74,6 +74,8 @@ def engine(sock):
         conn = UnixConnection(sock)
         _, version = get(conn, "/version")
         _, info = get(conn, "/info")
+        _, running = get(conn, "/containers/json")
+        info["whimbrel_running"] = [c["Id"] for c in running or ()]
     except (OSError, ValueError) as exc:
         found = check(
             "docker",
@@ -125,12 +127,14 @@ def runc(info):
         )
     code, said = run([shutil.which(path) or path, "--version"])
     version = said.splitlines()[0] if code == 0 and said else None
-    # Docker makes its runc root when it first starts a container.
-    roots = ", ".join(runc_roots()) or "none yet"
+    # Its root (where dumps find a container's state) is the one holding a running one's.
+    roots = (find_runc_root(cid) for cid in info.get("whimbrel_running", ()))
+    root = next((r for r in roots if r), None)
+    where = f"its state in {root}" if root else "no running container to find its state by"
     return check(
         "runc",
         version is not None,
-        f"{version or path + ' does not run: ' + last_line(said)}; state in {roots}",
+        f"{version or path + ' does not run: ' + last_line(said)}; {where}",
         f"install runc where dockerd finds it ({path})",
     )
 

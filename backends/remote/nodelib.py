@@ -38,6 +38,11 @@ def fail(message):
     sys.exit(1)
 
 
+# Through sudo (become = "sudo") the environment is reset: a link's forced command (trust.py)
+# hands what the source asked for (SSH_ORIGINAL_COMMAND) to the receiver after this word.
+LINK_ARG = "--link"
+
+
 def login_user():
     """The user SSH logged in as when a node's helpers run as root through `sudo -n` (become =
     "sudo"), from SUDO_USER, which sudo sets itself: (uid, gid, home), or None when the login

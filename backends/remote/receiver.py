@@ -63,7 +63,7 @@ import sys
 import tarfile
 
 from decision import expect, forget, settle
-from nodelib import fail, out
+from nodelib import LINK_ARG, fail, out
 from receiving import recv, rounds
 from stripes import sink, stripe
 from targetdir import here, read_target
@@ -130,7 +130,9 @@ OPERATOR_ACTIONS = {"expect": expect, "settle": settle, "forget": forget}
 
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if len(sys.argv) > 1:  # the operator's own session: the forced command has no arguments
+    if sys.argv[1:2] == [LINK_ARG]:  # through sudo: see LINK_ARG
+        words, actions = shlex.split(" ".join(sys.argv[2:3])), ACTIONS
+    elif len(sys.argv) > 1:  # the operator's own session: the forced command has no arguments
         words, actions = sys.argv[1:], OPERATOR_ACTIONS
     else:
         words, actions = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", "")), ACTIONS

@@ -18,25 +18,18 @@ RUNC = "runc"
 DUMP_OPTIONS = ("skip-in-flight",)
 
 
-RUNC_ROOTS = (
-    "/run/docker/runtime-runc/moby",
-    "/var/run/docker/runtime-runc/moby",
-    "/run/*/runtime-runc/moby",
-    "/run/*/*/runtime-runc/moby",
-    "/run/*/*/*/runtime-runc/moby",
-)
-
-
-def runc_roots():
-    """Where Docker keeps runc's state (runc --root EXEC_ROOT/runtime-runc/moby)."""
-    return [root for pattern in RUNC_ROOTS for root in glob.glob(pattern)]
-
-
 def find_runc_root(cid):
-    """The runc root holding container cid's state."""
-    for root in runc_roots():
-        if os.path.exists(os.path.join(root, cid, "state.json")):
-            return root
+    """Docker runs runc with --root EXEC_ROOT/runtime-runc/moby; find the one holding cid."""
+    for pattern in (
+        "/run/docker/runtime-runc/moby",
+        "/var/run/docker/runtime-runc/moby",
+        "/run/*/runtime-runc/moby",
+        "/run/*/*/runtime-runc/moby",
+        "/run/*/*/*/runtime-runc/moby",
+    ):
+        for root in glob.glob(pattern):
+            if os.path.exists(os.path.join(root, cid, "state.json")):
+                return root
     return None
 
 

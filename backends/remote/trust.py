@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from nodelib import expand_home, login_user
+from nodelib import LINK_ARG, expand_home, login_user
 from restorework import RESTORE_DIR, lazy_fill, wait_lazy_fill
 
 TAG = "whimbrel-ephemeral:"
@@ -164,8 +164,12 @@ def grant(path, ident, minutes, pubkey, receiver_b64, link_from=""):
         f.write(base64.b64decode(receiver_b64))
     expiry = time.strftime("%Y%m%d%H%M", time.localtime(time.time() + 60 * int(minutes)))
     options = ["restrict"] + ([f'from="{link_from}"'] if link_from else [])
-    # Logged in as a user who becomes root with sudo, the link's sessions do the same.
-    run = ("sudo -n " if login_user() is not None else "") + f"{_interpreter()} {script}"
+    run = f"{_interpreter()} {script}"
+    if login_user() is not None:
+        # Logged in as a user who becomes root with sudo, the link's sessions do the same;
+        # sudo resets the environment, so what the source asked for goes as one argument
+        # (double-quoted for the login shell: no word of it is expanded or split).
+        run = f'sudo -n {run} {LINK_ARG} \\"$SSH_ORIGINAL_COMMAND\\"'
     options += [f'command="{run}"', f'expiry-time="{expiry}"']
     line = f"{','.join(options)} {pubkey} {TAG}{ident}\n"
     try:

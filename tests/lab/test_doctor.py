@@ -44,16 +44,20 @@ def test_every_lab_node_passes_the_doctor(lab: dict) -> None:
 def broken_node(lab: dict) -> Iterator[str]:
     """west-2 (reached as root: sudo would give CRIU back its PATH) broken three ways."""
     node = build_topology().node("west-2")
-    keys = str(node.authorized_keys)
-    daemons.stop_dockerd(node)
-    daemons.start_dockerd(node, experimental=False)
-    daemons.restart_sshd(node, path=PATH_WITHOUT_CRIU)
-    subprocess.run(["mount", "--bind", keys, keys], check=True)
-    subprocess.run(["mount", "-o", "remount,ro,bind", keys], check=False)
+    keys = node.authorized_keys
+    made = not keys.exists()
+    keys.touch()
     try:
+        daemons.stop_dockerd(node)
+        daemons.start_dockerd(node, experimental=False)
+        daemons.restart_sshd(node, path=PATH_WITHOUT_CRIU)
+        subprocess.run(["mount", "--bind", keys, keys], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", keys], check=True)
         yield node.name
     finally:
         subprocess.run(["umount", keys], check=False)
+        if made:
+            keys.unlink()
         daemons.restart_sshd(node)
         daemons.stop_dockerd(node)
         daemons.start_dockerd(node)
@@ -83,8 +87,9 @@ def test_a_broken_node_gets_each_failure_named_with_its_remedy_and_migrate_refus
 
     refused = whimbrel_cli(lab["config"], "migrate", "east-1/kv", "--to", broken_node, "--yes")
     assert refused.returncode == 1
-    print(refused.stderr)
-    assert f"{broken_node} is not ready for migrations: " in refused.stderr
-    quoted = refused.stderr.split("not ready for migrations: ", 1)[1]
+    said = refused.stdout + refused.stderr
+    print(said)
+    assert f"{broken_node} is not ready for migrations: " in said
+    quoted = said.split("not ready for migrations: ", 1)[1]
     assert quoted.split(":", 1)[0] in BROKEN
     assert running_on("kv") == ["east-1"]
