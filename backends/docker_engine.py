@@ -1,10 +1,11 @@
 """The Docker Engine API of a node, through the Docker SDK over the node's SSH connection.
 
 The SDK talks to a local Unix socket that asyncssh forwards to the node's Docker socket
-(`forward_local_path`), in a 0700 directory of the operator's that goes when the block ends:
-one SSH stack (ours: host keys checked, ProxyJump honoured), never the SDK's paramiko. The
-SDK blocks, so each call runs in a worker thread under a timeout and the event loop (the
-console's) never waits on an engine. docker.errors become the one-line errors users see.
+(`forward_local_path`), in a 0700 directory of the operator's that goes when the block ends
+(if whimbrel is killed, when the next one is made): one SSH stack (ours: host keys checked,
+ProxyJump honoured), never the SDK's paramiko. The SDK blocks, so each call runs in a worker
+thread under a timeout and the event loop (the console's) never waits on an engine.
+docker.errors become the one-line errors users see.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -84,6 +86,29 @@ class DockerEngine:
         return str(made["Id"])
 
 
+def _socket_dir() -> str:
+    """A new private dir for one forwarded socket: under $XDG_RUNTIME_DIR, else whimbrel's
+    state dir (never a shared /tmp). Those a killed whimbrel left (its pid gone) go first."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime or Path.home() / ".local" / "state") / "whimbrel" / "sockets"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in base.glob("docker-*-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"docker-{os.getpid()}-", dir=base)  # 0700
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @asynccontextmanager
 async def docker_engine(
     session: NodeSession, timeout: float = DEFAULT_TIMEOUT_S
@@ -91,7 +116,7 @@ async def docker_engine(
     """The node's engine for the block's length: its socket forwarded to a local one in a
     private directory, removed after with the forwarding."""
     conn = await session.connection()
-    where = tempfile.mkdtemp(prefix="whimbrel-docker-")  # 0700: the operator's alone
+    where = _socket_dir()
     local = os.path.join(where, "docker.sock")
     try:
         try:
