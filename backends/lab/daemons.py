@@ -3,11 +3,14 @@ node's own directories, and stopped the way tests need (a service stop, or a kil
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 from whimbrel.backends.lab.system import docker, kill_and_wait, read_pid, run, spawn, wait_for
 from whimbrel.backends.lab.topology import LAB_DIR, SSH_PORT, LabNode
+
+DOCKER_NEXT_BIN = Path("/usr/local/lib/whimbrel-docker-next/bin")
 
 
 def _sshd_config(node: LabNode, path: str | None = None) -> str:
@@ -79,13 +82,23 @@ def stop_sshd(node: LabNode) -> None:
 
 
 def start_dockerd(
-    node: LabNode, data_root: Path | None = None, *, experimental: bool = True
+    node: LabNode,
+    data_root: Path | None = None,
+    *,
+    experimental: bool = True,
+    next_engine: bool = False,
 ) -> None:
     """Start the node's dockerd, answering when this returns; tests restart one on another
-    data root (`data_root`), or without the experimental features checkpoints need."""
+    data root (`data_root`), without the experimental features checkpoints need, or on the
+    next Debian suite's engine (`next_engine`: Docker 28, its containerd and runc first on
+    its PATH; install-system.sh puts them in DOCKER_NEXT_BIN)."""
+    engine = ["/usr/sbin/dockerd"]
+    if next_engine:
+        path = f"{DOCKER_NEXT_BIN}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        engine = ["env", f"PATH={path}", f"{DOCKER_NEXT_BIN}/dockerd"]
     spawn(
         [
-            "/usr/sbin/dockerd",
+            *engine,
             *(["--experimental"] if experimental else []),
             f"--config-file={node.state_dir / 'daemon.json'}",
             f"--data-root={data_root or node.state_dir / 'docker'}",

@@ -8,6 +8,7 @@ set -euo pipefail
 CRIU_ROOT=/usr/local/lib/whimbrel-criu
 CRIU_WRAPPER=/usr/local/sbin/criu
 CRIU_SUITE=${WHIMBREL_CRIU_SUITE:-forky}
+DOCKER_NEXT_ROOT=/usr/local/lib/whimbrel-docker-next
 
 if [ "$(id -u)" != 0 ]; then
   echo "install-system: run as root (it installs system packages)" >&2
@@ -15,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need_pkgs=(docker.io openssh-server redis-server redis-tools busybox-static iproute2 iptables
-           nftables tmux procps psmisc util-linux python3 gcc libc6-dev sudo haproxy)
+           nftables tmux procps psmisc util-linux python3 gcc libc6-dev sudo haproxy patchelf)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -37,11 +38,12 @@ criu_ok() {
   [ "$(printf '%s\n%s\n' 4.2 "$v" | sort -V | head -n1)" = 4.2 ]
 }
 
-if ! criu_ok; then
-  echo "install-system: fetching CRIU from Debian $CRIU_SUITE into $CRIU_ROOT"
+# Packages of Debian's next suite unpacked into a private root (never installed: the system's
+# libc stays as it is). The mirror is the one this system already uses.
+fetch_into() {
+  local root=$1; shift
+  local work
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  # The mirror is the one this system already uses.
   uri=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
   if [ -z "$uri" ]; then
     uri=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
@@ -53,12 +55,18 @@ if ! criu_ok; then
             -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
             -o "Dir::State::status=/dev/null" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
   apt-get "${apt_opts[@]}" update -qq
-  apt-get "${apt_opts[@]}" install -y -qq --download-only criu >/dev/null
-  rm -rf "$CRIU_ROOT.new"
-  mkdir -p "$CRIU_ROOT.new"
+  apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends --download-only "$@" >/dev/null
+  rm -rf "$root.new"
+  mkdir -p "$root.new"
   for deb in "$work"/cache/archives/*.deb; do
-    dpkg -x "$deb" "$CRIU_ROOT.new"
+    dpkg -x "$deb" "$root.new"
   done
+  rm -rf "$work"
+}
+
+if ! criu_ok; then
+  echo "install-system: fetching CRIU from Debian $CRIU_SUITE into $CRIU_ROOT"
+  fetch_into "$CRIU_ROOT" criu
   rm -rf "$CRIU_ROOT"
   mv "$CRIU_ROOT.new" "$CRIU_ROOT"
   mkdir -p "$(dirname "$CRIU_WRAPPER")"
@@ -71,4 +79,28 @@ WRAP
   chmod 755 "$CRIU_WRAPPER"
   criu_ok || { echo "install-system: CRIU from $CRIU_SUITE does not run" >&2; exit 1; }
 fi
-echo "install-system: $("$CRIU_WRAPPER" --version | head -n1), $(/usr/bin/docker --version)"
+
+# A second Docker engine, the next suite's (dockerd, containerd, runc), for tests that run a
+# node on it. Its binaries re-execute themselves (runc init), so the private loader cannot
+# wrap them as it wraps CRIU: patchelf points each at the root's loader and libraries.
+docker_next_ok() { "$DOCKER_NEXT_ROOT/bin/dockerd" --version >/dev/null 2>&1; }
+if ! docker_next_ok; then
+  echo "install-system: fetching Docker from Debian $CRIU_SUITE into $DOCKER_NEXT_ROOT"
+  fetch_into "$DOCKER_NEXT_ROOT" docker.io
+  lib="$DOCKER_NEXT_ROOT/usr/lib/x86_64-linux-gnu:$DOCKER_NEXT_ROOT/lib/x86_64-linux-gnu"
+  # bin/ holds these alone, to go first on its dockerd's PATH: the suite's other tools
+  # (its iptables, which CRIU's network lock runs) need its libc and stay off it.
+  mkdir "$DOCKER_NEXT_ROOT.new/bin"
+  for bin in usr/sbin/dockerd usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/sbin/runc \
+             usr/sbin/docker-proxy; do
+    patchelf --set-interpreter "$DOCKER_NEXT_ROOT/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+      --set-rpath "$lib" "$DOCKER_NEXT_ROOT.new/$bin"
+    ln -s "$DOCKER_NEXT_ROOT/$bin" "$DOCKER_NEXT_ROOT.new/bin/"
+  done
+  ln -s "$DOCKER_NEXT_ROOT/usr/bin/docker-init" "$DOCKER_NEXT_ROOT.new/bin/"  # static
+  rm -rf "$DOCKER_NEXT_ROOT"
+  mv "$DOCKER_NEXT_ROOT.new" "$DOCKER_NEXT_ROOT"
+  docker_next_ok || { echo "install-system: Docker from $CRIU_SUITE does not run" >&2; exit 1; }
+fi
+echo "install-system: $("$CRIU_WRAPPER" --version | head -n1), $(/usr/bin/docker --version)," \
+  "next: $("$DOCKER_NEXT_ROOT/bin/dockerd" --version)"
