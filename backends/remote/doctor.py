@@ -23,9 +23,9 @@ from runcdump import find_runc_root
 from workdirs import BASE
 
 CRIU_AT_LEAST = (4, 2)
-# The engines migrations are tested on: the lab's, and Debian forky's (tests/lab/
-# test_second_engine.py moves a Redis between the two both ways).
-TESTED_DOCKER = ("20.10", "28.5")
+# The engines migrations are tested on: the lab's (28.5, Debian forky's, not yet: see
+# tests/lab/test_second_engine.py).
+TESTED_DOCKER = ("20.10",)
 MIN_FREE_BYTES = 1 << 30
 LINK_TIMEOUT_S = 5.0
 
