@@ -70,9 +70,10 @@ class SudoRefused(WhimbrelError):
 
 def sudo_refusal(node: Node, stderr: str) -> SudoRefused | None:
     """What `sudo -n` said when it would not run the command, if it would not."""
-    for line in stderr.splitlines():
-        if node.become and line.startswith("sudo: "):
-            return SudoRefused(node, line.removeprefix("sudo: ").strip())
+    if node.become:
+        for line in stderr.splitlines():
+            if line.startswith("sudo: "):
+                return SudoRefused(node, line.removeprefix("sudo: ").strip())
     return None
 
 

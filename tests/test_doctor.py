@@ -94,7 +94,7 @@ def test_criu_older_than_4_2_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_engine_settings_read_from_its_info() -> None:
     off = doctor.cgroups({"CgroupVersion": "2", "CgroupDriver": "systemd"})
     assert off["ok"] and off["detail"] == "cgroup v2, systemd driver"
-    crun = doctor.runc({"DefaultRuntime": "crun", "Runtimes": {"crun": {"path": "crun"}}})
+    crun = doctor.runc({"info": {"DefaultRuntime": "crun"}, "version": {}, "running": []})
     assert not crun["ok"] and "default-runtime" in crun["remedy"]
 
 

@@ -71,16 +71,13 @@ def privileges():
 
 
 def engine(sock):
-    """The engine's checks, from its /version and /info; (checks, info or None)."""
+    """The engine's checks, and what it answered ({"version", "info", "running"}: its
+    /version, /info and running containers' ids), or None when it did not."""
     try:
         conn = UnixConnection(sock)
         _, version = get(conn, "/version")
         _, info = get(conn, "/info")
         _, running = get(conn, "/containers/json")
-        info["whimbrel_running"] = [c["Id"] for c in running or ()]
-        for part in version.get("Components") or ():
-            if part.get("Name") == "runc":
-                info["whimbrel_runc"] = "runc version " + part.get("Version", "?")
     except (OSError, ValueError) as exc:
         found = check(
             "docker",
@@ -107,7 +104,7 @@ def engine(sock):
             "(restores use docker start --checkpoint)",
         ),
     ]
-    return checks, info
+    return checks, {"version": version, "info": info, "running": [c["Id"] for c in running]}
 
 
 def docker_cli():
@@ -120,9 +117,9 @@ def docker_cli():
     )
 
 
-def runc(info):
+def runc(answers):
+    info = answers["info"]
     runtime = info.get("DefaultRuntime", "?")
-    path = ((info.get("Runtimes") or {}).get(runtime) or {}).get("path") or runtime
     if runtime != "runc":
         return check(
             "runc",
@@ -130,21 +127,18 @@ def runc(info):
             f"the default runtime is {runtime}",
             'set "default-runtime": "runc" in /etc/docker/daemon.json: dumps go through runc',
         )
-    # The engine names the runc it runs (on its own PATH, which may not be ours).
-    version = info.get("whimbrel_runc")
-    said = ""
-    if version is None:
-        code, said = run([shutil.which(path) or path, "--version"])
-        version = said.splitlines()[0] if code == 0 and said else None
+    # The engine names the runc it runs (found on its own PATH, which may not be ours).
+    parts = answers["version"].get("Components") or ()
+    version = next((p.get("Version") for p in parts if p.get("Name") == "runc"), None)
     # Its root (where dumps find a container's state) is the one holding a running one's.
-    roots = (find_runc_root(cid) for cid in info.get("whimbrel_running", ()))
+    roots = (find_runc_root(cid) for cid in answers["running"])
     root = next((r for r in roots if r), None)
     where = f"its state in {root}" if root else "no running container to find its state by"
     return check(
         "runc",
         version is not None,
-        f"{version or path + ' does not run: ' + last_line(said)}; {where}",
-        f"install runc where dockerd finds it ({path})",
+        f"runc version {version}; {where}" if version else "the engine names no runc",
+        "install runc where dockerd finds it (Docker 19.03 or newer names it)",
     )
 
 
@@ -298,10 +292,11 @@ def link(name, host, port):
 
 def main(sock, keys, peers_json):
     checks = [privileges(), docker_cli()]
-    engine_checks, info = engine(sock)
+    engine_checks, answers = engine(sock)
     checks += engine_checks
-    if info is not None:
-        checks += [runc(info), cgroups(info)]
+    info = answers["info"] if answers else None
+    if answers is not None:
+        checks += [runc(answers), cgroups(info)]
     criu_checks, criu_path = criu()
     checks += criu_checks
     if criu_path is not None:
