@@ -27,11 +27,17 @@ def test_no_restore_log_gives_no_criu_time(tmp_path: Path) -> None:
     assert work.criu_restore_s(str(tmp_path)) is None
 
 
-def test_criu_error_is_its_last_error_line_else_the_fallback(tmp_path: Path) -> None:
+def test_criu_error_quotes_its_first_and_last_error_lines_else_the_fallback(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "restore.log").write_text(
         "(00.01) Error (criu/a.c:1): first\n(00.02) fine\n(00.03) Error (criu/b.c:2): last\n"
     )
-    assert work.criu_error(str(tmp_path), "restore.log") == "(00.03) Error (criu/b.c:2): last"
+    assert work.criu_error(str(tmp_path), "restore.log") == (
+        "(00.01) Error (criu/a.c:1): first ... (00.03) Error (criu/b.c:2): last"
+    )
+    (tmp_path / "one.log").write_text("(00.01) Error (criu/a.c:1): only\n")
+    assert work.criu_error(str(tmp_path), "one.log") == "(00.01) Error (criu/a.c:1): only"
     assert work.criu_error(str(tmp_path), "absent.log", " exit 1\n") == "exit 1"
 
 

@@ -92,13 +92,18 @@ def lazy_daemon(work):
 
 
 def criu_error(work, log, fallback=""):
-    """The last error CRIU wrote in `log` of its work dir, else `fallback`."""
+    """CRIU's first error in `log` of its work dir (the cause: later ones are mostly its
+    consequences, e.g. cgroupd's "recv req error" once a restore failed), with its last when
+    that differs; else `fallback`."""
     try:
         with open(os.path.join(work, log), errors="replace") as f:
             lines = [line.strip() for line in f if "Error" in line or "error" in line]
     except OSError:
         lines = []
-    return (lines[-1] if lines else fallback.strip() or "failed")[-300:]
+    if not lines:
+        return (fallback.strip() or "failed")[-300:]
+    first, last = lines[0][-300:], lines[-1][-300:]
+    return first if first == last else f"{first} ... {last}"
 
 
 def criu_restore_s(work):
