@@ -6,6 +6,16 @@
 
     [clusters.east]
     read_only = false                    # optional: no migration may start from or to it
+    hooks = ["lb"]                       # optional: hooks run for every migration from or
+                                         # to this cluster (a container's label
+                                         # `whimbrel.hooks = "lb,dns"` may name more)
+
+    [hooks.lb]                           # optional: programs whimbrel runs on the operator's
+    before_freeze = ["/usr/local/bin/lb-hook"]  # host (argv, no shell) with WHIMBREL_* in
+    commit = ["/usr/local/bin/lb-hook"]  # their environment: before the freeze (a failure
+    abort = ["/usr/local/bin/lb-hook"]   # rolls back), at commit (retried), and when the
+    timeout = "10s"                      # container stays on its source after before_freeze
+    attempts = 3                         # ran (retried); see backends/hooks.py
 
     [[nodes]]
     name = "east-1"
@@ -63,6 +73,21 @@ class ConfigError(UsageError):
 class Cluster:
     name: str
     read_only: bool = False
+    hooks: tuple[str, ...] = ()  # names of [hooks.NAME] tables
+
+
+# When a hook runs: the moments of a migration its users re-point clients at.
+HOOK_EVENTS = ("before_freeze", "commit", "abort")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A [hooks.NAME] table: a program (argv) per event, run on the operator's host."""
+
+    name: str
+    argv: Mapping[str, tuple[str, ...]]  # event -> argv, for the events it handles
+    timeout_s: float = 10.0
+    attempts: int = 3  # commit and abort are retried: the container's place is decided
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,7 @@ class Config:
     nodes: tuple[Node, ...]
     known_hosts: Path | None = None
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    hooks: Mapping[str, Hook] = field(default_factory=dict, hash=False, compare=False)
     # The [console] table (theme, read_only, keys): read by the console, which validates it.
     console: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -140,9 +166,10 @@ def load_config(path: Path) -> Config:
 
 def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     reader = _Reader(path)
-    reader.only_keys(data, "", {"ssh", "clusters", "nodes", "console"})
+    reader.only_keys(data, "", {"ssh", "clusters", "nodes", "hooks", "console"})
     known_hosts, timeout = _parse_ssh(reader, data)
-    clusters = _parse_clusters(reader, data)
+    hooks = _parse_hooks(reader, data)
+    clusters = _parse_clusters(reader, data, hooks)
     nodes = _parse_nodes(reader, data, clusters)
     return Config(
         path=path,
@@ -150,6 +177,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         nodes=nodes,
         known_hosts=known_hosts,
         connect_timeout_s=timeout,
+        hooks=hooks,
         console=reader.table(data, "console", required=False),
     )
 
@@ -162,15 +190,48 @@ def _parse_ssh(reader: _Reader, data: Mapping[str, Any]) -> tuple[Path | None, f
     return known_hosts, reader.duration(ssh, "ssh", "connect_timeout", DEFAULT_CONNECT_TIMEOUT_S)
 
 
-def _parse_clusters(reader: _Reader, data: Mapping[str, Any]) -> dict[str, Cluster]:
+def _parse_hooks(reader: _Reader, data: Mapping[str, Any]) -> dict[str, Hook]:
+    """The [hooks.NAME] tables: each an argv (a list of strings, never a shell line) for one
+    or more events, with a timeout and a number of attempts."""
+    hooks: dict[str, Hook] = {}
+    for name, body in reader.table(data, "hooks", required=False).items():
+        where = f"hooks.{name}"
+        reader.check_name(name, where)
+        if not isinstance(body, Mapping):
+            reader.fail(where, "a table, e.g. [hooks.lb]", body)
+        reader.only_keys(body, where, {*HOOK_EVENTS, "timeout", "attempts"})
+        argv = {e: reader.argv(body, where, e) for e in HOOK_EVENTS if e in body}
+        if not argv:
+            reader.fail(where, f"at least one of {', '.join(HOOK_EVENTS)}", None)
+        attempts = body.get("attempts", 3)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+            reader.fail(f"{where}.attempts", "an integer from 1 to 10", attempts)
+        timeout = reader.duration(body, where, "timeout", 10.0)
+        hooks[name] = Hook(name, argv, timeout, attempts)
+    return hooks
+
+
+def _parse_clusters(
+    reader: _Reader, data: Mapping[str, Any], hooks: Mapping[str, Hook]
+) -> dict[str, Cluster]:
     clusters: dict[str, Cluster] = {}
     for name, body in reader.table(data, "clusters", required=True).items():
         where = f"clusters.{name}"
         reader.check_name(name, where)
         if not isinstance(body, Mapping):
             reader.fail(where, "a table, e.g. [clusters.east]", body)
-        reader.only_keys(body, where, {"read_only"})
-        clusters[name] = Cluster(name, reader.boolean(body, where, "read_only", False))
+        reader.only_keys(body, where, {"read_only", "hooks"})
+        named = body.get("hooks", [])
+        if not isinstance(named, list) or not all(isinstance(h, str) for h in named):
+            reader.fail(f"{where}.hooks", 'an array of hook names, e.g. ["lb"]', named)
+        for hook in named:
+            if hook not in hooks:
+                known = ", ".join(hooks) or "none"
+                raise ConfigError(
+                    f"{reader.path}: {where}.hooks: no [hooks.{hook}] table (hooks: {known})"
+                )
+        read_only = reader.boolean(body, where, "read_only", False)
+        clusters[name] = Cluster(name, read_only, tuple(dict.fromkeys(named)))
     return clusters
 
 
@@ -328,6 +389,18 @@ class _Reader:
         if not isinstance(value, bool):
             self.fail(f"{where}.{key}", "true or false", value)
         return value
+
+    def argv(self, body: Mapping[str, Any], where: str, key: str) -> tuple[str, ...]:
+        value = body.get(key)
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(a, str) and a and "\0" not in a for a in value)
+        ):
+            self.fail(
+                f"{where}.{key}", 'a program and its arguments, e.g. ["/usr/bin/lb", "x"]', value
+            )
+        return tuple(value)
 
     def optional_path(self, body: Mapping[str, Any], where: str, key: str) -> Path | None:
         value = self.string(body, where, key, default=None)

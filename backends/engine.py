@@ -32,6 +32,7 @@ from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase
 from whimbrel.backends.handover import HandoverUnsettled, final_round, hand_over
+from whimbrel.backends.hooks import MigrationHooks, hook_env, select_hooks
 from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_record import Ending, MigrationRecord, Subject, Timing
@@ -76,6 +77,7 @@ class Migration:
         yield journal.phase(Phase.PREFLIGHT, f"{request.container} -> {request.target}")
         src_node: Node | None = None
         outcome = Outcome()
+        hooks = MigrationHooks((), {})
         try:
             async with AsyncExitStack() as stack:
                 try:
@@ -87,7 +89,13 @@ class Migration:
                     )
                     journal.record.mode = request.mode
                     journal.save()
-                    async for event in self._run(stack, container, src_node, dst_node, outcome):
+                    hooks = MigrationHooks(
+                        select_hooks(self.pool.config, src_node, dst_node, container.labels),
+                        hook_env(self.id, container.name, src_node, dst_node),
+                    )
+                    async for event in self._run(
+                        stack, container, src_node, dst_node, outcome, hooks
+                    ):
                         yield event
                 except (WhimbrelError, OSError) as exc:
                     if outcome.unsettled():  # the source's daemon has the last word
@@ -99,6 +107,9 @@ class Migration:
                         )
                         outcome.error, outcome.running_on = str(exc), running_on
                         yield journal.phase(Phase.ROLLBACK, str(exc))
+                        if src_node and running_on == src_node.name and hooks.ran("before_freeze"):
+                            for run in await hooks.run("abort"):  # what before_freeze changed
+                                yield journal.log(run.summary(), "info" if run.ok else "error")
         except (WhimbrelError, OSError) as exc:
             # Undoing preflight's work failed (a node went away meanwhile): the outcome stands;
             # the record stays pending, for `recover` to finish the cleanup.
@@ -119,7 +130,7 @@ class Migration:
             yield journal.phase(Phase.DONE, f"running on {request.target}")
         else:
             yield journal.phase(Phase.FAILED, outcome.error or "")
-        yield self._finish(outcome)
+        yield self._finish(outcome, hooks)
 
     async def _resolve(self) -> ContainerInfo:
         inventory = await fetch_inventory(self.pool)
@@ -143,6 +154,7 @@ class Migration:
         src: Node,
         dst: Node,
         outcome: Outcome,
+        hooks: MigrationHooks,
     ) -> AsyncIterator[MigrationEvent]:
         """Preflight, the rounds, the hand-over; the exit stack holds what undoes preflight."""
         ctx = self._ctx
@@ -161,7 +173,7 @@ class Migration:
         async for event in rounds_run:
             yield event
         rounds = rounds_run.result
-        handed_over = PhaseRun(hand_over(ctx, prepared, rounds, agent, outcome))
+        handed_over = PhaseRun(hand_over(ctx, prepared, rounds, agent, outcome, hooks))
         async for event in handed_over:
             yield event
         final = handed_over.result
@@ -193,7 +205,7 @@ class Migration:
             handover=final,
         )
 
-    def _finish(self, outcome: Outcome) -> MigrationFinished:
+    def _finish(self, outcome: Outcome, hooks: MigrationHooks) -> MigrationFinished:
         req, delivered = self.request, outcome.delivered
         journal = self._ctx.journal
         record = journal.record
@@ -216,6 +228,7 @@ class Migration:
             predicted_downtime_parts=delivered.predicted_downtime_parts if delivered else None,
             lazy_restore=bool(delivered and delivered.handover.get("lazy_restore")),
             lazy_fill_s=(outcome.lazy_fill or {}).get("fill_s"),
+            hooks=tuple(hooks.runs),
             error=outcome.error,
             t=journal.elapsed_s(),
         )

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from whimbrel.backends.downtime import DowntimeParts
+from whimbrel.backends.hooks import HookRun
 
 
 class Phase(StrEnum):
@@ -101,6 +102,7 @@ class MigrationFinished:
     predicted_downtime_parts: DowntimeParts | None = None
     lazy_restore: bool = False  # restored lazily: its memory filled after it resumed
     lazy_fill_s: float | None = None  # from the lazy restore's start to its fill's end
+    hooks: tuple[HookRun, ...] = ()  # the config's hooks as they ran (backends/hooks.py)
     error: str | None = None
     record: str | None = None  # path of the JSON history record
     t: float = 0.0

@@ -13,7 +13,8 @@ from typing import Any
 
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.events import MigrationEvent, Phase, RoundFinished, RoundStarted
-from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
+from whimbrel.backends.hooks import MigrationHooks
+from whimbrel.backends.migration_context import Journal, MigrationContext
 from whimbrel.backends.migration_record import RoundRecord
 from whimbrel.backends.migration_request import MigrationFailed
 from whimbrel.backends.node_actions import settle_on_source, settle_on_target
@@ -51,11 +52,17 @@ async def hand_over(
     rounds: Rounds,
     agent: Conversation,
     outcome: Outcome,
+    hooks: MigrationHooks,
 ) -> AsyncIterator[MigrationEvent | dict[str, Any]]:
     """The hand-over's events, then the daemon's account of its end. One that did not end
-    on the target raises MigrationFailed (running_on "unknown" while it is unsettled)."""
+    on the target raises MigrationFailed (running_on "unknown" while it is unsettled). The
+    before_freeze hooks run first (one failing rolls back), the commit hooks at the commit."""
     journal, src, dst = ctx.journal, prepared.src, prepared.dst
     src_session = ctx.pool.session(src)
+    for run in await hooks.run("before_freeze"):
+        yield journal.log(run.summary(), "info" if run.ok else "error")
+        if not run.ok:
+            raise MigrationFailed(f"{run.summary()}: nothing was frozen", src.name)
     # From here the source node's daemon carries the hand-over to its end, with or without
     # us: the final phase starts when it does.
     journal.record.handover = True
@@ -71,10 +78,15 @@ async def hand_over(
     yield journal.emit(
         RoundStarted(rounds.count, True, final_plan.bytes, final_plan.seconds, journal.elapsed_s())
     )
-    followed = PhaseRun(follow(journal, src_session, ctx.id))
-    async for event in followed:
-        yield event
-    final = followed.result
+    final: dict[str, Any] = {}
+    async for item in follow(journal, src_session, ctx.id):
+        if isinstance(item, MigrationEvent):
+            yield item
+        elif item["kind"] == "committed":  # the target's now: clients may follow at once
+            for run in await hooks.run("commit"):
+                yield journal.log(run.summary(), "info" if run.ok else "error")
+        else:
+            final = item
     if final.get("unsettled"):
         yield journal.log(f"{final.get('error')}: settling from {dst.name}'s record", "warning")
         final = await _settle(ctx, prepared, final)
@@ -93,16 +105,20 @@ async def hand_over(
             final.get("running_on", ""), "nowhere (see the log)"
         )
         raise MigrationFailed(final.get("error", "the hand-over did not finish"), running)
+    if not hooks.ran("commit"):  # committed as the target's record said, not the log
+        for run in await hooks.run("commit"):
+            yield journal.log(run.summary(), "info" if run.ok else "error")
     yield final
 
 
 async def follow(
     journal: Journal, session: NodeSession, migration: str
 ) -> AsyncIterator[MigrationEvent | dict[str, Any]]:
-    """The hand-over as the source's daemon logs it, then its end (the log's last line). The
-    daemon goes on without us, so a lost connection is made again and the log read on from
-    where it was; only when the source stays out of reach for FOLLOW_GRACE_S does this give
-    up, with the hand-over's end unknown (HandoverUnsettled)."""
+    """The hand-over as the source's daemon logs it (its "committed" step too, as it is),
+    then its end (the log's last line). The daemon goes on without us, so a lost connection
+    is made again and the log read on from where it was; only when the source stays out of
+    reach for FOLLOW_GRACE_S does this give up, with the hand-over's end unknown
+    (HandoverUnsettled)."""
     seen = 0
     lost_since: float | None = None
     while True:
@@ -124,6 +140,8 @@ async def follow(
                     event = _log_step(journal, step)
                     if event:
                         yield event
+                    if step["kind"] == "committed":
+                        yield step
             lost = "the log ended before the hand-over did"
         except (NodeUnreachable, CommandFailed) as exc:
             lost = str(exc)
