@@ -17,6 +17,7 @@ from whimbrel.backends.events import (
     RoundProgress,
     RoundStarted,
 )
+from whimbrel.backends.hooks import HookRun
 
 _EVENT_TYPES: dict[str, Any] = {
     "PhaseChanged": PhaseChanged,
@@ -40,6 +41,8 @@ def event_from_json(data: dict[str, Any]) -> MigrationEvent | None:
         fields["brownouts_s"] = tuple(fields.get("brownouts_s") or ())
         for parts in ("downtime_parts", "predicted_downtime_parts"):
             fields[parts] = DowntimeParts.from_json(fields.get(parts))
+        runs = map(HookRun.from_json, fields.get("hooks") or ())
+        fields["hooks"] = tuple(run for run in runs if run)
     try:
         return kind(**fields)
     except TypeError:

@@ -30,6 +30,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from whimbrel.backends.config import Config, Hook, Node
 from whimbrel.backends.errors import UsageError
@@ -52,6 +53,20 @@ class HookRun:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @classmethod
+    def from_json(cls, data: Any) -> HookRun | None:
+        """A run as a record holds it; None for anything else."""
+        try:
+            return cls(
+                str(data["hook"]),
+                str(data["event"]),
+                float(data["seconds"]),
+                int(data["attempts"]),
+                None if data.get("error") is None else str(data["error"]),
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
 
     def summary(self) -> str:
         said = f"hook {self.hook} ({self.event}): "

@@ -14,6 +14,7 @@ from tests.node_helpers import load
 from whimbrel.app.engine_events import event_from_json
 from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.events import MigrationFinished, event_json
+from whimbrel.backends.hooks import HookRun
 from whimbrel.backends.model import POLICIES, ModelInputs, plan
 
 handover = load("handover")
@@ -90,7 +91,7 @@ def test_the_summary_names_each_part_that_took_time_in_order() -> None:
     )
 
 
-def test_a_finished_events_parts_come_back_from_its_json_record_as_parts() -> None:
+def test_a_finished_events_parts_and_hook_runs_come_back_from_its_json_record() -> None:
     measured = DowntimeParts(0.02, 0.15, 0.05, 0.18, 0.3, 0.04, 0.01)
     predicted = DowntimeParts(0.0, 0.2, 0.0, 0.2, 0.25, 0.05, 0.0)
     finished = MigrationFinished(
@@ -99,5 +100,6 @@ def test_a_finished_events_parts_come_back_from_its_json_record_as_parts() -> No
         predicted_downtime_s=predicted.total_s, total_time_s=9.0, predicted_total_time_s=8.0,
         bytes_sent=1000, predicted_bytes=900.0, downtime_parts=measured,
         predicted_downtime_parts=predicted,
+        hooks=(HookRun("lb", "before_freeze", 0.04, 1), HookRun("lb", "commit", 1.6, 2, "busy")),
     )  # fmt: skip
     assert event_from_json(json.loads(json.dumps(event_json(finished)))) == finished

@@ -24,7 +24,7 @@ EVENT_KEYS = [
     "event", "ok", "container", "src", "dst", "running_on", "mode", "rounds", "downtime_s",
     "predicted_downtime_s", "total_time_s", "predicted_total_time_s", "bytes_sent",
     "predicted_bytes", "brownouts_s", "downtime_parts", "predicted_downtime_parts", "lazy_restore",
-    "lazy_fill_s",
+    "lazy_fill_s", "hooks",
     "error",
     "record", "t", "extra",
 ]  # fmt: skip
