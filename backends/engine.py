@@ -88,11 +88,12 @@ class Migration:
                         container.ref, container.id, src_node.name, dst_node.name
                     )
                     journal.record.mode = request.mode
-                    journal.save()
                     hooks = MigrationHooks(
                         select_hooks(self.pool.config, src_node, dst_node, container.labels),
                         hook_env(self.id, container.name, src_node, dst_node),
                     )
+                    journal.record.hook_names = tuple(h.name for h in hooks.hooks)
+                    journal.save()
                     async for event in self._run(
                         stack, container, src_node, dst_node, outcome, hooks
                     ):

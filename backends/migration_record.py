@@ -112,6 +112,7 @@ class MigrationRecord:
     owner: dict[str, Any]  # the process running it (recovery.this_process)
     subject: Subject | None = None  # from here on the record is pending until it ends
     mode: str | None = None  # as requested, then as planned
+    hook_names: tuple[str, ...] = ()  # the config's hooks it runs, for `recover` to finish
     link: LinkRecord | None = None
     target_id: str | None = None
     policy: str | None = None
@@ -135,6 +136,8 @@ class MigrationRecord:
                 "status": "pending",
                 "mode": self.mode,
             }
+            if self.hook_names:
+                out["hook_names"] = list(self.hook_names)
         if self.link:
             out["link"] = self.link.to_json()
         if self.target_id:

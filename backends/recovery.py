@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from whimbrel.backends.channel import revoke_link
 from whimbrel.backends.config import Node
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.history import read_records, write_record
+from whimbrel.backends.hooks import MigrationHooks, hook_env
 from whimbrel.backends.node_actions import (
     settle_on_source,
     settle_on_target,
@@ -117,6 +118,7 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     ok = bool(outcome and outcome.get("ok"))
     where = (outcome or {}).get("running_on", "source")
     running_on = {"source": src.name, "target": dst.name}.get(where, where)
+    hooks_said = await _hooks_left(pool, record, src, dst, running_on)
     record |= {
         "status": "done" if ok else "failed",
         "ok": ok,
@@ -133,8 +135,32 @@ async def _recover_one(pool: SessionPool, record: dict[str, Any]) -> str:
     verdict_text = "finished" if record["ok"] else "did not finish"
     return (
         f"migration {record['id']} of {name} ({src.name} -> {dst.name}) {verdict_text} while "
-        f"whimbrel was away: the container runs on {running_on}"
+        f"whimbrel was away: the container runs on {running_on}{hooks_said}"
     )
+
+
+async def _hooks_left(
+    pool: SessionPool, record: dict[str, Any], src: Node, dst: Node, running_on: str
+) -> str:
+    """The hooks a dead whimbrel may not have run: commit where the target took the
+    container, abort where it stayed (its before_freeze may have run). Hooks are written to
+    be repeated (they set a state), so running one again is safe. What they said, as text."""
+    names = record.get("hook_names") or []
+    event = {dst.name: "commit", src.name: "abort"}.get(running_on)
+    if not names or event is None:
+        return ""
+    gone = [n for n in names if n not in pool.config.hooks]
+    container = str(record.get("container", "?")).rpartition("/")[2]
+    hooks = MigrationHooks(
+        [pool.config.hooks[n] for n in names if n in pool.config.hooks],
+        hook_env(record["id"], container, src, dst),
+    )
+    runs = await hooks.run(event)
+    record["hooks"] = [*record.get("hooks", []), *map(asdict, runs)]
+    write_record(record)
+    said = [run.summary() for run in runs]
+    said += [f"hook {n}: no longer in the config, not run" for n in gone]
+    return "; " + "; ".join(said) if said else ""
 
 
 async def _cleanup(pool: SessionPool, src: Node, dst: Node, record: dict[str, Any]) -> None:

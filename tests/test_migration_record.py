@@ -53,6 +53,9 @@ def test_a_pending_record_says_what_recover_needs_and_no_more() -> None:
     assert out["status"] == "pending" and out["mode"] == "auto"
     assert out["link"] == {"id": "L1", "src_dir": "/s", "dst_dir": "/d"}
     assert "measured_rounds" not in out and "handover" not in out and "ok" not in out
+    assert "hook_names" not in out  # none chosen
+    record.hook_names = ("lb", "dns")
+    assert record.to_json()["hook_names"] == ["lb", "dns"]  # for recover to run what is left
 
 
 def test_a_finished_record_keeps_every_part_in_the_order_the_migration_reached_it() -> None:

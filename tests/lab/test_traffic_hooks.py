@@ -3,11 +3,13 @@ the shipped hook (scripts/hooks/haproxy.py) that the container's label names, wh
 `redis-benchmark` (a client nobody here wrote, a new connection per request) runs through it
 during the migration across the WAN: it ends with no error, and its longest wait is reported
 next to the engine's downtime. A before_freeze hook that fails rolls the migration back and the
-abort hook points the proxy at the source again."""
+abort hook points the proxy at the source again; a whimbrel killed at the commit leaves the
+commit hook to the next run's recovery."""
 
 from __future__ import annotations
 
 import csv
+import json
 import socket
 import subprocess
 import sys
@@ -21,10 +23,16 @@ from tests.lab.migration_tools import (
     NODES,
     Ledgers,
     _answers,
+    daemon_logged,
+    exists_on,
     migrate,
+    migrate_process,
+    next_whimbrel_run,
     remove_everywhere,
+    running_on,
     serving_on,
     wait_until,
+    when,
 )
 from tests.labtools import ssh
 from whimbrel.backends.lab.images import REDIS_CONF, REDIS_IMAGE
@@ -176,3 +184,19 @@ def test_a_failing_before_freeze_hook_rolls_back_and_the_abort_hook_points_back(
     assert serving_on(NAME) == ["east-1"]
     assert server_address(proxy) == f"{NODES['east-1']}:{PORT}"
     assert bench.returncode == 0 and "Error" not in err, err[-500:]
+
+
+def test_a_whimbrel_killed_at_the_commit_leaves_the_commit_hook_to_recover(
+    hooked_config: str, proxy: Path
+) -> None:
+    proc = migrate_process(hooked_config, container=f"east-1/{NAME}", target="west-1")
+    when(daemon_logged("committed"), proc.kill).join(timeout=150)
+    proc.wait(timeout=30)
+    # The source's daemon ends the hand-over on its own; the proxy stays parked meanwhile.
+    wait_until(lambda: running_on(NAME) == ["west-1"] and not exists_on("east-1", NAME), timeout=60)
+    recovered = next_whimbrel_run(hooked_config, "recover", "--json")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    [found] = json.loads(recovered.stdout)
+    assert (found["settled"], found["running_on"]) == (True, "west-1"), found
+    assert "hook haproxy (commit): done" in found["text"], found["text"]
+    assert server_address(proxy) == f"{NODES['west-1']}:{PORT}"
