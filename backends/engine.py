@@ -33,7 +33,7 @@ from whimbrel.backends.errors import UsageError, WhimbrelError
 from whimbrel.backends.events import MigrationEvent, MigrationFinished, Phase
 from whimbrel.backends.handover import HandoverUnsettled, final_round, hand_over
 from whimbrel.backends.hooks import MigrationHooks, hook_env, select_hooks
-from whimbrel.backends.inventory import ContainerInfo, fetch_inventory
+from whimbrel.backends.inventory import ContainerInfo, Inventory, fetch_inventory
 from whimbrel.backends.migration_context import Journal, MigrationContext, PhaseRun
 from whimbrel.backends.migration_record import Ending, MigrationRecord, Subject, Timing
 from whimbrel.backends.migration_request import MODES, MigrationFailed, MigrationRequest, Mode
@@ -81,9 +81,10 @@ class Migration:
         try:
             async with AsyncExitStack() as stack:
                 try:
-                    container = await self._resolve()
+                    inventory = await fetch_inventory(self.pool)
+                    container = inventory.resolve(request.container)
                     src_node = self.pool.config.node(container.node)
-                    dst_node = self.pool.config.node(request.target)
+                    dst_node = self._target(container, inventory)
                     journal.record.subject = Subject(
                         container.ref, container.id, src_node.name, dst_node.name
                     )
@@ -133,9 +134,9 @@ class Migration:
             yield journal.phase(Phase.FAILED, outcome.error or "")
         yield self._finish(outcome, hooks)
 
-    async def _resolve(self) -> ContainerInfo:
-        inventory = await fetch_inventory(self.pool)
-        container = inventory.resolve(self.request.container)
+    def _target(self, container: ContainerInfo, inventory: Inventory) -> Node:
+        """The target node, once nothing refuses moving `container` there (it runs on its
+        source meanwhile: a refusal says so)."""
         if container.node == self.request.target:
             raise UsageError(f"{container.ref} already runs on {self.request.target}")
         dst = self.pool.config.node(self.request.target)
@@ -146,7 +147,7 @@ class Migration:
         target = next(n for n in inventory.nodes if n.node == dst.name)
         if not target.reachable:
             raise WhimbrelError(f"target {dst.name} is not reachable: {target.error}")
-        return container
+        return dst
 
     async def _run(
         self,

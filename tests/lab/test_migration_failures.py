@@ -301,3 +301,16 @@ def test_a_second_migration_of_the_same_container_is_refused_while_one_runs(
     assert "already being migrated" in finished(events)["error"]
     assert first.wait(timeout=300) == 0
     assert running_on(NAME) == ["west-1"]
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [("east-1", "already runs on east-1"), ("nowhere", "no node named 'nowhere'")],
+)
+def test_a_refused_target_leaves_the_container_running_on_its_source_and_says_so(
+    lab: dict, redis: str, target: str, said: str
+) -> None:
+    code, events = migrate(lab["config"], f"east-1/{NAME}", target)
+    done = finished(events)
+    assert code != 0 and said in done["error"], done["error"]
+    assert (done["running_on"], serving_on(NAME)) == ("east-1", ["east-1"])
