@@ -138,18 +138,26 @@ async def _on_node(pool: SessionPool, node: Node, peers: Sequence[Node]) -> list
     return [Check(**c) for c in found["checks"]]
 
 
-async def examine(pool: SessionPool, node: Node, peers: Sequence[Node] | None = None) -> NodeReport:
+async def examine(
+    pool: SessionPool,
+    node: Node,
+    peers: Sequence[Node] | None = None,
+    *,
+    forwarding: bool = True,
+) -> NodeReport:
     """Every check of one node; `peers`: the nodes whose reachability it must show (by
-    default every node of the other clusters)."""
+    default every node of the other clusters); `forwarding=False` leaves out the Docker
+    socket's forwarding (for a caller that has just forwarded it)."""
     if peers is None:
         peers = peers_of(node, pool.config.nodes)
     ssh = await _ssh(pool, node)
     if not ssh.ok:  # nothing else can be asked
         return NodeReport(node.name, node.cluster, (ssh,))
-    forwarding, on_node = await asyncio.gather(
-        _socket_forwarding(pool, node), _on_node(pool, node, peers)
-    )
-    return NodeReport(node.name, node.cluster, (ssh, forwarding, *on_node))
+    on_node = _on_node(pool, node, peers)
+    if not forwarding:
+        return NodeReport(node.name, node.cluster, (ssh, *await on_node))
+    reached, found = await asyncio.gather(_socket_forwarding(pool, node), on_node)
+    return NodeReport(node.name, node.cluster, (ssh, reached, *found))
 
 
 async def examine_all(pool: SessionPool, nodes: Sequence[Node]) -> list[NodeReport]:
@@ -158,8 +166,11 @@ async def examine_all(pool: SessionPool, nodes: Sequence[Node]) -> list[NodeRepo
 
 async def require_ready(pool: SessionPool, src: Node, dst: Node) -> None:
     """Refuse a migration from `src` to `dst` when either fails a required check; the
-    source must reach the target, nothing else."""
-    reports = await asyncio.gather(examine(pool, src, [dst]), examine(pool, dst, []))
+    source must reach the target, nothing else. Preflight has just reached both engines
+    through their connections: the forwarding is not checked again."""
+    reports = await asyncio.gather(
+        examine(pool, src, [dst], forwarding=False), examine(pool, dst, [], forwarding=False)
+    )
     for report in reports:
         if not report.ready:
             raise NodeNotReady(report)
