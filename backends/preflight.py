@@ -19,6 +19,7 @@ from whimbrel.backends.cleanup import forget_decision, release_lock, settle_targ
 from whimbrel.backends.config import Node
 from whimbrel.backends.container_spec import create_body, refuse_unmovable
 from whimbrel.backends.costs import Costs
+from whimbrel.backends.dirty import DirtyReport
 from whimbrel.backends.docker_engine import DockerEngine, DockerError, docker_engine
 from whimbrel.backends.doctor import require_ready
 from whimbrel.backends.errors import WhimbrelError
@@ -72,20 +73,7 @@ async def preflight(
     )
     refuse_unmovable(inspect)
 
-    prepared = await source_action(
-        src_session,
-        "prepare",
-        ctx.id,
-        container.id,
-        src.docker_socket,
-        json.dumps(ctx.failpoints),
-    )
-    stack.push_async_callback(release_lock, ctx.id, src_session, container.id, outcome)
-    yield journal.log(
-        f"source {src.name}: CRIU {prepared['criu']}, "
-        + ("soft-dirty tracking" if prepared["soft_dirty"] else "no soft-dirty tracking")
-        + ": pre-copy rounds are full --leave-running dumps, only changed pages sent"
-    )
+    yield journal.log(await _lock_source(ctx, stack, container, src, outcome))
 
     # The dirty rate is sampled on the source while the target is set up and the path
     # probed (seconds of sampling the preflight would otherwise wait for on its own).
@@ -132,20 +120,51 @@ async def preflight(
     mode, first_plan = choose_plan(ctx.request, inputs)
     journal.record.mode, journal.record.policy = mode, ctx.request.policy
     journal.record.inputs, journal.record.plan = first_plan.inputs, first_plan
-    yield journal.log(
-        ("path as measured before: " if ctx.request.path else "measured: ")
-        + f"RTT {rtt_s * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
+    yield journal.log(_measured(ctx.request, link, bandwidth, dirty, first_plan))
+    yield Prepared(container, src, dst, link, target_id, rtt_s, bandwidth, inputs, first_plan, mode)
+
+
+async def _lock_source(
+    ctx: MigrationContext,
+    stack: AsyncExitStack,
+    container: ContainerInfo,
+    src: Node,
+    outcome: Outcome,
+) -> str:
+    """The container locked on its node for this migration (released when preflight's work
+    is undone); what the source can do, as the log says it."""
+    session = ctx.pool.session(src)
+    prepared = await source_action(
+        session, "prepare", ctx.id, container.id, src.docker_socket, json.dumps(ctx.failpoints)
+    )
+    stack.push_async_callback(release_lock, ctx.id, session, container.id, outcome)
+    return (
+        f"source {src.name}: CRIU {prepared['criu']}, "
+        + ("soft-dirty tracking" if prepared["soft_dirty"] else "no soft-dirty tracking")
+        + ": pre-copy rounds are full --leave-running dumps, only changed pages sent"
+    )
+
+
+def _measured(
+    request: MigrationRequest,
+    link: NodeLink,
+    bandwidth: float,
+    dirty: DirtyReport,
+    plan: model.Plan,
+) -> str:
+    """What preflight measured (`bandwidth`: the path's, not the model's B) and planned, in
+    one log line."""
+    inputs = plan.inputs
+    distinct = inputs.distinct_share
+    return (
+        ("path as measured before: " if request.path else "measured: ")
+        + f"RTT {inputs.rtt * 1e3:.1f} ms, {bandwidth * 8 / 1e6:.0f} Mbit/s "
         f"over {link.stripes} stripe{'s' if link.stripes > 1 else ''}, "
         f"dirty {dirty.bytes_per_s / 2**20:.2f} MiB/s ({dirty.method}), "
-        f"state {size / 2**20:.0f} MiB"
-        + (
-            f" ({inputs.distinct_share:.0%} of its pages distinct)"
-            if inputs.distinct_share < 0.995
-            else ""
-        )
-        + f"; plan: {first_plan.reason}"
+        f"state {inputs.size / 2**20:.0f} MiB"
+        + (f" ({distinct:.0%} of its pages distinct)" if distinct < 0.995 else "")
+        + f"; plan: {plan.reason}"
     )
-    yield Prepared(container, src, dst, link, target_id, rtt_s, bandwidth, inputs, first_plan, mode)
 
 
 async def _measure_path(
