@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -90,7 +91,19 @@ def select_hooks(
                 f"({name!r}; hooks: {known})"
             )
         names.append(name)
-    return tuple(config.hooks[n] for n in dict.fromkeys(names))
+    hooks = tuple(config.hooks[n] for n in dict.fromkeys(names))
+    for hook in hooks:
+        if missing := unrunnable(hook):  # said now, not after the rounds
+            raise UsageError(f"{config.path}: {missing}")
+    return hooks
+
+
+def unrunnable(hook: Hook) -> str | None:
+    """Why one of `hook`'s programs cannot run here (not found, not executable), or None."""
+    for event, argv in hook.argv.items():
+        if shutil.which(argv[0]) is None:
+            return f"hooks.{hook.name}.{event}: {argv[0]}: no such executable on this host"
+    return None
 
 
 def hook_env(migration: str, container: str, src: Node, dst: Node) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from whimbrel.app.cli import main
 from whimbrel.backends.config import Config, ConfigError, Hook, parse_config
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.hooks import MigrationHooks, hook_env, run_hook, select_hooks
@@ -68,7 +69,7 @@ def test_a_malformed_hook_or_an_unknown_name_is_refused_naming_the_field(
 
 def test_a_migration_runs_its_clusters_hooks_then_its_labels_each_once() -> None:
     cfg = config(
-        {n: {"commit": [f"/bin/{n}"]} for n in ("dns", "lb", "vip")},
+        {n: {"commit": ["/bin/true", n]} for n in ("dns", "lb", "vip")},
         east={"hooks": ["lb"]},
         west={"hooks": ["dns", "lb"]},
     )
@@ -83,6 +84,24 @@ def test_a_label_can_only_name_configured_hooks_never_carry_a_command() -> None:
     src, dst = cfg.node("e1"), cfg.node("w1")
     with pytest.raises(UsageError, match=r"names no hook of .*'/bin/sh -c reboot'.*hooks: lb"):
         select_hooks(cfg, src, dst, {"whimbrel.hooks": "/bin/sh -c reboot"})
+
+
+def test_a_hook_whose_program_is_missing_is_refused_before_anything_moves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config({"lb": {"before_freeze": ["/bin/true"], "commit": ["/opt/lb/repoint"]}})
+    with pytest.raises(UsageError, match=r"hooks.lb.commit: /opt/lb/repoint: no such executable"):
+        select_hooks(cfg, cfg.node("e1"), cfg.node("w1"), {"whimbrel.hooks": "lb"})
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[clusters.east]\nhooks = ["lb"]\n[clusters.west]\n[[nodes]]\nname = "e1"\n'
+        'cluster = "east"\naddress = "10.0.0.1"\n'
+        '[hooks.lb]\ncommit = ["/opt/lb/repoint"]\n[hooks.dns]\ncommit = ["true"]\n'
+    )
+    assert main(["--config", str(path), "config", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "hook lb: commit; for east: hooks.lb.commit: /opt/lb/repoint: no such" in out
+    assert "hook dns: commit; for container labels only: ok" in out
 
 
 def test_a_hook_runs_without_a_shell_with_the_migration_in_its_environment(

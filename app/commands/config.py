@@ -6,7 +6,8 @@ import argparse
 import json
 
 from whimbrel.app.output import print_table
-from whimbrel.backends.config import load_config, resolve_config_path
+from whimbrel.backends.config import Config, load_config, resolve_config_path
+from whimbrel.backends.hooks import unrunnable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,9 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Exit 1 when a hook's program cannot run on this host (the rest is checked on load)."""
     config = load_config(resolve_config_path(args.config))
+    hooks = _hooks(config)
     if args.json:
         print(
             json.dumps(
@@ -50,11 +53,12 @@ def run_check(args: argparse.Namespace) -> int:
                         }
                         for n in config.nodes
                     ],
+                    "hooks": hooks,
                 },
                 indent=2,
             )
         )
-        return 0
+        return 1 if any(h["problem"] for h in hooks) else 0
     print(f"config: {config.path} (ok)")
     print(f"known_hosts: {config.known_hosts or '~/.ssh/known_hosts (default)'}")
     header = ("NODE", "CLUSTER", "ADDRESS", "WAN ADDRESS", "USER", "DOCKER SOCKET")
@@ -70,4 +74,20 @@ def run_check(args: argparse.Namespace) -> int:
         for n in config.nodes
     ]
     print_table(header, rows)
-    return 0
+    for hook in hooks:
+        named_by = ", ".join(hook["clusters"]) or "container labels only"
+        state = hook["problem"] or "ok"
+        print(f"hook {hook['name']}: {', '.join(hook['events'])}; for {named_by}: {state}")
+    return 1 if any(h["problem"] for h in hooks) else 0
+
+
+def _hooks(config: Config) -> list[dict]:
+    return [
+        {
+            "name": hook.name,
+            "events": list(hook.argv),
+            "clusters": [c.name for c in config.clusters.values() if hook.name in c.hooks],
+            "problem": unrunnable(hook),
+        }
+        for hook in config.hooks.values()
+    ]
