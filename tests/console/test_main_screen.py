@@ -90,6 +90,37 @@ async def test_refresh_updates_cells_in_place_and_keeps_the_cursor(make_app) -> 
         assert table.cursor_row == row + 1  # a row sorted in above it; the cursor followed
 
 
+async def test_a_column_is_as_wide_as_its_widest_figure_as_the_figures_change(make_app) -> None:
+    """Only the widest changed cell of a column asks DataTable to measure: the column still
+    narrows when its widest figure does, and widens when any grows."""
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        table = _table(app)
+        column = next(c for c in table.columns.values() if c.key.value == "memory")
+        for sizes in (
+            {"kv": 500, "hot": 700, "queue": 900, "web": 300},  # all narrower than the header
+            {"kv": 100 * 1024, "hot": int(1.23 * 1024 * MiB)},  # two grow, one past the other
+            {"hot": 700, "queue": 100 * 1024},  # the widest narrows as another grows
+        ):
+            backend.containers = [
+                replace(c, memory_bytes=sizes.get(c.name, c.memory_bytes))
+                for c in backend.containers
+            ]
+            await pilot.press("r")
+            await until(
+                pilot,
+                lambda sizes=sizes: all(
+                    table.get_cell(f"{c.node}/{c.name}", "memory").sort_key == sizes[c.name]
+                    for c in backend.containers
+                    if c.name in sizes
+                ),
+            )
+            texts = [table.get_cell(ref, "memory").text for ref in table.visible_refs]
+            assert column.content_width == max(map(len, [*texts, "MEMORY"])), texts
+
+
 async def test_space_marks_and_unmarks_a_container(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
