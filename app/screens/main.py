@@ -39,8 +39,10 @@ from whimbrel.widgets.node_list import ClusterStatus, NodeList, NodeStatus
 # are a step away (the preview, the palette); `?` lists them all.
 FOLD_WHEN_NARROW = ("cycle_sort", "refresh", "next_target", "history", "nodes")
 
-
-TABLE_EVERY_S = 1.0
+# Once every node has answered, the table takes their answers in one sync at most this often:
+# whatever cell changed, DataTable renders every visible cell again (answers spread over the
+# refresh interval, a sync a second at 20 nodes; the figures are seconds old anyway).
+TABLE_EVERY_S = 2.0
 
 
 class MainScreen(ConsoleScreen, Screen[None]):
@@ -67,6 +69,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
         self._table_due = False
         self._table_drawn_at = 0.0
         self._drawn_whole = False  # every node's answer in the table
+        self._titles: tuple[str, str] | None = None  # the table's border title and subtitle
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw: themes change
@@ -98,7 +101,7 @@ class MainScreen(ConsoleScreen, Screen[None]):
     def _inventory_changed(self) -> None:
         # Each node answers on its own: with 20 nodes, a table synced at every answer
         # re-rendered its rows 4 times a second (Textual redraws every visible cell after
-        # any change). Once every node has answered, the answers of a second go in one sync.
+        # any change). Once every node has answered, their answers go in by TABLE_EVERY_S.
         observed = self.console.observed
         if not on_view(self) or self._table_due or observed is None:
             return
@@ -246,7 +249,10 @@ class MainScreen(ConsoleScreen, Screen[None]):
             subtitle = f"n: nodes  ·  {subtitle}"
         if self.marked:
             title += f"  ·  {len(self.marked)} marked"
-        table.border_title, table.border_subtitle = title, subtitle
+        # Setting a border title repaints the whole table, even to the same words.
+        if (title, subtitle) != self._titles:
+            self._titles = title, subtitle
+            table.border_title, table.border_subtitle = title, subtitle
 
     def on_resize(self) -> None:
         # The breakpoint classes (-narrow) have just been set: the titles depend on them.
