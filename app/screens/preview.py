@@ -51,6 +51,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
         self.plan: Plan | None = None
         self._measured: set[tuple[str, str]] = set()
         self._replan_due = False
+        self._described: ContainerInfo | None = None  # as the container panel shows it
 
     def compose(self) -> ComposeResult:
         colours = lambda: colours_of(self.app)  # noqa: E731 - read at each draw
@@ -100,7 +101,7 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
         show_dirty(self.console, self.query_one(DirtyChart))
 
     def _show_container(self) -> None:
-        container = self._container()
+        container = self._described = self._container()
         info = self.query_one("#container-info", SteadyStatic)
         if container is None:
             info.show(Text("gone: moved or removed", style="dim"))
@@ -160,7 +161,10 @@ class PreviewScreen(ConsoleScreen, Screen[None]):
     def _inventory_changed(self) -> None:
         if on_view(self):
             self._fill_targets()
-            self._show_container()
+            # Every node's answer is a change (four a second at 20 nodes): the panel is
+            # rendered again only for one that changed what it describes.
+            if self._container() != self._described:
+                self._show_container()
 
     @on(RttChanged)
     def _rtt_changed(self) -> None:
