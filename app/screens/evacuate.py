@@ -20,7 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Header
 
 from whimbrel.app.changes import ConsoleStateChanged
 from whimbrel.app.measuring import measure_path, sample_dirty
@@ -45,6 +45,7 @@ from whimbrel.backends.inventory import ContainerInfo
 from whimbrel.backends.units import format_duration
 from whimbrel.widgets.charts import on_view
 from whimbrel.widgets.footer import FoldingFooter
+from whimbrel.widgets.steady_static import SteadyStatic
 
 DIRTY_SAMPLES = 3
 CONCURRENT_SAMPLERS = 4
@@ -61,6 +62,7 @@ COLUMNS = (
 )
 
 Pair = tuple[str, str]
+
 # Leaving, routes, targets, stays, concurrency, template: all the planner reads, comparable.
 PlanInputs = tuple[
     tuple[Leaving, ...],
@@ -70,6 +72,11 @@ PlanInputs = tuple[
     int | None,
     MigrationRequest,
 ]
+
+
+def _looks(value: Text | str) -> object:
+    """What a cell shows, comparable: a Text's equality leaves its own style out."""
+    return (value.plain, str(value.style), value.spans) if isinstance(value, Text) else value
 
 
 class EvacuateScreen(ConsoleScreen, Screen[None]):
@@ -91,11 +98,12 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
         self.plan: EvacuationPlan | None = None  # None until every placed container is measured
         self._planned_from: PlanInputs | None = None
         self._measuring_paths = False
+        self._drawn: dict[str, dict[str, object]] = {}  # ref -> column -> what its cell shows
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", id="evacuate-table")
-        yield Static(id="evacuate-total")
+        yield SteadyStatic(id="evacuate-total")
         # At 80 columns, T folds away (it stays bound, and in `?`) so that Quit and Help show.
         yield FoldingFooter(("same_target",))
 
@@ -317,12 +325,17 @@ class EvacuateScreen(ConsoleScreen, Screen[None]):
             else:
                 cells = [Text("measuring…", style="italic dim"), *[""] * 4]
             row = [Text(c.name, style="bold"), c.node, self.targets.get(c.ref, "-"), *cells]
+            # Every node's answer redraws the screen (four a second at 20 nodes); a cell
+            # updated makes the table draw all its cells again, so only changed ones are.
+            drawn = self._drawn.setdefault(c.ref, {})
             for (key, _), value in zip(COLUMNS, row, strict=True):
-                table.update_cell(c.ref, key, value, update_width=True)
-        table.border_subtitle = (
-            "targets as you chose them" if self.chosen else "targets by memory left"
-        )
-        self.query_one("#evacuate-total", Static).update(self._total(failed))
+                if drawn.get(key) != (seen := _looks(value)):
+                    drawn[key] = seen
+                    table.update_cell(c.ref, key, value, update_width=True)
+        subtitle = "targets as you chose them" if self.chosen else "targets by memory left"
+        if table.border_subtitle != subtitle:  # setting it repaints the whole table
+            table.border_subtitle = subtitle
+        self.query_one("#evacuate-total", SteadyStatic).show(self._total(failed))
 
     def _total(self, failed: dict[str, str]) -> Text:
         colours = colours_of(self.app)
