@@ -13,6 +13,7 @@ library is refused here, never left for a node to find.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -69,6 +70,7 @@ def _stdlib_only(module: str, imported: str) -> None:
         )
 
 
+@functools.cache  # the console ships some every second (inventories, RTT probes)
 def remote_script(name: str) -> str:
     """The node script backends/remote/NAME as the one program a node runs (`python3 -c`),
     its node modules inlined (see above)."""
