@@ -108,10 +108,10 @@ def launch(config: Path, workdir: Path, run: int) -> Console:
     started = time.time()
     pid, fd = pty.fork()
     if pid == 0:
+        # Not --read-only: a read-only console never opens the evacuate screen (its figure
+        # was the main screen's). The keys sent here open screens and never confirm a move.
         os.execve(
-            sys.executable,
-            [sys.executable, "-m", "whimbrel.app.cli", "--config", str(config), "--read-only"],
-            env,
+            sys.executable, [sys.executable, "-m", "whimbrel.app.cli", "--config", str(config)], env
         )
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     console = Console(pid, fd, timings, started)
