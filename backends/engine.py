@@ -188,6 +188,8 @@ class Migration:
         parts = DowntimeParts.from_json(final.get("parts"))
         if parts:
             yield journal.log(f"downtime {parts.summary()}")
+        if said := hooks.inside_downtime():
+            yield journal.log(said)
         if why := final.get("lazy_unavailable"):
             yield journal.log(f"restored eagerly: no lazy restore on {dst.name} ({why})", "warning")
         yield journal.phase(Phase.CLEANUP)

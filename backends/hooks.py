@@ -132,6 +132,16 @@ class MigrationHooks:
     def ran(self, event: str) -> bool:
         return any(r.event == event for r in self.runs)
 
+    def inside_downtime(self) -> str | None:
+        """The hooks' share of what clients wait through: before_freeze (clients parked
+        before the container froze) and commit (until they are pointed at the target)."""
+        runs = [r for r in self.runs if r.event in ("before_freeze", "commit")]
+        if not runs:
+            return None
+        each = ", ".join(f"{r.event} {r.hook} {r.seconds * 1e3:.0f} ms" for r in runs)
+        total = sum(r.seconds for r in runs)
+        return f"hooks inside the clients' downtime: {total * 1e3:.0f} ms ({each})"
+
     async def run(self, event: str) -> list[HookRun]:
         """Every hook handling `event`, in order; before_freeze stops at the first failure."""
         runs: list[HookRun] = []

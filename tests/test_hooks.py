@@ -16,7 +16,7 @@ import pytest
 from whimbrel.app.cli import main
 from whimbrel.backends.config import Config, ConfigError, Hook, parse_config
 from whimbrel.backends.errors import UsageError
-from whimbrel.backends.hooks import MigrationHooks, hook_env, run_hook, select_hooks
+from whimbrel.backends.hooks import HookRun, MigrationHooks, hook_env, run_hook, select_hooks
 
 NODES = [
     {"name": "e1", "cluster": "east", "address": "10.0.0.1", "wan_address": "192.0.2.1"},
@@ -197,3 +197,12 @@ def test_a_hook_that_cannot_start_says_why() -> None:
     hook = Hook("lb", {"abort": ("/nonexistent/lb",)}, attempts=1)
     run = asyncio.run(run_hook(hook, "abort", {}))
     assert run.error == "cannot run /nonexistent/lb: No such file or directory"
+
+
+def test_the_hooks_share_of_the_clients_downtime_is_said_in_one_line() -> None:
+    hooks = MigrationHooks((), {})
+    assert hooks.inside_downtime() is None
+    hooks.runs += [HookRun("lb", "before_freeze", 0.045, 1), HookRun("lb", "commit", 0.055, 1)]
+    assert hooks.inside_downtime() == (
+        "hooks inside the clients' downtime: 100 ms (before_freeze lb 45 ms, commit lb 55 ms)"
+    )

@@ -142,6 +142,7 @@ def test_redis_benchmark_through_the_repointed_proxy_sees_no_error_while_kv_move
     assert set(runs) == {("haproxy", "before_freeze"), ("haproxy", "commit")}
     assert all(r["error"] is None for r in runs.values())
     assert server_address(proxy) == f"{NODES['west-1']}:{PORT}"
+    assert any("hooks inside the clients' downtime" in e.get("text", "") for e in events)
     stall_s = float(row["max_latency_ms"]) / 1e3
     print(
         f"redis-benchmark: {row['rps']} SET/s, no error, longest wait {stall_s:.3f} s; "
