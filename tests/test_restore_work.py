@@ -27,17 +27,17 @@ def test_no_restore_log_gives_no_criu_time(tmp_path: Path) -> None:
     assert work.criu_restore_s(str(tmp_path)) is None
 
 
-def test_criu_error_quotes_its_first_and_last_error_lines_else_the_fallback(
+def test_criu_error_quotes_each_of_its_error_lines_in_order_else_the_fallback(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "restore.log").write_text(
         "(00.01) Error (criu/a.c:1): first\n(00.02) fine\n(00.03) Error (criu/b.c:2): last\n"
     )
     assert work.criu_error(str(tmp_path), "restore.log") == (
-        "(00.01) Error (criu/a.c:1): first ... (00.03) Error (criu/b.c:2): last"
+        "(00.01) Error (criu/a.c:1): first | (00.03) Error (criu/b.c:2): last"
     )
-    (tmp_path / "one.log").write_text("(00.01) Error (criu/a.c:1): only\n")
-    assert work.criu_error(str(tmp_path), "one.log") == "(00.01) Error (criu/a.c:1): only"
+    (tmp_path / "many.log").write_text("".join(f"(00.0{i}) Error: e{i}\n" for i in range(9)))
+    assert work.criu_error(str(tmp_path), "many.log").endswith("Error: e5 | (and 3 more)")
     assert work.criu_error(str(tmp_path), "absent.log", " exit 1\n") == "exit 1"
 
 

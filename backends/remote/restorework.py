@@ -92,9 +92,10 @@ def lazy_daemon(work):
 
 
 def criu_error(work, log, fallback=""):
-    """CRIU's first error in `log` of its work dir (the cause: later ones are mostly its
-    consequences, e.g. cgroupd's "recv req error" once a restore failed), with its last when
-    that differs; else `fallback`."""
+    """CRIU's errors in `log` of its work dir, in order, each once (up to 6): which one is
+    the cause is not always the first (some it logs and goes on from, as a limit it could
+    not raise) nor the last (cgroupd's "recv req error" follows any failed restore); else
+    `fallback`."""
     try:
         with open(os.path.join(work, log), errors="replace") as f:
             lines = [line.strip() for line in f if "Error" in line or "error" in line]
@@ -102,8 +103,9 @@ def criu_error(work, log, fallback=""):
         lines = []
     if not lines:
         return (fallback.strip() or "failed")[-300:]
-    first, last = lines[0][-300:], lines[-1][-300:]
-    return first if first == last else f"{first} ... {last}"
+    said = list(dict.fromkeys(line[-240:] for line in lines))
+    more = f" | (and {len(said) - 6} more)" if len(said) > 6 else ""
+    return " | ".join(said[:6]) + more
 
 
 def criu_restore_s(work):

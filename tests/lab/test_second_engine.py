@@ -3,10 +3,11 @@ runc 1.3; install-system.sh unpacks them into a private root) on west-1 for this
 doctor reads it, and names it outside the range migrations are tested on: a Redis moved
 east-1 (20.10) -> west-1 (28.5) -> east-1 under the ledgers passes when run alone (9 of 9
 here, downtime 0.5-0.7 s, every write kept) and failed in both clean-clone runs of the whole
-suite, CRIU's restore under runc 1.3.6 failing first on "rlimit: Can't setup RLIMIT_NOFILE
-for self: Operation not permitted" (criu/util.c: raising its own open-files limit to
-fs.nr_open). Until what the earlier tests leave that causes it is found, 28.5 is not
-claimed (the migration test: `git show 0d21026:tests/lab/test_second_engine.py`)."""
+suite: CRIU's restore under runc 1.3.6 logged "rlimit: Can't setup RLIMIT_NOFILE for self:
+Operation not permitted" (which CRIU 4.2 logs and goes on from) and last "cg: cgroupd: recv
+req error" (which follows any failed restore); the errors between were not quoted then (they
+are now, every one). Until the cause is found, 28.5 is not claimed (the migration test:
+`git show 0d21026:tests/lab/test_second_engine.py`)."""
 
 from __future__ import annotations
 
