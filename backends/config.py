@@ -47,7 +47,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,11 +194,7 @@ def _parse_hooks(reader: _Reader, data: Mapping[str, Any]) -> dict[str, Hook]:
     """The [hooks.NAME] tables: each an argv (a list of strings, never a shell line) for one
     or more events, with a timeout and a number of attempts."""
     hooks: dict[str, Hook] = {}
-    for name, body in reader.table(data, "hooks", required=False).items():
-        where = f"hooks.{name}"
-        reader.check_name(name, where)
-        if not isinstance(body, Mapping):
-            reader.fail(where, "a table, e.g. [hooks.lb]", body)
+    for name, where, body in reader.named_tables(data, "hooks", "[hooks.lb]", required=False):
         reader.only_keys(body, where, {*HOOK_EVENTS, "timeout", "attempts"})
         argv = {e: reader.argv(body, where, e) for e in HOOK_EVENTS if e in body}
         if not argv:
@@ -215,11 +211,9 @@ def _parse_clusters(
     reader: _Reader, data: Mapping[str, Any], hooks: Mapping[str, Hook]
 ) -> dict[str, Cluster]:
     clusters: dict[str, Cluster] = {}
-    for name, body in reader.table(data, "clusters", required=True).items():
-        where = f"clusters.{name}"
-        reader.check_name(name, where)
-        if not isinstance(body, Mapping):
-            reader.fail(where, "a table, e.g. [clusters.east]", body)
+    for name, where, body in reader.named_tables(
+        data, "clusters", "[clusters.east]", required=True
+    ):
         reader.only_keys(body, where, {"read_only", "hooks"})
         named = body.get("hooks", [])
         if not isinstance(named, list) or not all(isinstance(h, str) for h in named):
@@ -373,6 +367,17 @@ class _Reader:
         if not isinstance(value, Mapping):
             self.fail(key, "a table", value)
         return value
+
+    def named_tables(
+        self, data: Mapping[str, Any], key: str, example: str, *, required: bool
+    ) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        """Each [KEY.NAME] table: its name (checked), where it is, and its body."""
+        for name, body in self.table(data, key, required=required).items():
+            where = f"{key}.{name}"
+            self.check_name(name, where)
+            if not isinstance(body, Mapping):
+                self.fail(where, f"a table, e.g. {example}", body)
+            yield name, where, body
 
     def string(self, body: Mapping[str, Any], where: str, key: str, default: Any = ...) -> Any:
         value = body.get(key)

@@ -111,7 +111,7 @@ class Migration:
                         yield journal.phase(Phase.ROLLBACK, str(exc))
                         if src_node and running_on == src_node.name and hooks.ran("before_freeze"):
                             for run in await hooks.run("abort"):  # what before_freeze changed
-                                yield journal.log(run.summary(), "info" if run.ok else "error")
+                                yield journal.log(run.summary(), run.level)
         except (WhimbrelError, OSError) as exc:
             # Undoing preflight's work failed (a node went away meanwhile): the outcome stands;
             # the record stays pending, for `recover` to finish the cleanup.

@@ -60,7 +60,7 @@ async def hand_over(
     journal, src, dst = ctx.journal, prepared.src, prepared.dst
     src_session = ctx.pool.session(src)
     for run in await hooks.run("before_freeze"):
-        yield journal.log(run.summary(), "info" if run.ok else "error")
+        yield journal.log(run.summary(), run.level)
         if not run.ok:
             raise MigrationFailed(f"{run.summary()}: nothing was frozen", src.name)
     # From here the source node's daemon carries the hand-over to its end, with or without
@@ -84,7 +84,7 @@ async def hand_over(
             yield item
         elif item["kind"] == "committed":  # the target's now: clients may follow at once
             for run in await hooks.run("commit"):
-                yield journal.log(run.summary(), "info" if run.ok else "error")
+                yield journal.log(run.summary(), run.level)
         else:
             final = item
     if final.get("unsettled"):
@@ -107,7 +107,7 @@ async def hand_over(
         raise MigrationFailed(final.get("error", "the hand-over did not finish"), running)
     if not hooks.ran("commit"):  # committed as the target's record said, not the log
         for run in await hooks.run("commit"):
-            yield journal.log(run.summary(), "info" if run.ok else "error")
+            yield journal.log(run.summary(), run.level)
     yield final
 
 

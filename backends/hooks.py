@@ -69,6 +69,11 @@ class HookRun:
         except (TypeError, KeyError, ValueError):
             return None
 
+    @property
+    def level(self) -> str:
+        """The log level its summary goes out at."""
+        return "info" if self.ok else "error"
+
     def summary(self) -> str:
         said = f"hook {self.hook} ({self.event}): "
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
