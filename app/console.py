@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -465,10 +466,14 @@ class WhimbrelApp(App[int]):
         self.observed.busy[ref] = f"→ {target}"
         self._announce(InventoryChanged)
 
-    def migrations_ended(self, follow: str | None) -> None:
+    def migrations_ended(self, follow: str | None, moved: Iterable[tuple[str, str]] = ()) -> None:
+        """Migrations from this console are over: `moved` names each container that moved
+        (NODE/NAME, where it runs now), `follow` the one the table's cursor goes after."""
         assert self.observed is not None
         self.migrating = False
         self.observed.busy.clear()
+        for ref, running_on in moved:
+            self.observed.moved(ref, running_on)
         self.follow = follow
         self.selected = None  # the container may have moved: select afresh
         self.refresh_inventory()

@@ -104,6 +104,17 @@ class Observations:
         self.nodes[inventory.node] = inventory
         self.answered_at[inventory.node] = time.monotonic()
 
+    def moved(self, ref: str, running_on: str) -> None:
+        """A migration of this console's put the container `ref` (NODE/NAME) on `running_on`:
+        its source's last answer no longer holds it. Without this the table showed it on both
+        nodes until the source answered again (the target often answers first)."""
+        node, _, name = ref.rpartition("/")
+        source = self.nodes.get(node)
+        if node == running_on or source is None:
+            return
+        kept = tuple(c for c in source.containers if c.name != name)
+        self.nodes[node] = replace(source, containers=kept)
+
     def set_readiness(self, report: NodeReport) -> None:
         self.readiness[report.node] = report
         self.examining.discard(report.node)

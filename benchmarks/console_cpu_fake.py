@@ -25,23 +25,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import fcntl
 import json
 import os
 import platform
-import pty
 import signal
 import statistics
-import struct
 import sys
 import tempfile
-import termios
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.console_cpu import COLUMNS, ROWS, Console
 from tests.console.fake_backend import FakeBackend, MiB
 from whimbrel.app.console import WhimbrelApp
 from whimbrel.app.planning import DirtyRate
@@ -52,8 +48,6 @@ from whimbrel.backends.probes import RttResult, RttSample, ThroughputResult
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results" / "console-fake.json"
-COLUMNS, ROWS = 120, 40
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL_PERCENT = 5.0
 RTT_S = 0.040  # the lab's WAN path
 # The keys that reach each screen from the main one, and how long its own start-up work
@@ -171,81 +165,16 @@ def run_console(nodes: int, per_node: int, workdir: Path, profile: Path | None) 
 # --- the measurement (parent process) --------------------------------------------------------
 
 
-class Console:
-    """A console process on a pseudo-terminal whose output is drained (and counted)."""
-
-    def __init__(self, nodes: int, per_node: int, workdir: Path, profile: Path | None) -> None:
-        self.timings = workdir / "timings.jsonl"
-        argv = [sys.executable, "-m", "benchmarks.console_cpu_fake", "--child"]
-        argv += [f"{nodes}x{per_node}", str(workdir)] + ([str(profile)] if profile else [])
-        env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            os.chdir(ROOT)
-            os.execve(sys.executable, argv, env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        self.output_bytes = 0
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.output_bytes += len(chunk)
-
-    def milestone(self, name: str, timeout: float = 30.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.timings.exists() and f'"{name}"' in self.timings.read_text():
-                return
-            time.sleep(0.05)
-        raise SystemExit(f"console_cpu_fake: no {name} within {timeout} s")
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-    def quit(self) -> None:
-        os.write(self.fd, b"q")
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if os.waitpid(self.pid, os.WNOHANG)[0]:
-                return
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGTERM)
-        os.waitpid(self.pid, 0)
-
-
 def idle(scale: str, screen: str, window: float, profile_dir: Path | None) -> dict[str, float]:
     """A fresh console on `screen`, its CPU and terminal output over `window` seconds."""
-    nodes, per_node = (int(n) for n in scale.split("x"))
-    keys, settle = SCREENS[screen]
     profile = profile_dir / f"{scale}-{screen}.prof" if profile_dir else None
     with tempfile.TemporaryDirectory(prefix="whimbrel-bench-") as tmp:
-        console = Console(nodes, per_node, Path(tmp), profile)
-        for name in ("first_full_table", "first_dirty_sample", "first_rtt_sample"):
-            console.milestone(name)
-        for key in keys:
-            os.write(console.fd, bytes([key]))
-            time.sleep(0.5)
-        time.sleep(settle)
-        if profile:
-            os.kill(console.pid, signal.SIGUSR1)
-        cpu0, out0, t0 = console.cpu_s(), console.output_bytes, time.monotonic()
-        time.sleep(window)
-        cpu1, out1, t1 = console.cpu_s(), console.output_bytes, time.monotonic()
-        console.quit()
-    elapsed = t1 - t0
-    return {
-        "idle_window_s": round(elapsed, 2),
-        "idle_cpu_s": round(cpu1 - cpu0, 3),
-        "idle_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / elapsed, 2),
-        "terminal_output_bytes_per_s": round((out1 - out0) / elapsed),
-    }
+        argv = [sys.executable, "-m", "benchmarks.console_cpu_fake", "--child", scale, tmp]
+        console = Console.spawn(argv + ([str(profile)] if profile else []), dict(os.environ),
+                                Path(tmp) / "timings.jsonl")  # fmt: skip
+        # The profile covers the window only (SIGUSR1 starts it).
+        start = (lambda: os.kill(console.pid, signal.SIGUSR1)) if profile else (lambda: None)
+        return console.idle(*SCREENS[screen], window, start)
 
 
 def main() -> int:

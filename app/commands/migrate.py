@@ -128,6 +128,10 @@ def describe(event: MigrationEvent) -> str:
         return f"[{event.t:7.2f}s]    {event.text}"
     assert isinstance(event, MigrationFinished)
     if not event.ok:
+        if event.running_on == "unknown" and event.src == "?":  # no such container
+            return f"FAILED: {event.error}\nnothing was changed"
+        if event.running_on == "unknown":  # the hand-over's end is not known yet
+            return f"FAILED: {event.error}\n`whimbrel recover` settles where the container runs"
         return f"FAILED: {event.error}\nthe container runs on {event.running_on}"
     predicted = format_duration(event.predicted_downtime_s) if event.predicted_downtime_s else "-"
     return (

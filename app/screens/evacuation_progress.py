@@ -227,7 +227,9 @@ class EvacuationProgressScreen(ConsoleScreen, Screen[None]):
             self._show_row(self.tracks[result.ref])
         self.refresh_bindings()
         moved = [r for r in finished.results if r.ok]
-        self.console.migrations_ended(name_of(moved[0].ref) if moved else None)
+        self.console.migrations_ended(
+            name_of(moved[0].ref) if moved else None, [(r.ref, r.running_on) for r in moved]
+        )
         self._show_summary()
 
     @on(OptionList.OptionHighlighted, "#evacuation-moves")

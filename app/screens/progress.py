@@ -244,7 +244,9 @@ class ProgressScreen(ConsoleScreen, Screen[None]):
         self.done = True
         self._ended_at = time.monotonic()
         self.refresh_bindings()
-        self.console.migrations_ended(name_of(event.container))
+        name = name_of(event.container)
+        moved = [(f"{event.src}/{name}", event.running_on)] if event.ok else []
+        self.console.migrations_ended(name, moved)
         self._show_summary()
 
     def _show_summary(self) -> None:

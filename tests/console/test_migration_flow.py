@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual.widgets import Button, Input, Static
 
@@ -16,6 +18,7 @@ from whimbrel.app.screens.progress import ProgressScreen
 from whimbrel.app.settings import ConsoleSettings
 from whimbrel.backends.costs import Costs
 from whimbrel.backends.events import MigrationFinished, PhaseChanged, RoundFinished
+from whimbrel.backends.inventory import NodeInventory
 from whimbrel.backends.units import format_duration
 from whimbrel.widgets.container_table import ContainerTable
 from whimbrel.widgets.downtime_bar import DowntimeBar
@@ -109,6 +112,33 @@ async def test_confirming_runs_the_migration_and_events_arrive_in_order(make_app
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         table = app.screen.query_one(ContainerTable)
         await until(pilot, lambda: table.current_ref == "west-1/kv")  # the cursor followed kv
+
+
+class SlowSource(FakeBackend):
+    """Once a migration has ended, east-1 (kv's source) takes longer to answer than the test
+    looks: the target's answer comes first, as it often does on the lab."""
+
+    async def node_inventory(self, node: str) -> NodeInventory:
+        if node == "east-1" and self.ended:
+            await asyncio.Event().wait()
+        return await super().node_inventory(node)
+
+
+async def test_a_moved_container_leaves_its_source_row_before_the_source_answers_again(
+    make_app,
+) -> None:
+    app = make_app(SlowSource())
+    async with app.run_test(size=SIZE) as pilot:
+        await _preview(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
+        await pilot.press("right", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        table = app.screen.query_one(ContainerTable)
+        await until(pilot, lambda: table.current_ref == "west-1/kv")
+        assert "east-1/kv" not in table.visible_refs
 
 
 async def _migrating(pilot) -> ProgressScreen:
