@@ -98,6 +98,23 @@ def test_engine_settings_read_from_its_info() -> None:
     assert not crun["ok"] and "default-runtime" in crun["remedy"]
 
 
+def test_a_data_root_on_a_private_mount_is_named_with_make_rshared(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "27 1 253:1 / / rw,relatime - ext4 /dev/vda rw\n"
+        "50 27 253:1 /srv/a /srv/a rw shared:6 - ext4 /dev/vda rw\n"
+        "51 27 253:1 /srv/b /srv/b rw - ext4 /dev/vda rw\n"
+        "52 50 253:1 /srv/a/x /srv/a/my\\040root rw master:3 - ext4 /dev/vda rw\n"
+    )
+    assert doctor.mount_of("/srv/a/docker", str(mountinfo)) == ("/srv/a", ["shared:6"])
+    assert doctor.mount_of("/srv/a/my root/d", str(mountinfo)) == ("/srv/a/my root", ["master:3"])
+    assert doctor.mount_of("/srv/b/docker", str(mountinfo)) == ("/srv/b", [])
+    assert doctor.mount_of("/srv/abc", str(mountinfo)) == ("/", [])
+    found = doctor.mount_propagation({"DockerRootDir": "/"})
+    assert found["name"] == "mount-propagation" and not found["required"]
+    assert found["ok"] or "make-rshared" in found["remedy"]
+
+
 def test_authorized_keys_that_cannot_take_a_key_fail(tmp_path: Path) -> None:
     assert doctor.authorized_keys(str(tmp_path / "authorized_keys"))["ok"]  # created on use
     assert not doctor.authorized_keys(str(tmp_path / "missing" / "authorized_keys"))["ok"]

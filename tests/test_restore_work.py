@@ -31,7 +31,8 @@ def test_criu_error_quotes_each_of_its_error_lines_in_order_else_the_fallback(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "restore.log").write_text(
-        "(00.01) Error (criu/a.c:1): first\n(00.02) fine\n(00.03) Error (criu/b.c:2): last\n"
+        "(00.01) Error (criu/a.c:1): first\n(00.02) Collected [libgpg-error.so.0] ID 0x2\n"
+        "(00.03) Error (criu/b.c:2): last\n"
     )
     assert work.criu_error(str(tmp_path), "restore.log") == (
         "(00.01) Error (criu/a.c:1): first | (00.03) Error (criu/b.c:2): last"

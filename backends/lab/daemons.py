@@ -95,16 +95,18 @@ def start_dockerd(
     data root (`data_root`), without the experimental features checkpoints need, or on the
     next Debian suite's engine (`next_engine`: Docker 28, its containerd and runc first on
     its PATH; install-system.sh puts them in DOCKER_NEXT_BIN)."""
+    root = data_root or node.state_dir / "docker"
     engine = ["/usr/sbin/dockerd"]
     if next_engine:
         path = f"{DOCKER_NEXT_BIN}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         engine = ["env", f"PATH={path}", f"{DOCKER_NEXT_BIN}/dockerd"]
+        _shared_mount(root)
     spawn(
         [
             *engine,
             *(["--experimental"] if experimental else []),
             f"--config-file={node.state_dir / 'daemon.json'}",
-            f"--data-root={data_root or node.state_dir / 'docker'}",
+            f"--data-root={root}",
             f"--exec-root={node.run_dir / 'dx'}",
             f"--pidfile={node.run_dir / 'dockerd.pid'}",
             f"--host={node.docker_host}",
@@ -117,6 +119,19 @@ def start_dockerd(
         netns=node.netns,
     )
     wait_for(lambda: _docker_answers(node), f"dockerd on {node.name}", timeout=60)
+
+
+def _shared_mount(path: Path) -> None:
+    """`path` a shared mount, as a real node's data root is: systemd makes / shared at boot,
+    this machine's / is private, and Docker 28 (unlike 20.10) leaves its data root as it
+    finds it. On a private one its containers' root mounts are private, and CRIU cannot
+    restore there a container dumped under a shared one (a 20.10 node's): mount-v2 "Failed
+    to copy sharing" (EINVAL). `whimbrel lab down` unmounts everything under the lab's
+    directories."""
+    path.mkdir(parents=True, exist_ok=True)
+    if run(["mountpoint", "-q", path], check=False).returncode != 0:
+        run(["mount", "--bind", path, path])
+    run(["mount", "--make-rshared", path])
 
 
 def stop_dockerd(node: LabNode, sig: signal.Signals = signal.SIGTERM) -> None:

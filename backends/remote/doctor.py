@@ -23,9 +23,9 @@ from runcdump import find_runc_root
 from workdirs import BASE
 
 CRIU_AT_LEAST = (4, 2)
-# The engines migrations are tested on: the lab's (28.5, Debian forky's, not yet: see
-# tests/lab/test_second_engine.py).
-TESTED_DOCKER = ("20.10",)
+# The engines migrations are tested on: the lab's, and Debian forky's
+# (tests/lab/test_second_engine.py).
+TESTED_DOCKER = ("20.10", "28.5")
 MIN_FREE_BYTES = 1 << 30
 LINK_TIMEOUT_S = 5.0
 
@@ -223,6 +223,38 @@ def cgroups(info):
     )
 
 
+def mount_of(path, mountinfo="/proc/self/mountinfo"):
+    """(mount point, its optional fields: "shared:N", "master:N", ...) of the mount `path`
+    is on; the last of several on one point is the one on top."""
+    found = ("/", [])
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(found[0]):
+                found = (point, fields[6 : fields.index("-")])
+    return found
+
+
+def mount_propagation(info):
+    """Whether the engine's data root is on a shared (or slave) mount, as systemd makes / at
+    boot: on a private one the containers' root mounts are private, and CRIU cannot restore
+    there a container dumped where they were shared (mount-v2 cannot copy the sharing: the
+    Docker 28 engine of the lab on this machine's private /, from a 20.10 node)."""
+    root = (info or {}).get("DockerRootDir") or "/var/lib/docker"
+    point, tags = mount_of(root)
+    shared = any(t.startswith(("shared:", "master:")) for t in tags)
+    return check(
+        "mount-propagation",
+        shared,
+        f"{root} is on {'a shared' if shared else 'a private'} mount ({point})",
+        "mount --make-rshared / (systemd does at boot): restores into private root mounts "
+        "fail for containers dumped where theirs were shared",
+        required=False,
+    )
+
+
 def free_space(where, info):
     docker_root = (info or {}).get("DockerRootDir") or "/var/lib/docker"
     checks = []
@@ -296,7 +328,7 @@ def main(sock, keys, peers_json):
     checks += engine_checks
     info = answers["info"] if answers else None
     if answers is not None:
-        checks += [runc(answers), cgroups(info)]
+        checks += [runc(answers), cgroups(info), mount_propagation(info)]
     criu_checks, criu_path = criu()
     checks += criu_checks
     if criu_path is not None:

@@ -98,7 +98,9 @@ def criu_error(work, log, fallback=""):
     `fallback`."""
     try:
         with open(os.path.join(work, log), errors="replace") as f:
-            lines = [line.strip() for line in f if "Error" in line or "error" in line]
+            # CRIU's errors all say "Error" ("Error (file:line): ..."); a lower-case
+            # "error" is a word of an ordinary line (a library it collected: libgpg-error).
+            lines = [line.strip() for line in f if "Error" in line]
     except OSError:
         lines = []
     if not lines:
