@@ -129,11 +129,8 @@ async def test_a_moved_container_leaves_its_source_row_before_the_source_answers
 ) -> None:
     app = make_app(SlowSource())
     async with app.run_test(size=SIZE) as pilot:
-        await _preview(pilot)
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MigrateModal))
-        await pilot.press("right", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.done)
+        progress = await _migrating(pilot)
+        await until(pilot, lambda: progress.done)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         table = app.screen.query_one(ContainerTable)
