@@ -22,7 +22,7 @@ from whimbrel.backends.doctor import NodeReport, examine
 from whimbrel.backends.engine import Migration, MigrationRequest, recover
 from whimbrel.backends.evacuation import Evacuation, EvacuationEvent, EvacuationPlan
 from whimbrel.backends.events import MigrationEvent
-from whimbrel.backends.inventory import ContainerInfo, NodeInventory, node_inventory
+from whimbrel.backends.inventory import ContainerInfo, NodeInventory, watch_inventory
 from whimbrel.backends.probes import (
     RttResult,
     ThroughputResult,
@@ -57,7 +57,10 @@ class Backend(Protocol):
 
     config: Config
 
-    async def node_inventory(self, node: str) -> NodeInventory: ...
+    def inventories(self, node: str, every_s: float) -> AsyncIterator[NodeInventory]:
+        """The node's containers now, then again `every_s` after each answer, for as long as it
+        is iterated; a node that does not answer is an answer too (unreachable, with why)."""
+        ...
 
     async def doctor(self, node: str) -> NodeReport:
         """Every readiness check of the node, as `whimbrel doctor` runs them."""
@@ -113,8 +116,8 @@ class SSHBackend:
         self.config = config
         self._pool = SessionPool(config)
 
-    async def node_inventory(self, node: str) -> NodeInventory:
-        return await node_inventory(self._pool, self.config.node(node), INVENTORY_TIMEOUT_S)
+    def inventories(self, node: str, every_s: float) -> AsyncIterator[NodeInventory]:
+        return watch_inventory(self._pool, self.config.node(node), every_s, INVENTORY_TIMEOUT_S)
 
     async def doctor(self, node: str) -> NodeReport:
         return await examine(self._pool, self.config.node(node))

@@ -42,9 +42,9 @@ from whimbrel.app.changes import (
 from whimbrel.app.history_records import HistoryRecord
 from whimbrel.app.measuring import (
     examine_node,
+    follow_inventory,
     keep_sampling_dirty,
     measure_path,
-    poll_inventory,
     poll_rtt,
 )
 from whimbrel.app.messages import (
@@ -256,7 +256,7 @@ class WhimbrelApp(App[int]):
         for node in self.backend.config.nodes:
             self.run_worker(
                 partial(
-                    poll_inventory,
+                    follow_inventory,
                     self.backend,
                     node.name,
                     self.settings.refresh_s,
@@ -272,11 +272,15 @@ class WhimbrelApp(App[int]):
         inventory = message.inventory
         self.observed.set_node(inventory)
         self._announce(InventoryChanged)
-        # The doctor once, after the node's first answer: it never delays the table. A node
-        # that does not answer is asked once it does (its SSH check would only repeat why not).
-        asked = self.observed.readiness.keys() | self.observed.examining
-        if inventory.reachable and inventory.node not in asked:
-            self.examine(inventory.node)
+        # Each node's doctor once, when every node has answered: its checks are seconds of
+        # work on the node, and started at each node's first answer they slowed the answers
+        # still to come (20 nodes: 3.9 s to a full table, 1.8 s without). A node that does not
+        # answer is asked once it does (its SSH check would only repeat why not).
+        if self.observed.all_answered:
+            asked = self.observed.readiness.keys() | self.observed.examining
+            for node, answer in self.observed.nodes.items():
+                if answer is not None and answer.reachable and node not in asked:
+                    self.examine(node)
         container = self.selected_container()
         if self.selected and container is None:
             self.select(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import aclosing
 
 from textual.message import Message
 
@@ -29,15 +30,17 @@ DIRTY_RETRY_S = 10.0
 Post = Callable[[Message], object]
 
 
-async def poll_inventory(backend: Backend, node: str, every_s: float, post: Post) -> None:
-    """A node's containers, then again `every_s` after each answer."""
+async def follow_inventory(backend: Backend, node: str, every_s: float, post: Post) -> None:
+    """A node's containers as the backend brings them: now, then `every_s` after each answer."""
     while True:
         try:
-            inventory = await backend.node_inventory(node)
+            answers = backend.inventories(node, every_s)
+            async with aclosing(answers):
+                async for inventory in answers:
+                    post(NodeInventoryLoaded(inventory))
         except Exception as exc:  # one node's trouble must never take the console down
             cluster = backend.config.node(node).cluster
-            inventory = NodeInventory(node, cluster, False, error=str(exc))
-        post(NodeInventoryLoaded(inventory))
+            post(NodeInventoryLoaded(NodeInventory(node, cluster, False, error=str(exc))))
         await asyncio.sleep(every_s)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -173,42 +174,83 @@ def container_from(
     )
 
 
-async def node_containers(
-    pool: SessionPool, node: Node
-) -> tuple[tuple[ContainerInfo, ...], int | None]:
-    """One helper run on the node lists, inspects and weighs all its containers; with them,
-    the memory the node has available."""
-    found = await pool.session(node).run_helper(
-        "inventory.py", [node.docker_socket], what="inventory", timeout=30
+def _containers(node: Node, found: Any, started: float) -> NodeInventory:
+    """The node's answer from the inventory helper's JSON (backends/remote/inventory.py)."""
+    try:
+        containers = tuple(
+            container_from(node, c["summary"], c["inspect"], c["memory"])
+            for c in found["containers"]
+        )
+        available = found.get("memory_available")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WhimbrelError(f"inventory: an answer not understood ({exc!r})") from None
+    return NodeInventory(
+        node.name,
+        node.cluster,
+        True,
+        containers,
+        elapsed_s=time.monotonic() - started,
+        memory_available=available,
     )
-    containers = tuple(
-        container_from(node, c["summary"], c["inspect"], c["memory"]) for c in found["containers"]
+
+
+def _unreachable(node: Node, error: str, started: float) -> NodeInventory:
+    return NodeInventory(
+        node.name,
+        node.cluster,
+        False,
+        error=error.removeprefix(f"{node.name}: "),
+        elapsed_s=time.monotonic() - started,
     )
-    return containers, found.get("memory_available")
 
 
 async def node_inventory(
     pool: SessionPool, node: Node, timeout: float = DEFAULT_TIMEOUT_S
 ) -> NodeInventory:
+    """The node's containers, asked once: one helper run lists, inspects and weighs them all."""
     started = time.monotonic()
     try:
-        containers, available = await asyncio.wait_for(node_containers(pool, node), timeout)
-    except TimeoutError:
-        error = f"no answer within {timeout:g} s"
-    except WhimbrelError as exc:
-        error = str(exc).removeprefix(f"{node.name}: ")
-    else:
-        return NodeInventory(
-            node.name,
-            node.cluster,
-            True,
-            containers,
-            elapsed_s=time.monotonic() - started,
-            memory_available=available,
+        found = await asyncio.wait_for(
+            pool.session(node).run_helper(
+                "inventory.py", [node.docker_socket], what="inventory", input=b"list\n"
+            ),
+            timeout,
         )
-    return NodeInventory(
-        node.name, node.cluster, False, error=error, elapsed_s=time.monotonic() - started
-    )
+        return _containers(node, found, started)
+    except TimeoutError:
+        return _unreachable(node, f"no answer within {timeout:g} s", started)
+    except WhimbrelError as exc:
+        return _unreachable(node, str(exc), started)
+
+
+async def watch_inventory(
+    pool: SessionPool, node: Node, every_s: float, timeout: float = DEFAULT_TIMEOUT_S
+) -> AsyncIterator[NodeInventory]:
+    """The node's containers now, then again `every_s` after each answer, for as long as it is
+    iterated, from one helper kept running on the node (a helper started per answer cost a
+    process on the node and a channel here every time: at 20 nodes, after drawing, the
+    console's largest cost). A node that does not answer within `timeout` is reported as
+    unreachable, with the reason, and its helper started again `every_s` later."""
+    session = pool.session(node)
+    while True:
+        started = time.monotonic()
+        try:
+            async with AsyncExitStack() as stack:
+                conversation = session.conversation(
+                    "inventory.py", [node.docker_socket], what="inventory"
+                )
+                helper = await asyncio.wait_for(stack.enter_async_context(conversation), timeout)
+                while True:
+                    left = timeout - (time.monotonic() - started)
+                    found = await asyncio.wait_for(helper.ask("list"), left)
+                    yield _containers(node, found, started)
+                    await asyncio.sleep(every_s)
+                    started = time.monotonic()
+        except TimeoutError:
+            yield _unreachable(node, f"no answer within {timeout:g} s", started)
+        except WhimbrelError as exc:
+            yield _unreachable(node, str(exc), started)
+        await asyncio.sleep(every_s)
 
 
 async def fetch_inventory(pool: SessionPool, timeout: float = DEFAULT_TIMEOUT_S) -> Inventory:

@@ -67,8 +67,13 @@ def start_node(node: LabNode) -> None:
 
 
 def start_sshd(node: LabNode) -> None:
-    """Start the node's sshd (it daemonizes itself); tests use it after stopping one."""
+    """Start the node's sshd, listening when this returns; tests use it after stopping one.
+    It daemonizes itself and its child writes the pid file once it listens: a stop right
+    after a start read the stopped one's pid from the file and left the new one running."""
+    pid_file = node.run_dir / "sshd.pid"
+    pid_file.unlink(missing_ok=True)
     run(["/usr/sbin/sshd", "-f", node.state_dir / "sshd_config"], netns=node.netns)
+    wait_for(lambda: read_pid(pid_file) is not None, f"{node.name}: sshd", timeout=10)
 
 
 def restart_sshd(node: LabNode, path: str | None = None) -> None:

@@ -1,16 +1,20 @@
-"""whimbrel node helper: this node's containers in one go (standard library only).
+"""whimbrel node helper: this node's containers, each time it is asked (standard library only).
 
-  inventory DOCKER_SOCKET    one JSON line: {"containers": [{"summary": ..., "inspect": ...,
-                             "memory": N}], "memory_available": N}
+  inventory DOCKER_SOCKET    for every line read on stdin, one JSON line: {"containers":
+                             [{"summary": ..., "inspect": ..., "memory": N}],
+                             "memory_available": N}; it ends at the end of stdin
 
 The Docker Engine API asked locally (one list, one inspect per container, over the Unix
 socket), and each running container's memory read from its cgroup (what `docker stats` shows:
 usage less the page cache that can be dropped; cgroup v1 or v2, cgroupfs or systemd driver,
-found through /proc/PID/cgroup). One run per node per refresh: asking the engine through the
-SSH connection costs a channel per request, and a stats call costs the engine about a second.
+found through /proc/PID/cgroup). `whimbrel ls` asks once; the console keeps one running per
+node and asks it at every refresh: asking the engine through the SSH connection costs a channel
+per request, a stats call costs the engine about a second, and a helper started per refresh
+costs a process on the node and a channel on the operator's side each time.
 The node's own MemAvailable comes along: where an evacuation may place containers.
 """
 
+import http.client
 import json
 import os
 import sys
@@ -73,20 +77,33 @@ def memory_available():
     return None
 
 
-def main(sock):
+def containers(sock):
     conn = UnixConnection(sock)
-    status, summaries = get(conn, "/containers/json?all=1")
-    if status != 200:
-        print(json.dumps({"error": f"docker: HTTP {status}"}))
-        sys.exit(1)
-    out = []
-    for summary in summaries:
-        status, inspect = get(conn, "/containers/" + summary["Id"] + "/json")
-        # A container removed meanwhile is shown as listed.
-        inspect = {k: inspect.get(k) for k in KEEP} if status == 200 else None
-        pid = ((inspect or {}).get("State") or {}).get("Pid")
-        out.append({"summary": summary, "inspect": inspect, "memory": memory(pid) if pid else None})
-    print(json.dumps({"containers": out, "memory_available": memory_available()}))
+    try:
+        status, summaries = get(conn, "/containers/json?all=1")
+        if status != 200:
+            return {"error": f"docker: HTTP {status}"}
+        out = []
+        for summary in summaries:
+            status, inspect = get(conn, "/containers/" + summary["Id"] + "/json")
+            # A container removed meanwhile is shown as listed.
+            inspect = {k: inspect.get(k) for k in KEEP} if status == 200 else None
+            pid = ((inspect or {}).get("State") or {}).get("Pid")
+            memory_now = memory(pid) if pid else None
+            out.append({"summary": summary, "inspect": inspect, "memory": memory_now})
+    finally:
+        conn.close()
+    return {"containers": out, "memory_available": memory_available()}
+
+
+def main(sock):
+    for _ in sys.stdin:
+        try:
+            answer = containers(sock)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # The engine restarting or gone: said, and the next ask tries again.
+            answer = {"error": f"docker: {exc}"}
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":

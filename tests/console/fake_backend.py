@@ -345,7 +345,13 @@ class FakeBackend:
             for c in self.containers
         ]
 
+    async def inventories(self, node: str, every_s: float) -> AsyncIterator[NodeInventory]:
+        while True:
+            yield await self.node_inventory(node)
+            await asyncio.sleep(every_s)
+
     async def node_inventory(self, node: str) -> NodeInventory:
+        """One answer of the node's (subclasses make it slow, or change what it says)."""
         self.inventory_calls += 1
         cluster = self.config.node(node).cluster
         if node in self.unreachable:

@@ -1,8 +1,10 @@
-"""Each node's readiness for migrations, from its doctor: asked once after the node first
-answers, marked in the cluster panel when something needs the operator, every check with its
+"""Each node's readiness for migrations, from its doctor: asked once, after every node's first
+answer, marked in the cluster panel when something needs the operator, every check with its
 remedy on the readiness screen (`d`), asked again there (`r`)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from textual.pilot import Pilot
 from textual.widgets import Static
@@ -52,6 +54,31 @@ async def test_each_answering_node_is_examined_once_after_its_first_answer(make_
         await until(pilot, lambda: backend.inventory_calls == 8)
         await pilot.pause()
         # west-2 does not answer: its doctor waits for it to.
+        assert sorted(backend.examined) == ["east-1", "east-2", "west-1"]
+
+
+class SlowFirstAnswer(FakeBackend):
+    """east-2 answers for the first time only once `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def node_inventory(self, node: str):
+        if node == "east-2":
+            await self.answer.wait()
+        return await super().node_inventory(node)
+
+
+async def test_no_doctor_runs_until_every_node_has_answered_once(make_app) -> None:
+    backend = SlowFirstAnswer()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.observed.nodes["east-1"] is not None)
+        await pilot.pause(0.2)
+        assert backend.examined == []  # the doctors' work would slow east-2's answer
+        backend.answer.set()
+        await until(pilot, lambda: len(backend.examined) == 3)
         assert sorted(backend.examined) == ["east-1", "east-2", "west-1"]
 
 

@@ -3,20 +3,25 @@ and the probes of the path a migration takes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
 
 from tests.labtools import ssh
 from whimbrel.backends.channel import stripes_for
+from whimbrel.backends.config import load_config
+from whimbrel.backends.inventory import NodeInventory, watch_inventory
 from whimbrel.backends.lab import daemons
 from whimbrel.backends.lab import lab as lab_module
 from whimbrel.backends.lab.topology import build_topology
+from whimbrel.backends.ssh import SessionPool
 
 pytestmark = pytest.mark.lab
 
@@ -46,6 +51,50 @@ def test_ls_lists_every_container_with_its_node_and_cluster(lab: dict) -> None:
         assert by_name[name]["memory_bytes"] > 1_000_000
         assert by_name[name]["uptime_s"] > 0
     assert by_name["kv"]["image"] == "whimbrel-lab/redis:7"
+
+
+def inventory_helpers() -> set[int]:
+    """The pids of inventory helpers running on this machine (the lab's nodes share its
+    processes)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # it ended meanwhile
+            continue
+        if argv[0] == b"python3" and b"this node's containers, each time" in b"".join(argv):
+            found.add(int(cmdline.parent.name))
+    return found
+
+
+async def _watched(
+    config_path: str, node: str, answers: int
+) -> tuple[list[NodeInventory], list[set[int]], set[int]]:
+    """`answers` answers of the node's inventory stream, the helpers running at each, and
+    after."""
+    config = load_config(Path(config_path))
+    got, running = [], []
+    async with SessionPool(config) as pool:
+        stream = watch_inventory(pool, config.node(node), every_s=0.5)
+        async with aclosing(stream):
+            async for inventory in stream:
+                got.append(inventory)
+                running.append(inventory_helpers())
+                if len(got) == answers:
+                    break
+        await asyncio.sleep(1.0)  # sshd sees the channel closed, the helper its stdin end
+        return got, running, inventory_helpers()
+
+
+def test_the_consoles_inventory_stream_is_one_helper_per_node_that_ends_with_it(
+    lab: dict,
+) -> None:
+    answers, running, after = asyncio.run(_watched(lab["config"], "east-1", answers=4))
+    assert all(a.reachable for a in answers), [a.error for a in answers]
+    assert all({"kv", "hot"} <= {c.name for c in a.containers} for a in answers)
+    assert all(a.memory_available for a in answers)
+    assert len(running[0]) == 1 and running == [running[0]] * 4  # one helper answered them all
+    assert after == set()  # and it ended with the stream
 
 
 @pytest.fixture
@@ -79,6 +128,15 @@ def _config_with_known_hosts(lab: dict, tmp_path: Path, lines: list[str]) -> str
     config = tmp_path / "config.toml"
     config.write_text(text)
     return str(config)
+
+
+def test_the_inventory_stream_of_a_node_without_sshd_says_why_and_keeps_trying(
+    lab: dict, west2_sshd_stopped: None
+) -> None:
+    answers, _, after = asyncio.run(_watched(lab["config"], "west-2", answers=2))
+    assert [a.reachable for a in answers] == [False, False]
+    assert all("refused" in (a.error or "") for a in answers), [a.error for a in answers]
+    assert after == set()
 
 
 def test_a_node_whose_host_key_changed_is_refused_with_its_fingerprint(
