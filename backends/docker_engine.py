@@ -17,14 +17,15 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import requests.exceptions
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whimbrel.backends.errors import WhimbrelError
 from whimbrel.backends.ssh import NodeSession, NodeUnreachable
+
+if TYPE_CHECKING:
+    # Imported where used: the SDK and requests cost 70 ms of every whimbrel start, and
+    # only a migration or a doctor asks an engine from here.
+    import docker
 
 API_VERSION = "1.41"  # Docker 20.10; newer engines still serve it
 DEFAULT_TIMEOUT_S = 30.0
@@ -49,6 +50,9 @@ class DockerEngine:
 
     async def call(self, what: str, fn: Callable[[docker.APIClient], T]) -> T:
         """fn(api) in a worker thread; its failure as DockerError or NodeUnreachable."""
+        import docker.errors
+        import requests.exceptions
+
         node = self.session.node.name
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, self.api), self.timeout)
@@ -115,6 +119,8 @@ async def docker_engine(
 ) -> AsyncIterator[DockerEngine]:
     """The node's engine for the block's length: its socket forwarded to a local one in a
     private directory, removed after with the forwarding."""
+    import docker
+
     conn = await session.connection()
     where = _socket_dir()
     local = os.path.join(where, "docker.sock")
