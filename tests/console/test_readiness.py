@@ -16,6 +16,7 @@ from whimbrel.app.measuring import examine_node
 from whimbrel.app.messages import NodeExamined
 from whimbrel.app.screens.main import MainScreen
 from whimbrel.app.screens.readiness import ReadinessScreen
+from whimbrel.backends.inventory import NodeInventory
 from whimbrel.widgets.container_table import ContainerTable
 from whimbrel.widgets.node_list import NodeList
 
@@ -64,7 +65,7 @@ class SlowFirstAnswer(FakeBackend):
         super().__init__()
         self.answer = asyncio.Event()
 
-    async def node_inventory(self, node: str):
+    async def node_inventory(self, node: str) -> NodeInventory:
         if node == "east-2":
             await self.answer.wait()
         return await super().node_inventory(node)
