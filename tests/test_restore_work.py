@@ -4,6 +4,10 @@ CRIU's own restore time and its last error, and whether a lazy-pages daemon stil
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.node_helpers import load
@@ -82,3 +86,42 @@ def test_a_daemon_log_without_a_summary_is_no_fill(tmp_path: Path) -> None:
     log.write_text("(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n")
     assert work.lazy_fill(str(tmp_path)) is None
     assert work.lazy_fill(str(tmp_path / "elsewhere")) is None
+
+
+def _stand_in_daemon(work_dir: Path) -> subprocess.Popen[bytes]:
+    """A process whose command line names lazy-pages and `work_dir`, as the daemon's does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "lazy-pages", str(work_dir)]
+    )
+    (work_dir / "lazy-pages.pid").write_text(str(proc.pid))
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while b"lazy-pages" not in cmdline.read_bytes():  # until it runs (forked, not yet exec'd)
+        time.sleep(0.01)
+    return proc
+
+
+def test_a_daemon_whose_restore_never_began_is_killed_by_the_wait_for_its_fill(
+    tmp_path: Path,
+) -> None:
+    # Its receiver died between starting it and the restore: it would wait for ever.
+    work_dir = tmp_path / "restore" / "work"
+    work_dir.mkdir(parents=True)
+    daemon = _stand_in_daemon(work_dir)
+    try:
+        assert work.wait_lazy_fill(str(tmp_path), deadline_s=5.0) is True
+        assert daemon.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        daemon.kill()
+
+
+def test_a_daemon_whose_restore_began_is_waited_for_never_killed(tmp_path: Path) -> None:
+    work_dir = tmp_path / "restore" / "work"
+    work_dir.mkdir(parents=True)
+    daemon = _stand_in_daemon(work_dir)
+    try:
+        work.restore_begins(str(work_dir))
+        assert work.wait_lazy_fill(str(tmp_path), deadline_s=0.3) is False
+        assert daemon.poll() is None
+    finally:
+        daemon.kill()
+        daemon.wait()

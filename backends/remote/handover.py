@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections import namedtuple
 
+from engineapi import ask_engine, container_url
 from nodelib import docker, resume_tasks
 from pagestream import file_trees, load_index, send_images
 from runcdump import clear_criu_lock, dump
@@ -116,7 +117,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         t_freeze = time.monotonic()
         marks = {"freeze": t_freeze}  # when each step of the downtime ended: its parts
         failpoint(prepared, "handover.before-pause")
-        docker(sock, "pause", cid)
+        ask_engine(sock, "POST", container_url(cid, "pause"), timeout=120)
         frozen = True
         marks["frozen"] = time.monotonic()
         emit("frozen")

@@ -135,6 +135,7 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
     load_index()'s OnTarget; `landed` ChunksAsTheyLand's digests, when it followed the dump."""
     files, mapped, state, sent = _send_small_files(img_dir, stream, on_target.files)
+    stream.flush()  # at once: a lazy restore's daemon starts on them while the pages come
     pages, streamed = _stream_new_pages(mapped, stream, on_target, landed or {})
     held, diff_s = _diff_held_pages(mapped, on_target, landed or {})
     pages.update(held)

@@ -16,7 +16,8 @@ from collections import namedtuple
 from confined import STAGING, Dir, extract
 from decision import abort_target, decide, drop_checkpoint, serve
 from nodelib import out, read_text
-from restoring import lazy_unavailable, restore
+from restorework import LazyDaemon, lazy_unavailable, restore_dirs
+from restoring import restore
 from stripes import joined, read_exact
 from targetdir import here, read_target
 from wire import LENGTH, NAME_LEN, OP_COPY_CUR, OP_COPY_PREV, OP_DATA, OP_END, SIZE, SPAN, failpoint
@@ -81,15 +82,32 @@ def recv(which, k, token):
     if not stream.more():
         out({"stood_down": True})
         return
-    with contextlib.ExitStack() as opened:  # (not parenthesised withs: nodes may run 3.9)
-        out_dir = opened.enter_context(Dir(target["checkpoint_dir"]))
-        staging = opened.enter_context(_staging(target))
-        prev = opened.enter_context(_latest_round(staging))
-        received, files = _receive(stream, target, prev, out_dir, staging, final=True)
+    work, images = restore_dirs(here())
+    daemon = (
+        LazyDaemon(work, images, target) if target.get("lazy_restore") and not lazy_why else None
+    )
+    try:
+        with contextlib.ExitStack() as opened:  # (not parenthesised withs: nodes may run 3.9)
+            out_dir = opened.enter_context(Dir(target["checkpoint_dir"]))
+            staging = opened.enter_context(_staging(target))
+            prev = opened.enter_context(_latest_round(staging))
+            received, files = _receive(
+                stream,
+                target,
+                prev,
+                out_dir,
+                staging,
+                final=True,
+                before_pages=daemon.start if daemon else None,
+            )
+    except BaseException:
+        if daemon:
+            daemon.kill()  # no restore will come for it
+        raise
     if "corrupt-image" in target.get("failpoints", {}):
-        with Dir(target["checkpoint_dir"]) as images, images.open("inventory.img", os.O_RDWR) as f:
+        with Dir(target["checkpoint_dir"]) as ckpt, ckpt.open("inventory.img", os.O_RDWR) as f:
             f.write(b"\xff" * 16)
-    restored = restore(target, lazy=bool(target.get("lazy_restore")) and lazy_why is None)
+    restored = restore(target, work, daemon)
     if lazy_why:
         restored["lazy_unavailable"] = lazy_why
     out(dict(restored, received_bytes=received, files=files))
@@ -123,9 +141,10 @@ def _line_within(seconds):
     return box[0] if box else None
 
 
-def _receive(stream, target, prev, out_dir, pages_dir, final):
+def _receive(stream, target, prev, out_dir, pages_dir, final, before_pages=None):
     """One round's stream into out_dir (page files into pages_dir), built on round `prev`
-    (each a Dir; prev may be None); returns (bytes received, files)."""
+    (each a Dir; prev may be None); returns (bytes received, files). `before_pages` is called
+    once every image but the page files (which come after the others) has landed."""
     received = files = 0
     while True:
         (n,) = LENGTH.unpack(read_exact(stream, 4))
@@ -144,6 +163,9 @@ def _receive(stream, target, prev, out_dir, pages_dir, final):
             continue
         _file_name(name)
         is_pages = name.startswith("pages-")
+        if is_pages and before_pages:
+            before_pages()
+            before_pages = None
         into = pages_dir if is_pages else out_dir
         if header.get("inplace") and prev is not None:
             received += _patch_file(stream, prev, into, name)

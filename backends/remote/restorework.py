@@ -2,14 +2,15 @@
 library only).
 
 Whimbrel names the restore's work dir (runc.conf's `work-dir`), so that CRIU's restore.log is
-its to read: CRIU's own time and its error. A lazy-pages daemon, started first, fills the
-restored process's private memory from the page files already staged on this node, in the
-background and on the process's faults, so the restore no longer copies the whole state in
-before it ends (CRIU's own test suite runs this mode: a plain dump, `criu lazy-pages` reading
-local images, `restore --lazy-pages`). It is post-copy: were the daemon to die before its
-fill ends, the pages it had not filled would read as zeros (the userfaultfd goes with it), so
-it is asked for, never assumed (`--lazy-restore`), and nothing ever kills a daemon that may
-be filling a restored copy.
+its to read: CRIU's own time and its error. A lazy-pages daemon, started before the restore
+(while the final round's page files still arrive), fills the restored process's private
+memory from the page files staged on this node, in the background and on the process's
+faults, so the restore no longer copies the whole state in before it ends (CRIU's own test
+suite runs this mode: a plain dump, `criu lazy-pages` reading local images, `restore
+--lazy-pages`). It is post-copy: were the daemon to die before its fill ends, the pages it
+had not filled would read as zeros (the userfaultfd goes with it), so it is asked for, never
+assumed (`--lazy-restore`), and nothing ever kills a daemon that may be filling a restored
+copy (one whose restore never began fills nothing: that one is killed).
 """
 
 import contextlib
@@ -22,6 +23,10 @@ import time
 # In the link's private dir: CRIU's work dir for the restore (its restore.log; the daemon's
 # socket and log), and the daemon's view of the images.
 RESTORE_DIR = "restore"
+PIDFILE = "lazy-pages.pid"
+# In the work dir, written just before the restore is asked for: a daemon running without it
+# serves no restore (its receiver died before) and fills nothing.
+BEGUN = "restore.begun"
 
 
 def lazy_unavailable():
@@ -50,29 +55,68 @@ def restore_dirs(root):
     return dirs
 
 
-def start_lazy_daemon(work, images, target):
-    """`criu lazy-pages` for one restore, started before it: it reads the images through a
-    dir of its own (`images`), whose links resolve on the host (the checkpoint's page-file
-    links resolve inside the container, where CRIU's restore opens them), and listens in the
-    restore's work dir (`work`, where runc.conf's `work-dir` points the restore)."""
-    staged = os.path.join(target["upper_dir"], ".wb")
-    for name in os.listdir(target["checkpoint_dir"]):
-        where = staged if name.startswith("pages-") else target["checkpoint_dir"]
-        os.symlink(os.path.join(where, name), os.path.join(images, name))
-    # -d: it returns once listening (the socket is bound before it forks), and its own
-    # session outlives this script's, as its fill must. -v4: its fill's summary (lazy_fill)
-    # is a debug line.
-    argv = ["criu", "lazy-pages", "-d", "-D", images, "-W", work, "-o", "lazy-pages.log", "-v4"]
-    pidfile = ["--pidfile", os.path.join(work, "lazy-pages.pid")]
-    proc = subprocess.run(argv + pidfile, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        said = criu_error(work, "lazy-pages.log", proc.stderr)
-        raise RuntimeError(f"criu lazy-pages: {said}")
+class LazyDaemon:
+    """`criu lazy-pages` for one restore. It reads the process tree when it starts and the
+    page files only once the restore connects, so it is started as soon as the final round's
+    other images have landed (`start`): its start (~30 ms) then hides behind the page files'
+    arrival. It reads the images through a dir of its own (`images`), whose links resolve on
+    the host (the checkpoint's page-file links resolve inside the container, where CRIU's
+    restore opens them), and listens in the restore's work dir (`work`, where runc.conf's
+    `work-dir` points the restore)."""
+
+    def __init__(self, work, images, target):
+        self.work, self.images, self.target = work, images, target
+        self.proc = None
+
+    def start(self):
+        self._link()
+        # -d: it returns once listening (the socket is bound before it forks), and its own
+        # session outlives this script's, as its fill must. -v4: its fill's summary (lazy_fill)
+        # is a debug line.
+        argv = ["criu", "lazy-pages", "-d", "-D", self.images, "-W", self.work]
+        argv += ["-o", "lazy-pages.log", "-v4", "--pidfile", os.path.join(self.work, PIDFILE)]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def ready(self):
+        """Every image linked and the daemon listening (started now if it was not), or
+        RuntimeError saying why not."""
+        self._link()
+        if self.proc is None:
+            self.start()
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("criu lazy-pages: not listening after 30 s") from None
+        if self.proc.returncode != 0:
+            said = criu_error(self.work, "lazy-pages.log", err.decode(errors="replace"))
+            raise RuntimeError(f"criu lazy-pages: {said}")
+
+    def kill(self):
+        """Gone, for a restore that failed or never began (its pages are no one's)."""
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)  # its pidfile is written once it listens
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        kill_lazy_daemon(self.work)
+
+    def _link(self):
+        staged = os.path.join(self.target["upper_dir"], ".wb")
+        for name in os.listdir(self.target["checkpoint_dir"]):
+            link = os.path.join(self.images, name)
+            if not os.path.lexists(link):
+                where = staged if name.startswith("pages-") else self.target["checkpoint_dir"]
+                os.symlink(os.path.join(where, name), link)
 
 
 def kill_lazy_daemon(work):
     """The daemon of the restore in `work` killed, if one runs: only for a restore that
-    failed (its pages are no one's now)."""
+    failed or never began (its pages are no one's now)."""
     pid = lazy_daemon(work)
     if pid:
         with contextlib.suppress(ProcessLookupError):
@@ -82,7 +126,7 @@ def kill_lazy_daemon(work):
 def lazy_daemon(work):
     """The pid of the lazy-pages daemon whose work dir is `work`, while it runs."""
     try:
-        with open(os.path.join(work, "lazy-pages.pid")) as f:
+        with open(os.path.join(work, PIDFILE)) as f:
             pid = int(f.read().strip())
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read().split(b"\0")
@@ -139,10 +183,19 @@ def lazy_fill(root):
     return None if fill_s is None else {"fill_s": fill_s, "pages": filled, "of": total}
 
 
+def restore_begins(work):
+    """Said just before the restore in `work` is asked for (see BEGUN)."""
+    with open(os.path.join(work, BEGUN), "w"):
+        pass
+
+
 def wait_lazy_fill(root, deadline_s):
     """Wait, up to `deadline_s`, for a lazy-pages daemon of a restore under `root` to end its
-    fill; True when none runs there any more."""
+    fill; True when none runs there any more. A daemon whose restore never began is killed
+    first: it fills nothing, and would wait for a restore for ever."""
     work = os.path.join(root, RESTORE_DIR, "work")
+    if not os.path.exists(os.path.join(work, BEGUN)):
+        kill_lazy_daemon(work)
     end = time.monotonic() + deadline_s
     while lazy_daemon(work):
         if time.monotonic() > end:
