@@ -29,6 +29,9 @@ class Costs:
     dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
     restore_time_s: float = 0.9  # the hand-over's fixed part: pause, start, commit
     restore_rate: float | None = None  # bytes/s: the restore's part that grows with the state
+    # The hand-over's fixed part when the restore is lazy (nothing of it grows with the state,
+    # and it is far shorter than the eager one's); None: restore_time_s.
+    lazy_restore_time_s: float | None = None
     final_round_trips: float = 0.5  # j: round trips inside the downtime
     stream_rate: float | None = None  # bytes/s: a stream's own per-byte work beyond the wire
     # A migration's work outside its rounds and hand-over (preflight: lock, link, target,
@@ -57,10 +60,16 @@ class Costs:
         `bandwidth` the path's probed throughput: the model's B is what a round's stream gets,
         the stream's own per-byte work (cipher, the receiver's writes) on top of the wire's.
         A lazy restore copies no memory in before it ends: its restore does not grow with
-        `size` (measured: 148-199 ms from 64 MiB to 1 GiB, README). `distinct_share`: of
-        `size`, what a whole-state round sends (pages repeated in it go once)."""
+        `size` (README's table), and has a fixed part of its own where one was fitted.
+        `distinct_share`: of `size`, what a whole-state round sends (pages repeated in it go
+        once)."""
         scan = size / self.scan_rate if self.scan_rate else 0.0
-        restore = size / self.restore_rate if self.restore_rate and not lazy_restore else 0.0
+        if lazy_restore and self.lazy_restore_time_s is not None:
+            restore = self.lazy_restore_time_s
+        elif lazy_restore:
+            restore = self.restore_time_s
+        else:
+            restore = self.restore_time_s + (size / self.restore_rate if self.restore_rate else 0.0)
         return ModelInputs(
             size=size,
             dirty_rate=dirty_rate,
@@ -71,7 +80,7 @@ class Costs:
             first_round_extra=self.first_round_s + self.first_round_trips * rtt,
             dump_time=self.dump_time_s,
             dump_rate=self.dump_rate,
-            restore_time=self.restore_time_s + restore,
+            restore_time=restore,
             final_round_trips=self.final_round_trips,
             downtime_target=downtime_target,
             max_rounds=max_rounds,

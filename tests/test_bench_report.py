@@ -373,6 +373,18 @@ def test_bench_report_writes_the_report_it_is_given_and_no_costs(
     assert costs_module.COSTS_FILE.read_bytes() == installed
 
 
+def test_bench_costs_fits_the_runs_of_every_file_it_is_given(tmp_path: Path) -> None:
+    # Lazy-restore runs are fitted beside the eager grid's (its own term), never alone.
+    grid, lazy, out = tmp_path / "grid.jsonl", tmp_path / "lazy.jsonl", tmp_path / "costs.json"
+    grid.write_text(json.dumps(_row("latency-aware", 1.0, 20)) + "\n")
+    lazy.write_text("".join(json.dumps(_row("phaul", 0.5, 20)) + "\n" for _ in range(2)))
+    args = ["bench", "costs", "--results", str(grid), "--also", str(lazy), "--costs", str(out)]
+    assert main(args) == 0
+    written = json.loads(out.read_text())
+    assert written["source"].startswith(f"whimbrel bench costs: {grid} {lazy}")
+    assert written["spread"]["dump_time_s"]["samples"] == 6  # 3 runs of 2 rounds
+
+
 def test_the_product_never_imports_the_research_tooling() -> None:
     root = Path(__file__).resolve().parents[1]
     product = [

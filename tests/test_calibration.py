@@ -202,6 +202,34 @@ def test_a_lazy_restore_plans_no_restore_that_grows_with_the_state() -> None:
     assert restore_time(64 * MiB, lazy=True) == restore_time(1e9, lazy=True) == 0.2
 
 
+def test_lazy_final_rounds_fit_a_fixed_hand_over_of_their_own_round_trips_held() -> None:
+    # A lazy restore's hand-over (0.12 s here against the eager one's 0.4 s + M/800 MB/s) is
+    # its own term: planned with the eager fixed part it would be over-predicted at every size.
+    rng = np.random.default_rng(7)
+    eager = synthetic_rounds(rng, 8, 0.0, final=True)
+    lazy = [
+        replace(r, lazy=True, seconds=r.dump_s + r.transfer_s + 0.12 + 1.5 * r.rtt)
+        for r in synthetic_rounds(rng, 6, 0.0, final=True)
+    ]
+    fitted = calibrate(eager + lazy)
+    assert fitted.lazy_restore_time is not None
+    assert fitted.lazy_restore_time.value == pytest.approx(0.12, rel=1e-6)
+    assert fitted.lazy_restore_time.samples == 6
+    assert fitted.costs().lazy_restore_time_s == pytest.approx(0.12, rel=1e-6)
+    assert calibrate(eager).lazy_restore_time is None
+
+
+def test_a_lazy_restore_plans_with_its_own_fixed_hand_over_where_one_was_fitted() -> None:
+    def restore_time(size: float, lazy: bool) -> float:
+        return Costs(restore_time_s=0.2, restore_rate=1e9, lazy_restore_time_s=0.1).model_inputs(
+            size=size, dirty_rate=MiB, bandwidth=1e8, rtt=0.05, downtime_target=0.3,
+            max_rounds=8, lazy_restore=lazy,
+        ).restore_time  # fmt: skip
+
+    assert restore_time(1e9, lazy=False) == pytest.approx(1.2)
+    assert restore_time(64 * MiB, lazy=True) == restore_time(1e9, lazy=True) == 0.1
+
+
 def test_one_record_gives_a_value_with_unknown_spread() -> None:
     work = fit_round_work([RoundRecord(1e6, 0.1, 1e7, 0.05, dump_s=0.1, seconds=0.5)])
     assert work is not None

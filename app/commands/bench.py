@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--costs", type=Path, default=None, metavar="FILE", help="costs: the file to write"
     )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="costs: more runs fitted with --results' (lazy restores beside an eager grid)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -87,8 +95,9 @@ def _report(args: argparse.Namespace, results: Path) -> int:
 def _costs(args: argparse.Namespace, results: Path) -> int:
     if args.costs is None:
         raise UsageError("bench costs: --costs FILE names the costs file to write")
-    rows = _recorded(results)
-    kept = write_costs(rows, args.costs, f"whimbrel bench costs: {results}")
+    rows = [row for path in (results, *args.also) for row in _recorded(path)]
+    source = " ".join(str(path) for path in (results, *args.also))
+    kept = write_costs(rows, args.costs, f"whimbrel bench costs: {source}")
     print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(kept)}" if kept else ""))
     return 0
 

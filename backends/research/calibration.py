@@ -196,6 +196,20 @@ def fit_handover(
     return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), _per_byte(restore_rate))
 
 
+def fit_lazy_handover(
+    records: Sequence[RoundRecord], final_round_trips: float, stream_rate: float | None = None
+) -> Estimate | None:
+    """The final round's downtime beyond its dump and bytes when its restore was lazy: r0'
+    + j*RTT, j held at the eager fit's (`final_round_trips`: the same words cross the link,
+    and a run of one RTT cannot tell j apart); r0' (pause, the lazy restore, the commit's
+    own work) is what is fitted."""
+    rows = [r for r in records if r.final and r.seconds is not None and r.lazy]
+    if not rows:
+        return None
+    y, columns = _beyond_dump_and_bytes(rows, stream_rate)
+    return _fit_affine(y - final_round_trips * columns["rtt"], {})["fixed"]
+
+
 def fit_dump(
     records: Sequence[RoundRecord], dump_rate: float | None = None
 ) -> tuple[Estimate, Estimate | None] | None:
@@ -301,6 +315,7 @@ class Calibration:
     dump_rate: Estimate | None = None
     restore_time: Estimate | None = None
     restore_rate: Estimate | None = None
+    lazy_restore_time: Estimate | None = None
     final_round_trips: Estimate | None = None
     stream_rate: Estimate | None = None
     dirty_rate: Estimate | None = None
@@ -315,6 +330,7 @@ class Calibration:
             "first_round_trips": "first_round_trips",
             "dump_time_s": "dump_time",
             "restore_time_s": "restore_time",
+            "lazy_restore_time_s": "lazy_restore_time",
             "final_round_trips": "final_round_trips",
         }
         changes: dict[str, float] = {}
@@ -344,6 +360,7 @@ def calibrate(
     work = fit_round_work(records, scan_rate, stream_rate) or {}
     first = fit_first_round(records, work, scan_rate, stream_rate) or {}
     handover = fit_handover(records, in_use.restore_rate if in_use else None, stream_rate) or {}
+    j = handover["rtt"].value if "rtt" in handover else (in_use or Costs()).final_round_trips
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),
@@ -355,6 +372,7 @@ def calibrate(
         dump_rate=dump[1] if dump else None,
         restore_time=handover.get("fixed"),
         restore_rate=_rate(handover.get("state")),
+        lazy_restore_time=fit_lazy_handover(records, j, stream_rate),
         final_round_trips=handover.get("rtt"),
         stream_rate=stream,
         dirty_rate=dirty[0] if dirty else None,

@@ -26,6 +26,11 @@ CONSTANTS = {  # Calibration field: (what it is, Costs field, unit)
     "dump_rate": ("dump rate (full dump of the state)", "dump_rate", "B/s"),
     "restore_time": ("hand-over, fixed (pause, restore, commit)", "restore_time_s", "s"),
     "restore_rate": ("restore rate (grows with the state)", "restore_rate", "B/s"),
+    "lazy_restore_time": (
+        "hand-over, fixed, with a lazy restore",
+        "lazy_restore_time_s",
+        "s",
+    ),
     "final_round_trips": ("j, round trips inside the downtime", "final_round_trips", ""),
     "stream_rate": ("a stream's own work beyond the wire", "stream_rate", "B/s"),
 }
