@@ -123,7 +123,7 @@ class Migration:
         if fill := outcome.lazy_fill:
             yield journal.log(
                 f"lazy restore: {fill['pages']} of {fill['of']} pages filled "
-                f"{format_duration(fill['fill_s'])} after the restore began"
+                f"{format_duration(fill['fill_s'])} after the restore reached the daemon"
             )
         if unfilled := outcome.lazy_fill_unconfirmed():
             outcome.warnings.append(unfilled)

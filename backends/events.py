@@ -101,7 +101,7 @@ class MigrationFinished:
     downtime_parts: DowntimeParts | None = None
     predicted_downtime_parts: DowntimeParts | None = None
     lazy_restore: bool = False  # restored lazily: its memory filled after it resumed
-    lazy_fill_s: float | None = None  # from the lazy restore's start to its fill's end
+    lazy_fill_s: float | None = None  # from the lazy restore reaching its daemon to the fill's end
     hooks: tuple[HookRun, ...] = ()  # the config's hooks as they ran (backends/hooks.py)
     error: str | None = None
     record: str | None = None  # path of the JSON history record

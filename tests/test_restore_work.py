@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.node_helpers import load
 
 work = load("restorework")
@@ -77,6 +79,22 @@ def test_the_lazy_fill_is_summed_over_the_daemons_tasks_at_its_last_summary(
         "(00.523101) uffd: 9-8: UFFD transferred pages: (10/10)\n"
     )
     assert work.lazy_fill(str(tmp_path)) == {"fill_s": 0.523101, "pages": 262010, "of": 262154}
+
+
+def test_the_lazy_fill_is_timed_from_the_restore_reaching_the_daemon_not_its_start(
+    tmp_path: Path,
+) -> None:
+    # The daemon starts while the page files still arrive (seconds of a whole-state round).
+    log = tmp_path / "restore" / "work" / "lazy-pages.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "(00.000100) Waiting for incoming connections on /x/lazy-pages.socket\n"
+        "(02.400000) Received PID: 7, uffd: 5\n"
+        "(02.410000) Received PID: 9, uffd: 6\n"
+        "(02.650000) uffd: 7-5: UFFD transferred pages: (100/100)\n"
+    )
+    fill = work.lazy_fill(str(tmp_path))
+    assert fill is not None and fill["fill_s"] == pytest.approx(0.25)
 
 
 def test_a_daemon_log_without_a_summary_is_no_fill(tmp_path: Path) -> None:

@@ -167,20 +167,28 @@ def criu_restore_s(work):
 
 def lazy_fill(root):
     """What the lazy-pages daemon of a restore under `root` said of its fill once it ended:
-    {"fill_s": seconds from its start to its last task's summary, "pages": filled, "of": its
-    pages}, or None (no lazy restore there, or no summary)."""
+    {"fill_s": seconds from the restore's first task reaching it ("Received PID") to its last
+    task's summary, "pages": filled, "of": its pages}, or None (no lazy restore there, or no
+    summary). (From the daemon's own start it would count the page files' arrival too: it
+    starts while they come.)"""
     filled = total = 0
-    fill_s = None
+    connected = end = None
     try:
         with open(os.path.join(root, RESTORE_DIR, "work", "lazy-pages.log"), errors="replace") as f:
             for line in f:
-                if "UFFD transferred pages: (" in line and line.startswith("("):
+                if not line.startswith("("):
+                    continue
+                if "Received PID: " in line and connected is None:
+                    connected = float(line[1:].split(")")[0])
+                elif "UFFD transferred pages: (" in line:
                     done, of = line.rsplit("(", 1)[1].split(")")[0].split("/")
                     filled, total = filled + int(done), total + int(of)
-                    fill_s = float(line[1:].split(")")[0])
+                    end = float(line[1:].split(")")[0])
     except (OSError, ValueError, IndexError):
         return None
-    return None if fill_s is None else {"fill_s": fill_s, "pages": filled, "of": total}
+    if end is None:
+        return None
+    return {"fill_s": end - (connected or 0.0), "pages": filled, "of": total}
 
 
 def restore_begins(work):
