@@ -68,15 +68,21 @@ def test_restore_dirs_are_made_fresh_and_private(tmp_path: Path) -> None:
     assert (os.stat(work_dir).st_mode & 0o777, os.stat(images).st_mode & 0o777) == (0o700, 0o700)
 
 
+def _daemon_log(root: Path, text: str) -> None:
+    """The lazy-pages daemon's log of a restore under `root`, as CRIU writes it."""
+    log = root / "restore" / "work" / "lazy-pages.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(text)
+
+
 def test_the_lazy_fill_is_summed_over_the_daemons_tasks_at_its_last_summary(
     tmp_path: Path,
 ) -> None:
-    log = tmp_path / "restore" / "work" / "lazy-pages.log"
-    log.parent.mkdir(parents=True)
-    log.write_text(
+    _daemon_log(
+        tmp_path,
         "(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n"
         "(00.412000) uffd: 1-7: UFFD transferred pages: (262000/262144)\n"
-        "(00.523101) uffd: 9-8: UFFD transferred pages: (10/10)\n"
+        "(00.523101) uffd: 9-8: UFFD transferred pages: (10/10)\n",
     )
     assert work.lazy_fill(str(tmp_path)) == {"fill_s": 0.523101, "pages": 262010, "of": 262154}
 
@@ -85,13 +91,12 @@ def test_the_lazy_fill_is_timed_from_the_restore_reaching_the_daemon_not_its_sta
     tmp_path: Path,
 ) -> None:
     # The daemon starts while the page files still arrive (seconds of a whole-state round).
-    log = tmp_path / "restore" / "work" / "lazy-pages.log"
-    log.parent.mkdir(parents=True)
-    log.write_text(
+    _daemon_log(
+        tmp_path,
         "(00.000100) Waiting for incoming connections on /x/lazy-pages.socket\n"
         "(02.400000) Received PID: 7, uffd: 5\n"
         "(02.410000) Received PID: 9, uffd: 6\n"
-        "(02.650000) uffd: 7-5: UFFD transferred pages: (100/100)\n"
+        "(02.650000) uffd: 7-5: UFFD transferred pages: (100/100)\n",
     )
     fill = work.lazy_fill(str(tmp_path))
     assert fill is not None and fill["fill_s"] == pytest.approx(0.25)
@@ -99,9 +104,7 @@ def test_the_lazy_fill_is_timed_from_the_restore_reaching_the_daemon_not_its_sta
 
 def test_a_daemon_log_without_a_summary_is_no_fill(tmp_path: Path) -> None:
     # (what a daemon killed mid-fill leaves: the migration then reports it as an error)
-    log = tmp_path / "restore" / "work" / "lazy-pages.log"
-    log.parent.mkdir(parents=True)
-    log.write_text("(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n")
+    _daemon_log(tmp_path, "(00.000120) uffd: 1-7: #PF at 0x7f0000001000\n")
     assert work.lazy_fill(str(tmp_path)) is None
     assert work.lazy_fill(str(tmp_path / "elsewhere")) is None
 
