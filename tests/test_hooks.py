@@ -105,8 +105,10 @@ def test_a_hook_whose_program_is_missing_is_refused_before_anything_moves(
 
 
 def test_a_hook_runs_without_a_shell_with_the_migration_in_its_environment(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in [n for n in os.environ if n.startswith("WHIMBREL_")]:
+        monkeypatch.delenv(name)  # whimbrel's own (a config path) would reach the hook too
     cfg = config({})
     out = tmp_path / "seen.json"
     argv = script(

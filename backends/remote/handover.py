@@ -130,8 +130,11 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         failpoint(prepared, "handover.after-dump")
         stage = "send"
         session = transfer.session
-        sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared), landed)
-        transfer.stream.end()
+        try:
+            sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared), landed)
+            transfer.stream.end()
+        except BrokenPipeError:  # the receiver ended mid-stream: its own error says why
+            raise RuntimeError(transfer.receiver_error(transfer.close(timeout=10))) from None
         if "drop-final-link" in prepared.get("failpoints", {}):
             session.kill()
         stripe_error = close_stripes(transfer.stripes)
