@@ -64,10 +64,9 @@ class Costs:
         `distinct_share`: of `size`, what a whole-state round sends (pages repeated in it go
         once)."""
         scan = size / self.scan_rate if self.scan_rate else 0.0
-        if lazy_restore and self.lazy_restore_time_s is not None:
-            restore = self.lazy_restore_time_s
-        elif lazy_restore:
-            restore = self.restore_time_s
+        if lazy_restore:
+            lazy = self.lazy_restore_time_s
+            restore = self.restore_time_s if lazy is None else lazy
         else:
             restore = self.restore_time_s + (size / self.restore_rate if self.restore_rate else 0.0)
         return ModelInputs(

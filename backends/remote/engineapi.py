@@ -24,10 +24,15 @@ class UnixConnection(http.client.HTTPConnection):
 
 def get(conn, url):
     """(HTTP status, decoded JSON or None) of GET /API_VERSION/url."""
-    conn.request("GET", "/" + API_VERSION + url)
+    status, body = _exchange(conn, "GET", url)
+    return status, json.loads(body) if body else None
+
+
+def _exchange(conn, method, url):
+    """(HTTP status, body) of METHOD /API_VERSION/url."""
+    conn.request(method, "/" + API_VERSION + url)
     response = conn.getresponse()
-    body = response.read()
-    return response.status, json.loads(body) if body else None
+    return response.status, response.read()
 
 
 def container_url(cid, action=""):
@@ -40,9 +45,7 @@ def ask_engine(sock, method, url, timeout=10):
     answer (None if empty), or RuntimeError with the engine's own message."""
     conn = UnixConnection(sock, timeout)
     try:
-        conn.request(method, "/" + API_VERSION + url)
-        response = conn.getresponse()
-        body = response.read()
+        status, body = _exchange(conn, method, url)
     except (OSError, http.client.HTTPException) as exc:
         raise RuntimeError(f"docker engine {method} {url}: {exc}") from None
     finally:
@@ -51,7 +54,7 @@ def ask_engine(sock, method, url, timeout=10):
         answer = json.loads(body) if body else None
     except ValueError:
         answer = {"message": body.decode(errors="replace")}
-    if response.status >= 400:
+    if status >= 400:
         said = answer.get("message") if isinstance(answer, dict) else None
-        raise RuntimeError(f"docker engine {method} {url}: {str(said or response.status)[-300:]}")
+        raise RuntimeError(f"docker engine {method} {url}: {str(said or status)[-300:]}")
     return answer

@@ -88,6 +88,15 @@ DECIDE_DEADLINE_S = 45.0
 REMOVE_DEADLINE_S = 30.0
 
 
+# The outcome of a hand-over whimbrel never fired: the container never stopped.
+STOOD_DOWN = {
+    "ok": False,
+    "running_on": "source",
+    "stood_down": True,
+    "error": "the hand-over was never fired: whimbrel ended the migration before",
+}
+
+
 def _handover(mig, cid, wd, links, cfg, emit, armed):
     """The final round, to a verdict: the source is resumed only when the target's record says
     aborted or the commit provably never left here; it is removed only when the record says
@@ -105,12 +114,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit("armed")
         if not _fired(armed):
             transfer.close(timeout=10)
-            return {
-                "ok": False,
-                "running_on": "source",
-                "stood_down": True,
-                "error": "the hand-over was never fired: whimbrel ended the migration before",
-            }
+            return dict(STOOD_DOWN)
         emit("fired")  # from here the lock holds until the outcome is settled
         on_target = load_index(wd)  # what the last round left on the target
         stage = "freeze"
@@ -130,16 +134,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         failpoint(prepared, "handover.after-dump")
         stage = "send"
         session = transfer.session
-        try:
-            sent = send_images(img, wd, transfer.stream, on_target, file_trees(prepared), landed)
-            transfer.stream.end()
-        except BrokenPipeError:  # the receiver ended mid-stream: its own error says why
-            raise RuntimeError(transfer.receiver_error(transfer.close(timeout=10))) from None
-        if "drop-final-link" in prepared.get("failpoints", {}):
-            session.kill()
-        stripe_error = close_stripes(transfer.stripes)
-        if stripe_error:
-            raise RuntimeError(transfer.receiver_error(stripe_error))
+        sent = _send_final(transfer, prepared, img, wd, on_target, landed)
         marks["sent"] = time.monotonic()
         emit(
             "sent",
@@ -148,9 +143,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             send_s=marks["sent"] - marks["dumped"],
         )
         stage = "restore"
-        reply = next_reply(session)
-        if not reply.get("restored"):
-            raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
+        reply = _restored(session)
         marks["restored"] = time.monotonic()
         emit(
             "restored",
@@ -171,6 +164,27 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
 
     final = FinalRound(img, dump_s, reply, sent, marks)
     return _concluded(_commit(session, links, emit), final, prepared, cfg, cid, links, emit)
+
+
+def _send_final(transfer, prepared, img, wd, on_target, landed):
+    """The final round's images and file trees to the target, every stripe closed; Sent."""
+    sent = transfer.stream_out(
+        lambda stream: send_images(img, wd, stream, on_target, file_trees(prepared), landed)
+    )
+    if "drop-final-link" in prepared.get("failpoints", {}):
+        transfer.session.kill()
+    stripe_error = close_stripes(transfer.stripes)
+    if stripe_error:
+        raise RuntimeError(transfer.receiver_error(stripe_error))
+    return sent
+
+
+def _restored(session):
+    """The target's answer once its fenced restore stands, or RuntimeError saying why not."""
+    reply = next_reply(session)
+    if not reply.get("restored"):
+        raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
+    return reply
 
 
 # What the final round measured up to the commit, for the hand-over's outcome: `restored` is

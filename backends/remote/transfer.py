@@ -114,15 +114,21 @@ class Transfer:
         reply = next_reply(self.session)
         return "target: " + (reply.get("error") or stripe_error or "link lost")
 
-    def send(self, feed):
-        """Feed one stream, end it, and return (feed's result, the receiver's answer to it);
-        the sessions stay open for the next."""
-        self.ready()
+    def stream_out(self, feed):
+        """Feed one stream and end it; feed's result. A receiver that ended mid-stream (a
+        full disk) is asked why: its error, not the broken pipe, is raised."""
         try:
             result = feed(self.stream)
             self.stream.end()
         except BrokenPipeError:
             raise RuntimeError(self.receiver_error(self.close(timeout=10))) from None
+        return result
+
+    def send(self, feed):
+        """Feed one stream, end it, and return (feed's result, the receiver's answer to it);
+        the sessions stay open for the next."""
+        self.ready()
+        result = self.stream_out(feed)
         reply = next_reply(self.session)
         if "error" in reply:
             self.close(timeout=10)

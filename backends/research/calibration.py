@@ -207,7 +207,7 @@ def fit_lazy_handover(
     if not rows:
         return None
     y, columns = _beyond_dump_and_bytes(rows, stream_rate)
-    return _fit_affine(y - final_round_trips * columns["rtt"], {})["fixed"]
+    return _mean(y - final_round_trips * columns["rtt"])
 
 
 def fit_dump(
