@@ -1,5 +1,6 @@
-"""The final dump's page files hashed as CRIU writes them: the chunk digests taken while a
-file grows are those of the whole file, and the round they feed sends the same stream."""
+"""The final dump's page files compared with the held ones (what the target holds) as CRIU
+writes them: the comparisons taken while a file grows are those of the whole file, and the
+round they feed sends the same stream."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ pagestream = load("pagestream")
 CHUNK, PAGE = pagestream.CHUNK, pagestream.PAGE
 
 
-def _chunk_digests(data: bytes) -> bytes:
-    return b"".join(hashlib.sha1(data[c : c + CHUNK]).digest() for c in range(0, len(data), CHUNK))
+def _same(data: bytes, held: bytes) -> bytes:
+    return bytes(
+        data[c : c + CHUNK] == held[c : c + min(CHUNK, len(data) - c)]
+        for c in range(0, len(data), CHUNK)
+    )
 
 
 def _write_as_criu_does(img: Path, files: dict[str, bytes]) -> None:
@@ -37,67 +41,133 @@ def _write_as_criu_does(img: Path, files: dict[str, bytes]) -> None:
                 time.sleep(0.002)
 
 
-def test_digests_taken_while_the_files_grow_are_those_of_the_whole_files(tmp_path: Path) -> None:
-    img = tmp_path / "final"
-    files = {
+def _dirtied(data: bytes, *pages: int) -> bytes:
+    changed = bytearray(data)
+    for page in pages:
+        changed[page * PAGE] ^= 0xFF
+    return bytes(changed)
+
+
+def _round(img: Path, wd: Path, pages: bytes, landed=None) -> tuple[bytes, int]:
+    (img / "pages-1.img").write_bytes(pages)
+    out = io.BytesIO()
+    on_target = pagestream.load_index(str(wd))
+    sent = pagestream.send_images(str(img), str(wd), out, on_target, landed=landed)
+    return out.getvalue(), sent.sent_bytes
+
+
+def test_comparisons_taken_while_the_files_grow_are_those_of_the_whole_files(
+    tmp_path: Path,
+) -> None:
+    img, held_dir = tmp_path / "final", tmp_path / "held"
+    held_dir.mkdir()
+    before = {
         "pages-1.img": os.urandom(9 * CHUNK + 5 * PAGE),  # a short last chunk
         "pages-2.img": os.urandom(3 * CHUNK),
     }
-    following = pagestream.ChunksAsTheyLand(str(img))  # before the dump makes its dir
+    files = {
+        "pages-1.img": _dirtied(before["pages-1.img"], 3, 4 * 256 + 9, 9 * 256 + 4),
+        "pages-2.img": before["pages-2.img"] + os.urandom(CHUNK),  # grew by a chunk
+        "pages-3.img": os.urandom(CHUNK),  # none held: nothing to compare
+    }
+    held = {}
+    for name, data in before.items():
+        (held_dir / name).write_bytes(data)
+        held[name] = pagestream.Held(b"", str(held_dir / name))
+    following = pagestream.ChunksAsTheyLand(str(img), held)  # before the dump makes its dir
     img.mkdir()
     writer = threading.Thread(target=_write_as_criu_does, args=(img, files))
     writer.start()
     writer.join()
     landed = following.finish()
-    assert landed == {name: _chunk_digests(data) for name, data in files.items()}
+    assert landed == {name: _same(files[name], data) for name, data in before.items()}
+    assert landed["pages-1.img"] == bytes([0, 1, 1, 1, 0, 1, 1, 1, 1, 0])
+    assert landed["pages-2.img"] == bytes([1, 1, 1, 0])
 
 
-def test_a_round_fed_the_landed_digests_sends_what_it_sends_without_them(tmp_path: Path) -> None:
+def test_a_round_fed_the_landed_comparisons_sends_what_it_sends_without_them(
+    tmp_path: Path,
+) -> None:
     img = tmp_path / "img"
     img.mkdir()
-    pages = bytearray(os.urandom(6 * CHUNK))
+    pages = os.urandom(6 * CHUNK)
+    changed = _dirtied(pages, 2 * 256 + 3)  # one page of one chunk dirtied
     streams = []
-    for landed in (False, True):
-        wd = tmp_path / f"wd-{landed}"
+    for fed in (False, True):
+        wd = tmp_path / f"wd-{fed}"
         wd.mkdir()
-        (img / "pages-1.img").write_bytes(pages)
-        pagestream.send_images(str(img), str(wd), io.BytesIO(), pagestream.load_index(str(wd)))
-        changed = bytearray(pages)
-        changed[2 * CHUNK + 3 * PAGE] ^= 0xFF  # one page of one chunk dirtied
-        (img / "pages-1.img").write_bytes(changed)
-        digests = {"pages-1.img": _chunk_digests(bytes(changed))} if landed else None
-        out = io.BytesIO()
-        sent = pagestream.send_images(
-            str(img), str(wd), out, pagestream.load_index(str(wd)), landed=digests
-        )
-        assert sent.sent_bytes == PAGE
-        streams.append(out.getvalue())
+        _round(img, wd, pages)
+        landed = {"pages-1.img": _same(changed, pages)} if fed else None
+        stream, sent = _round(img, wd, changed, landed)
+        assert sent == PAGE
+        streams.append(stream)
     assert streams[0] == streams[1]
 
 
-def test_digests_of_the_wrong_length_are_not_trusted(tmp_path: Path) -> None:
-    # A dump whose following ended early (or a file it never saw) is hashed whole again.
+def test_comparisons_of_the_wrong_length_are_not_trusted(tmp_path: Path) -> None:
+    # A dump whose following ended early (or a file it never saw) is compared whole again.
     img, wd = tmp_path / "img", tmp_path / "wd"
     img.mkdir()
     wd.mkdir()
     pages = os.urandom(4 * CHUNK)
-    (img / "pages-1.img").write_bytes(pages)
-    out = io.BytesIO()
-    short = {"pages-1.img": _chunk_digests(pages)[:20]}
-    pagestream.send_images(str(img), str(wd), out, pagestream.load_index(str(wd)), landed=short)
-    assert (wd / "chunks-pages-1.img").read_bytes() == _chunk_digests(pages)
+    _round(img, wd, pages)
+    changed = _dirtied(pages, 0, 3 * 256)
+    _, sent = _round(img, wd, changed, landed={"pages-1.img": b"\x01"})
+    assert sent == 2 * PAGE
+
+
+def test_a_round_keeps_the_page_files_the_target_holds_and_only_those(tmp_path: Path) -> None:
+    img, wd = tmp_path / "img", tmp_path / "wd"
+    img.mkdir()
+    wd.mkdir()
+    pages = os.urandom(2 * CHUNK)
+    (img / "pages-2.img").write_bytes(os.urandom(CHUNK))
+    _round(img, wd, pages)
+    assert sorted(p.name for p in (wd / "held").iterdir()) == ["pages-1.img", "pages-2.img"]
+    assert (wd / "held" / "pages-1.img").read_bytes() == pages
+    assert not list(img.glob("pages-*"))  # moved, not copied
+    _round(img, wd, pages)  # pages-2.img is gone from the dump: the target no longer holds it
+    assert [p.name for p in (wd / "held").iterdir()] == ["pages-1.img"]
+
+
+def test_the_final_round_keeps_nothing_for_a_round_that_will_not_come(tmp_path: Path) -> None:
+    img, wd = tmp_path / "img", tmp_path / "wd"
+    img.mkdir()
+    wd.mkdir()
+    pages = os.urandom(2 * CHUNK)
+    _round(img, wd, pages)
+    kept = {p.name: p.stat().st_mtime_ns for p in wd.rglob("*")}
+    (img / "pages-1.img").write_bytes(_dirtied(pages, 5))
+    on_target = pagestream.load_index(str(wd))
+    sent = pagestream.send_images(str(img), None, io.BytesIO(), on_target)
+    assert sent.sent_bytes == PAGE
+    assert {p.name: p.stat().st_mtime_ns for p in wd.rglob("*")} == kept
+    assert (img / "pages-1.img").exists()  # goes with the final dump's dir, after the commit
+
+
+def test_a_held_copy_that_is_gone_has_every_page_hashed_again(tmp_path: Path) -> None:
+    img, wd = tmp_path / "img", tmp_path / "wd"
+    img.mkdir()
+    wd.mkdir()
+    pages = os.urandom(3 * CHUNK)
+    _round(img, wd, pages)
+    (wd / "held" / "pages-1.img").unlink()
+    _, sent = _round(img, wd, _dirtied(pages, 300))
+    assert sent == PAGE
 
 
 def test_a_new_page_file_yields_its_first_run_before_the_rest_is_hashed() -> None:
     data = random.Random(3).randbytes(4 * pagestream.DATA_RUN)
-    diff = pagestream.PageDiff("pages-1.img", memoryview(data), {}, None)
+    diff = pagestream.PageDiff("pages-1.img", memoryview(data), {})
     runs = iter(diff)
     first = next(runs)
     assert (first.op, first.start, first.length) == (pagestream.OP_DATA, 0, pagestream.DATA_RUN)
     assert diff.digests is None  # the file's own digests come once all of it is hashed
     rest = list(runs)
     assert sum(r.length for r in rest) == len(data) - first.length
-    assert diff.digests.chunks == _chunk_digests(data)
+    assert diff.digests == b"".join(
+        hashlib.sha1(data[p : p + PAGE]).digest() for p in range(0, len(data), PAGE)
+    )
 
 
 def test_runs_made_ahead_in_a_thread_come_in_order_and_carry_its_error() -> None:

@@ -73,8 +73,9 @@ def agent(mig, cid, link_json, cfg_json):
 def _round(mig, cid, wd, prepared, transfer, number, arm):
     # File trees go with round 0, and again whole with the final round.
     trees = file_trees(prepared) if number == 0 else ()
-    img, dump_s, _ = dump(mig, cid, True, f"round-{number}")
     on_target = load_index(wd)
+    # Its page files are compared with the held ones as they land (as the final round's are).
+    img, dump_s, landed = dump(mig, cid, True, f"round-{number}", on_target.held)
     t0 = time.monotonic()
     transfer.ready()
     sessions_s = time.monotonic() - t0
@@ -88,7 +89,7 @@ def _round(mig, cid, wd, prepared, transfer, number, arm):
             lambda stream: _faulty(
                 prepared,
                 f"kill-link-round-{number}",
-                lambda s: send_images(img, wd, s, on_target, trees),
+                lambda s: send_images(img, wd, s, on_target, trees, landed),
                 stream,
             )
         )

@@ -272,7 +272,8 @@ def free_space(where, info):
                 free >= MIN_FREE_BYTES,
                 f"{free / (1 << 30):.1f} GiB free for {path}",
                 f"free space on the file system of {path}: rounds are staged there, "
-                "as much as the container's memory",
+                "twice the container's memory on a source (a round's dump and the last "
+                "round's, which it is compared with), once on a target",
                 required=False,
             )
         )

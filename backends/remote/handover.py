@@ -127,14 +127,15 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit("frozen")
         failpoint(prepared, "handover.after-pause")
         stage = "dump"
-        # Its page files are hashed as they land: the diff then waits on little but the dump.
-        img, dump_s, landed = dump(mig, cid, True, "final", follow_pages=True)
+        # Its page files are compared with the held ones as they land: the diff then waits on
+        # little but the dump.
+        img, dump_s, landed = dump(mig, cid, True, "final", on_target.held)
         marks["dumped"] = time.monotonic()
         emit("dumped", dump_s=dump_s)
         failpoint(prepared, "handover.after-dump")
         stage = "send"
         session = transfer.session
-        sent = _send_final(transfer, prepared, img, wd, on_target, landed)
+        sent = _send_final(transfer, prepared, img, on_target, landed)
         marks["sent"] = time.monotonic()
         emit(
             "sent",
@@ -166,10 +167,10 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
     return _concluded(_commit(session, links, emit), final, prepared, cfg, cid, links, emit)
 
 
-def _send_final(transfer, prepared, img, wd, on_target, landed):
+def _send_final(transfer, prepared, img, on_target, landed):
     """The final round's images and file trees to the target, every stripe closed; Sent."""
     sent = transfer.stream_out(
-        lambda stream: send_images(img, wd, stream, on_target, file_trees(prepared), landed)
+        lambda stream: send_images(img, None, stream, on_target, file_trees(prepared), landed)
     )
     if "drop-final-link" in prepared.get("failpoints", {}):
         transfer.session.kill()

@@ -1,10 +1,11 @@
 """A round's CRIU images as a stream to the target (standard library only): see wire.py for
 the format.
 
-Images go as a stream of files; for CRIU's pages-*.img, page by page (4 KiB): a page whose
-SHA-1 the target already holds from the previous round is sent as a copy instruction, so each
-round sends only what changed (SHA-1 is for identity against accident here: a forged collision
-could only corrupt the forger's own memory).
+Images go as a stream of files; for CRIU's pages-*.img, page by page (4 KiB): a page the
+target already holds from the previous round is sent as a copy instruction, so each round
+sends only what changed. Whether a chunk of pages is where it was is a byte compare with this
+node's copy of the file the target holds; a page found elsewhere is found by its SHA-1 (for
+identity against accident here: a forged collision could only corrupt the forger's own memory).
 """
 
 import functools
@@ -33,15 +34,18 @@ from wire import (
 )
 
 # What the target holds from the previous round (load_index): `index` {page SHA-1: (file name,
-# offset)}, `files` {file name: its SHA-1, or "pages"}, `layout` {page file name: Digests}.
-OnTarget = namedtuple("OnTarget", "index files layout")
-# A page file's SHA-1s, per page and per CHUNK, which the next round compares against.
-Digests = namedtuple("Digests", "pages chunks")
+# offset)}, `files` {file name: its SHA-1, or "pages"}, `held` {page file name: Held}.
+OnTarget = namedtuple("OnTarget", "index files held")
+# A page file the target holds: its pages' SHA-1s, and the path of this node's copy of it (the
+# same bytes: the stream rebuilt it there), which the next round's file is compared with.
+Held = namedtuple("Held", "digests path")
+# Where a work dir keeps the page files the target holds (the last round's).
+HELD = "held"
 # Pages as written (_flush): new data (OP_DATA), or `length` bytes the target finds at `offset`
 # of the file `src` (OP_COPY_PREV: last round's, OP_COPY_CUR: this round's); `start` is where
 # they go in this file.
 Run = namedtuple("Run", "op src offset length start")
-# A page file of this round: its (mapped) bytes, its Runs and its Digests.
+# A page file of this round: its (mapped) bytes, its Runs and its pages' SHA-1s.
 PageFile = namedtuple("PageFile", "data runs digests")
 # A run of new pages is cut at this length, so a file of them streams as it is hashed.
 DATA_RUN = 4 << 20
@@ -51,78 +55,114 @@ Sent = namedtuple("Sent", "state_bytes sent_bytes diff_s")
 
 
 class ChunksAsTheyLand:
-    """The SHA-1 of each CHUNK of a dump's page files, taken while CRIU writes them, so that
-    the diff after the dump is left only the changed chunks' pages to hash. CRIU appends to a
-    page file (splice at the file's offset) and never rewrites it: the bytes below a file's
-    size are final. Start it on an image dir that holds no page files yet."""
+    """Which chunks (CHUNK) of a dump's page files hold the same bytes as the target's version
+    at the same place (`held`: OnTarget.held), compared while CRIU writes them, so that the
+    diff after the dump is left only the changed chunks' pages to hash. CRIU appends to a page
+    file (splice at the file's offset) and never rewrites it: the bytes below a file's size
+    are final. Start it on an image dir that holds no page files yet."""
 
-    def __init__(self, img_dir):
-        self.img_dir = img_dir
-        self._digests = {}  # page file name: the digests of its chunks hashed so far
+    def __init__(self, img_dir, held):
+        self.img_dir, self.held = img_dir, held
+        self._same = {}  # page file name: one byte per chunk compared so far (1: the same)
         self._done = threading.Event()
-        # sha1 lets go of the GIL: the chunks that landed are hashed on every core at once.
-        self._pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)))
+        self._pool = _all_cores()
         self._thread = threading.Thread(target=self._follow, daemon=True)
         self._thread.start()
 
     def finish(self):
-        """Once the dump has ended: {page file name: the digests of all its chunks}."""
+        """Once the dump has ended: {page file name: a byte per chunk, 1 if it is the same}."""
         self._done.set()
         self._thread.join()
         self._pool.shutdown()
-        return {name: bytes(d) for name, d in self._digests.items()}
+        return {name: bytes(same) for name, same in self._same.items()}
 
     def _follow(self):
         opened = {}
         try:
             while True:
                 last = self._done.is_set()  # set once the dump ended: this pass sees it all
-                self._hash_landed(opened, last)
+                self._compare_landed(opened, last)
                 if last:
                     return
                 self._done.wait(0.005)
         finally:
-            for fd in opened.values():
-                os.close(fd)
+            for fds in opened.values():
+                for fd in fds:
+                    os.close(fd)
 
-    def _hash_landed(self, opened, last):
+    def _compare_landed(self, opened, last):
         try:
-            names = [n for n in os.listdir(self.img_dir) if n.startswith("pages-")]
+            names = [n for n in os.listdir(self.img_dir) if n in self.held]
         except FileNotFoundError:
             return
         for name in names:
             if name not in opened:
-                opened[name] = os.open(os.path.join(self.img_dir, name), os.O_RDONLY)
-            fd, digests = opened[name], self._digests.setdefault(name, bytearray())
-            size = os.fstat(fd).st_size
-            first = len(digests) // 20 * CHUNK
-            # A chunk is hashed once whole; a file's last, short one once the dump has ended.
+                fds = _open_pair(os.path.join(self.img_dir, name), self.held[name].path)
+                if fds is None:
+                    continue  # no copy to compare with: the diff hashes this file's pages
+                opened[name] = fds
+            same = self._same.setdefault(name, bytearray())
+            size = os.fstat(opened[name][0]).st_size
+            # A chunk is compared once whole; a file's last, short one once the dump has ended.
             end = size if last else size // CHUNK * CHUNK
-            digest = functools.partial(_chunk_digest, fd, size)
-            digests += b"".join(self._pool.map(digest, range(first, end, CHUNK)))
+            same += _compare(self._pool, *opened[name], size, len(same) * CHUNK, end)
 
 
-def _chunk_digest(fd, size, at):
-    return hashlib.sha1(os.pread(fd, min(CHUNK, size - at), at)).digest()
+def same_chunks(path, held_path):
+    """A byte per CHUNK of the page file at `path`: 1 where the held file at `held_path` has
+    the same bytes at the same place (none if it cannot be read)."""
+    fds = _open_pair(path, held_path)
+    if fds is None:
+        return b""
+    try:
+        with _all_cores() as pool:
+            size = os.fstat(fds[0]).st_size
+            return _compare(pool, *fds, size, 0, size)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _all_cores():
+    # pread lets go of the GIL and the compare is a memcmp: chunks compare on every core.
+    return ThreadPoolExecutor(len(os.sched_getaffinity(0)))
+
+
+def _open_pair(path, held_path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fd, os.open(held_path, os.O_RDONLY)
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _compare(pool, fd, held_fd, size, first, end):
+    same = functools.partial(_same_chunk, fd, held_fd, size)
+    return bytes(pool.map(same, range(first, end, CHUNK)))
+
+
+def _same_chunk(fd, held_fd, size, at):
+    length = min(CHUNK, size - at)
+    return os.pread(fd, length, at) == os.pread(held_fd, length, at)
 
 
 def load_index(wd):
     """What the target holds from the previous round, as the work dir `wd` recorded it."""
-    index, layout = {}, {}
+    index, held = {}, {}
     try:
         with open(os.path.join(wd, "index.json")) as f:
             names = json.load(f)
     except (OSError, ValueError):
-        return OnTarget(index, {}, layout)
+        return OnTarget(index, {}, held)
     for name in names:
         if name.startswith("pages-"):
             with open(os.path.join(wd, "index-" + name), "rb") as f:
                 digests = f.read()
-            with open(os.path.join(wd, "chunks-" + name), "rb") as f:
-                layout[name] = Digests(digests, f.read())
+            held[name] = Held(digests, os.path.join(wd, HELD, name))
             for i in range(0, len(digests), 20):
                 index.setdefault(digests[i : i + 20], (name, (i // 20) * PAGE))
-    return OnTarget(index, names, layout)
+    return OnTarget(index, names, held)
 
 
 def _header(stream, **fields):
@@ -133,11 +173,14 @@ def _header(stream, **fields):
 def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
-    load_index()'s OnTarget; `landed` ChunksAsTheyLand's digests, when it followed the dump."""
+    load_index()'s OnTarget; `landed` ChunksAsTheyLand's comparisons, when it followed the
+    dump. The page files then become the held ones of the work dir `wd` (moved out of
+    `img_dir`); the final round, which no round follows, passes None (freeing last round's
+    files would cost its downtime ~0.2 s a GiB)."""
     files, mapped, state, sent = _send_small_files(img_dir, stream, on_target.files)
     stream.flush()  # at once: a lazy restore's daemon starts on them while the pages come
-    pages, streamed = _stream_new_pages(mapped, stream, on_target, landed or {})
-    held, diff_s = _diff_held_pages(mapped, on_target, landed or {})
+    pages, streamed = _stream_new_pages(mapped, stream, on_target)
+    held, diff_s = _diff_held_pages(img_dir, mapped, on_target, landed or {})
     pages.update(held)
     sent += streamed + _send_held_pages(held, pages, stream)
     for entry, directory in trees:
@@ -146,7 +189,8 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
         stream.write(OP_END)
     stream.write(LENGTH.pack(0))
     stream.flush()
-    _keep_index(wd, files, pages)
+    if wd is not None:
+        _keep_index(wd, img_dir, files, pages)
     return Sent(state, sent, diff_s)
 
 
@@ -179,14 +223,14 @@ def _send_small_files(img_dir, stream, prev_files):
     return files, mapped, state, sent
 
 
-def _stream_new_pages(mapped, stream, on_target, landed):
+def _stream_new_pages(mapped, stream, on_target):
     """A page file the target holds no version of (round 0's: the whole state) goes as it is
     hashed, a thread ahead of the link, so its hashing hides behind the send. Returns
     ({name: PageFile}, the bytes sent)."""
     pages, sent = {}, 0
-    for name in (n for n in mapped if n not in on_target.layout):
+    for name in (n for n in mapped if n not in on_target.held):
         view = memoryview(mapped[name])
-        diff = PageDiff(name, view, on_target.index, None, landed.get(name))
+        diff = PageDiff(name, view, on_target.index)
         _header(stream, name=name, inplace=False)
         runs = []
         for run in _ahead(diff):
@@ -197,14 +241,18 @@ def _stream_new_pages(mapped, stream, on_target, landed):
     return pages, sent
 
 
-def _diff_held_pages(mapped, on_target, landed):
+def _diff_held_pages(img_dir, mapped, on_target, landed):
     """A page file the target holds is diffed whole before it goes: whether it can be patched
     in place depends on all its runs. Returns ({name: PageFile}, the seconds it took)."""
     t0 = time.monotonic()
     held = {}
-    for name in (n for n in mapped if n in on_target.layout):
+    for name in (n for n in mapped if n in on_target.held):
         view = memoryview(mapped[name])
-        diff = PageDiff(name, view, on_target.index, on_target.layout[name], landed.get(name))
+        prev = on_target.held[name]
+        same = landed.get(name)
+        if same is None or len(same) != -(-len(view) // CHUNK):  # not followed to the end
+            same = same_chunks(os.path.join(img_dir, name), prev.path)
+        diff = PageDiff(name, view, on_target.index, prev.digests, same)
         held[name] = PageFile(mapped[name], list(diff), diff.digests)
     return held, time.monotonic() - t0
 
@@ -233,14 +281,18 @@ def _send_held_pages(held, pages, stream):
     return sent
 
 
-def _keep_index(wd, files, pages):
-    """What the target now holds, this round's set, becomes the next round's index (written
-    once the stream has ended)."""
+def _keep_index(wd, img_dir, files, pages):
+    """What the target now holds, this round's set, becomes the next round's index and held
+    page files (kept once the stream has ended)."""
+    held_dir = os.path.join(wd, HELD)
+    os.makedirs(held_dir, exist_ok=True)
+    for name in set(os.listdir(held_dir)) - set(pages):
+        os.unlink(os.path.join(held_dir, name))
     for name, (_, _, digests) in pages.items():
-        for kind, data in (("index-", digests.pages), ("chunks-", digests.chunks)):
-            with open(os.path.join(wd, kind + name + ".new"), "wb") as f:
-                f.write(data)
-            os.replace(os.path.join(wd, kind + name + ".new"), os.path.join(wd, kind + name))
+        with open(os.path.join(wd, "index-" + name + ".new"), "wb") as f:
+            f.write(digests)
+        os.replace(os.path.join(wd, "index-" + name + ".new"), os.path.join(wd, "index-" + name))
+        os.replace(os.path.join(img_dir, name), os.path.join(held_dir, name))
     with open(os.path.join(wd, "index.json"), "w") as f:
         json.dump(files, f)
 
@@ -255,35 +307,20 @@ class PageDiff:
     """A page file against what the target holds, iterated as Runs in file order, each as
     soon as it is closed: pages the target holds (preferably at the same place), pages
     repeated within the file, and new data (cut every DATA_RUN bytes, so new data streams
-    as it is found). Once iterated, `digests` is the file's Digests (`prev`: last round's).
-    A chunk whose digest matches last round's at the same place is taken whole, without
-    hashing its pages one by one: a round then costs about what changed (one large hash runs
-    near memory speed, 256 small ones do not). `chunks`: the chunks' digests, if taken."""
+    as it is found). Once iterated, `digests` is its pages' SHA-1s (`prev`: last round's).
+    A chunk that `same` (a byte per chunk) says holds last round's bytes at the same place is
+    taken whole with last round's SHA-1s: a round then hashes about what changed."""
 
-    def __init__(self, name, view, index, prev, chunks=None):
+    def __init__(self, name, view, index, prev=b"", same=b""):
         self.name, self.view, self.index = name, view, index
-        self.prev = prev or (b"", b"")
-        self.chunks = chunks
+        self.prev, self.same = prev, same
         self.digests = None
 
-    def _chunk_digests(self, starts):
-        if self.chunks is not None and len(self.chunks) == len(starts) * 20:
-            return (self.chunks[i : i + 20] for i in range(0, len(self.chunks), 20))
-        # sha1 lets go of the GIL: on every core at once (1 GiB: 0.34 s on two, 0.58 on one),
-        # in order as the loop below takes them.
-        view = self.view
-        pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)))
-        digests = pool.map(lambda c: hashlib.sha1(view[c : c + CHUNK]).digest(), starts)
-        pool.shutdown(wait=False)  # every chunk's task is in: they run on, the pool then ends
-        return digests
-
     def __iter__(self):
-        name, view, index = self.name, self.view, self.index
-        prev_pages, prev_chunks = self.prev
-        pages, chunks = bytearray(), bytearray()
+        name, view, index, prev, same = self.name, self.view, self.index, self.prev, self.same
+        pages = bytearray()
         seen, closed = {}, []
         run = None
-        starts = range(0, len(view), CHUNK)
 
         def add(op, src, off, length, pos):  # runs grow as lists: cheaper than a tuple per page
             nonlocal run
@@ -301,13 +338,12 @@ class PageDiff:
                 closed.append(Run._make(run))
             run = [op, src, off, length, pos]
 
-        for number, digest in enumerate(self._chunk_digests(starts)):
-            chunk = starts[number]
-            chunks += digest
+        for number, chunk in enumerate(range(0, len(view), CHUNK)):
             end = min(chunk + CHUNK, len(view))
-            prev_chunk_pages = prev_pages[chunk // PAGE * 20 : end // PAGE * 20]
+            prev_chunk_pages = prev[chunk // PAGE * 20 : end // PAGE * 20]
             if (
-                prev_chunks[number * 20 : number * 20 + 20] == digest
+                number < len(same)
+                and same[number]
                 and len(prev_chunk_pages) == (end - chunk) // PAGE * 20
             ):
                 pages += prev_chunk_pages
@@ -317,7 +353,7 @@ class PageDiff:
                     page = view[pos : pos + PAGE]
                     d = hashlib.sha1(page).digest()
                     pages += d
-                    if prev_pages[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
+                    if prev[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
                         add(OP_COPY_PREV, name, pos, len(page), pos)
                     elif d in index:
                         add(OP_COPY_PREV, *index[d], len(page), pos)
@@ -330,7 +366,7 @@ class PageDiff:
             closed.clear()
         if run:
             yield Run._make(run)
-        self.digests = Digests(bytes(pages), bytes(chunks))
+        self.digests = bytes(pages)
 
 
 def _ahead(items, depth=16):

@@ -33,9 +33,10 @@ def find_runc_root(cid):
     return None
 
 
-def dump(mig, cid, leave_running, dirname, follow_pages=False):
-    """runc's checkpoint into the work dir's `dirname`: (its path, CRIU's seconds, and with
-    `follow_pages` the page files' chunk digests taken as they landed, else None)."""
+def dump(mig, cid, leave_running, dirname, held=None):
+    """runc's checkpoint into the work dir's `dirname`: (its path, CRIU's seconds, and given
+    `held` (OnTarget.held) its page files' chunks compared with them as they landed, else
+    None)."""
     wd = workdir(mig)
     prepared = prepared_info(wd)
     img = os.path.join(wd, dirname)
@@ -58,7 +59,7 @@ def dump(mig, cid, leave_running, dirname, follow_pages=False):
     if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in prepared["failpoints"]:
         # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
         argv += ["--page-server", "127.0.0.1:9"]
-    following = ChunksAsTheyLand(img) if follow_pages else None
+    following = ChunksAsTheyLand(img, held) if held else None
     try:
         with criu_conf_with(DUMP_OPTIONS):  # never with a restore's, which stop the source
             t0 = time.monotonic()
