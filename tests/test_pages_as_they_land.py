@@ -48,6 +48,15 @@ def _dirtied(data: bytes, *pages: int) -> bytes:
     return bytes(changed)
 
 
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """A dump's image dir and the source's work dir."""
+    img, wd = tmp_path / "img", tmp_path / "wd"
+    img.mkdir()
+    wd.mkdir()
+    return img, wd
+
+
 def _round(img: Path, wd: Path, pages: bytes, landed=None) -> tuple[bytes, int]:
     (img / "pages-1.img").write_bytes(pages)
     out = io.BytesIO()
@@ -104,11 +113,9 @@ def test_a_round_fed_the_landed_comparisons_sends_what_it_sends_without_them(
     assert streams[0] == streams[1]
 
 
-def test_comparisons_of_the_wrong_length_are_not_trusted(tmp_path: Path) -> None:
+def test_comparisons_of_the_wrong_length_are_not_trusted(dirs: tuple[Path, Path]) -> None:
     # A dump whose following ended early (or a file it never saw) is compared whole again.
-    img, wd = tmp_path / "img", tmp_path / "wd"
-    img.mkdir()
-    wd.mkdir()
+    img, wd = dirs
     pages = os.urandom(4 * CHUNK)
     _round(img, wd, pages)
     changed = _dirtied(pages, 0, 3 * 256)
@@ -116,10 +123,10 @@ def test_comparisons_of_the_wrong_length_are_not_trusted(tmp_path: Path) -> None
     assert sent == 2 * PAGE
 
 
-def test_a_round_keeps_the_page_files_the_target_holds_and_only_those(tmp_path: Path) -> None:
-    img, wd = tmp_path / "img", tmp_path / "wd"
-    img.mkdir()
-    wd.mkdir()
+def test_a_round_keeps_the_page_files_the_target_holds_and_only_those(
+    dirs: tuple[Path, Path],
+) -> None:
+    img, wd = dirs
     pages = os.urandom(2 * CHUNK)
     (img / "pages-2.img").write_bytes(os.urandom(CHUNK))
     _round(img, wd, pages)
@@ -130,10 +137,10 @@ def test_a_round_keeps_the_page_files_the_target_holds_and_only_those(tmp_path: 
     assert [p.name for p in (wd / "held").iterdir()] == ["pages-1.img"]
 
 
-def test_the_final_round_keeps_nothing_for_a_round_that_will_not_come(tmp_path: Path) -> None:
-    img, wd = tmp_path / "img", tmp_path / "wd"
-    img.mkdir()
-    wd.mkdir()
+def test_the_final_round_keeps_nothing_for_a_round_that_will_not_come(
+    dirs: tuple[Path, Path],
+) -> None:
+    img, wd = dirs
     pages = os.urandom(2 * CHUNK)
     _round(img, wd, pages)
     kept = {p.name: p.stat().st_mtime_ns for p in wd.rglob("*")}
@@ -145,10 +152,8 @@ def test_the_final_round_keeps_nothing_for_a_round_that_will_not_come(tmp_path: 
     assert (img / "pages-1.img").exists()  # goes with the final dump's dir, after the commit
 
 
-def test_a_held_copy_that_is_gone_has_every_page_hashed_again(tmp_path: Path) -> None:
-    img, wd = tmp_path / "img", tmp_path / "wd"
-    img.mkdir()
-    wd.mkdir()
+def test_a_held_copy_that_is_gone_has_every_page_hashed_again(dirs: tuple[Path, Path]) -> None:
+    img, wd = dirs
     pages = os.urandom(3 * CHUNK)
     _round(img, wd, pages)
     (wd / "held" / "pages-1.img").unlink()
