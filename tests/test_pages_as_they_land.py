@@ -94,6 +94,28 @@ def test_comparisons_taken_while_the_files_grow_are_those_of_the_whole_files(
     assert landed["pages-2.img"] == bytes([1, 1, 1, 0])
 
 
+def test_a_held_copy_that_cannot_be_read_is_asked_for_once_and_left_to_the_diff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img = tmp_path / "final"
+    img.mkdir()
+    gone = tmp_path / "held" / "pages-1.img"
+    held = {"pages-1.img": pagestream.Held(b"", str(gone))}
+    opened = []
+    real_open = pagestream._open_pair
+
+    def counted(path: str, held_path: str) -> tuple[int, ...]:
+        opened.append(held_path)
+        return real_open(path, held_path)
+
+    monkeypatch.setattr(pagestream, "_open_pair", counted)
+    following = pagestream.ChunksAsTheyLand(str(img), held)
+    _write_as_criu_does(img, {"pages-1.img": os.urandom(4 * CHUNK)})  # many passes meanwhile
+    landed = following.finish()
+    assert landed == {}
+    assert opened == [str(gone)]
+
+
 def test_a_round_fed_the_landed_comparisons_sends_what_it_sends_without_them(
     tmp_path: Path,
 ) -> None:

@@ -97,10 +97,10 @@ class ChunksAsTheyLand:
             return
         for name in names:
             if name not in opened:
-                fds = _open_pair(os.path.join(self.img_dir, name), self.held[name].path)
-                if fds is None:
-                    continue  # no copy to compare with: the diff hashes this file's pages
-                opened[name] = fds
+                # No copy to compare with (): asked once, and the diff hashes its pages.
+                opened[name] = _open_pair(os.path.join(self.img_dir, name), self.held[name].path)
+            if not opened[name]:
+                continue
             same = self._same.setdefault(name, bytearray())
             size = os.fstat(opened[name][0]).st_size
             # A chunk is compared once whole; a file's last, short one once the dump has ended.
@@ -112,7 +112,7 @@ def same_chunks(path, held_path):
     """A byte per CHUNK of the page file at `path`: 1 where the held file at `held_path` has
     the same bytes at the same place (none if it cannot be read)."""
     fds = _open_pair(path, held_path)
-    if fds is None:
+    if not fds:
         return b""
     try:
         with _all_cores() as pool:
@@ -129,12 +129,13 @@ def _all_cores():
 
 
 def _open_pair(path, held_path):
+    """Both files opened, or () if the held one cannot be."""
     fd = os.open(path, os.O_RDONLY)
     try:
         return fd, os.open(held_path, os.O_RDONLY)
     except OSError:
         os.close(fd)
-        return None
+        return ()
 
 
 def _compare(pool, fd, held_fd, size, first, end):
