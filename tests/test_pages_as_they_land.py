@@ -1,9 +1,11 @@
-"""The final dump's page files compared with the held ones (what the target holds) as CRIU
-writes them: the comparisons taken while a file grows are those of the whole file, and the
-round they feed sends the same stream."""
+"""A dump's page files followed as CRIU writes them, against what the target holds (this
+node's copy of it): the pages' SHA-1s taken while a file grows are those of the whole file,
+the changed pages the target holds nowhere go ahead on the stream, and the round they feed
+rebuilds the same files on the target."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -16,15 +18,13 @@ import pytest
 
 from tests.node_helpers import load
 
-pagestream = load("pagestream")
+pagestream, landing = load("pagestream"), load("landing")
+source, receiver = load("source"), load("receiver")
 CHUNK, PAGE = pagestream.CHUNK, pagestream.PAGE
 
 
-def _same(data: bytes, held: bytes) -> bytes:
-    return bytes(
-        data[c : c + CHUNK] == held[c : c + min(CHUNK, len(data) - c)]
-        for c in range(0, len(data), CHUNK)
-    )
+def _sha1s(data: bytes) -> bytes:
+    return b"".join(hashlib.sha1(data[p : p + PAGE]).digest() for p in range(0, len(data), PAGE))
 
 
 def _write_as_criu_does(img: Path, files: dict[str, bytes]) -> None:
@@ -65,7 +65,16 @@ def _round(img: Path, wd: Path, pages: bytes, landed=None) -> tuple[bytes, int]:
     return out.getvalue(), sent.sent_bytes
 
 
-def test_comparisons_taken_while_the_files_grow_are_those_of_the_whole_files(
+def _followed(img: Path, wd: Path, pages: bytes, sink=None):
+    """The dump of `pages` written as CRIU writes it, followed: (Landed, OnTarget)."""
+    on_target = pagestream.load_index(str(wd))
+    following = landing.PagesAsTheyLand(str(img), on_target, sink)
+    img.mkdir(exist_ok=True)  # by the dump, once followed
+    _write_as_criu_does(img, {"pages-1.img": pages})
+    return following.finish(), on_target
+
+
+def test_digests_taken_while_the_files_grow_are_those_of_the_whole_files(
     tmp_path: Path,
 ) -> None:
     img, held_dir = tmp_path / "final", tmp_path / "held"
@@ -77,21 +86,21 @@ def test_comparisons_taken_while_the_files_grow_are_those_of_the_whole_files(
     files = {
         "pages-1.img": _dirtied(before["pages-1.img"], 3, 4 * 256 + 9, 9 * 256 + 4),
         "pages-2.img": before["pages-2.img"] + os.urandom(CHUNK),  # grew by a chunk
-        "pages-3.img": os.urandom(CHUNK),  # none held: nothing to compare
+        "pages-3.img": os.urandom(CHUNK),  # none held: nothing to follow
     }
     held = {}
     for name, data in before.items():
         (held_dir / name).write_bytes(data)
-        held[name] = pagestream.Held(b"", str(held_dir / name))
-    following = pagestream.ChunksAsTheyLand(str(img), held)  # before the dump makes its dir
+        held[name] = pagestream.Held(_sha1s(data), str(held_dir / name))
+    on_target = pagestream.OnTarget({}, {}, held)
+    following = landing.PagesAsTheyLand(str(img), on_target)  # before the dump makes its dir
     img.mkdir()
     writer = threading.Thread(target=_write_as_criu_does, args=(img, files))
     writer.start()
     writer.join()
     landed = following.finish()
-    assert landed == {name: _same(files[name], data) for name, data in before.items()}
-    assert landed["pages-1.img"] == bytes([0, 1, 1, 1, 0, 1, 1, 1, 1, 0])
-    assert landed["pages-2.img"] == bytes([1, 1, 1, 0])
+    assert landed.digests == {name: _sha1s(files[name]) for name in before}
+    assert (landed.ahead, landed.error) == ({}, None)  # no stream: nothing went ahead
 
 
 def test_a_held_copy_that_cannot_be_read_is_asked_for_once_and_left_to_the_diff(
@@ -100,23 +109,22 @@ def test_a_held_copy_that_cannot_be_read_is_asked_for_once_and_left_to_the_diff(
     img = tmp_path / "final"
     img.mkdir()
     gone = tmp_path / "held" / "pages-1.img"
-    held = {"pages-1.img": pagestream.Held(b"", str(gone))}
+    on_target = pagestream.OnTarget({}, {}, {"pages-1.img": pagestream.Held(b"", str(gone))})
     opened = []
-    real_open = pagestream._open_pair
+    real_open = landing._open_pair
 
     def counted(path: str, held_path: str) -> tuple[int, ...]:
         opened.append(held_path)
         return real_open(path, held_path)
 
-    monkeypatch.setattr(pagestream, "_open_pair", counted)
-    following = pagestream.ChunksAsTheyLand(str(img), held)
+    monkeypatch.setattr(landing, "_open_pair", counted)
+    following = landing.PagesAsTheyLand(str(img), on_target)
     _write_as_criu_does(img, {"pages-1.img": os.urandom(4 * CHUNK)})  # many passes meanwhile
-    landed = following.finish()
-    assert landed == {}
+    assert following.finish().digests == {}
     assert opened == [str(gone)]
 
 
-def test_a_round_fed_the_landed_comparisons_sends_what_it_sends_without_them(
+def test_a_round_fed_the_followed_digests_sends_what_it_sends_without_them(
     tmp_path: Path,
 ) -> None:
     img = tmp_path / "img"
@@ -128,21 +136,105 @@ def test_a_round_fed_the_landed_comparisons_sends_what_it_sends_without_them(
         wd = tmp_path / f"wd-{fed}"
         wd.mkdir()
         _round(img, wd, pages)
-        landed = {"pages-1.img": _same(changed, pages)} if fed else None
+        landed = _followed(img, wd, changed)[0] if fed else None
         stream, sent = _round(img, wd, changed, landed)
         assert sent == PAGE
         streams.append(stream)
     assert streams[0] == streams[1]
 
 
-def test_comparisons_of_the_wrong_length_are_not_trusted(dirs: tuple[Path, Path]) -> None:
+def test_digests_of_the_wrong_length_are_not_trusted(dirs: tuple[Path, Path]) -> None:
     # A dump whose following ended early (or a file it never saw) is compared whole again.
     img, wd = dirs
     pages = os.urandom(4 * CHUNK)
     _round(img, wd, pages)
     changed = _dirtied(pages, 0, 3 * 256)
-    _, sent = _round(img, wd, changed, landed={"pages-1.img": b"\x01"})
+    landed = landing.Landed({"pages-1.img": b"\x01" * 20}, {}, None)
+    _, sent = _round(img, wd, changed, landed)
     assert sent == 2 * PAGE
+
+
+def _received(raw: bytes, target: dict, into: Path, prev: Path | None, final: bool) -> None:
+    """A round's stream received as `recv final` (the page files into the staging dir) or
+    `rounds` receive it, built on round `prev`."""
+    framed = io.BytesIO()
+    stream = source.Striped([framed])
+    stream.write(raw)
+    stream.end()
+    staged = Path(target["upper_dir"]) / ".wb"
+    with (
+        receiver.Dir(str(into)) as out_dir,
+        receiver.Dir(str(staged if final else into)) as pages_dir,
+        receiver.Dir(str(prev)) if prev else contextlib.nullcontext() as before,
+    ):
+        joined = receiver.Joined([io.BytesIO(framed.getvalue())])
+        receiver._receive(joined, target, before, out_dir, pages_dir, final)
+
+
+def test_changed_pages_go_ahead_during_the_dump_and_the_target_patches_its_file_in_place(
+    tmp_path: Path,
+) -> None:
+    wd, img, ckpt, upper = (tmp_path / d for d in ("wd", "img", "ckpt", "upper"))
+    for d in (wd, img, ckpt, upper):
+        d.mkdir()
+    target = {"upper_dir": str(upper)}
+    with receiver._staging(target):
+        pass
+    staged = upper / ".wb"
+    pages = os.urandom(8 * CHUNK)
+    (img / "pages-1.img").write_bytes(pages)
+    raw = io.BytesIO()
+    pagestream.send_images(str(img), str(wd), raw, pagestream.load_index(str(wd)))
+    (staged / "round-0").mkdir()
+    _received(raw.getvalue(), target, staged / "round-0", None, final=False)
+    kept = (staged / "round-0" / "pages-1.img").stat().st_ino
+
+    dirtied = [5, 300, 301, 7 * 256 + 255]
+    changed = _dirtied(pages, *dirtied)
+    final = tmp_path / "final"
+    sink = io.BytesIO()  # the stream, written while the dump runs
+    landed, on_target = _followed(final, wd, bytes(changed), sink)
+    assert landed.error is None
+    ahead = sink.getvalue()
+    assert len(landed.ahead) == len(dirtied) and len(ahead) < (len(dirtied) + 1) * PAGE
+    sent = pagestream.send_images(str(final), None, sink, on_target, landed=landed)
+    assert sent.sent_bytes == len(dirtied) * PAGE  # each once: ahead, then taken from there
+    assert len(sink.getvalue()) - len(ahead) < PAGE  # after the dump: where pages are, no data
+    _received(sink.getvalue(), target, ckpt, staged / "round-0", final=True)
+    assert (staged / "pages-1.img").read_bytes() == changed
+    assert (staged / "pages-1.img").stat().st_ino == kept  # patched in place, not copied
+    assert not (staged / "ahead").exists()  # its pages are in the page file now
+    assert not (ckpt / "ahead").exists()  # nor ever where CRIU reads its images
+
+
+def test_a_changed_page_the_target_holds_elsewhere_does_not_go_ahead(
+    dirs: tuple[Path, Path],
+) -> None:
+    img, wd = dirs
+    pages = os.urandom(4 * CHUNK)
+    _round(img, wd, pages)
+    changed = bytearray(_dirtied(pages, 7))
+    changed[9 * PAGE : 10 * PAGE] = pages[2 * PAGE : 3 * PAGE]
+    changed[700 * PAGE : 701 * PAGE] = changed[7 * PAGE : 8 * PAGE]  # and one twice
+    sink = io.BytesIO()
+    landed, _ = _followed(img.parent / "final", wd, bytes(changed), sink)
+    assert list(landed.ahead) == [hashlib.sha1(changed[7 * PAGE : 8 * PAGE]).digest()]
+
+
+def test_a_link_that_breaks_while_pages_go_ahead_fails_the_round(dirs: tuple[Path, Path]) -> None:
+    img, wd = dirs
+    pages = os.urandom(4 * CHUNK)
+    _round(img, wd, pages)
+
+    class Broken(io.BytesIO):
+        def write(self, data: bytes) -> int:
+            raise BrokenPipeError("link cut")
+
+    final = img.parent / "final"
+    landed, on_target = _followed(final, wd, _dirtied(pages, 7), Broken())
+    assert isinstance(landed.error, BrokenPipeError)
+    with pytest.raises(BrokenPipeError, match="link cut"):
+        pagestream.send_images(str(final), None, io.BytesIO(), on_target, landed=landed)
 
 
 def test_a_round_keeps_the_page_files_the_target_holds_and_only_those(

@@ -75,7 +75,7 @@ def _round(mig, cid, wd, prepared, transfer, number, arm):
     trees = file_trees(prepared) if number == 0 else ()
     on_target = load_index(wd)
     # Its page files are compared with the held ones as they land (as the final round's are).
-    img, dump_s, landed = dump(mig, cid, True, f"round-{number}", on_target.held)
+    img, dump_s, landed = dump(mig, cid, True, f"round-{number}", on_target)
     t0 = time.monotonic()
     transfer.ready()
     sessions_s = time.monotonic() - t0

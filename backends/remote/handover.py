@@ -127,9 +127,9 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit("frozen")
         failpoint(prepared, "handover.after-pause")
         stage = "dump"
-        # Its page files are compared with the held ones as they land: the diff then waits on
-        # little but the dump.
-        img, dump_s, landed = dump(mig, cid, True, "final", on_target.held)
+        # Its page files are compared with the held ones as they land, and the changed pages
+        # go ahead on the stream: the send then waits on little but the dump.
+        img, dump_s, landed = dump(mig, cid, True, "final", on_target, transfer.stream)
         marks["dumped"] = time.monotonic()
         emit("dumped", dump_s=dump_s)
         failpoint(prepared, "handover.after-dump")

@@ -3,12 +3,12 @@ the format.
 
 Images go as a stream of files; for CRIU's pages-*.img, page by page (4 KiB): a page the
 target already holds from the previous round is sent as a copy instruction, so each round
-sends only what changed. Whether a chunk of pages is where it was is a byte compare with this
-node's copy of the file the target holds; a page found elsewhere is found by its SHA-1 (for
-identity against accident here: a forged collision could only corrupt the forger's own memory).
+sends only what changed. Whether a page is where it was is a byte compare with this node's
+copy of the file the target holds, made as the dump writes it (landing.py); a page found
+elsewhere is found by its SHA-1 (for identity against accident here: a forged collision could
+only corrupt the forger's own memory).
 """
 
-import functools
 import hashlib
 import json
 import mmap
@@ -18,9 +18,10 @@ import subprocess
 import threading
 import time
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 
+from landing import DIGEST, page_digests
 from wire import (
+    AHEAD,
     CHUNK,
     LENGTH,
     NAME_LEN,
@@ -54,100 +55,6 @@ DATA_RUN = 4 << 20
 Sent = namedtuple("Sent", "state_bytes sent_bytes diff_s")
 
 
-class ChunksAsTheyLand:
-    """Which chunks (CHUNK) of a dump's page files hold the same bytes as the target's version
-    at the same place (`held`: OnTarget.held), compared while CRIU writes them, so that the
-    diff after the dump is left only the changed chunks' pages to hash. CRIU appends to a page
-    file (splice at the file's offset) and never rewrites it: the bytes below a file's size
-    are final. Start it on an image dir that holds no page files yet."""
-
-    def __init__(self, img_dir, held):
-        self.img_dir, self.held = img_dir, held
-        self._same = {}  # page file name: one byte per chunk compared so far (1: the same)
-        self._done = threading.Event()
-        self._pool = _all_cores()
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
-
-    def finish(self):
-        """Once the dump has ended: {page file name: a byte per chunk, 1 if it is the same}."""
-        self._done.set()
-        self._thread.join()
-        self._pool.shutdown()
-        return {name: bytes(same) for name, same in self._same.items()}
-
-    def _follow(self):
-        opened = {}
-        try:
-            while True:
-                last = self._done.is_set()  # set once the dump ended: this pass sees it all
-                self._compare_landed(opened, last)
-                if last:
-                    return
-                self._done.wait(0.005)
-        finally:
-            for fds in opened.values():
-                for fd in fds:
-                    os.close(fd)
-
-    def _compare_landed(self, opened, last):
-        try:
-            names = [n for n in os.listdir(self.img_dir) if n in self.held]
-        except FileNotFoundError:
-            return
-        for name in names:
-            if name not in opened:
-                # No copy to compare with (): asked once, and the diff hashes its pages.
-                opened[name] = _open_pair(os.path.join(self.img_dir, name), self.held[name].path)
-            if not opened[name]:
-                continue
-            same = self._same.setdefault(name, bytearray())
-            size = os.fstat(opened[name][0]).st_size
-            # A chunk is compared once whole; a file's last, short one once the dump has ended.
-            end = size if last else size // CHUNK * CHUNK
-            same += _compare(self._pool, *opened[name], size, len(same) * CHUNK, end)
-
-
-def same_chunks(path, held_path):
-    """A byte per CHUNK of the page file at `path`: 1 where the held file at `held_path` has
-    the same bytes at the same place (none if it cannot be read)."""
-    fds = _open_pair(path, held_path)
-    if not fds:
-        return b""
-    try:
-        with _all_cores() as pool:
-            size = os.fstat(fds[0]).st_size
-            return _compare(pool, *fds, size, 0, size)
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _all_cores():
-    # pread lets go of the GIL and the compare is a memcmp: chunks compare on every core.
-    return ThreadPoolExecutor(len(os.sched_getaffinity(0)))
-
-
-def _open_pair(path, held_path):
-    """Both files opened, or () if the held one cannot be."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return fd, os.open(held_path, os.O_RDONLY)
-    except OSError:
-        os.close(fd)
-        return ()
-
-
-def _compare(pool, fd, held_fd, size, first, end):
-    same = functools.partial(_same_chunk, fd, held_fd, size)
-    return bytes(pool.map(same, range(first, end, CHUNK)))
-
-
-def _same_chunk(fd, held_fd, size, at):
-    length = min(CHUNK, size - at)
-    return os.pread(fd, length, at) == os.pread(held_fd, length, at)
-
-
 def load_index(wd):
     """What the target holds from the previous round, as the work dir `wd` recorded it."""
     index, held = {}, {}
@@ -174,14 +81,17 @@ def _header(stream, **fields):
 def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
-    load_index()'s OnTarget; `landed` ChunksAsTheyLand's comparisons, when it followed the
-    dump. The page files then become the held ones of the work dir `wd` (moved out of
-    `img_dir`); the final round, which no round follows, passes None (freeing last round's
-    files would cost its downtime ~0.2 s a GiB)."""
+    load_index()'s OnTarget; `landed` landing.Landed, when the dump was followed (its AHEAD
+    file, if any, already on `stream`). The page files then become the held ones of the work
+    dir `wd` (moved out of `img_dir`); the final round, which no round follows, passes None
+    (freeing last round's files would cost its downtime ~0.2 s a GiB)."""
+    digests, ahead = (landed.digests, landed.ahead) if landed else ({}, {})
+    if landed and landed.error:
+        raise landed.error  # the stream broke while the pages went ahead
     files, mapped, state, sent = _send_small_files(img_dir, stream, on_target.files)
     stream.flush()  # at once: a lazy restore's daemon starts on them while the pages come
     pages, streamed = _stream_new_pages(mapped, stream, on_target)
-    held, diff_s = _diff_held_pages(img_dir, mapped, on_target, landed or {})
+    held, diff_s = _diff_held_pages(img_dir, mapped, on_target, digests, ahead)
     pages.update(held)
     sent += streamed + _send_held_pages(held, pages, stream)
     for entry, directory in trees:
@@ -192,7 +102,7 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     stream.flush()
     if wd is not None:
         _keep_index(wd, img_dir, files, pages)
-    return Sent(state, sent, diff_s)
+    return Sent(state, sent + len(ahead) * PAGE, diff_s)
 
 
 def _send_small_files(img_dir, stream, prev_files):
@@ -242,18 +152,19 @@ def _stream_new_pages(mapped, stream, on_target):
     return pages, sent
 
 
-def _diff_held_pages(img_dir, mapped, on_target, landed):
+def _diff_held_pages(img_dir, mapped, on_target, digests, ahead):
     """A page file the target holds is diffed whole before it goes: whether it can be patched
-    in place depends on all its runs. Returns ({name: PageFile}, the seconds it took)."""
+    in place depends on all its runs. Its pages' SHA-1s are those the dump's follower took
+    (`digests`), else taken now. Returns ({name: PageFile}, the seconds it took)."""
     t0 = time.monotonic()
     held = {}
     for name in (n for n in mapped if n in on_target.held):
         view = memoryview(mapped[name])
-        prev = on_target.held[name]
-        same = landed.get(name)
-        if same is None or len(same) != -(-len(view) // CHUNK):  # not followed to the end
-            same = same_chunks(os.path.join(img_dir, name), prev.path)
-        diff = PageDiff(name, view, on_target.index, prev.digests, same)
+        known = digests.get(name)
+        if known is None or len(known) != len(view) // PAGE * DIGEST:  # not followed to the end
+            known = page_digests(os.path.join(img_dir, name), on_target.held[name])
+        prev = on_target.held[name].digests
+        diff = PageDiff(name, view, on_target.index, prev, known, ahead)
         held[name] = PageFile(mapped[name], list(diff), diff.digests)
     return held, time.monotonic() - t0
 
@@ -272,7 +183,8 @@ def _send_held_pages(held, pages, stream):
     sent = 0
     for name, (data, runs, _) in held.items():
         inplace = name not in borrowed and all(
-            op == OP_DATA or (src == name and off == start) for op, src, off, _, start in runs
+            op == OP_DATA or (src == name and off == start) or src == AHEAD
+            for op, src, off, _, start in runs
         )
         _header(stream, name=name, inplace=inplace)
         view = memoryview(data)
@@ -306,19 +218,21 @@ def file_trees(prepared):
 
 class PageDiff:
     """A page file against what the target holds, iterated as Runs in file order, each as
-    soon as it is closed: pages the target holds (preferably at the same place), pages
-    repeated within the file, and new data (cut every DATA_RUN bytes, so new data streams
-    as it is found). Once iterated, `digests` is its pages' SHA-1s (`prev`: last round's).
-    A chunk that `same` (a byte per chunk) says holds last round's bytes at the same place is
-    taken whole with last round's SHA-1s: a round then hashes about what changed."""
+    soon as it is closed: pages the target holds (preferably at the same place), pages sent
+    ahead (`ahead`: landing.Landed's), pages repeated within the file, and new data (cut every
+    DATA_RUN bytes, so new data streams as it is found). Once iterated, `digests` is its
+    pages' SHA-1s (`prev`: last round's). Given them (`known`: the dump's follower took them),
+    nothing is hashed, and a chunk whose pages are all last round's at the same place is taken
+    whole."""
 
-    def __init__(self, name, view, index, prev=b"", same=b""):
+    def __init__(self, name, view, index, prev=b"", known=b"", ahead=None):
         self.name, self.view, self.index = name, view, index
-        self.prev, self.same = prev, same
+        self.prev, self.known, self.ahead = prev, known, ahead or {}
         self.digests = None
 
     def __iter__(self):
-        name, view, index, prev, same = self.name, self.view, self.index, self.prev, self.same
+        name, view, index, prev, ahead = self.name, self.view, self.index, self.prev, self.ahead
+        known = self.known if len(self.known) == len(view) // PAGE * DIGEST else b""
         pages = bytearray()
         seen, closed = {}, []
         run = None
@@ -339,25 +253,24 @@ class PageDiff:
                 closed.append(Run._make(run))
             run = [op, src, off, length, pos]
 
-        for number, chunk in enumerate(range(0, len(view), CHUNK)):
+        for chunk in range(0, len(view), CHUNK):
             end = min(chunk + CHUNK, len(view))
-            prev_chunk_pages = prev[chunk // PAGE * 20 : end // PAGE * 20]
-            if (
-                number < len(same)
-                and same[number]
-                and len(prev_chunk_pages) == (end - chunk) // PAGE * 20
-            ):
-                pages += prev_chunk_pages
+            first, last = chunk // PAGE * DIGEST, end // PAGE * DIGEST
+            if known and known[first:last] == prev[first:last]:
+                pages += known[first:last]
                 add(OP_COPY_PREV, name, chunk, end - chunk, chunk)
             else:
                 for pos in range(chunk, end, PAGE):
+                    i = pos // PAGE * DIGEST
                     page = view[pos : pos + PAGE]
-                    d = hashlib.sha1(page).digest()
+                    d = known[i : i + DIGEST] if known else hashlib.sha1(page).digest()
                     pages += d
-                    if prev[pos // PAGE * 20 : pos // PAGE * 20 + 20] == d:
+                    if prev[i : i + DIGEST] == d:
                         add(OP_COPY_PREV, name, pos, len(page), pos)
                     elif d in index:
                         add(OP_COPY_PREV, *index[d], len(page), pos)
+                    elif d in ahead:
+                        add(OP_COPY_CUR, AHEAD, ahead[d], len(page), pos)
                     elif d in seen:
                         add(OP_COPY_CUR, name, seen[d], len(page), pos)
                     else:

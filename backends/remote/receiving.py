@@ -20,7 +20,18 @@ from restorework import LazyDaemon, lazy_unavailable, restore_dirs
 from restoring import restore
 from stripes import joined, read_exact
 from targetdir import here, read_target
-from wire import LENGTH, NAME_LEN, OP_COPY_CUR, OP_COPY_PREV, OP_DATA, OP_END, SIZE, SPAN, failpoint
+from wire import (
+    AHEAD,
+    LENGTH,
+    NAME_LEN,
+    OP_COPY_CUR,
+    OP_COPY_PREV,
+    OP_DATA,
+    OP_END,
+    SIZE,
+    SPAN,
+    failpoint,
+)
 
 # How long a restored, fenced copy waits for the source's "commit" before it records "aborted"
 # and goes: the source sends it a round trip after the restore's answer.
@@ -166,9 +177,9 @@ def _receive(stream, target, prev, out_dir, pages_dir, final, before_pages=None)
         if is_pages and before_pages:
             before_pages()
             before_pages = None
-        into = pages_dir if is_pages else out_dir
+        into = pages_dir if is_pages or name == AHEAD else out_dir
         if header.get("inplace") and prev is not None:
-            received += _patch_file(stream, prev, into, name)
+            received += _patch_file(stream, prev, into, name, pages_dir)
         else:
             with into.create(name) as f:
                 received += _receive_file(stream, f, prev, pages_dir, out_dir)
@@ -176,8 +187,10 @@ def _receive(stream, target, prev, out_dir, pages_dir, final, before_pages=None)
             # CRIU opens page files inside the container's mount namespace: a link to a path
             # that resolves there, not on the host.
             out_dir.symlink("/" + STAGING + "/" + name, name)
-        files += 1
+        files += name != AHEAD
     stream.finish()
+    with contextlib.suppress(FileNotFoundError):
+        pages_dir.remove_tree(AHEAD)  # its pages are in the page files now
     return received, files
 
 
@@ -220,13 +233,19 @@ def _receive_file(stream, f, prev, pages_dir, out_dir):
             _copy(prev, *item, f)
         else:
             f.flush()
-            _copy(pages_dir if item.name.startswith("pages-") else out_dir, *item, f)
+            _copy(_this_rounds(item.name, pages_dir, out_dir), *item, f)
     return received
 
 
-def _patch_file(stream, prev, into, name):
+def _this_rounds(name, pages_dir, out_dir):
+    """Where a file of this round is: page files and AHEAD with the pages, the rest not."""
+    return pages_dir if name.startswith("pages-") or name == AHEAD else out_dir
+
+
+def _patch_file(stream, prev, into, name, pages_dir):
     """Last round's file becomes this round's, patched where pages changed (the source only
-    asks for this when every page it keeps is at the same offset)."""
+    asks for this when every page it keeps is at the same offset, every other page being
+    data or sent ahead)."""
     prev.move(name, into)
     received = 0
     with into.open(name, os.O_RDWR) as f:
@@ -236,6 +255,8 @@ def _patch_file(stream, prev, into, name):
                 received += len(item)
             elif op == OP_COPY_PREV and item.name == name and item.offset == f.tell():
                 f.seek(item.length, os.SEEK_CUR)
+            elif op == OP_COPY_CUR and item.name == AHEAD:
+                _copy(pages_dir, *item, f)
             else:
                 raise ValueError("not an in-place patch")
         f.truncate()

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import time
 
+from landing import PagesAsTheyLand
 from nodelib import criu_conf_with
-from pagestream import ChunksAsTheyLand
 from workdirs import prepared_info, workdir
 
 RUNC = "runc"
@@ -33,10 +33,11 @@ def find_runc_root(cid):
     return None
 
 
-def dump(mig, cid, leave_running, dirname, held=None):
+def dump(mig, cid, leave_running, dirname, on_target=None, sink=None):
     """runc's checkpoint into the work dir's `dirname`: (its path, CRIU's seconds, and given
-    `held` (OnTarget.held) its page files' chunks compared with them as they landed, else
-    None)."""
+    `on_target` (pagestream.OnTarget) what following its page files as they landed came to,
+    landing.Landed, else None). With `sink`, the stream to the target, the changed pages go
+    ahead on it while CRIU still writes."""
     wd = workdir(mig)
     prepared = prepared_info(wd)
     img = os.path.join(wd, dirname)
@@ -59,7 +60,7 @@ def dump(mig, cid, leave_running, dirname, held=None):
     if ("criu.dump-final" if dirname == "final" else "criu.dump-round") in prepared["failpoints"]:
         # A real CRIU failure mid-dump: the pages are to go to a page server nobody runs.
         argv += ["--page-server", "127.0.0.1:9"]
-    following = ChunksAsTheyLand(img, held) if held else None
+    following = PagesAsTheyLand(img, on_target, sink) if on_target and on_target.held else None
     try:
         with criu_conf_with(DUMP_OPTIONS):  # never with a restore's, which stop the source
             t0 = time.monotonic()

@@ -10,7 +10,10 @@ it, then ops up to OP_END, and a zero LENGTH after the last:
     OP_COPY_PREV  NAME_LEN, a file name, SPAN (offset, length): bytes the target holds from
                   the previous round
     OP_COPY_CUR   the same, from a file of this round
-A file tree ("@layer", "@volume:NAME") is a tar in OP_DATA ops.
+A file tree ("@layer", "@volume:NAME") is a tar in OP_DATA ops. A round's first file may be
+AHEAD: changed pages sent while the dump still ran, in OP_DATA ops only, which the page files
+that follow take by OP_COPY_CUR (also when patched in place); the target drops it once the
+round is in.
 """
 
 import os
@@ -24,6 +27,7 @@ BLOCK = 1 << 20  # a striped stream's frame, as the source deals it
 FRAME_LIMIT = 1 << 24  # the largest frame a receiver takes
 
 OP_DATA, OP_COPY_PREV, OP_COPY_CUR, OP_END = b"D", b"P", b"C", b"E"
+AHEAD = "ahead"  # the file of the pages sent ahead (above)
 LENGTH = struct.Struct(">I")
 SIZE = struct.Struct(">Q")
 NAME_LEN = struct.Struct(">H")
