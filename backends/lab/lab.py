@@ -23,6 +23,7 @@ from pathlib import Path
 
 from whimbrel.backends.errors import UsageError
 from whimbrel.backends.lab import daemons, images, sudo_user
+from whimbrel.backends.lab.criu_cache import drop_criu_record, keep_criu_record
 from whimbrel.backends.lab.memory import (
     back_free_memory,
     hold_freed_memory,
@@ -60,6 +61,7 @@ KNOWN_HOSTS = SSH_DIR / "known_hosts"
 WAN_PID = RUN_DIR / "wan.pid"
 WAN_LOG = RUN_DIR / "wan.log"
 REPORTING_SAVED = RUN_DIR / "page_reporting_order.saved"
+KDAT_KEPT = RUN_DIR / "criu-kdat.kept"
 
 DEFAULT_RTT_MS = 40.0
 DEFAULT_BANDWIDTH_MBIT = 200.0
@@ -100,6 +102,8 @@ def up(topology: Topology, wan: WanSettings, progress: Progress) -> dict:
     held = hold_freed_memory(REPORTING_SAVED)
     if held:
         progress(f"memory: {held}; {back_free_memory()}")
+    if kept := keep_criu_record(KDAT_KEPT):
+        progress(f"criu: {kept}")
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "whimbrel-lab", "-f", SSH_KEY])
     for user in {n.sudo_user for n in topology.nodes if n.sudo_user}:
         progress(f"user: {user}, with passwordless sudo, for the nodes reached as a user")
@@ -334,6 +338,7 @@ def down(progress: Progress, quiet: bool = False) -> None:
         if name.startswith(LINK_PREFIX):
             run(["ip", "link", "delete", name], check=False)
     release_freed_memory(REPORTING_SAVED)
+    drop_criu_record(KDAT_KEPT)
     sudo_user.remove(SUDO_USER)
     for d in (RUN_DIR, LAB_DIR):
         if d.exists():

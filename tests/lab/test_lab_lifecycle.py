@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.criu_cache import KDAT, _on_tmpfs
 from whimbrel.backends.lab.topology import LAB_DIR, LINK_PREFIX, NETNS_PREFIX, RUN_DIR
 
 pytestmark = pytest.mark.lab
@@ -56,8 +57,19 @@ def _leftovers() -> dict[str, list[str]]:
         ],
         "mounts": lab_module.lab_mounts(),
         "processes": _running_lab_processes(),
-        "files": [str(p) for p in (LAB_DIR, RUN_DIR) if p.exists()],
+        "files": [str(p) for p in (LAB_DIR, RUN_DIR) if p.exists()]
+        # CRIU's record of the kernel, which the lab keeps where CRIU cannot (not a tmpfs).
+        + ([str(KDAT)] if KDAT.exists() and not _on_tmpfs(KDAT.parent) else []),
     }
+
+
+def test_every_criu_run_reads_the_record_of_the_kernel_instead_of_probing_it(
+    lab: dict, tmp_path: Path
+) -> None:
+    log = tmp_path / "check.log"
+    subprocess.run(["criu", "check", "-v4", "-o", str(log)], capture_output=True, timeout=60)
+    said = log.read_text()
+    assert "Loaded kdat cache from /run/criu.kdat" in said, said[:2000]
 
 
 def test_down_removes_everything_and_is_safe_twice_then_up_over_a_killed_lab(lab: dict) -> None:
