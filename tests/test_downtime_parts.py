@@ -40,6 +40,19 @@ def test_a_diff_or_resume_longer_than_its_window_is_cut_to_it_so_no_part_goes_ne
     assert parts.total_s == pytest.approx(0.75)
 
 
+def test_the_restore_is_the_targets_own_time_and_the_send_holds_the_ways_there_and_back() -> None:
+    # The source's marks put the stripes' end in the send and the answer's way back in the
+    # restore; the target's own clock says how long its restore took.
+    parts = DowntimeParts.from_json(handover.downtime_parts(MARKS, 0.05, 0.01, 100.75, 0.35))
+    assert parts is not None
+    assert (parts.diff_s, parts.send_s, parts.restore_s) == pytest.approx((0.05, 0.13, 0.35))
+    assert parts.total_s == pytest.approx(0.75)
+    longer = DowntimeParts.from_json(handover.downtime_parts(MARKS, 0.05, 0.01, 100.75, 9.0))
+    assert longer is not None
+    assert (longer.send_s, longer.restore_s) == pytest.approx((0.0, 0.48))
+    assert longer.total_s == pytest.approx(0.75)
+
+
 def test_an_answer_without_the_targets_resume_time_leaves_it_all_in_the_commit() -> None:
     parts = DowntimeParts.from_json(handover.downtime_parts(MARKS, 0.0, None, 100.75))
     assert parts is not None and parts.resume_s == 0 and parts.commit_s == pytest.approx(0.05)

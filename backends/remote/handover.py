@@ -194,19 +194,27 @@ def _restored(session):
 FinalRound = namedtuple("FinalRound", "img dump_s restored sent marks")
 
 
-def downtime_parts(marks, diff_s, resume_s, t_serving):
+def downtime_parts(marks, diff_s, resume_s, t_serving, restore_s=None):
     """The downtime split at the marks, so that the parts add up to it: the diff runs inside
-    the send's window, and the target's resume (its own clock) inside the commit's."""
-    send = marks["sent"] - marks["dumped"]
+    the send's window, and the target's resume (its own clock) inside the commit's. The
+    restore is the target's own time for it (`restore_s`, its clock) where it said: the
+    source's "sent" mark waits for the stripes' sessions to end, a round trip the target does
+    not wait for, and its "restored" for the answer's way back, which the send then holds
+    with the stream's way there; without it, what the source waited between the two."""
+    after_dump = marks["restored"] - marks["dumped"]
+    diff = min(diff_s, marks["sent"] - marks["dumped"])
+    if restore_s is None:
+        restore = marks["restored"] - marks["sent"]
+    else:
+        restore = min(restore_s, after_dump - diff)
     commit = t_serving - marks["restored"]
-    diff = min(diff_s, send)
     resume = min(resume_s or 0.0, commit)
     return {
         "freeze_s": marks["frozen"] - marks["freeze"],
         "dump_s": marks["dumped"] - marks["frozen"],
         "diff_s": diff,
-        "send_s": send - diff,
-        "restore_s": marks["restored"] - marks["sent"],
+        "send_s": after_dump - diff - restore,
+        "restore_s": restore,
         "commit_s": commit - resume,
         "resume_s": resume,
     }
@@ -230,7 +238,9 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
             "ok": True,
             "running_on": "target",
             "downtime_s": t_serving - marks["freeze"],
-            "parts": downtime_parts(marks, sent.diff_s, answer.resume_s, t_serving),
+            "parts": downtime_parts(
+                marks, sent.diff_s, answer.resume_s, t_serving, final.restored.get("restore_s")
+            ),
             "dump_s": final.dump_s,
             "send_s": t_serving - marks["dumped"],
             "restore_s": final.restored.get("restore_s"),
