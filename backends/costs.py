@@ -27,6 +27,9 @@ class Costs:
     scan_rate: float | None = None  # bytes/s: the per-round scan and hash of the whole state
     dump_time_s: float = 0.15
     dump_rate: float = 500e6  # bytes/s written by a full --leave-running dump
+    # The final dump's fixed part, the container paused (None: dump_time_s); its rate is
+    # dump_rate's.
+    final_dump_time_s: float | None = None
     restore_time_s: float = 0.9  # the hand-over's fixed part: pause, start, commit
     restore_rate: float | None = None  # bytes/s: the restore's part that grows with the state
     # The hand-over's fixed part when the restore is lazy (nothing of it grows with the state,
@@ -78,6 +81,7 @@ class Costs:
             round_overhead=self.round_fixed_s + scan,
             first_round_extra=self.first_round_s + self.first_round_trips * rtt,
             dump_time=self.dump_time_s,
+            final_dump_time=self.final_dump_time_s,
             dump_rate=self.dump_rate,
             restore_time=restore,
             final_round_trips=self.final_round_trips,

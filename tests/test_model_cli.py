@@ -48,6 +48,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         capsys,
         "--round-trips", "2",
         "--dump-time", "20ms",
+        "--final-dump-time", "15ms",
         "--restore-time", "0.5s",
         "--downtime-target", "1s",
         "--max-rounds", "3",
@@ -85,6 +86,7 @@ def test_every_option_reaches_the_model(capsys: pytest.CaptureFixture[str]) -> N
         "final_round_trips": 2.0,
         "brownout_weight": 1.0,
         "distinct_share": 0.4,
+        "final_dump_time": 0.015,
     }
 
 

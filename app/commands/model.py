@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     need.add_argument("--rtt", required=True, help="round-trip time, e.g. 50ms")
     parser.add_argument("--round-trips", default="1", help="round trips per round, k (default 1)")
     parser.add_argument("--dump-time", default="0s", help="fixed CRIU dump time (default 0s)")
+    parser.add_argument(
+        "--final-dump-time", help="the final dump's fixed time, paused (default: --dump-time)"
+    )
     parser.add_argument("--restore-time", default="0s", help="restore time (default 0s)")
     parser.add_argument("--downtime-target", default="300ms", help="default 300ms")
     parser.add_argument("--max-rounds", default="30", help="round cap (default 30)")
@@ -116,6 +119,9 @@ def inputs_from_args(args: argparse.Namespace) -> ModelInputs:
         final_round_trips=_number(args.final_round_trips, "final round trips"),
         brownout_weight=_number(args.brownout_weight, "brownout weight"),
         distinct_share=_number(args.distinct_share, "distinct share"),
+        final_dump_time=None
+        if args.final_dump_time is None
+        else parse_duration(args.final_dump_time, "final dump time"),
     )
 
 

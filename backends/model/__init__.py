@@ -9,7 +9,8 @@ Semantics every caller relies on:
   round sends V_n with the container stopped; n = 0 is stop-and-copy (V_0 = M sent stopped);
 - V_0 = M, V_{i+1} = D * (V_i/B + k*RTT + c), c the round's fixed work (default 0);
 - downtime(n) = dump_time + V_n/B + j*RTT + restore_time, j the final hand-over's round
-  trips (default 1/2: the last byte's way);
+  trips (default 1/2: the last byte's way); `final_dump_time`, when given, is the final
+  dump's fixed part (the container paused) in place of dump_time;
 - total time = sum over i < n of (V_i/B + k*RTT + c) + downtime(n).
 - round 0 may run e seconds longer (`first_round_extra`: its sessions open, its TCP windows
   grow), which V_1 is dirtied during too; off by default.

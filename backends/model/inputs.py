@@ -72,6 +72,9 @@ class ModelInputs:
     # target is out of reach: 0 plans for the least downtime, 1 stops once the next round's
     # dump freezes the container longer than the round saves.
     brownout_weight: float = 0.0
+    # The final dump's fixed part, the container paused (None: dump_time): the downtime's, where
+    # the pre-copy rounds' dumps (dump_time) also leave it running.
+    final_dump_time: float | None = None
     # The share of M whose pages differ from each other: a round that sends the whole state
     # (round 0, a stop-and-copy) carries that much, as the data path sends a repeated page
     # once (measured by the dirty-rate sampler's page digests; 1 when unknown).
@@ -87,6 +90,8 @@ class ModelInputs:
         for name in ("working_set", "dump_rate"):
             if getattr(self, name) is not None:
                 check(name, getattr(self, name), positive=True)
+        if self.final_dump_time is not None:
+            check("final_dump_time", self.final_dump_time, positive=False)
         try:
             rounds = operator.index(self.max_rounds)
         except TypeError:

@@ -23,11 +23,14 @@ class RoundCosts:
 
 
 def round_costs(i: ModelInputs) -> RoundCosts:
+    final = i.dump_time if i.final_dump_time is None else i.final_dump_time
     if i.dump_rate is None:  # fixed dump time, paid by the final round only
-        return RoundCosts(0.0, 0.0, i.dump_time + i.restore_time, 1.0 / i.bandwidth)
+        return RoundCosts(0.0, 0.0, final + i.restore_time, 1.0 / i.bandwidth)
     per_byte = 1.0 / i.dump_rate if i.incremental_dumps else 0.0
-    fixed = i.dump_time + (0.0 if i.incremental_dumps else i.size / i.dump_rate)
-    return RoundCosts(fixed, per_byte, fixed + i.restore_time, 1.0 / i.bandwidth + per_byte)
+    whole = 0.0 if i.incremental_dumps else i.size / i.dump_rate
+    return RoundCosts(
+        i.dump_time + whole, per_byte, final + whole + i.restore_time, 1.0 / i.bandwidth + per_byte
+    )
 
 
 def downtime_fixed(i: ModelInputs, c: RoundCosts) -> float:

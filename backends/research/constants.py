@@ -24,6 +24,7 @@ CONSTANTS = {  # Calibration field: (what it is, Costs field, unit)
     "scan_rate": ("per-round scan of the whole state", "scan_rate", "B/s"),
     "dump_time": ("dump, fixed", "dump_time_s", "s"),
     "dump_rate": ("dump rate (full dump of the state)", "dump_rate", "B/s"),
+    "final_dump_time": ("the final dump, fixed (the container paused)", "final_dump_time_s", "s"),
     "restore_time": ("hand-over, fixed (pause, restore, commit)", "restore_time_s", "s"),
     "restore_rate": ("restore rate (grows with the state)", "restore_rate", "B/s"),
     "lazy_restore_time": (
