@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 
@@ -79,13 +80,14 @@ def settle(mig=None, sock=None, cid=None):
         mig, sock, cid = target["migration"], target["docker_socket"], target["container"]
     verdict = abort_target(mig, sock, cid)
     answer = {"decision": verdict}
-    if verdict == "committed":
-        warning = serve(sock, cid)
+    if verdict != "committed":
+        out(answer)
+        return
+    with serving(sock, cid) as warning:
         if warning:
             answer["warning"] = warning
-    out(answer)
-    if verdict == "committed":
-        drop_checkpoint(sock, cid)
+        out(answer)
+    drop_checkpoint(sock, cid)
 
 
 def abort_target(mig, sock, cid):
@@ -115,24 +117,56 @@ def _remove(sock, cid, timeout=30.0):
         time.sleep(0.1)
 
 
-def serve(sock, cid, pid=None):
+@contextlib.contextmanager
+def serving(sock, cid, pid=None):
     """The committed copy serves: staged page files gone (through the container's own mount,
-    never in the upper dir behind overlayfs's back), then every task resumed. Safe to repeat;
-    returns a warning for what could not be tidied, or None. `pid`: the restored container's,
-    when the restore just said it (no Docker round trip inside the downtime)."""
+    never in the upper dir behind overlayfs's back), then every task resumed; yields a
+    warning for what could not be tidied, or None, and frees the files' space on exit (the
+    caller answers first). Their names go before the tasks resume; their blocks go at their
+    last close, which is held past the answer: an eager restore leaves no one holding them,
+    and freeing 1 GiB took the downtime 0.16 s. Safe to repeat. `pid`: the restored
+    container's, when the restore just said it (no Docker round trip inside the downtime)."""
     if pid is None:
         pid = int(target_docker("inspect", "-f", "{{.State.Pid}}", cid, sock=sock))
     if pid <= 0:
         raise RuntimeError("the committed container has no process")
-    warning = None
-    staged = f"/proc/{pid}/root/.wb"
+    warning, held = None, []
+    staged = staged_dir(pid)
     try:
         if os.path.isdir(staged):
+            held = _opened_files(staged)
             shutil.rmtree(staged)
     except OSError as exc:
         warning = f"staged pages: {exc}"
-    resume_tasks(pid, cid)
-    return warning
+    try:
+        resume_tasks(pid, cid)
+        yield warning
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def staged_dir(pid):
+    """The staging dir, seen through the restored container's own root."""
+    return f"/proc/{pid}/root/.wb"
+
+
+def _opened_files(top):
+    """An fd of each regular file under `top` (no link followed, nothing else opened: a
+    FIFO would block)."""
+    fds = []
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for where, _, names in os.walk(top):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(where, name), flags)
+            except OSError:
+                continue
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                fds.append(fd)
+            else:
+                os.close(fd)
+    return fds
 
 
 def drop_checkpoint(sock, cid):

@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 
 from confined import STAGING, Dir, extract
-from decision import abort_target, decide, drop_checkpoint, serve
+from decision import abort_target, decide, drop_checkpoint, serving
 from nodelib import out, read_text
 from restorework import LazyDaemon, lazy_unavailable, restore_dirs
 from restoring import restore
@@ -133,10 +133,10 @@ def recv(which, k, token):
         out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
         return
     t0 = time.monotonic()
-    warning = serve(target["docker_socket"], target["container"], restored["pid"])
-    resume_s = time.monotonic() - t0
-    failpoint(target, "receiver.after-commit")
-    out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
+    with serving(target["docker_socket"], target["container"], restored["pid"]) as warning:
+        resume_s = time.monotonic() - t0
+        failpoint(target, "receiver.after-commit")
+        out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
     drop_checkpoint(target["docker_socket"], target["container"])
 
 
