@@ -20,6 +20,7 @@ from whimbrel.backends.research.calibration import (
     calibrate,
     fit_dirty_set,
     fit_dump,
+    fit_final_dump,
     fit_handover,
     fit_round_work,
 )
@@ -228,6 +229,61 @@ def test_a_lazy_restore_plans_with_its_own_fixed_hand_over_where_one_was_fitted(
 
     assert restore_time(1e9, lazy=False) == pytest.approx(1.2)
     assert restore_time(64 * MiB, lazy=True) == restore_time(1e9, lazy=True) == 0.1
+
+
+def test_the_final_dump_fits_a_fixed_part_of_its_own_at_the_dumps_rate() -> None:
+    # A paused container's dump (0.08 s + M/2 GB/s) against the pre-copy dumps' 0.19 s fixed.
+    def final(size: float, lazy: bool = True) -> RoundRecord:
+        dump_s = 0.08 + size / 2e9
+        return RoundRecord(1e6, 0.1, 1e7, 0.05, final=True, lazy=lazy, dump_s=dump_s,
+                           dumped_bytes=size, seconds=dump_s + 0.3)  # fmt: skip
+
+    rounds = [
+        RoundRecord(1e6, 0.1, 1e7, 0.05, dump_s=0.19 + size / 2e9, dumped_bytes=size)
+        for size in (64 * MiB, 256 * MiB, 1024 * MiB) * 3
+    ]
+    finals = [final(size) for size in (64 * MiB, 1024 * MiB, 2048 * MiB)]
+    # The final dump is the same whatever the restore after it: eager ones count too.
+    fitted = calibrate(rounds + finals + [final(1024 * MiB, lazy=False)])
+    assert fitted.final_dump_time is not None and fitted.final_dump_time.samples == 4
+    assert fitted.final_dump_time.value == pytest.approx(0.08, abs=0.01)
+    costs = fitted.costs()
+    assert costs.final_dump_time_s == pytest.approx(0.08, abs=0.01)
+    assert fit_final_dump(finals, None) is None  # no rate to hold: nothing fitted
+
+    def downtime_and_freeze(c: Costs) -> tuple[float, float]:
+        plan_of = plan(c.model_inputs(size=1e9, dirty_rate=MiB, bandwidth=1e8, rtt=0.05,
+                                      downtime_target=0.3, max_rounds=8))  # fmt: skip
+        return plan_of.downtime_s, max(plan_of.brownouts_s or [0.0])
+
+    (down, freeze), (down_before, freeze_before) = map(
+        downtime_and_freeze, (costs, replace(costs, final_dump_time_s=None))
+    )
+    # The downtime takes the final dump's fixed part; the pre-copy freezes keep theirs.
+    assert down_before - down == pytest.approx(costs.dump_time_s - 0.08, abs=0.01)
+    assert freeze == freeze_before
+
+
+def test_a_hand_over_that_changed_is_fitted_to_its_own_runs_alone() -> None:
+    # The grid's hand-overs (r0 0.4 s, 1 GB/s, j 1.5 over several RTTs) against the same
+    # hand-over run now (r0 0.1 s, 4 GB/s, one RTT): its terms come from the runs now, j held.
+    rng = np.random.default_rng(3)
+    grid = synthetic_rounds(rng, 12, 0.0, final=True)
+
+    def now(size: float) -> RoundRecord:
+        dump_s = 0.08 + size / 2e9
+        seconds = dump_s + 0.1 + 1e6 / 1e7 + 1.5 * 0.05 + size / 4e9
+        return RoundRecord(1e6, 0.1, 1e7, 0.05, final=True, dump_s=dump_s, dumped_bytes=size,
+                           seconds=seconds)  # fmt: skip
+
+    recent = [now(size) for size in (64 * MiB, 256 * MiB, 1024 * MiB) * 2]
+    before = calibrate(grid)
+    fitted = calibrate(grid, now=recent)
+    assert fitted.final_round_trips == before.final_round_trips  # j from every run
+    assert fitted.restore_time is not None and fitted.restore_rate is not None
+    assert fitted.restore_time.value == pytest.approx(0.1, abs=1e-6)
+    assert fitted.restore_rate.value == pytest.approx(4e9, rel=1e-6)
+    assert fitted.restore_time.samples == 6
 
 
 def test_one_record_gives_a_value_with_unknown_spread() -> None:

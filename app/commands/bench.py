@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="costs: more runs fitted with --results' (lazy restores beside an eager grid)",
+        help="costs: runs of the hand-over as it runs now, fitted with --results': the "
+        "hand-over's terms from these alone where they hold final rounds",
     )
     parser.set_defaults(func=run)
 
@@ -95,9 +96,9 @@ def _report(args: argparse.Namespace, results: Path) -> int:
 def _costs(args: argparse.Namespace, results: Path) -> int:
     if args.costs is None:
         raise UsageError("bench costs: --costs FILE names the costs file to write")
-    rows = [row for path in (results, *args.also) for row in _recorded(path)]
+    now = [row for path in args.also for row in _recorded(path)]
     source = " ".join(str(path) for path in (results, *args.also))
-    kept = write_costs(rows, args.costs, f"whimbrel bench costs: {source}")
+    kept = write_costs(_recorded(results), args.costs, f"whimbrel bench costs: {source}", now)
     print(f"calibrated costs: {args.costs}" + (f"; held: {', '.join(kept)}" if kept else ""))
     return 0
 

@@ -186,14 +186,17 @@ def fit_handover(
     records: Sequence[RoundRecord],
     restore_rate: float | None = None,
     stream_rate: float | None = None,
+    final_round_trips: float | None = None,
 ) -> dict[str, Estimate] | None:
     """The final round's downtime beyond its dump and bytes: r0 + j*RTT + M/restore_rate
-    (pause, restore, commit). Arguments and keys as fit_round_work's. Eager restores only:
-    a lazy one has no M/restore_rate, and mixed in it would flatten the eager slope."""
+    (pause, restore, commit). Arguments and keys as fit_round_work's; a given j is held where
+    the records have one RTT. Eager restores only: a lazy one has no M/restore_rate, and mixed
+    in it would flatten the eager slope."""
     rows = [r for r in records if r.final and r.seconds is not None and not r.lazy]
     if not rows:
         return None
-    return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), _per_byte(restore_rate))
+    held = _per_byte(restore_rate) | ({"rtt": final_round_trips} if final_round_trips else {})
+    return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), held)
 
 
 def fit_lazy_handover(
@@ -211,12 +214,10 @@ def fit_lazy_handover(
 
 
 def fit_final_dump(records: Sequence[RoundRecord], dump_rate: float | None) -> Estimate | None:
-    """The final dump's fixed part, the container paused, its rate held at the dumps' (all of
-    them: the final rounds' few sizes cannot tell a rate apart): from the lazy hand-overs',
-    the hand-over as it runs now (their dumps are followed by the pages' compare, and CRIU
-    keeps its record of the kernel). A paused container's dump does less than a pre-copy
-    round's (~0.1 s on the lab), which the downtime otherwise over-counted at every size."""
-    rows = [r for r in records if r.final and r.lazy and r.dump_s is not None]
+    """The final dump's fixed part, the container paused, its rate held at the pre-copy dumps'
+    (`dump_rate`). A paused container's dump does less than a pre-copy round's (~0.1 s less
+    on the lab), which the downtime otherwise over-counted at every size."""
+    rows = [r for r in records if r.final and r.dump_s is not None]
     if not rows or dump_rate is None or any(r.dumped_bytes is None for r in rows):
         return None
     return _mean(np.array([r.dump_s - (r.dumped_bytes or 0.0) / dump_rate for r in rows]))
@@ -225,10 +226,11 @@ def fit_final_dump(records: Sequence[RoundRecord], dump_rate: float | None) -> E
 def fit_dump(
     records: Sequence[RoundRecord], dump_rate: float | None = None
 ) -> tuple[Estimate, Estimate | None] | None:
-    """(dump time, dump rate): dump_s = t0 + bytes/rate where the dumped sizes vary enough to
-    separate the two; otherwise t0 holds the whole dump (less a given dump_rate's part) and
-    the rate is None."""
-    rows = [(r.dump_s, r.dumped_bytes) for r in records if r.dump_s is not None]
+    """(dump time, dump rate) of the pre-copy rounds' dumps, the container left running (the
+    final one's fixed part is its own: fit_final_dump): dump_s = t0 + bytes/rate where the
+    dumped sizes vary enough to separate the two; otherwise t0 holds the whole dump (less a
+    given dump_rate's part) and the rate is None."""
+    rows = [(r.dump_s, r.dumped_bytes) for r in records if r.dump_s is not None and not r.final]
     if not rows:
         return None
     y = np.array([s for s, _ in rows], dtype=float)
@@ -363,19 +365,31 @@ def calibrate(
     records: Sequence[RoundRecord],
     dirty_samples: Sequence[DirtySample] = (),
     in_use: Costs | None = None,
+    now: Sequence[RoundRecord] = (),
 ) -> Calibration:
     """Every term the records determine. With `in_use` (the costs in use), a per-byte rate the
     records cannot determine (one state size) is held at its value there in the fits of the
-    rest, and is left None here (Calibration.costs(in_use) keeps it)."""
-    dump = fit_dump(records, in_use.dump_rate if in_use else None)
+    rest, and is left None here (Calibration.costs(in_use) keeps it). `now`: more runs, of the
+    hand-over as it runs now; every run fits the pre-copy terms, but where `now` holds final
+    rounds the hand-over's terms (the final dump, the restore's fixed part and rate, eager or
+    lazy) are fitted to those alone, j held at `records`' (`now` may have one RTT): a
+    hand-over that changed is not planned with its old self's averages."""
+    every = [*records, *now]
+    dump = fit_dump(every, in_use.dump_rate if in_use else None)
     dump_rate = dump[1].value if dump and dump[1] else (in_use.dump_rate if in_use else None)
-    stream = fit_stream(records)
+    stream = fit_stream(every)
     stream_rate = stream.value if stream else (in_use.stream_rate if in_use else None)
     scan_rate = in_use.scan_rate if in_use else None
-    work = fit_round_work(records, scan_rate, stream_rate) or {}
-    first = fit_first_round(records, work, scan_rate, stream_rate) or {}
-    handover = fit_handover(records, in_use.restore_rate if in_use else None, stream_rate) or {}
+    work = fit_round_work(every, scan_rate, stream_rate) or {}
+    first = fit_first_round(every, work, scan_rate, stream_rate) or {}
+    restore_rate = in_use.restore_rate if in_use else None
+    handover = fit_handover(records, restore_rate, stream_rate) or {}
     j = handover["rtt"].value if "rtt" in handover else (in_use or Costs()).final_round_trips
+    finals = now if any(r.final for r in now) else every
+    if any(r.final and not r.lazy for r in now):
+        held_rate = _rate(handover.get("state"))
+        eager = fit_handover(now, held_rate.value if held_rate else restore_rate, stream_rate, j)
+        handover = {**handover, **(eager or {}), "rtt": handover.get("rtt")}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),
@@ -385,10 +399,10 @@ def calibrate(
         scan_rate=_rate(work.get("state")),
         dump_time=dump[0] if dump else None,
         dump_rate=dump[1] if dump else None,
-        final_dump_time=fit_final_dump(records, dump_rate),
+        final_dump_time=fit_final_dump(finals, dump_rate),
         restore_time=handover.get("fixed"),
         restore_rate=_rate(handover.get("state")),
-        lazy_restore_time=fit_lazy_handover(records, j, stream_rate),
+        lazy_restore_time=fit_lazy_handover(finals, j, stream_rate),
         final_round_trips=handover.get("rtt"),
         stream_rate=stream,
         dirty_rate=dirty[0] if dirty else None,

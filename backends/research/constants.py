@@ -69,12 +69,14 @@ def spread_record(calibration: Calibration) -> dict[str, Any]:
     }
 
 
-def write_costs(rows: Iterable[Row], path: Path, source: str) -> list[str]:
-    """Fit the costs to the runs in `rows` that succeeded and write them to `path`, with each
-    value's spread and `source`. What the runs cannot determine (a rate, from one state size)
-    keeps the value `path` already holds, if any, and the file says so; returns those names."""
+def write_costs(rows: Iterable[Row], path: Path, source: str, now: Iterable[Row] = ()) -> list[str]:
+    """Fit the costs to the runs in `rows` and `now` (the hand-over as it runs now: see
+    calibrate) that succeeded and write them to `path`, with each value's spread and `source`.
+    What the runs cannot determine (a rate, from one state size) keeps the value `path`
+    already holds, if any, and the file says so; returns those names."""
     in_use, in_use_spread = load_costs(path), _spread_in(path)
-    calibration = calibrate(records(r for r in rows if r["ok"]), in_use=in_use)
+    recent = records(r for r in now if r["ok"])
+    calibration = calibrate(records(r for r in rows if r["ok"]), in_use=in_use, now=recent)
     spread = spread_record(calibration)
     kept = sorted(set(in_use_spread) - set(spread))
     note = f"; held: {', '.join(kept)}" if kept else ""
