@@ -2,10 +2,12 @@
 the default.
 
 One memwriter (256 MiB, all of it hot, dirtying 8 MiB/s) goes back and forth between east-1
-and west-1, every migration restored lazily; after each, memwriter checks its whole state
-against its own checksum on the node it moved to (a page the lazy-pages daemon failed to
-fill reads as zeros and fails the check). The WAN is set to 10 ms / 1 Gbit/s for the run (a
-stop-and-copy of 256 MiB then takes seconds; the restore does not use the WAN) and put back.
+and west-1, every migration iterative (pre-copy rounds, so that each restore reads page
+files the target patched in place, with pages sent ahead while the final dump ran) and
+restored lazily; after each, memwriter checks its whole state against its own checksum on
+the node it moved to (a page the lazy-pages daemon failed to fill, or the data path got
+wrong, fails the check). The WAN is set to 10 ms / 1 Gbit/s for the run (the rounds of
+256 MiB then take seconds; the restore does not use the WAN) and put back.
 
 Run (as root, lab up): .venv/bin/python benchmarks/lazy_restores.py [COUNT] (100)
 Prints one line per migration and the summary; writes bench-results/lazy-restores.json.
@@ -58,7 +60,7 @@ def _start(node: str) -> None:
 def _migrate(config: str, src: str, dst: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "whimbrel.app.cli", "--config", config, "migrate",
-         f"{src}/{NAME}", "--to", dst, "--mode", "stop-and-copy", "--lazy-restore",
+         f"{src}/{NAME}", "--to", dst, "--mode", "iterative", "--lazy-restore",
          "--yes", "--json"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -90,6 +92,7 @@ def run(count: int, config: str) -> dict:
             "dst": dst,
             "ok": bool(done.get("ok")) and where == dst and verified and progressed,
             "lazy_restore": done.get("lazy_restore"),
+            "rounds": done.get("rounds"),
             "verified": verified,
             "downtime_s": done.get("downtime_s"),
             "restore_s": (done.get("downtime_parts") or {}).get("restore_s"),

@@ -22,7 +22,7 @@ import struct
 import time
 
 PAGE = 4096
-CHUNK = 256 * PAGE  # a page file's digests are kept per page and per chunk of this
+CHUNK = 256 * PAGE  # a dump's page files are compared in chunks of this as they land
 BLOCK = 1 << 20  # a striped stream's frame, as the source deals it
 FRAME_LIMIT = 1 << 24  # the largest frame a receiver takes
 
