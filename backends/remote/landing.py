@@ -8,13 +8,12 @@ below a file's size are final.
 """
 
 import hashlib
-import json
 import os
 import threading
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
-from wire import AHEAD, CHUNK, LENGTH, OP_DATA, OP_END, PAGE, SIZE
+from wire import AHEAD, CHUNK, OP_DATA, OP_END, PAGE, SIZE, file_header
 
 # What following a dump came to: `digests` {page file name: its pages' SHA-1s} for each page
 # file the target holds a version of; `ahead` {page SHA-1: its offset in the AHEAD file} for
@@ -112,7 +111,7 @@ class SentAhead:
                 self.offsets[digest] = self.size + len(pages) * PAGE
                 pages.append(page)
         if pages:
-            self._write(lambda: OP_DATA + SIZE.pack(len(pages) * PAGE) + b"".join(pages))
+            self._write(OP_DATA + SIZE.pack(len(pages) * PAGE) + b"".join(pages))
             self.size += len(pages) * PAGE
 
     def flush(self):
@@ -125,7 +124,7 @@ class SentAhead:
 
     def end(self):
         if self._begun:
-            self._write(lambda: OP_END)
+            self._write(OP_END)
             self.flush()
 
     def _write(self, data):
@@ -133,10 +132,9 @@ class SentAhead:
             return
         try:
             if not self._begun:
-                header = json.dumps({"name": AHEAD}).encode()
-                self.sink.write(LENGTH.pack(len(header)) + header)
+                self.sink.write(file_header(name=AHEAD))
                 self._begun = True
-            self.sink.write(data())
+            self.sink.write(data)
             self._unflushed = True
         except OSError as exc:
             self.error = exc

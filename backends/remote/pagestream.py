@@ -32,6 +32,7 @@ from wire import (
     PAGE,
     SIZE,
     SPAN,
+    file_header,
 )
 
 # What the target holds from the previous round (load_index): `index` {page SHA-1: (file name,
@@ -73,11 +74,6 @@ def load_index(wd):
     return OnTarget(index, names, held)
 
 
-def _header(stream, **fields):
-    header = json.dumps(fields).encode()
-    stream.write(LENGTH.pack(len(header)) + header)
-
-
 def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     """Write the round's images, then the file trees (`[(entry, dir)]`: the writable layer as
     "@layer", each named volume as "@volume:NAME") to `stream`; returns Sent. `on_target` is
@@ -95,7 +91,7 @@ def send_images(img_dir, wd, stream, on_target, trees=(), landed=None):
     pages.update(held)
     sent += streamed + _send_held_pages(held, pages, stream)
     for entry, directory in trees:
-        _header(stream, name=entry)
+        stream.write(file_header(name=entry))
         sent += tar_stream(directory, stream)
         stream.write(OP_END)
     stream.write(LENGTH.pack(0))
@@ -125,7 +121,7 @@ def _send_small_files(img_dir, stream, prev_files):
             files[name], mapped[name] = "pages", data
             continue
         files[name] = hashlib.sha1(data).hexdigest()
-        _header(stream, name=name)
+        stream.write(file_header(name=name))
         if prev_files.get(name) == files[name]:
             stream.write(OP_COPY_PREV + _name_ref(name, 0, len(data)) + OP_END)
         else:
@@ -142,7 +138,7 @@ def _stream_new_pages(mapped, stream, on_target):
     for name in (n for n in mapped if n not in on_target.held):
         view = memoryview(mapped[name])
         diff = PageDiff(name, view, on_target.index)
-        _header(stream, name=name, inplace=False)
+        stream.write(file_header(name=name, inplace=False))
         runs = []
         for run in _ahead(diff):
             runs.append(run)
@@ -186,7 +182,7 @@ def _send_held_pages(held, pages, stream):
             op == OP_DATA or (src == name and off == start) or src == AHEAD
             for op, src, off, _, start in runs
         )
-        _header(stream, name=name, inplace=inplace)
+        stream.write(file_header(name=name, inplace=inplace))
         view = memoryview(data)
         for run in runs:
             sent += _flush(stream, view, run)

@@ -16,6 +16,7 @@ that follow take by OP_COPY_CUR (also when patched in place); the target drops i
 round is in.
 """
 
+import json
 import os
 import signal
 import struct
@@ -32,6 +33,12 @@ LENGTH = struct.Struct(">I")
 SIZE = struct.Struct(">Q")
 NAME_LEN = struct.Struct(">H")
 SPAN = struct.Struct(">QQ")
+
+
+def file_header(**fields):
+    """A file's start in a round's stream: LENGTH, then its JSON header."""
+    header = json.dumps(fields).encode()
+    return LENGTH.pack(len(header)) + header
 
 
 def failpoint(spec, name):
