@@ -162,7 +162,7 @@ def _log_step(journal: Journal, step: dict[str, Any]) -> MigrationEvent | None:
         return journal.log(f"dumped in {step['dump_s']:.2f} s: sending")
     if kind == "restored":
         lazily = " lazily (its memory fills from the page files there)" if step.get("lazy") else ""
-        return journal.log(f"restored on the target{lazily}, fenced: committing")
+        return journal.log(f"restored on the target{lazily}, fenced until it records the commit")
     if kind == "committed":
         return journal.log("committed: the target serves, the source goes")
     if kind in ("failed", "warning"):

@@ -286,6 +286,34 @@ def test_a_hand_over_that_changed_is_fitted_to_its_own_runs_alone() -> None:
     assert fitted.restore_time.samples == 6
 
 
+def test_lazy_runs_of_now_over_several_rtts_refit_the_hand_overs_round_trips() -> None:
+    # The grid's hand-over waited 1.5 round trips; the one run now waits 0.5 (its commit no
+    # longer waits for the restore's answer): planned with the grid's j, it would be
+    # over-predicted by a round trip at every RTT, most at 200 ms.
+    rng = np.random.default_rng(5)
+    grid = synthetic_rounds(rng, 12, 0.0, final=True)
+
+    def now(rtt: float, lazy: bool, size: float = 256 * MiB) -> RoundRecord:
+        dump_s = 0.08 + size / 2e9
+        restore = 0.12 if lazy else 0.1 + size / 4e9
+        seconds = dump_s + 1e6 / 1e7 + restore + 0.5 * rtt
+        return RoundRecord(1e6, 0.1, 1e7, rtt, final=True, lazy=lazy, dump_s=dump_s,
+                           dumped_bytes=size, seconds=seconds)  # fmt: skip
+
+    recent = [now(rtt, lazy=True) for rtt in (0.005, 0.05, 0.2) * 2]
+    recent += [now(0.05, lazy=False, size=size) for size in (64 * MiB, 1024 * MiB)]
+    fitted = calibrate(grid, now=recent)
+    assert fitted.final_round_trips is not None and fitted.lazy_restore_time is not None
+    assert fitted.final_round_trips.value == pytest.approx(0.5, rel=1e-6)
+    assert fitted.lazy_restore_time.value == pytest.approx(0.12, abs=1e-6)
+    # The eager runs (one RTT) are fitted holding the new j.
+    assert fitted.restore_time is not None
+    assert fitted.restore_time.value == pytest.approx(0.1, abs=1e-6)
+    # Runs of one RTT cannot tell j apart: the grid's stands.
+    one_rtt = calibrate(grid, now=[now(0.05, lazy=True) for _ in range(3)])
+    assert one_rtt.final_round_trips == calibrate(grid).final_round_trips
+
+
 def test_one_record_gives_a_value_with_unknown_spread() -> None:
     work = fit_round_work([RoundRecord(1e6, 0.1, 1e7, 0.05, dump_s=0.1, seconds=0.5)])
     assert work is not None

@@ -12,7 +12,7 @@ import threading
 import time
 
 from nodelib import out, resume_tasks, sync_dir
-from targetdir import CHECKPOINT, read_target, target_docker
+from targetdir import CHECKPOINT, read_restored, read_target, target_docker
 
 DECISIONS = "/var/lib/whimbrel/decisions"
 
@@ -74,12 +74,16 @@ def forget(mig):
 
 
 def settle(mig=None, sock=None, cid=None):
-    """Abort unless committed, then carry out the verdict that stands (see receiver.py)."""
+    """Abort unless committed, then carry out the verdict that stands (see receiver.py);
+    over the link, the restore's answer too where there was one (the source's copy of it may
+    have been lost)."""
+    answer = {}
     if mig is None:  # over the link: this migration's own target, from the operator's file
         target = read_target()
         mig, sock, cid = target["migration"], target["docker_socket"], target["container"]
+        answer["restored"] = read_restored()
     verdict = abort_target(mig, sock, cid)
-    answer = {"decision": verdict}
+    answer["decision"] = verdict
     if verdict != "committed":
         out(answer)
         return
@@ -97,6 +101,20 @@ def abort_target(mig, sock, cid):
     if verdict == "aborted":
         _remove(sock, cid)
     return verdict
+
+
+def refuse(mig, sock, cid):
+    """The final round failed here: "aborted" recorded unless a verdict stands, the copy gone
+    if so; the answer the source resumes on ({"decision": ...}). A copy that cannot go yet
+    (its dockerd away) is named in a warning: the operator's cleanup or `recover` removes it,
+    and the verdict stands meanwhile."""
+    answer = {"decision": decide(mig, "aborted")}
+    if answer["decision"] == "aborted":
+        try:
+            _remove(sock, cid)
+        except RuntimeError as exc:
+            answer["warning"] = f"the fenced copy is not removed yet ({exc})"
+    return answer
 
 
 def _remove(sock, cid, timeout=30.0):

@@ -134,17 +134,57 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         emit("dumped", dump_s=dump_s)
         failpoint(prepared, "handover.after-dump")
         stage = "send"
-        session = transfer.session
-        sent = _send_final(transfer, prepared, img, on_target, landed)
-        marks["sent"] = time.monotonic()
-        emit(
-            "sent",
-            state_bytes=sent.state_bytes,
-            sent_bytes=sent.sent_bytes,
-            send_s=marks["sent"] - marks["dumped"],
+        sent = transfer.stream_out(
+            lambda stream: send_images(img, None, stream, on_target, file_trees(prepared), landed)
         )
-        stage = "restore"
-        reply = _restored(session)
+        failpoint(prepared, "handover.after-send")
+        stage = "commit"
+        _commit_behind_stream(transfer, prepared)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        # No commit was sent: the target cannot have committed, whatever it holds.
+        error = f"{stage}: {exc}"
+        emit("failed", stage=stage, error=error)
+        _close_transfer(transfer)
+        if not frozen:
+            return resumed(sock, cid, emit, error, t_freeze)
+        return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
+    # From here the target's record alone decides: it says committed once its restore stands.
+    restored, answer = _answers(transfer, prepared, links, emit, marks, sent)
+    final = FinalRound(img, dump_s, restored, sent, marks)
+    return _concluded(answer, final, prepared, cfg, cid, links, emit)
+
+
+def _commit_behind_stream(transfer, prepared):
+    """The commit, right behind the final round's stream: the target acts on it once its
+    restore stands (fenced until then), so it costs no round trip of the downtime; a restore
+    that fails records "aborted" instead. RuntimeError when it cannot leave (the session
+    gone): the target cannot commit then."""
+    session = transfer.session
+    if "drop-final-link" in prepared.get("failpoints", {}):
+        session.kill()
+        session.wait()  # its pipe closed: the word cannot leave
+    try:
+        session.stdin.write(b"commit\n")
+        session.stdin.close()  # flushes: past this line the word may have reached the target
+    except OSError as exc:
+        raise RuntimeError(f"the commit could not be sent ({exc})") from None
+
+
+def _answers(transfer, prepared, links, emit, marks, sent):
+    """The target's answers once the commit went: its restore's ({} if none came), then the
+    verdict it recorded (an Answer, asked for again on fresh sessions if its answer is lost)."""
+    stripe_error = close_stripes(transfer.stripes)
+    marks["sent"] = time.monotonic()
+    emit(
+        "sent",
+        state_bytes=sent.state_bytes,
+        sent_bytes=sent.sent_bytes,
+        send_s=marks["sent"] - marks["dumped"],
+    )
+    session, restored = transfer.session, {}
+    reply = next_reply(session)
+    if reply.get("restored"):
+        restored = reply
         marks["restored"] = time.monotonic()
         emit(
             "restored",
@@ -154,38 +194,11 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
             sent_bytes=sent.sent_bytes,
         )
         failpoint(prepared, "handover.after-restore")
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        # No commit was sent: the target cannot have committed, whatever it holds.
-        error = f"{stage}: {exc}"
-        emit("failed", stage=stage, error=error)
-        _close_transfer(transfer)
-        if not frozen:
-            return resumed(sock, cid, emit, error, t_freeze)
-        return _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze)
-
-    final = FinalRound(img, dump_s, reply, sent, marks)
-    return _concluded(_commit(session, links, emit), final, prepared, cfg, cid, links, emit)
-
-
-def _send_final(transfer, prepared, img, on_target, landed):
-    """The final round's images and file trees to the target, every stripe closed; Sent."""
-    sent = transfer.stream_out(
-        lambda stream: send_images(img, None, stream, on_target, file_trees(prepared), landed)
-    )
-    if "drop-final-link" in prepared.get("failpoints", {}):
-        transfer.session.kill()
-    stripe_error = close_stripes(transfer.stripes)
-    if stripe_error:
-        raise RuntimeError(transfer.receiver_error(stripe_error))
-    return sent
-
-
-def _restored(session):
-    """The target's answer once its fenced restore stands, or RuntimeError saying why not."""
-    reply = next_reply(session)
-    if not reply.get("restored"):
-        raise RuntimeError("target: " + reply.get("error", "no answer to the final round"))
-    return reply
+        reply = next_reply(session)
+    elif stripe_error and "decision" not in reply:
+        reply = {"error": f"{reply.get('error', 'no answer')} ({stripe_error})"}
+    answer = _verdict(session, reply, links, emit)
+    return restored or answer.restored or {}, answer
 
 
 # What the final round measured up to the commit, for the hand-over's outcome: `restored` is
@@ -200,14 +213,13 @@ def downtime_parts(marks, diff_s, resume_s, t_serving, restore_s=None):
     restore is the target's own time for it (`restore_s`, its clock) where it said: the
     source's "sent" mark waits for the stripes' sessions to end, a round trip the target does
     not wait for, and its "restored" for the answer's way back, which the send then holds
-    with the stream's way there; without it, what the source waited between the two."""
-    after_dump = marks["restored"] - marks["dumped"]
+    with the stream's way there; without it, what the source waited between the two. With no
+    answer to the restore (lost, the verdict learnt later) it all counts as restore."""
+    restored = marks.get("restored", t_serving)
+    after_dump = restored - marks["dumped"]
     diff = min(diff_s, marks["sent"] - marks["dumped"])
-    if restore_s is None:
-        restore = marks["restored"] - marks["sent"]
-    else:
-        restore = min(restore_s, after_dump - diff)
-    commit = t_serving - marks["restored"]
+    restore = restored - marks["sent"] if restore_s is None else min(restore_s, after_dump - diff)
+    commit = t_serving - restored
     resume = min(resume_s or 0.0, commit)
     return {
         "freeze_s": marks["frozen"] - marks["freeze"],
@@ -221,8 +233,8 @@ def downtime_parts(marks, diff_s, resume_s, t_serving, restore_s=None):
 
 
 def _concluded(answer, final, prepared, cfg, cid, links, emit):
-    """The outcome once the commit went (or could not): the source removed on "committed",
-    resumed on "aborted" or a commit never sent, anything else left frozen."""
+    """The outcome once the commit went: the source removed on "committed", resumed on
+    "aborted", anything else left frozen."""
     sock = cfg["docker_socket"]
     marks, sent = final.marks, final.sent
     verdict, why = answer.verdict, answer.why
@@ -252,16 +264,14 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
             "stripes": len(links),
             **({} if removed else {"source_left": True}),
         }
-    if verdict == "aborted":
-        return resumed(sock, cid, emit, f"commit: {why}", marks["freeze"])
-    if verdict == "unsent":
-        return _resumed_then_abort_target(sock, cid, links, emit, f"commit: {why}", marks["freeze"])
     emit("failed", stage="commit", error=why)
+    if verdict == "aborted":
+        return resumed(sock, cid, emit, why, marks["freeze"])
     return {
         "ok": False,
         "running_on": "unknown",
         "unsettled": True,
-        "error": f"commit: {why}; the source stays frozen (paused), never resumed on a guess: "
+        "error": f"{why}; the source stays frozen (paused), never resumed on a guess: "
         "`whimbrel recover` settles it once the target answers",
         "dump_s": final.dump_s,
         "state_bytes": sent.state_bytes,
@@ -271,52 +281,52 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
 
 
 # The target's verdict on the commit and why; when the target answered "committed" itself,
-# the seconds it took to resume its copy and when its answer came (monotonic).
-Answer = namedtuple("Answer", "verdict why resume_s answered", defaults=(None, None))
+# the seconds it took to resume its copy and when its answer came (monotonic); learnt by
+# asking again, the restore's answer the target kept (the first may have been lost).
+Answer = namedtuple("Answer", "verdict why resume_s answered restored", defaults=(None, None, None))
 
 
-def _commit(session, links, emit):
-    """Send the commit and learn the verdict the target recorded: an Answer."""
-    sent = False
-    try:
-        session.stdin.write(b"commit\n")
-        session.stdin.close()  # flushes: past this line the word may have reached the target
-        sent = True
-        reply = next_reply(session)
-    except OSError as exc:
-        reply = {"error": f"link lost ({exc})"}
+def _verdict(session, reply, links, emit):
+    """The verdict the target recorded, from its answer `reply` (after the restore's): an
+    Answer. An answer lost, the target is asked on fresh sessions: the commit may have reached
+    it, so the source resumes only on its record's word."""
     answered = time.monotonic()
     with contextlib.suppress(subprocess.TimeoutExpired):
         session.wait(timeout=10)  # the receiver tidies after its answer (its checkpoint)
+    if reply.get("warning"):
+        emit("warning", text=f"target: {reply['warning']}")
     if reply.get("committed"):
         return Answer("committed", "committed", reply.get("resume_s"), answered)
     if "decision" in reply:
-        return Answer(reply["decision"], reply.get("why", reply["decision"]))
+        # Refused (its restore failed: its error) or recorded before the commit came.
+        why = reply.get("error") or reply.get("why") or reply["decision"]
+        return Answer(reply["decision"], f"target: {why}")
     why = reply.get("error", "no answer")
-    if not sent:
-        return Answer("unsent", f"the commit could not be sent ({why})")
     emit("warning", text=f"commit sent, no answer ({why}): asking the target")
-    verdict = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
+    settled = _settle_target(links, emit, deadline_s=DECIDE_DEADLINE_S)
+    verdict, restored = settled["decision"], settled.get("restored") or {}
     if verdict in ("committed", "aborted"):
-        return Answer(verdict, f"the target recorded {verdict} (its answer was lost: {why})")
-    return Answer("unknown", f"sent, and the target's verdict is unknown ({why})")
+        why = f"commit: the target recorded {verdict} (its answer was lost: {why})"
+        return Answer(verdict, why, restored=restored)
+    return Answer("unknown", f"commit: sent, and the target's verdict is unknown ({why})")
 
 
 def _settle_target(links, emit, deadline_s):
-    """The target's verdict, asked on fresh sessions until `deadline_s` (the target records
-    "aborted" if nothing stands yet): "committed", "aborted", "forgotten" or "unknown"."""
+    """The target's answer to `settle`, asked on fresh sessions until `deadline_s` (the target
+    records "aborted" if nothing stands yet): its "decision" ("committed", "aborted",
+    "forgotten", or "unknown" when none came) and the restore's answer it kept ("restored")."""
     deadline = time.monotonic() + deadline_s
     while True:
         try:
             proc = subprocess.run([*links[0], "settle"], capture_output=True, timeout=15)
             answer = json.loads(proc.stdout.decode().strip().splitlines()[-1])
             if "decision" in answer:
-                return answer["decision"]
+                return answer
             emit("warning", text=f"target settle: {answer.get('error')}")
         except (subprocess.SubprocessError, ValueError, IndexError, OSError):
             pass
         if time.monotonic() > deadline:
-            return "unknown"
+            return {"decision": "unknown"}
         time.sleep(2)
 
 
@@ -344,7 +354,7 @@ def _resumed_then_abort_target(sock, cid, links, emit, error, t_freeze):
     its receiver drops it by itself when the session ends, and the engine or `recover` settles
     it through the operator's own connection otherwise)."""
     outcome = resumed(sock, cid, emit, error, t_freeze)
-    verdict = _settle_target(links, emit, deadline_s=0)
+    verdict = _settle_target(links, emit, deadline_s=0)["decision"]
     if verdict == "committed":  # impossible without our word: say so loudly
         emit("warning", text="the target recorded a commit that was never sent")
     return outcome

@@ -24,9 +24,11 @@ may yet be undone; the record written, it is resumed and never undone.
                 staged inside the target container's own root file system (/.wb), which
                 makes the restore 5x faster; then, in the same session:
                 `docker start --checkpoint`, fenced (below), answer, then wait up to
-                COMMIT_WAIT_S for the source's "commit" line and record the verdict:
-                committed, the staged files go and the copy serves; anything else, a lost
-                source or silence, records "aborted" and the copy goes
+                COMMIT_WAIT_S for the source's "commit" line (sent right behind the stream,
+                it is there by then) and record the verdict: committed, the staged files go
+                and the copy serves; anything else, a lost source or silence, records
+                "aborted" and the copy goes. A receive or restore that fails records
+                "aborted" and answers with it: the source may have sent its commit
   load-image    `docker load` what comes on stdin (the source's `docker save`)
   settle        record "aborted" unless a verdict stands; then act on the verdict that stands:
                 aborted, the target container goes; committed, it is made to serve (both

@@ -14,12 +14,12 @@ import time
 from collections import namedtuple
 
 from confined import STAGING, Dir, extract
-from decision import abort_target, decide, drop_checkpoint, serving
+from decision import abort_target, decide, drop_checkpoint, refuse, serving
 from nodelib import out, read_text
 from restorework import LazyDaemon, lazy_unavailable, restore_dirs
 from restoring import restore
 from stripes import joined, read_exact
-from targetdir import here, read_target
+from targetdir import here, keep_restored, read_target
 from wire import (
     AHEAD,
     LENGTH,
@@ -34,7 +34,7 @@ from wire import (
 )
 
 # How long a restored, fenced copy waits for the source's "commit" before it records "aborted"
-# and goes: the source sends it a round trip after the restore's answer.
+# and goes: the source sends it right behind the stream, so it is there by the restore's end.
 COMMIT_WAIT_S = 30.0
 
 
@@ -78,8 +78,10 @@ def _latest(staging, name):
 def recv(which, k, token):
     """The final round's images (and the writable layer, as the file "@layer"), restored where
     `docker start --checkpoint` looks for them. The final round goes on in this session:
-    restore, answer, and keep the restored container only if the source then says commit; a
-    lost source (EOF) undoes it."""
+    restore, answer, and keep the restored container only if the source's "commit" follows the
+    stream (it sends it right behind, so the restore and the word's way here overlap); a lost
+    source (EOF) undoes it. Anything failing here records "aborted" and says so: the source,
+    its commit perhaps already sent, resumes on that word alone."""
     if which != "final":
         raise ValueError(f"recv {which!r}: pre-copy rounds go over `rounds`")
     target = read_target()
@@ -93,6 +95,35 @@ def recv(which, k, token):
     if not stream.more():
         out({"stood_down": True})
         return
+    try:
+        restored = _received_and_restored(stream, target, lazy_why)
+    except (OSError, ValueError, EOFError, RuntimeError, TypeError) as exc:
+        # The source's commit may be on its way behind the stream: it resumes on this word.
+        out(dict(refuse(target["migration"], target["docker_socket"], target["container"]),
+                 error=str(exc)))  # fmt: skip
+        sys.exit(1)
+    keep_restored(restored)
+    out(restored)
+    word = _line_within(COMMIT_WAIT_S)
+    failpoint(target, "receiver.before-commit-record")
+    if word == b"commit":
+        verdict = decide(target["migration"], "committed")
+    else:
+        verdict = abort_target(target["migration"], target["docker_socket"], target["container"])
+    if verdict != "committed":
+        why = "recorded before the commit came" if word == b"commit" else "no commit in time"
+        out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
+        return
+    t0 = time.monotonic()
+    with serving(target["docker_socket"], target["container"], restored["pid"]) as warning:
+        resume_s = time.monotonic() - t0
+        failpoint(target, "receiver.after-commit")
+        out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
+    drop_checkpoint(target["docker_socket"], target["container"])
+
+
+def _received_and_restored(stream, target, lazy_why):
+    """The final round's images received, then restored (fenced): the restore's answer."""
     work, images = restore_dirs(here())
     daemon = (
         LazyDaemon(work, images, target) if target.get("lazy_restore") and not lazy_why else None
@@ -121,23 +152,7 @@ def recv(which, k, token):
     restored = restore(target, work, daemon)
     if lazy_why:
         restored["lazy_unavailable"] = lazy_why
-    out(dict(restored, received_bytes=received, files=files))
-    word = _line_within(COMMIT_WAIT_S)
-    failpoint(target, "receiver.before-commit-record")
-    if word == b"commit":
-        verdict = decide(target["migration"], "committed")
-    else:
-        verdict = abort_target(target["migration"], target["docker_socket"], target["container"])
-    if verdict != "committed":
-        why = "recorded before the commit came" if word == b"commit" else "no commit in time"
-        out({"committed": False, "decision": verdict, "why": f"{verdict}: {why}"})
-        return
-    t0 = time.monotonic()
-    with serving(target["docker_socket"], target["container"], restored["pid"]) as warning:
-        resume_s = time.monotonic() - t0
-        failpoint(target, "receiver.after-commit")
-        out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
-    drop_checkpoint(target["docker_socket"], target["container"])
+    return dict(restored, received_bytes=received, files=files)
 
 
 def _line_within(seconds):

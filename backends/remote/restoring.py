@@ -4,7 +4,6 @@
 import subprocess
 import time
 
-from decision import abort_target
 from engineapi import ask_engine, container_url
 from nodelib import criu_conf_with
 from restorework import criu_error, criu_restore_s, restore_begins
@@ -21,7 +20,8 @@ START_TIMEOUT_S = 300
 def restore(target, work, daemon=None):
     """`docker start --checkpoint`, fenced: the restored tasks stay stopped until commit;
     CRIU's work dir is `work`; with `daemon` (restorework.LazyDaemon), lazily, the daemon
-    filling them from the staged page files."""
+    filling them from the staged page files. A restore that fails takes its daemon with it;
+    the copy is the caller's to refuse (receiving.recv)."""
     t0 = time.monotonic()
     sock, cid = target["docker_socket"], target["container"]
     options = (*RESTORE_OPTIONS, "work-dir " + work) + (("lazy-pages",) if daemon else ())
@@ -40,7 +40,6 @@ def restore(target, work, daemon=None):
         if state["Status"] != "running":
             raise RuntimeError(f"restored container is {state['Status']}")
     except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, TypeError) as exc:
-        abort_target(target["migration"], sock, cid)
         if daemon:
             daemon.kill()  # fills nothing now; waiting on for a restore, it would stay
         raise RuntimeError(f"restore: {exc}") from None

@@ -9,6 +9,7 @@ import os
 from nodelib import docker
 
 CHECKPOINT = "whimbrel"
+RESTORED = "restored.json"
 
 
 def here():
@@ -19,6 +20,21 @@ def here():
 def read_target():
     with open(os.path.join(here(), "target.json")) as f:
         return json.load(f)
+
+
+def keep_restored(answer):
+    """The restore's answer, kept beside target.json: a source whose copy of it was lost
+    learns it from `settle` (its link's, below)."""
+    with open(os.path.join(here(), RESTORED), "w") as f:
+        json.dump(answer, f)
+
+
+def read_restored():
+    try:
+        with open(os.path.join(here(), RESTORED)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def target_docker(*args, sock=None):

@@ -200,17 +200,23 @@ def fit_handover(
 
 
 def fit_lazy_handover(
-    records: Sequence[RoundRecord], final_round_trips: float, stream_rate: float | None = None
-) -> Estimate | None:
+    records: Sequence[RoundRecord],
+    final_round_trips: float,
+    stream_rate: float | None = None,
+    fit_round_trips: bool = False,
+) -> dict[str, Estimate] | None:
     """The final round's downtime beyond its dump and bytes when its restore was lazy: r0'
-    + j*RTT, j held at the eager fit's (`final_round_trips`: the same words cross the link,
-    and a run of one RTT cannot tell j apart); r0' (pause, the lazy restore, the commit's
-    own work) is what is fitted."""
+    + j*RTT; keys "fixed" (r0': pause, the lazy restore, the commit's own work) and, fitted
+    only with `fit_round_trips` and where the records' RTTs vary, "rtt" (j). Otherwise j is
+    held at `final_round_trips` (the eager fit's: the same words cross the link, and runs of
+    one RTT cannot tell j apart)."""
     rows = [r for r in records if r.final and r.seconds is not None and r.lazy]
     if not rows:
         return None
     y, columns = _beyond_dump_and_bytes(rows, stream_rate)
-    return _mean(y - final_round_trips * columns["rtt"])
+    if not fit_round_trips:
+        return {"fixed": _mean(y - final_round_trips * columns["rtt"])}
+    return _fit_affine(y, {"rtt": columns["rtt"]}, {"rtt": final_round_trips})
 
 
 def fit_final_dump(records: Sequence[RoundRecord], dump_rate: float | None) -> Estimate | None:
@@ -384,12 +390,18 @@ def calibrate(
     first = fit_first_round(every, work, scan_rate, stream_rate) or {}
     restore_rate = in_use.restore_rate if in_use else None
     handover = fit_handover(records, restore_rate, stream_rate) or {}
-    j = handover["rtt"].value if "rtt" in handover else (in_use or Costs()).final_round_trips
+    round_trips = handover.get("rtt")
+    j = round_trips.value if round_trips else (in_use or Costs()).final_round_trips
     finals = now if any(r.final for r in now) else every
+    # Lazy runs of now over several RTTs say how many round trips the hand-over waits now (a
+    # commit that stopped waiting for the restore's answer took one out).
+    lazy = fit_lazy_handover(finals, j, stream_rate, fit_round_trips=finals is now) or {}
+    if "rtt" in lazy:
+        round_trips, j = lazy["rtt"], lazy["rtt"].value
     if any(r.final and not r.lazy for r in now):
         held_rate = _rate(handover.get("state"))
         eager = fit_handover(now, held_rate.value if held_rate else restore_rate, stream_rate, j)
-        handover = {**handover, **(eager or {}), "rtt": handover.get("rtt")}
+        handover = {**handover, **(eager or {})}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(
         round_trips=work.get("rtt"),
@@ -402,8 +414,8 @@ def calibrate(
         final_dump_time=fit_final_dump(finals, dump_rate),
         restore_time=handover.get("fixed"),
         restore_rate=_rate(handover.get("state")),
-        lazy_restore_time=fit_lazy_handover(finals, j, stream_rate),
-        final_round_trips=handover.get("rtt"),
+        lazy_restore_time=lazy.get("fixed"),
+        final_round_trips=round_trips,
         stream_rate=stream,
         dirty_rate=dirty[0] if dirty else None,
         working_set=dirty[1] if dirty else None,

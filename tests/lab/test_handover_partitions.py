@@ -23,6 +23,7 @@ import pytest
 
 from tests.lab.migration_tools import Ledgers, daemon_logged, finished, migrate_process, reached
 from whimbrel.backends.lab import lab as lab_module
+from whimbrel.backends.lab.topology import build_topology
 
 pytestmark = pytest.mark.lab
 HEAL_AFTER_S = 20.0
@@ -80,6 +81,13 @@ def target_committed() -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+def target_restoring() -> bool:
+    """Has the target begun its restore (so the whole final round reached it)? Its link's dir
+    is in west-1's temp dir, which the host sees."""
+    tmp = build_topology().node("west-1").tmp_dir
+    return bool(glob.glob(f"{tmp}/whimbrel-*/restore/work/restore.begun"))
 
 
 @dataclass
@@ -144,17 +152,18 @@ def test_a_partition_during_the_final_send_resumes_the_source(
     [(True, False), (False, False), (False, True)],
     ids=["healing", "not-healing", "not-healing-lazy"],
 )
-def test_a_partition_after_the_restore_before_the_commit_drops_the_fenced_copy(
+def test_a_partition_after_the_stream_before_the_commit_drops_the_fenced_copy(
     lab: dict, redis: str, wan: Wan, heal: bool, lazy: bool
 ) -> None:
-    # The WAN cut as the restored copy waits, fenced, for a commit that cannot now be sent:
-    # the copy answered nobody, so the source resumes at once and the copy goes (restored
-    # lazily: with the lazy-pages daemon filling it, which ends with it).
-    run = _partitioned(lab, wan, "handover.after-restore", daemon_logged("restored"), heal, lazy)
+    # The WAN cut once the final round's stream is sent, before the commit can follow it: the
+    # target restores the whole round, fenced, and waits for a word that cannot now come. The
+    # copy answered nobody, so the source resumes at once and the copy goes (restored lazily:
+    # with the lazy-pages daemon filling it, which ends with it).
+    run = _partitioned(lab, wan, "handover.after-send", target_restoring, heal, lazy)
     assert run.code == 1 and not run.done["ok"], run.events[-5:]
     assert run.done["running_on"] == "east-1"
     assert "the commit could not be sent" in run.done["error"], run.done["error"]
-    assert reached(run.events) == "restore"
+    assert reached(run.events) == "final"
     assert run.ledgers.target_only.acked == [], "the fenced copy answered a client"
     assert run.ledgers.follower.longest_gap_s < 10, "the source was held frozen"
     run.ledgers.assert_settled_on("east-1")
