@@ -12,15 +12,15 @@ from typing import Any
 class DowntimeParts:
     """Seconds each, in the order they happen; measured, they add up to the downtime (the
     source's clock from `docker pause` to the target's "committed"). The model does not
-    predict the pause, the diff or the resume on their own: its fitted dump, send and commit
-    terms hold them, so its parts have 0 there."""
+    predict the pause, the diff, the commit or the resume on their own: its fitted dump, send
+    and restore terms hold them, so its parts have 0 there."""
 
     freeze_s: float  # `docker pause` of the source
     dump_s: float  # CRIU's final dump
     diff_s: float  # the dump's pages hashed against what the target holds
-    send_s: float  # the residual and the files over the link, to the last byte
-    restore_s: float  # the target's restore, as the source waited for its answer
-    commit_s: float  # "commit" to the target, recorded there, and its answer back
+    send_s: float  # the residual and the files over the link, and the answers' way back
+    restore_s: float  # the target's restore, by its own clock
+    commit_s: float  # the target's commit record (the word came behind the stream)
     resume_s: float  # on the target: staged pages removed, the fenced tasks resumed
 
     @property

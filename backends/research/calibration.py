@@ -199,6 +199,10 @@ def fit_handover(
     return _fit_affine(*_beyond_dump_and_bytes(rows, stream_rate), held)
 
 
+# How far apart (a ratio) the runs' RTTs must be for them to fit the hand-over's round trips.
+RTT_SETTINGS_APART = 2.0
+
+
 def fit_lazy_handover(
     records: Sequence[RoundRecord],
     final_round_trips: float,
@@ -207,16 +211,18 @@ def fit_lazy_handover(
 ) -> dict[str, Estimate] | None:
     """The final round's downtime beyond its dump and bytes when its restore was lazy: r0'
     + j*RTT; keys "fixed" (r0': pause, the lazy restore, the commit's own work) and, fitted
-    only with `fit_round_trips` and where the records' RTTs vary, "rtt" (j). Otherwise j is
-    held at `final_round_trips` (the eager fit's: the same words cross the link, and runs of
-    one RTT cannot tell j apart)."""
+    only with `fit_round_trips` and where the records' RTTs lie RTT_SETTINGS_APART apart,
+    "rtt" (j). Otherwise j is held at `final_round_trips` (the eager fit's: the same words
+    cross the link, and runs of one RTT cannot tell j apart)."""
     rows = [r for r in records if r.final and r.seconds is not None and r.lazy]
     if not rows:
         return None
     y, columns = _beyond_dump_and_bytes(rows, stream_rate)
-    if not fit_round_trips:
-        return {"fixed": _mean(y - final_round_trips * columns["rtt"])}
-    return _fit_affine(y, {"rtt": columns["rtt"]}, {"rtt": final_round_trips})
+    rtt = columns["rtt"]
+    # Runs at one RTT setting vary a little around it: that spread would fit j to noise.
+    if not fit_round_trips or rtt.max() < RTT_SETTINGS_APART * rtt.min():
+        return {"fixed": _mean(y - final_round_trips * rtt)}
+    return _fit_affine(y, {"rtt": rtt}, {"rtt": final_round_trips})
 
 
 def fit_final_dump(records: Sequence[RoundRecord], dump_rate: float | None) -> Estimate | None:
@@ -377,9 +383,10 @@ def calibrate(
     records cannot determine (one state size) is held at its value there in the fits of the
     rest, and is left None here (Calibration.costs(in_use) keeps it). `now`: more runs, of the
     hand-over as it runs now; every run fits the pre-copy terms, but where `now` holds final
-    rounds the hand-over's terms (the final dump, the restore's fixed part and rate, eager or
-    lazy) are fitted to those alone, j held at `records`' (`now` may have one RTT): a
-    hand-over that changed is not planned with its old self's averages."""
+    rounds after pre-copy rounds, the hand-over's terms (the final dump, the restore's fixed
+    part and rate, eager or lazy) are fitted to those alone, j held at `records`' unless
+    `now`'s lazy runs lie RTTs apart, which then fit j too: a hand-over that changed is not
+    planned with its old self's averages."""
     every = [*records, *now]
     dump = fit_dump(every, in_use.dump_rate if in_use else None)
     dump_rate = dump[1].value if dump and dump[1] else (in_use.dump_rate if in_use else None)
@@ -392,15 +399,20 @@ def calibrate(
     handover = fit_handover(records, restore_rate, stream_rate) or {}
     round_trips = handover.get("rtt")
     j = round_trips.value if round_trips else (in_use or Costs()).final_round_trips
-    finals = now if any(r.final for r in now) else every
+    # The final rounds of now that followed pre-copy rounds: a stop-and-copy's is all
+    # transfer, the whole state, whose per-byte cost swamps the hand-over's own (seconds off).
+    after_rounds = [r for r in now if r.final and r.index != 0]
+    finals = after_rounds or every
     # Lazy runs of now over several RTTs say how many round trips the hand-over waits now (a
     # commit that stopped waiting for the restore's answer took one out).
-    lazy = fit_lazy_handover(finals, j, stream_rate, fit_round_trips=finals is now) or {}
+    lazy = fit_lazy_handover(finals, j, stream_rate, fit_round_trips=bool(after_rounds)) or {}
     if "rtt" in lazy:
         round_trips, j = lazy["rtt"], lazy["rtt"].value
-    if any(r.final and not r.lazy for r in now):
+    if any(not r.lazy for r in after_rounds):
         held_rate = _rate(handover.get("state"))
-        eager = fit_handover(now, held_rate.value if held_rate else restore_rate, stream_rate, j)
+        eager = fit_handover(
+            after_rounds, held_rate.value if held_rate else restore_rate, stream_rate, j
+        )
         handover = {**handover, **(eager or {})}
     dirty = fit_dirty_set(dirty_samples)
     return Calibration(

@@ -31,7 +31,7 @@ def downtime_parts_section(ok: list[Row]) -> list[str]:
         "Median milliseconds of each part of the hand-over over the pre-copy runs (every policy "
         "but stop-and-copy), measured by the source's hand-over daemon (the parts add up to its "
         "downtime) and, on the line below, as the first plan predicted them (the model holds "
-        "freeze, diff and resume inside its dump, send and commit terms).",
+        "freeze, diff, commit and resume inside its dump, send and restore terms).",
         "",
         "| workload | state | runs | | downtime | " + " | ".join(PARTS) + " |",
         "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in PARTS) + " |",

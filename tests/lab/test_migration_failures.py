@@ -56,6 +56,17 @@ def _failing_migration(
     return done
 
 
+def _landing_migration(lab: dict, failpoints: str) -> list[dict]:
+    """A migration that must land on west-1 despite `failpoints`; its events."""
+    code, events = migrate(
+        lab["config"], f"east-1/{NAME}", "west-1", "--rounds", "1",
+        env={"WHIMBREL_FAILPOINTS": failpoints},
+    )  # fmt: skip
+    done = finished(events)
+    assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+    return events
+
+
 def test_the_data_channel_killed_in_the_second_round_rolls_back(lab: dict, redis: str) -> None:
     _failing_migration(
         lab, "--rounds", "3", failpoints="kill-link-round-1", cause="link closed", phase="precopy"
@@ -124,12 +135,7 @@ def test_the_hand_over_daemon_killed_once_its_commit_went_is_settled_as_committe
     # The commit follows the stream: the target restored and recorded it whatever became of
     # the source's daemon, so the operator settles the migration as done from that record.
     with Ledgers() as ledgers:
-        code, events = migrate(
-            lab["config"], f"east-1/{NAME}", "west-1", "--rounds", "1",
-            env={"WHIMBREL_FAILPOINTS": "handover.after-restore=kill"},
-        )  # fmt: skip
-        done = finished(events)
-        assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        events = _landing_migration(lab, "handover.after-restore=kill")
         said = [e.get("text", "") for e in events if e["event"] == "LogLine"]
         died = "the hand-over daemon died (its last step: restored): settling from west-1's record"
         assert any(died in text for text in said), said
@@ -169,12 +175,7 @@ def test_the_source_failing_to_be_removed_after_the_commit_is_removed_by_recover
     lab: dict, redis: str
 ) -> None:
     with Ledgers() as ledgers:
-        code, events = migrate(
-            lab["config"], f"east-1/{NAME}", "west-1", "--rounds", "1",
-            env={"WHIMBREL_FAILPOINTS": "handover.remove-source"},
-        )  # fmt: skip
-        done = finished(events)
-        assert code == 0 and done["ok"] and done["running_on"] == "west-1", done
+        _landing_migration(lab, "handover.remove-source")
         # Stopped for good (paused, its restart policy off), not yet removed.
         assert state_on("east-1", NAME) == "paused"
         assert "no" in ssh(
