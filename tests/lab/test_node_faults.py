@@ -265,6 +265,9 @@ def test_a_dump_while_a_restore_runs_on_its_node_leaves_the_source_running(
             head.append(json.loads(line))
             if head[-1]["event"] == "RoundFinished":
                 break
+        # Stopped for good ("T") is what runc.conf's leave-stopped would leave; a trace stop
+        # ("t") is the next round's dump holding it a moment, and passes.
+        wait_until(lambda: process_state("west-1", SECOND) != "t", timeout=10)
         assert process_state("west-1", SECOND) not in ("T", "t")
         load_redis(NODES["west-1"], SECOND_PORT, 1)  # it answers
         # Both ended before either is checked: each leaves west-1 as the other found it.
@@ -336,6 +339,9 @@ def test_the_link_key_expiring_mid_migration_does_not_stop_the_hand_over(
     def note_expiry() -> None:
         expiries.extend(re.findall(r'expiry-time="(\d{12})"', keys.read_text()))
 
+    # The key's expiry-time is to the minute: granted late in a minute, it would expire in
+    # seconds, before the link's first use. Started early in one, it lives 30 s or more.
+    time.sleep(max(0.0, 60 - time.time() % 60) if time.time() % 60 > 30 else 0.0)
     with Ledgers() as ledgers:
         watcher = when(daemon_logged("fired"), note_expiry)
         env = {"WHIMBREL_FAILPOINTS": "link.short-ttl,handover.before-pause=sleep:65"}
