@@ -108,13 +108,10 @@ def refuse(mig, sock, cid):
     if so; the answer the source resumes on ({"decision": ...}). A copy that cannot go yet
     (its dockerd away) is named in a warning: the operator's cleanup or `recover` removes it,
     and the verdict stands meanwhile."""
-    answer = {"decision": decide(mig, "aborted")}
-    if answer["decision"] == "aborted":
-        try:
-            _remove(sock, cid)
-        except RuntimeError as exc:
-            answer["warning"] = f"the fenced copy is not removed yet ({exc})"
-    return answer
+    try:
+        return {"decision": abort_target(mig, sock, cid)}
+    except RuntimeError as exc:  # the removal's: the verdict was recorded first
+        return {"decision": recorded(mig), "warning": f"the fenced copy is not removed yet ({exc})"}
 
 
 def _remove(sock, cid, timeout=30.0):
