@@ -187,6 +187,7 @@ class Migration:
             yield journal.emit(finished)
         parts = DowntimeParts.from_json(final.get("parts"))
         if parts:
+            parts = parts.with_answer(prepared.rtt_s / 2)
             yield journal.log(f"downtime {parts.summary()}")
         if said := hooks.inside_downtime():
             yield journal.log(said)

@@ -6,7 +6,11 @@ run verified after it, memwriter checking its whole state), REPEATS runs per siz
 writes, per size, the medians of the downtime and its parts, the restore step, the floor
 measured in the same run (CRIU's own final dump + the residual over the link's bandwidth +
 RTT/2 + CRIU's own lazy restore) and the downtime's ratio to it; and the downtime's growth
-per GiB (least squares over every run).
+per GiB (least squares over every run). The downtime is the source's clock from the pause to
+hearing "committed"; "served" is it less the answer's way back (half the link's RTT), when
+the target served: the floor's RTT/2 is the way there alone, so the ratio is taken with it.
+The lab's nodes share one clock, so the target's own time of serving checks that estimate
+(`served_by_clocks_s`: exact here, not on nodes whose clocks differ).
 
 Run (as root, lab up): .venv/bin/python benchmarks/downtime.py [REPEATS] (5)
 Writes the runs to bench-results/downtime-runs.jsonl (a rerun resumes them) and the figures
@@ -49,6 +53,12 @@ def floor_s(row: dict[str, Any]) -> float | None:
     )
 
 
+def served_s(row: dict[str, Any]) -> float:
+    """The downtime until the target served: less the answer's way back, where the run's parts
+    tell it apart (rows from before have it in their send)."""
+    return row["downtime_s"] - (row["downtime_parts"] or {}).get("answer_s", 0.0)
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r["ok"] and r["downtime_s"]]
     sizes: dict[str, Any] = {}
@@ -61,17 +71,26 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for name in runs[0]["downtime_parts"]
         }
         floors = [f for f in map(floor_s, runs) if f]
-        ratios = [r["downtime_s"] / f for r in runs if (f := floor_s(r))]
+        ratios = [served_s(r) / f for r in runs if (f := floor_s(r))]
+        heard = [r["downtime_s"] / f for r in runs if (f := floor_s(r))]
+        checked = [r for r in runs if r.get("served_by_clocks_s")]
+        clocks = [r["served_by_clocks_s"] for r in checked]
+        misses = [served_s(r) - r["served_by_clocks_s"] for r in checked]
         sizes[f"{size}MiB"] = {
             "runs": len(runs),
             "lazy": sum(bool(r["lazy_restore"]) for r in runs),
             "downtime_s": statistics.median(r["downtime_s"] for r in runs),
+            "served_s": statistics.median(served_s(r) for r in runs),
+            "served_by_clocks_s": statistics.median(clocks) if clocks else None,
+            # The estimate less the clocks' figure, the largest either way.
+            "served_estimate_off_s": max(misses, key=abs) if misses else None,
             "predicted_downtime_s": statistics.median(r["predicted_downtime_s"] for r in runs),
             "parts_s": parts,
             "criu_restore_s": statistics.median(r["criu_restore_s"] or 0 for r in runs),
             "lazy_fill_s": statistics.median(r["lazy_fill_s"] or 0 for r in runs),
             "floor_s": statistics.median(floors) if floors else None,
             "ratio_to_floor": statistics.median(ratios) if ratios else None,
+            "heard_ratio_to_floor": statistics.median(heard) if heard else None,
         }
     gib = np.array([r["size_mib"] / 1024 for r in ok])
     down = np.array([r["downtime_s"] for r in ok])

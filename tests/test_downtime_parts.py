@@ -26,8 +26,9 @@ def test_the_daemons_parts_are_the_steps_between_its_marks_and_add_up_to_the_dow
     parts = DowntimeParts.from_json(handover.downtime_parts(MARKS, 0.05, 0.01, 100.75))
     assert parts is not None
     names, seconds = zip(*parts.named(), strict=True)
-    assert names == ("freeze", "dump", "diff", "send", "restore", "commit", "resume")
-    assert seconds == pytest.approx((0.02, 0.15, 0.05, 0.18, 0.30, 0.04, 0.01))
+    assert names == ("freeze", "dump", "diff", "send", "restore", "commit", "resume", "answer")
+    # The daemon does not know the link's RTT: the engine tells the answer apart (below).
+    assert seconds == pytest.approx((0.02, 0.15, 0.05, 0.18, 0.30, 0.04, 0.01, 0.0))
     assert parts.total_s == pytest.approx(100.75 - 100.0)
 
 
@@ -51,6 +52,29 @@ def test_the_restore_is_the_targets_own_time_and_the_send_holds_the_ways_there_a
     assert longer is not None
     assert (longer.send_s, longer.restore_s) == pytest.approx((0.0, 0.48))
     assert longer.total_s == pytest.approx(0.75)
+
+
+def test_the_answers_way_back_is_told_apart_from_the_send_and_the_downtime_stays_whole() -> None:
+    parts = DowntimeParts(0.02, 0.15, 0.0, 0.18, 0.3, 0.04, 0.01)
+    told = parts.with_answer(0.025)
+    assert (told.send_s, told.answer_s) == pytest.approx((0.155, 0.025))
+    assert told.total_s == pytest.approx(parts.total_s)
+    assert told.served_s == pytest.approx(parts.total_s - 0.025)
+    # Told apart again (a record read back), it is the same split, not a second one.
+    assert told.with_answer(0.025) == told
+
+
+def test_an_answer_longer_than_the_send_takes_the_send_and_no_part_goes_negative() -> None:
+    told = DowntimeParts(0.02, 0.15, 0.0, 0.01, 0.3, 0.0, 0.0).with_answer(0.1)
+    assert (told.send_s, told.answer_s) == pytest.approx((0.0, 0.01))
+    assert told.total_s == pytest.approx(0.48)
+
+
+def test_a_record_from_before_the_answer_was_told_apart_reads_with_it_in_its_send() -> None:
+    old = {name: 0.1 for name in ("freeze_s", "dump_s", "diff_s", "send_s", "restore_s",
+                                  "commit_s", "resume_s")}  # fmt: skip
+    parts = DowntimeParts.from_json(old)
+    assert parts is not None and parts.answer_s == 0 and parts.served_s == parts.total_s
 
 
 def test_an_answer_without_the_targets_resume_time_leaves_it_all_in_the_commit() -> None:
@@ -79,8 +103,10 @@ def test_every_policys_predicted_parts_add_up_to_its_downtime(
         p = plan(inputs, policy)
         parts = p.downtime_parts
         assert parts.total_s == pytest.approx(p.downtime_s, rel=1e-9)
-        # The link's round trips go with the send: the commit follows the stream.
-        assert parts.send_s == pytest.approx(p.final_round.bytes / bandwidth + 1.2 * rtt)
+        # The link's round trips go with the send (the commit follows the stream), but for
+        # the answer's way back.
+        assert parts.send_s == pytest.approx(p.final_round.bytes / bandwidth + 0.7 * rtt)
+        assert parts.answer_s == pytest.approx(rtt / 2)
         assert parts.commit_s == 0
         assert min(s for _, s in parts.named()) >= 0
 
@@ -102,6 +128,10 @@ def test_the_summary_names_each_part_that_took_time_in_order() -> None:
     parts = DowntimeParts(0.02, 0.15, 0.0, 0.18, 0.3, 0.04, 0.01)
     assert parts.summary() == (
         "0.70 s: freeze 20 ms, dump 150 ms, send 180 ms, restore 300 ms, commit 40 ms, resume 10 ms"
+    )
+    assert parts.with_answer(0.025).summary() == (
+        "0.70 s (served at 0.68 s): freeze 20 ms, dump 150 ms, send 155 ms, restore 300 ms, "
+        "commit 40 ms, resume 10 ms, answer 25 ms"
     )
 
 

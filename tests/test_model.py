@@ -439,6 +439,16 @@ def test_the_worked_examples_downtime_splits_into_dump_send_and_restore() -> Non
     assert (parts.freeze_s, parts.diff_s, parts.commit_s, parts.resume_s) == (0.0,) * 4
 
 
+def test_the_hand_overs_round_trips_beyond_the_streams_way_there_are_the_answers_way_back() -> None:
+    inputs = ModelInputs(
+        size=100 * MB, dirty_rate=10 * MB, bandwidth=100 * MB, rtt=0.1,
+        dump_time=0.5, restore_time=0.25, final_round_trips=1.14,
+    )  # fmt: skip
+    parts = plan(inputs, "stop-and-copy").downtime_parts
+    assert (parts.send_s, parts.answer_s) == pytest.approx((1.0 + 0.064, 0.05))
+    assert parts.served_s == pytest.approx(plan(inputs, "stop-and-copy").downtime_s - 0.05)
+
+
 def test_a_dump_that_writes_the_whole_state_is_the_dump_part_not_the_send() -> None:
     # Full dumps at 1 GB/s: the final dump writes all 100 MB (0.1 s) whatever the residual.
     inputs = ModelInputs(

@@ -39,6 +39,7 @@ WHIMBREL_DARK = Theme(
         "chart-downtime-restore": "#C9A66B",
         "chart-downtime-commit": "#6CC07A",
         "chart-downtime-resume": "#D98BB0",
+        "chart-downtime-answer": "#7C8A99",  # no client waits through it: the predicted grey
         "footer-key-foreground": "#E0803C",
     },
 )
@@ -68,6 +69,7 @@ WHIMBREL_LIGHT = Theme(
         "chart-downtime-restore": "#8A6A2F",
         "chart-downtime-commit": "#2E7D3E",
         "chart-downtime-resume": "#A8456F",
+        "chart-downtime-answer": "#8C96A0",
         "footer-key-foreground": "#B85412",
     },
 )

@@ -29,6 +29,7 @@ FILLS = {
     "restore": "▒",
     "commit": "░",
     "resume": "╳",
+    "answer": "┄",  # the target already serves: a dashed end, not a block
 }
 LABEL_WIDTH = 11  # "predicted " and a space; the legend starts here too
 TOTAL_WIDTH = 8  # "118 ms" and two spaces

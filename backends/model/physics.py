@@ -45,10 +45,13 @@ def downtime_parts(i: ModelInputs, final_bytes: float) -> DowntimeParts:
     # A dump's per-byte time (incremental dumps write what the round sends), the rest is the
     # link's; taken apart per byte, not as a difference of products that may be huge.
     dump = c.down_fixed - i.restore_time + (c.down_per_byte - 1 / i.bandwidth) * final_bytes
-    # The link's round trips go with the send: the commit follows the stream, and the commit
-    # part is the target's record alone (held in the restore's fitted term here).
+    # The link's round trips go with the send (the commit follows the stream, and the commit
+    # part is the target's record alone, held in the restore's fitted term here): the first
+    # half of one is the stream's way there, the next half, told apart as the measured parts
+    # tell it, the answer's way back.
     send = final_bytes / i.bandwidth + i.final_round_trips * i.rtt
-    return DowntimeParts(0.0, dump, 0.0, send, i.restore_time, 0.0, 0.0)
+    answer = min(0.5, max(0.0, i.final_round_trips - 0.5)) * i.rtt
+    return DowntimeParts(0.0, dump, 0.0, send, i.restore_time, 0.0, 0.0).with_answer(answer)
 
 
 def round_fixed(i: ModelInputs) -> float:

@@ -119,6 +119,7 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
         on_target = load_index(wd)  # what the last round left on the target
         stage = "freeze"
         t_freeze = time.monotonic()
+        frozen_at = time.time()  # on the wall clock too, for the target's (below)
         marks = {"freeze": t_freeze}  # when each step of the downtime ended: its parts
         failpoint(prepared, "handover.before-pause")
         ask_engine(sock, "POST", container_url(cid, "pause"), timeout=120)
@@ -151,7 +152,12 @@ def _handover(mig, cid, wd, links, cfg, emit, armed):
     # From here the target's record alone decides: it says committed once its restore stands.
     restored, answer = _answers(transfer, prepared, links, emit, marks, sent)
     final = FinalRound(img, dump_s, restored, sent, marks)
-    return _concluded(answer, final, prepared, cfg, cid, links, emit)
+    outcome = _concluded(answer, final, prepared, cfg, cid, links, emit)
+    if answer.served_at:
+        # The target's wall clock against this one's: where the two agree (the lab's nodes
+        # share one), they check the downtime's end the engine estimates (its parts' answer).
+        outcome.update(frozen_at=frozen_at, served_at=answer.served_at)
+    return outcome
 
 
 def _commit_behind_stream(transfer, prepared):
@@ -281,9 +287,12 @@ def _concluded(answer, final, prepared, cfg, cid, links, emit):
 
 
 # The target's verdict on the commit and why; when the target answered "committed" itself,
-# the seconds it took to resume its copy and when its answer came (monotonic); learnt by
-# asking again, the restore's answer the target kept (the first may have been lost).
-Answer = namedtuple("Answer", "verdict why resume_s answered restored", defaults=(None, None, None))
+# the seconds it took to resume its copy, when its answer came (monotonic) and when it served
+# (its wall clock); learnt by asking again, the restore's answer the target kept (the first
+# may have been lost).
+Answer = namedtuple(
+    "Answer", "verdict why resume_s answered restored served_at", defaults=(None,) * 4
+)
 
 
 def _verdict(session, reply, links, emit):
@@ -296,7 +305,8 @@ def _verdict(session, reply, links, emit):
     if reply.get("warning"):
         emit("warning", text=f"target: {reply['warning']}")
     if reply.get("committed"):
-        return Answer("committed", "committed", reply.get("resume_s"), answered)
+        resume_s, served_at = reply.get("resume_s"), reply.get("served_at")
+        return Answer("committed", "committed", resume_s, answered, served_at=served_at)
     if "decision" in reply:
         # Refused (its restore failed: its error) or recorded before the commit came.
         why = reply.get("error") or reply.get("why") or reply["decision"]

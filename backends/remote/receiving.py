@@ -116,9 +116,10 @@ def recv(which, k, token):
         return
     t0 = time.monotonic()
     with serving(target["docker_socket"], target["container"], restored["pid"]) as warning:
-        resume_s = time.monotonic() - t0
+        resume_s, served_at = time.monotonic() - t0, time.time()
         failpoint(target, "receiver.after-commit")
-        out({"committed": True, "resume_s": resume_s, **({"warning": warning} if warning else {})})
+        said = {"committed": True, "resume_s": resume_s, "served_at": served_at}
+        out(dict(said, **({"warning": warning} if warning else {})))
     drop_checkpoint(target["docker_socket"], target["container"])
 
 

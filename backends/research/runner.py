@@ -141,6 +141,7 @@ def _row(
     policy, repeat, position, src, dst = attempt
     record = json.loads(Path(finished.record).read_text()) if finished.record else {}
     timing = record.get("timing") or {}
+    handover = record.get("handover_result") or {}
     return {
         "point": point.key,
         **asdict(point),
@@ -156,7 +157,14 @@ def _row(
         "downtime_parts": _parts(finished.downtime_parts),
         "lazy_restore": finished.lazy_restore,
         "lazy_fill_s": finished.lazy_fill_s,
-        "criu_restore_s": (record.get("handover_result") or {}).get("criu_restore_s"),
+        "criu_restore_s": handover.get("criu_restore_s"),
+        # By the target's clock against the source's: exact where they agree (the lab's nodes
+        # share one), a check on downtime_parts' answer (half the RTT) there.
+        "served_by_clocks_s": (
+            handover["served_at"] - handover["frozen_at"]
+            if handover.get("served_at") and handover.get("frozen_at")
+            else None
+        ),
         "predicted_downtime_parts": _parts(finished.predicted_downtime_parts),
         "replanned_downtime_s": (record.get("last_plan") or {}).get("downtime_s"),
         "rounds": finished.rounds,

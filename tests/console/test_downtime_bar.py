@@ -8,7 +8,7 @@ from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.widgets.downtime_bar import FILLS, DowntimeBar, downtime_lines
 
 PREDICTED = DowntimeParts(0.0, 0.040, 0.0, 0.020, 0.030, 0.010, 0.0)  # 100 ms
-MEASURED = DowntimeParts(0.004, 0.080, 0.006, 0.040, 0.050, 0.016, 0.004)  # 200 ms
+MEASURED = DowntimeParts(0.004, 0.080, 0.006, 0.030, 0.050, 0.016, 0.004, 0.010)  # 200 ms
 
 
 def _lines(
@@ -39,7 +39,7 @@ def test_the_longer_total_fills_the_width_and_the_other_is_drawn_to_its_scale() 
 def test_a_part_twice_as_long_gets_twice_the_cells_in_either_row() -> None:
     lines = _lines(PREDICTED, MEASURED)  # 100 cells for the 200 ms measured
     assert _cells(_row(lines, "measured"), "dump") == 40  # 80 ms
-    assert _cells(_row(lines, "measured"), "send") == 20  # 40 ms
+    assert _cells(_row(lines, "measured"), "send") == 15  # 30 ms
     assert _cells(_row(lines, "predicted"), "send") == 10  # 20 ms, on the same scale
 
 
@@ -76,10 +76,11 @@ def test_a_narrow_legend_wraps_between_parts_never_inside_one() -> None:
         "▚ freeze 4 ms",
         "█ dump 80 ms",
         "▞ diff 6 ms",
-        "▓ send 40 ms",
+        "▓ send 30 ms",
         "▒ restore 50 ms",
         "░ commit 16 ms",
         "╳ resume 4 ms",
+        "┄ answer 10 ms",
     ]
     assert all(len(line) <= 50 for line in lines)
 
@@ -97,7 +98,7 @@ class _BarApp(App[None]):
 
 async def test_the_measured_row_is_absent_until_given() -> None:
     app = _BarApp()
-    async with app.run_test(size=(120, 12)) as pilot:
+    async with app.run_test(size=(140, 12)) as pilot:
         bar = app.query_one(DowntimeBar)
         bar.show_parts(PREDICTED)
         await pilot.pause()

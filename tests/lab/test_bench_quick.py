@@ -45,6 +45,12 @@ def test_quick_bench_migrates_every_policy_at_every_point_and_reports(
     # Through the lazy restore, each verified after it (memwriter's whole state, redis's keys).
     assert {r["lazy_restore"] for r in rows} == {True}
     assert all(r["measured_rounds"][-1]["final"] for r in rows)
+    # The target's answer on its way back is told apart (half the path's RTT), and the
+    # target's own time of serving is there to check it by (benchmarks/downtime.py does).
+    for r in rows:
+        rtt = r["measured_rounds"][-1]["rtt"]
+        assert r["downtime_parts"]["answer_s"] == pytest.approx(rtt / 2), r["point"]
+        assert 0 < r["served_by_clocks_s"] < r["downtime_s"], r["point"]
     # Stop-and-copy makes no pre-copy round; the iterating policies at least one.
     assert {r["rounds"] == 0 for r in rows if r["policy"] == "stop-and-copy"} == {True}
 
