@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from whimbrel.backends.downtime import DowntimeParts
 from whimbrel.backends.research.grid import Point
 from whimbrel.backends.research.runner import run_grid
 from whimbrel.backends.research.runs import read_rows
@@ -64,7 +65,8 @@ def docker_start_s(row: dict[str, Any]) -> float:
 def served_s(row: dict[str, Any]) -> float:
     """The downtime until the target served: less the answer's way back, where the run's parts
     tell it apart (rows from before have it in their send)."""
-    return row["downtime_s"] - (row["downtime_parts"] or {}).get("answer_s", 0.0)
+    parts = DowntimeParts.from_json(row["downtime_parts"])
+    return row["downtime_s"] - (parts.answer_s if parts else 0.0)
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,11 +80,13 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             name: statistics.median(r["downtime_parts"][name] for r in runs)
             for name in runs[0]["downtime_parts"]
         }
-        floors = [f for f in map(floor_s, runs) if f]
-        ratios = [served_s(r) / f for r in runs if (f := floor_s(r))]
-        heard = [r["downtime_s"] / f for r in runs if (f := floor_s(r))]
+        floored = [(r, f) for r in runs if (f := floor_s(r))]
+        floors = [f for _, f in floored]
+        ratios = [served_s(r) / f for r, f in floored]
+        heard = [r["downtime_s"] / f for r, f in floored]
         # Against the floor with Docker's start in it: what is left is whimbrel's own.
-        own = [served_s(r) / (f + docker_start_s(r)) for r in runs if (f := floor_s(r))]
+        starts = [docker_start_s(r) for r, _ in floored]
+        own = [served_s(r) / (f + start) for (r, f), start in zip(floored, starts, strict=True)]
         checked = [r for r in runs if r.get("served_by_clocks_s")]
         clocks = [r["served_by_clocks_s"] for r in checked]
         misses = [served_s(r) - r["served_by_clocks_s"] for r in checked]
@@ -101,7 +105,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "floor_s": statistics.median(floors) if floors else None,
             "ratio_to_floor": statistics.median(ratios) if ratios else None,
             "heard_ratio_to_floor": statistics.median(heard) if heard else None,
-            "docker_start_s": statistics.median(docker_start_s(r) for r in runs),
+            "docker_start_s": statistics.median(starts) if starts else None,
             "ratio_to_floor_and_docker_start": statistics.median(own) if own else None,
         }
     gib = np.array([r["size_mib"] / 1024 for r in ok])

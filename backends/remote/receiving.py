@@ -119,7 +119,9 @@ def recv(which, k, token):
         resume_s, served_at = time.monotonic() - t0, time.time()
         failpoint(target, "receiver.after-commit")
         said = {"committed": True, "resume_s": resume_s, "served_at": served_at}
-        out(dict(said, **({"warning": warning} if warning else {})))
+        if warning:
+            said["warning"] = warning
+        out(said)
     drop_checkpoint(target["docker_socket"], target["container"])
 
 
